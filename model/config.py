@@ -1,0 +1,185 @@
+"""The one configuration object shared by every stage (model, RTL, simulation, boards).
+
+A `Config` is validated once, on construction, and is immutable afterwards. Its
+`fingerprint` names everything that changes what the hardware computes, so a weight
+file or a bitstream made for another configuration is caught by comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Activation = Literal["hard_tanh", "hard_sigmoid", "tanh"]
+Dynamics = Literal["bounded", "euler", "additive"]
+Topology = Literal["dense", "band", "layered"]
+Algorithm = Literal["eqprop", "rbp", "hebbian", "storkey"]
+Nudge = Literal["positive", "random_sign", "centered"]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message names the field and the value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NetworkConfig(_Section):
+    """Shape, connectivity and relaxation dynamics of the recurrent network."""
+
+    n: int = Field(100, ge=2, le=4096, description="number of units N")
+    topology: Topology = "dense"
+    band: int = Field(0, ge=0, description="outer diagonals cut on each side (band topology)")
+    layers: tuple[int, ...] = Field((), description="layer sizes (input, hidden..., output), layered only")
+    self_connections: bool = Field(False, description="allow W_ii (Hopfield convention: no)")
+    activation: Activation = "hard_tanh"
+    dynamics: Dynamics = Field(
+        "bounded",
+        description="bounded: v <- rho(v - eps dF/dv) (Frontiers eq. 21); euler: v <- v - eps dF/dv; "
+        "additive: v <- v + eps(-v + rho(Wv + b + I)) (RBP network)",
+    )
+    eps: float = Field(0.5, gt=0.0, le=1.0, description="relaxation step epsilon")
+    max_steps: int = Field(100, ge=1, le=100_000, description="relaxation step limit per phase")
+    tol: float = Field(1e-4, ge=0.0, description="converged when max|dv| <= tol")
+    input_gain: float = Field(0.5, ge=0.0, description="external current I = gain * input pattern")
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> "NetworkConfig":
+        if self.topology == "band" and not 0 < self.band < self.n:
+            raise ValueError(f"band topology needs 0 < band < n, got band={self.band} with n={self.n}")
+        if self.topology != "band" and self.band != 0:
+            raise ValueError(f"band={self.band} is only meaningful with topology='band' (got {self.topology!r})")
+        if self.dynamics == "bounded" and self.activation == "tanh":
+            raise ValueError("bounded dynamics (Frontiers eq. 21) projects onto the range of a hard activation; "
+                             "use dynamics='euler' with tanh")
+        if self.topology == "layered":
+            if len(self.layers) < 2:
+                raise ValueError(f"layered topology needs at least (input, output) layer sizes, got {self.layers!r}")
+            if any(s < 1 for s in self.layers):
+                raise ValueError(f"layer sizes must be positive, got {self.layers!r}")
+            if sum(self.layers) != self.n:
+                raise ValueError(f"layer sizes {self.layers!r} sum to {sum(self.layers)}, but n={self.n}")
+        elif self.layers:
+            raise ValueError(f"layers={self.layers!r} given for topology={self.topology!r}; use topology='layered'")
+        return self
+
+    @property
+    def layered(self) -> bool:
+        return self.topology == "layered"
+
+
+class TrainConfig(_Section):
+    """Learning rule and its hyper-parameters (defaults follow the seeds where they say)."""
+
+    algo: Algorithm = "eqprop"
+    epochs: int = Field(300, ge=0, le=1_000_000)
+    lr: float = Field(0.02, gt=0.0, description="learning rate eta")
+    max_step: float = Field(
+        0.01, gt=0.0, description="largest |dW| of one update: the float twin of max pulses per update"
+    )
+    beta: float = Field(1.0, gt=0.0, description="nudging strength of the weakly clamped phase")
+    nudge: Nudge = "positive"
+    repeats: int = Field(8, ge=1, description="noisy copies of each pattern shown per epoch")
+    batch_size: int = Field(8, ge=1, description="samples averaged into one weight update")
+    shuffle: bool = Field(False, description="shuffle samples each epoch (seeds: fixed order)")
+    train_flip: float = Field(0.1, ge=0.0, lt=0.5, description="pixel-flip probability of training inputs")
+    init_scale: float = Field(0.1, ge=0.0, description="W ~ U[-init_scale, init_scale], symmetric")
+    seed: int = Field(0, ge=0)
+    side_init: float = Field(0.5, description="RBP side network y(0) (seeds: 0.5)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.nudge == "centered" and self.algo != "eqprop":
+            raise ValueError(f"nudge='centered' applies to eqprop only, not {self.algo!r}")
+        return self
+
+
+#: Per-algorithm defaults, applied by `Config.for_algorithm` (and the CLI) before user overrides.
+ALGORITHM_DEFAULTS: dict[str, dict[str, dict]] = {
+    "eqprop": {"network": {"activation": "hard_tanh", "dynamics": "bounded"},
+               "train": {"lr": 0.02, "max_step": 0.01}},
+    "rbp": {"network": {"activation": "tanh", "dynamics": "additive"},
+            "train": {"lr": 0.005, "max_step": 0.005}},
+    "hebbian": {"network": {"activation": "hard_tanh", "dynamics": "bounded"}, "train": {"epochs": 1}},
+    "storkey": {"network": {"activation": "hard_tanh", "dynamics": "bounded"}, "train": {"epochs": 1}},
+}
+
+
+class Config(_Section):
+    """Everything that defines a memprop network, its training and (later) its hardware."""
+
+    network: NetworkConfig = NetworkConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _check_pairing(self) -> "Config":
+        algo, net = self.train.algo, self.network
+        if algo == "rbp" and net.dynamics != "additive":
+            raise ValueError("algo 'rbp' runs the additive network of the seeds: set dynamics='additive'")
+        if algo == "eqprop" and net.dynamics == "additive":
+            raise ValueError("algo 'eqprop' needs energy dynamics: dynamics='bounded' or 'euler', not 'additive'")
+        if algo in ("hebbian", "storkey") and net.layered:
+            raise ValueError(f"algo {algo!r} is a Hopfield rule for autoassociative (dense/band) networks")
+        return self
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def create(cls, **sections: dict) -> "Config":
+        """Build and validate from plain dicts; raise `ConfigError` with a one-line reason."""
+        try:
+            return cls.model_validate(sections)
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc)) from None
+
+    @classmethod
+    def for_algorithm(cls, algo: str, network: dict | None = None, train: dict | None = None) -> "Config":
+        """The algorithm's defaults, then the caller's overrides on top."""
+        if algo not in ALGORITHM_DEFAULTS:
+            raise ConfigError(f"unknown algorithm {algo!r}; choose one of {sorted(ALGORITHM_DEFAULTS)}")
+        base = ALGORITHM_DEFAULTS[algo]
+        return cls.create(
+            network={**base["network"], **(network or {})},
+            train={**base["train"], **(train or {}), "algo": algo},
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError("config JSON must be an object with sections such as 'network' and 'train'")
+        return cls.create(**data)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def replace(self, **sections: dict) -> "Config":
+        """A copy with some fields of some sections changed, validated again."""
+        data = self.model_dump()
+        for name, fields in sections.items():
+            if name not in data:
+                raise ConfigError(f"unknown config section {name!r}")
+            data[name] = {**data[name], **fields}
+        return Config.create(**data)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of what the network computes (not how it was trained): 16 hex digits."""
+        hw = self.model_dump(exclude={"train"})
+        blob = json.dumps(hw, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" + (f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""))
+    return "invalid config: " + "; ".join(parts)

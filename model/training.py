@@ -1,0 +1,73 @@
+"""Training loops: epochs of noisy presentations, one weight update per minibatch.
+
+One epoch shows every pattern `repeats` times, each time freshly corrupted with
+probability `train_flip` and with the clean pattern as target (the seeds' "each image is
+repeatedly proposed ... until it is memorised"). Samples keep the seeds' fixed order
+unless `shuffle` is set, so with batch_size == repeats each update averages the noisy
+copies of one pattern.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .config import Config
+from .network import Params, drive_for, target_for
+from .patterns import PatternSet, check_size, corrupt
+from .rules import UPDATES, hebbian, storkey
+
+
+@dataclass
+class History:
+    loss: list[float] = field(default_factory=list)     # mean free-phase cost per epoch
+    steps: list[float] = field(default_factory=list)    # mean relaxation steps per sample
+    checkpoints: list[tuple[int, dict]] = field(default_factory=list)
+
+
+EpochCallback = Callable[[int, Params], dict | None]
+
+
+def epoch_samples(cfg: Config, patterns: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy inputs, clean targets) for one epoch, in presentation order."""
+    clean = np.repeat(patterns, cfg.train.repeats, axis=0)
+    if cfg.train.shuffle:
+        clean = clean[rng.permutation(len(clean))]
+    return corrupt(clean, cfg.train.train_flip, rng), clean
+
+
+def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
+          on_epoch: EpochCallback | None = None, every: int = 1) -> tuple[Params, History]:
+    """Train from the seeded initial weights; `on_epoch(epoch, params)` may return metrics to log."""
+    net, tr = cfg.network, cfg.train
+    check_size(patterns, net.n)
+    rng = np.random.default_rng(tr.seed)
+    params = Params.initial(net, tr.init_scale, rng)
+    history = History()
+    if tr.algo in ("hebbian", "storkey"):
+        rule = hebbian if tr.algo == "hebbian" else storkey
+        params.W = rule(patterns.values, params.mask)
+        return params, history
+    update = UPDATES[tr.algo]
+    bar = tqdm(range(1, tr.epochs + 1), desc=f"{tr.algo} N={net.n}", unit="epoch",
+               disable=not progress, leave=False)
+    for epoch in bar:
+        inputs, targets = epoch_samples(cfg, patterns.values, rng)
+        losses, steps = [], []
+        for start in range(0, len(inputs), tr.batch_size):
+            x, y = inputs[start:start + tr.batch_size], targets[start:start + tr.batch_size]
+            u = update(params, net, tr, drive_for(net, x), target_for(net, y), rng)
+            params.apply_update(u.dW, u.db, tr.lr, tr.max_step)
+            losses.append(u.loss)
+            steps.append(u.steps)
+        history.loss.append(float(np.mean(losses)))
+        history.steps.append(float(np.mean(steps)))
+        bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
+        if on_epoch is not None and (epoch % every == 0 or epoch == tr.epochs):
+            metrics = on_epoch(epoch, params)
+            if metrics is not None:
+                history.checkpoints.append((epoch, metrics))
+    return params, history
