@@ -68,13 +68,18 @@ def main() -> None:
 @click.option("--epochs", type=click.IntRange(min=0), default=None, help="training epochs (default: 300)")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="learning rate")
+@click.option("--numerics", type=click.Choice(["float", "fixed"]), default="float", show_default=True,
+              help="float reference, or the hardware's fixed-point in-situ learning")
+@click.option("--device", "preset", default=None,
+              help="memristive device preset for --numerics fixed (ideal, linear-256, linear-64, soft-bounds, rram-nonlinear)")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON config; command-line options override it")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="weight file to write (.npz)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @user_errors
-def train(algo, pattern_file, band, epochs, seed, lr, config_file, out, quiet):
+def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_file, out, quiet):
     """Train a network on a pattern set and save its weights."""
+    weights.check_path(out)
     pats = pattern_sets.load(pattern_file)
     network = {"topology": "band", "band": band} if band else {}
     tr = {"seed": seed}
@@ -82,12 +87,18 @@ def train(algo, pattern_file, band, epochs, seed, lr, config_file, out, quiet):
         tr["epochs"] = epochs
     if lr is not None:
         tr["lr"] = lr
+    if preset is not None and numerics != "fixed":
+        raise click.UsageError("--device applies to --numerics fixed")
     cfg = _train_config(algo, pats.size, config_file, network, tr)
+    if numerics == "fixed" or preset is not None:
+        cfg = cfg.replace(numerics="fixed", device={"preset": preset or cfg.device.preset})
     params, history = training.train(cfg, pats, progress=not quiet)
     path = weights.save(out, params, cfg, patterns=pats.source,
                         final_loss=history.loss[-1] if history.loss else None)
-    click.echo(f"wrote {path} ({algo}, N={cfg.network.n}, {int(params.mask.sum())} synapses, "
-               f"{cfg.train.epochs} epochs, fingerprint {cfg.fingerprint})")
+    how = "one pass" if algo in ("hebbian", "storkey") else f"{cfg.train.epochs} epochs"
+    where = f"{cfg.numerics}" + (f", device {cfg.device.preset}" if cfg.numerics == "fixed" else "")
+    click.echo(f"wrote {path} ({algo}, {where}, N={cfg.network.n}, {int(params.mask.sum())} synapses, "
+               f"{how}, fingerprint {cfg.fingerprint})")
 
 
 @main.command(name="eval")

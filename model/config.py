@@ -56,6 +56,9 @@ class NetworkConfig(_Section):
         if self.dynamics == "bounded" and self.activation == "tanh":
             raise ValueError("bounded dynamics (Frontiers eq. 21) projects onto the range of a hard activation; "
                              "use dynamics='euler' with tanh")
+        if self.dynamics == "euler" and self.activation != "tanh":
+            raise ValueError(f"{self.activation} with euler dynamics cycles at the box edge; hard "
+                             "activations use dynamics='bounded' (Frontiers eq. 21)")
         if self.topology == "layered":
             if len(self.layers) < 2:
                 raise ValueError(f"layered topology needs at least (input, output) layer sizes, got {self.layers!r}")
@@ -98,6 +101,38 @@ class TrainConfig(_Section):
         return self
 
 
+Rounding = Literal["truncate", "nearest", "stochastic"]
+
+
+class FixedConfig(_Section):
+    """Fixed-point formats of the hardware (docs/numerics.md, section 1)."""
+
+    state_frac: int = Field(8, ge=2, le=14, description="fractional bits of states and activations (fv = fa)")
+    weight_frac: int = Field(10, ge=2, le=16, description="fractional bits of weight values (fw)")
+    deriv_frac: int = Field(8, ge=2, le=12, description="fractional bits of the tanh derivative table (fd)")
+    acc_bits: int | None = Field(None, ge=8, le=53, description="accumulator width; None: the derived minimum")
+    tol_lsb: int = Field(0, ge=0, description="converged when max|dv| <= tol_lsb state LSBs")
+    rounding: Rounding = Field("stochastic", description="pulse-count quantisation")
+
+
+class DeviceConfig(_Section):
+    """The memristive synapse: a named preset, optionally with some parameters overridden."""
+
+    preset: str = "ideal"
+    levels: int | None = Field(None, ge=2, le=4096, description="override the preset's conductance levels")
+    c2c: float | None = Field(None, ge=0.0, le=0.5, description="override: chance of a +-1 level error per pulse")
+    d2d: float | None = Field(None, ge=0.0, le=0.5, description="override: sigma of the per-device range gain")
+    d2d_classes: int = Field(1, ge=1, le=16, description="device classes M for device-to-device variation")
+    fab_seed: int = Field(0, ge=0, description="seed of the 'fabrication' (device class map)")
+    max_pulses: int | None = Field(None, ge=1, le=31, description="override: pulses per update limit")
+
+
+class HardwareConfig(_Section):
+    """Parameters of the generated RTL that do not change what it computes."""
+
+    lanes: int = Field(4, ge=1, le=64, description="multiply-accumulate lanes P")
+
+
 #: Per-algorithm defaults, applied by `Config.for_algorithm` (and the CLI) before user overrides.
 ALGORITHM_DEFAULTS: dict[str, dict[str, dict]] = {
     "eqprop": {"network": {"activation": "hard_tanh", "dynamics": "bounded"},
@@ -112,8 +147,12 @@ ALGORITHM_DEFAULTS: dict[str, dict[str, dict]] = {
 class Config(_Section):
     """Everything that defines a memprop network, its training and (later) its hardware."""
 
+    numerics: Literal["float", "fixed"] = "float"
     network: NetworkConfig = NetworkConfig()
     train: TrainConfig = TrainConfig()
+    fixed: FixedConfig = FixedConfig()
+    device: DeviceConfig = DeviceConfig()
+    hw: HardwareConfig = HardwareConfig()
 
     @model_validator(mode="after")
     def _check_pairing(self) -> "Config":
@@ -124,6 +163,17 @@ class Config(_Section):
             raise ValueError("algo 'eqprop' needs energy dynamics: dynamics='bounded' or 'euler', not 'additive'")
         if algo in ("hebbian", "storkey") and net.layered:
             raise ValueError(f"algo {algo!r} is a Hopfield rule for autoassociative (dense/band) networks")
+        if self.numerics == "fixed":
+            if algo != "eqprop":
+                raise ValueError(f"fixed-point numerics implement the hardware's in-situ EqProp, not {algo!r}")
+            _power_of_two("network.eps", net.eps)
+            _power_of_two("train.beta", self.train.beta)
+            scaled = net.input_gain * 2 ** (self.fixed.weight_frac + self.fixed.state_frac)
+            if scaled != int(scaled):
+                raise ValueError(f"network.input_gain={net.input_gain} is not a multiple of "
+                                 f"2^-{self.fixed.weight_frac + self.fixed.state_frac}")
+            from .numerics import Formats  # derived widths; raises on a too-narrow accumulator
+            Formats(self)
         return self
 
     # -- construction -------------------------------------------------------------------------
@@ -136,7 +186,8 @@ class Config(_Section):
             raise ConfigError(_one_line(exc)) from None
 
     @classmethod
-    def for_algorithm(cls, algo: str, network: dict | None = None, train: dict | None = None) -> "Config":
+    def for_algorithm(cls, algo: str, network: dict | None = None, train: dict | None = None,
+                      **sections) -> "Config":
         """The algorithm's defaults, then the caller's overrides on top."""
         if algo not in ALGORITHM_DEFAULTS:
             raise ConfigError(f"unknown algorithm {algo!r}; choose one of {sorted(ALGORITHM_DEFAULTS)}")
@@ -144,6 +195,7 @@ class Config(_Section):
         return cls.create(
             network={**base["network"], **(network or {})},
             train={**base["train"], **(train or {}), "algo": algo},
+            **sections,
         )
 
     @classmethod
@@ -165,15 +217,24 @@ class Config(_Section):
         for name, fields in sections.items():
             if name not in data:
                 raise ConfigError(f"unknown config section {name!r}")
-            data[name] = {**data[name], **fields}
+            data[name] = {**data[name], **fields} if isinstance(data[name], dict) else fields
         return Config.create(**data)
 
     @property
     def fingerprint(self) -> str:
         """Hash of what the network computes (not how it was trained): 16 hex digits."""
-        hw = self.model_dump(exclude={"train"})
-        blob = json.dumps(hw, sort_keys=True, separators=(",", ":")).encode()
+        exclude = {"train", "hw"} | ({"fixed", "device"} if self.numerics == "float" else set())
+        what = self.model_dump(exclude=exclude)
+        blob = json.dumps(what, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _power_of_two(name: str, value: float) -> None:
+    import math
+
+    exponent = math.log2(value)
+    if exponent != round(exponent):
+        raise ValueError(f"{name}={value} must be a power of two in fixed point (it becomes a shift)")
 
 
 def _one_line(exc: ValidationError) -> str:

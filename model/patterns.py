@@ -7,6 +7,7 @@ names the file and what is wrong with it (non-binary value, ragged glyph, duplic
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -75,9 +76,15 @@ def load(path: str | Path | None = None) -> PatternSet:
         raise PatternError(f"{p}: no such pattern file")
     if p.suffix == ".npy":
         try:
-            arr = np.load(p, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+            with open(p, "rb") as fh:  # our own handle: closed even when numpy fails half-way
+                arr = np.load(fh, allow_pickle=False)
+                if not isinstance(arr, np.ndarray):  # an .npz archive under a .npy name
+                    arr.close()
+                    arr = None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise PatternError(f"{p}: not a readable .npy array ({exc})") from None
+        if arr is None:
+            raise PatternError(f"{p}: an .npz archive, not a .npy array of patterns")
         return from_array(arr, source=str(p))
     try:
         text = p.read_text()

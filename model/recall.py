@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .config import Config
+from .fixed import FixedParams, fixed_drive_for, fixed_readout, fixed_relax
+from .numerics import Formats
 from .network import Params, drive_for, readout, relax
 from .patterns import PatternSet, check_size, corrupt
 from .rules import hopfield_recall
@@ -32,19 +34,26 @@ class RecallResult:
         return asdict(self)
 
 
-def reconstruct(params: Params, cfg: Config, noisy: np.ndarray) -> np.ndarray:
+def reconstruct(params: Params | FixedParams, cfg: Config, noisy: np.ndarray) -> np.ndarray:
     """+-1 reconstructions of a batch of corrupted patterns."""
     if cfg.train.algo in ("hebbian", "storkey"):
         return hopfield_recall(params.W, noisy, cfg.network.max_steps)
+    if isinstance(params, FixedParams):
+        fmt = Formats(cfg)
+        W, b = params.weights(fmt.device)
     out = []
     for start in range(0, len(noisy), CHUNK):
         x = noisy[start:start + CHUNK]
+        if isinstance(params, FixedParams):
+            relaxed = fixed_relax(fmt, W, b, fixed_drive_for(fmt, x))
+            out.append(fixed_readout(fmt, relaxed.v))
+            continue
         relaxed = relax(params, cfg.network, drive_for(cfg.network, x))
         out.append(readout(cfg.network, relaxed.v))
     return np.concatenate(out) if out else np.zeros((0, cfg.network.n), np.int8)
 
 
-def evaluate(params: Params, cfg: Config, patterns: PatternSet, flip: float, trials: int,
+def evaluate(params: Params | FixedParams, cfg: Config, patterns: PatternSet, flip: float, trials: int,
              seed: int = 0) -> RecallResult:
     """Success rate over `trials` corrupted copies of every pattern."""
     if trials < 1:

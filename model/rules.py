@@ -127,6 +127,7 @@ def storkey(patterns: np.ndarray, mask: np.ndarray) -> np.ndarray:
         h = W @ x                                   # full local fields (diagonal is zero)
         h_ij = h[:, None] - W * x[None, :]          # drop k = j (k = i has W_ii = 0)
         dW = (np.outer(x, x) - x[:, None] * h_ij.T - h_ij * x[None, :]) / n
+        dW = 0.5 * (dW + dW.T)  # symmetric in exact arithmetic; make it so in floating point too
         np.fill_diagonal(dW, 0.0)
         W += dW * mask
     return W

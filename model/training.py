@@ -16,6 +16,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import Config
+from .fixed import FixedParams, eqprop_fixed_update, fixed_drive_for, fixed_target_for
+from .numerics import Formats
 from .network import Params, drive_for, target_for
 from .patterns import PatternSet, check_size, corrupt
 from .rules import UPDATES, hebbian, storkey
@@ -46,6 +48,8 @@ def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
     check_size(patterns, net.n)
     rng = np.random.default_rng(tr.seed)
     params = Params.initial(net, tr.init_scale, rng)
+    if cfg.numerics == "fixed":
+        return _train_fixed(cfg, patterns, params, rng, progress, on_epoch, every)
     history = History()
     if tr.algo in ("hebbian", "storkey"):
         rule = hebbian if tr.algo == "hebbian" else storkey
@@ -63,6 +67,36 @@ def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
             params.apply_update(u.dW, u.db, tr.lr, tr.max_step)
             losses.append(u.loss)
             steps.append(u.steps)
+        history.loss.append(float(np.mean(losses)))
+        history.steps.append(float(np.mean(steps)))
+        bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
+        if on_epoch is not None and (epoch % every == 0 or epoch == tr.epochs):
+            metrics = on_epoch(epoch, params)
+            if metrics is not None:
+                history.checkpoints.append((epoch, metrics))
+    return params, history
+
+
+def _train_fixed(cfg: Config, patterns: PatternSet, init: Params, rng: np.random.Generator, progress: bool,
+                 on_epoch: EpochCallback | None, every: int) -> tuple[FixedParams, History]:
+    """In-situ EqProp in fixed point: the same epochs and batches, pulses instead of float steps.
+
+    The initial weights are the float model's seeded initial weights, programmed into the devices.
+    """
+    tr = cfg.train
+    fmt = Formats(cfg)
+    params = FixedParams.from_float(cfg, init.W, init.b)
+    history = History()
+    bar = tqdm(range(1, tr.epochs + 1), desc=f"eqprop/fixed N={cfg.network.n}", unit="epoch",
+               disable=not progress, leave=False)
+    for epoch in bar:
+        inputs, targets = epoch_samples(cfg, patterns.values, rng)
+        losses, steps = [], []
+        for start in range(0, len(inputs), tr.batch_size):
+            x, y = inputs[start:start + tr.batch_size], targets[start:start + tr.batch_size]
+            _, info = eqprop_fixed_update(fmt, params, fixed_drive_for(fmt, x), fixed_target_for(fmt, y))
+            losses.append(info["loss"])
+            steps.append(info["steps"])
         history.loss.append(float(np.mean(losses)))
         history.steps.append(float(np.mean(steps)))
         bar.set_postfix(loss=f"{history.loss[-1]:.3f}")

@@ -1,0 +1,293 @@
+"""Fixed-point reference model: the golden model the RTL must match bit for bit.
+
+Integers only, exactly as docs/numerics.md writes them. Matrix products run through
+float64 BLAS on integer-valued arrays: `Formats` proves every partial sum is below 2^53, so
+they are exact (and 20x faster than numpy's integer matmul).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import rng
+from .config import Config
+from .device import DeviceTables, fabricate, program
+from .masks import connectivity
+from .network import units_of
+from .numerics import Formats, round_shift
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Integer product via float64 (exact below 2^53, which Formats guarantees)."""
+    return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+
+
+@dataclass
+class FixedParams:
+    """Device state: level codes and classes of every weight (symmetric copies) and bias."""
+
+    codes_w: np.ndarray      # (devices, N, N) int64, symmetric, zero outside the mask
+    codes_b: np.ndarray      # (devices, N) int64
+    class_w: np.ndarray      # (devices, N, N) device class map, symmetric
+    class_b: np.ndarray      # (devices, N)
+    mask: np.ndarray         # (N, N) bool
+    updates: int = 0         # update counter t of the random numbers
+
+    def copy(self) -> "FixedParams":
+        return FixedParams(self.codes_w.copy(), self.codes_b.copy(), self.class_w.copy(), self.class_b.copy(),
+                           self.mask.copy(), self.updates)
+
+    def weights(self, tables: DeviceTables) -> tuple[np.ndarray, np.ndarray]:
+        """(W, b) as integers at scale 2^-fw; W is zero outside the mask."""
+        W = tables.weight(self.codes_w, self.class_w) * self.mask
+        b = tables.weight(self.codes_b, self.class_b)
+        return W.astype(np.int64), b.astype(np.int64)
+
+    @classmethod
+    def from_float(cls, cfg: Config, W: np.ndarray, b: np.ndarray) -> "FixedParams":
+        """Program float weights into devices (write-verify to the nearest codes)."""
+        fmt = Formats(cfg)
+        tables = fmt.device
+        n = cfg.network.n
+        mask = connectivity(cfg.network)
+        class_w = _symmetric(fabricate(tables, (n, n), cfg.device.fab_seed))
+        class_b = fabricate(tables, (n,), cfg.device.fab_seed + 1)
+        codes_w = program(tables, W * mask, class_w)
+        codes_w = _symmetric(np.where(mask[None], codes_w, program(tables, np.zeros_like(W), class_w)))
+        codes_b = program(tables, b, class_b)
+        return cls(codes_w, codes_b, class_w, class_b, mask)
+
+
+def _symmetric(a: np.ndarray) -> np.ndarray:
+    """Mirror the upper triangle (incl. diagonal) of the last two axes onto the lower one."""
+    upper = np.triu(a)
+    return upper + np.swapaxes(np.triu(a, 1), -1, -2)
+
+
+# -- relaxation ----------------------------------------------------------------------------------
+
+@dataclass
+class FixedDrive:
+    v0: np.ndarray          # (B, N) int64 initial state codes
+    x: np.ndarray           # (B, N) int64 input signs (+1, -1, or 0 where no current)
+    clamped: np.ndarray     # (N,) bool
+
+
+@dataclass
+class FixedTarget:
+    values: np.ndarray      # (B, N) int64 target codes
+    units: np.ndarray       # (N,) bool
+
+
+@dataclass
+class FixedRelaxed:
+    v: np.ndarray
+    steps: np.ndarray
+    converged: np.ndarray
+    trace: list | None = None   # per-step states (B, N) when requested
+
+
+def activation(fmt: Formats, v: np.ndarray) -> np.ndarray:
+    return fmt.act_lut[v - fmt.lo]
+
+
+def fixed_step(fmt: Formats, W: np.ndarray, b: np.ndarray, v: np.ndarray, x: np.ndarray,
+               target: FixedTarget | None, sign: int) -> np.ndarray:
+    """One synchronous step, docs/numerics.md section 4 (clamped units handled by the caller)."""
+    a = activation(fmt, v)
+    acc = exact_matmul(a, W) + (b << fmt.fa) + x * fmt.g_in
+    g = acc if fmt.hard else fmt.der_lut[v - fmt.lo] * acc
+    r = (g << fmt.k_frac) - (v << (fmt.s + fmt.k_frac))
+    if target is not None and sign != 0:
+        r = r + sign * (((target.values - v) * target.units) << (fmt.s + fmt.k_mul))
+    return np.clip(v + round_shift(r, fmt.round_shift), fmt.lo, fmt.hi)
+
+
+def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
+                target: FixedTarget | None = None, sign: int = 0, v_start: np.ndarray | None = None,
+                max_steps: int | None = None, trace: bool = False) -> FixedRelaxed:
+    """Iterate until each sample's max|dv| <= tol_lsb or the step limit; converged samples freeze."""
+    limit = fmt.cfg.network.max_steps if max_steps is None else max_steps
+    tol = fmt.cfg.fixed.tol_lsb
+    v = (drive.v0 if v_start is None else v_start).astype(np.int64, copy=True)
+    clamped = drive.clamped
+    v[:, clamped] = drive.v0[:, clamped]
+    batch = v.shape[0]
+    steps = np.zeros(batch, dtype=np.int64)
+    active = np.arange(batch)
+    states = [v.copy()] if trace else None
+    for _ in range(limit):
+        if active.size == 0:
+            break
+        va = v[active]
+        sub = None if target is None else FixedTarget(target.values[active], target.units)
+        vn = fixed_step(fmt, W, b, va, drive.x[active], sub, sign)
+        vn[:, clamped] = va[:, clamped]
+        delta = np.max(np.abs(vn - va), axis=1)
+        v[active] = vn
+        steps[active] += 1
+        active = active[delta > tol]
+        if trace:
+            states.append(v.copy())
+    converged = np.ones(batch, dtype=bool)
+    converged[active] = False
+    return FixedRelaxed(v=v, steps=steps, converged=converged, trace=states)
+
+
+def fixed_drive_for(fmt: Formats, x: np.ndarray) -> FixedDrive:
+    """The project's recall protocol in codes (same as network.drive_for)."""
+    net = fmt.cfg.network
+    clamped, _ = units_of(net)
+    if net.layered:
+        n_in = net.layers[0]
+        if x.shape[1] != n_in:
+            raise ValueError(f"input has {x.shape[1]} values, the input layer has {n_in} units")
+        v0 = np.zeros((x.shape[0], net.n), dtype=np.int64)
+        v0[:, :n_in] = np.clip(np.floor(np.asarray(x, np.float64) * (1 << fmt.fv) + 0.5), fmt.lo, fmt.hi)
+        return FixedDrive(v0=v0, x=np.zeros_like(v0), clamped=clamped)
+    if x.shape[1] != net.n:
+        raise ValueError(f"pattern has {x.shape[1]} values, the network has {net.n} units")
+    signs = np.where(np.asarray(x) > 0, 1, -1).astype(np.int64)
+    v0 = np.where(signs > 0, fmt.data_hi, fmt.data_lo).astype(np.int64)
+    return FixedDrive(v0=v0, x=signs, clamped=clamped)
+
+
+def fixed_target_for(fmt: Formats, y: np.ndarray) -> FixedTarget:
+    net = fmt.cfg.network
+    _, outputs = units_of(net)
+    values = np.zeros((y.shape[0], net.n), dtype=np.int64)
+    if net.layered:
+        values[:, outputs] = np.clip(np.floor(np.asarray(y, np.float64) * (1 << fmt.fv) + 0.5), fmt.lo, fmt.hi)
+    else:
+        values[:] = np.where(np.asarray(y) > 0, fmt.data_hi, fmt.data_lo)
+    return FixedTarget(values=values, units=outputs)
+
+
+def fixed_readout(fmt: Formats, v: np.ndarray) -> np.ndarray:
+    _, outputs = units_of(fmt.cfg.network)
+    return np.where(v[:, outputs] > fmt.threshold, 1, -1).astype(np.int8)
+
+
+# -- in-situ learning ----------------------------------------------------------------------------
+
+@dataclass
+class LearnStep:
+    """What one in-situ update did, for tests and the RTL scoreboard."""
+
+    pulses_w: np.ndarray    # (N, N) signed pulse counts (upper triangle, mask)
+    pulses_b: np.ndarray    # (N,)
+
+
+def correlations(fmt: Formats, a_hi: np.ndarray, a_lo: np.ndarray, mask: np.ndarray,
+                 clamped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """C_ij (upper triangle of the mask) and C_i of docs/numerics.md section 5, exact ints."""
+    C = exact_matmul(a_hi.T, a_hi) - exact_matmul(a_lo.T, a_lo)
+    C = np.triu(C * mask)
+    Cb = (a_hi - a_lo).sum(axis=0) << fmt.fa
+    Cb[clamped] = 0
+    return C, Cb
+
+
+def quantise(fmt: Formats, C: np.ndarray, shift: np.ndarray | int, t: int, s: np.ndarray) -> np.ndarray:
+    """Pulse counts from correlations: LR_MUL, shift, the configured rounding, +-P_max."""
+    mul, _ = fmt.lr_fixed
+    q = C * mul
+    mag = np.abs(q)
+    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), q.shape)
+    mode = fmt.cfg.fixed.rounding
+    if mode == "truncate":
+        n = mag >> shift
+    elif mode == "nearest":
+        n = (mag + (np.int64(1) << (shift - 1))) >> shift
+    else:
+        n = np.zeros_like(mag)
+        nz = mag != 0
+        if np.any(nz):
+            draws = rng.rand(fmt.cfg.train.seed, t, s[nz], 0)
+            noise = (draws.astype(np.int64) >> (32 - shift[nz])).astype(np.int64)
+            n[nz] = (mag[nz] + noise) >> shift[nz]
+    return np.clip(np.sign(q) * n, -fmt.max_pulses, fmt.max_pulses)
+
+
+def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: np.ndarray,
+                 s: np.ndarray, t: int) -> None:
+    """Program |n| pulses per synapse, one pulse at a time, with optional c2c noise (in place).
+
+    codes/classes: (devices, K) for K synapses with indices s; pulses: (K,). Single device:
+    potentiation for n > 0, depression for n < 0. Differential pair, potentiate-first: each
+    pulse potentiates G+ (n > 0) or G- (n < 0); only when that device is at its top code does
+    the pulse depress the partner instead. Depression, the steep and asymmetric direction of
+    real devices, is thereby used as little as possible, and no refresh cycle is needed.
+    """
+    tables = fmt.device
+    top = tables.levels - 1
+    for p in range(int(np.max(np.abs(pulses), initial=0))):
+        active = np.nonzero(np.abs(pulses) > p)[0]
+        positive = pulses[active] > 0
+        if tables.devices == 1:
+            dev = np.zeros(len(active), dtype=np.int64)
+            potentiate = positive
+        else:
+            primary = np.where(positive, 0, 1)
+            saturated = codes[primary, active] >= top
+            dev = np.where(saturated, 1 - primary, primary)
+            potentiate = ~saturated
+        c, m = codes[dev, active], classes[dev, active]
+        c = np.where(potentiate, tables.up[m, c], tables.down[m, c])
+        if tables.c2c_threshold:
+            u = rng.rand(fmt.cfg.train.seed, t, s[active], 1 + 2 * p + dev)
+            hit = (u >> np.uint32(16)).astype(np.int64) < tables.c2c_threshold
+            step = np.where((u >> np.uint32(15)) & np.uint32(1), 1, -1)
+            c = np.clip(c + np.where(hit, step, 0), 0, top)
+        codes[dev, active] = c
+
+
+def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
+          clamped: np.ndarray) -> LearnStep:
+    """One in-situ EqProp update from two sets of fixed-point activations (in place)."""
+    n = params.mask.shape[0]
+    t = params.updates
+    C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
+    _, shift = fmt.lr_fixed
+    ii, jj = np.nonzero(np.triu(params.mask))
+    s_w = ii * n + jj
+    shift_w = shift + (ii == jj)                       # diagonal: tied-pair factor 1/2
+    pw = quantise(fmt, C[ii, jj], shift_w, t, s_w)
+    s_b = n * n + np.arange(n)
+    pb = quantise(fmt, Cb, shift, t, s_b)
+    codes_w = params.codes_w[:, ii, jj]
+    apply_pulses(fmt, codes_w, params.class_w[:, ii, jj], pw, s_w, t)
+    params.codes_w[:, ii, jj] = codes_w
+    params.codes_w[:, jj, ii] = codes_w
+    apply_pulses(fmt, params.codes_b, params.class_b, pb, s_b, t)
+    params.updates += 1
+    pulses_w = np.zeros((n, n), dtype=np.int64)
+    pulses_w[ii, jj] = pw
+    return LearnStep(pulses_w=pulses_w, pulses_b=pb)
+
+
+def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, target: FixedTarget,
+                        ) -> tuple[LearnStep, dict]:
+    """Free phase, nudged phase(s), learning: exactly what the hardware learning loop does."""
+    W, b = params.weights(fmt.device)
+    free = fixed_relax(fmt, W, b, drive)
+    nudge = fmt.cfg.train.nudge
+    if nudge == "centered":
+        hi = fixed_relax(fmt, W, b, drive, target, +1, v_start=free.v)
+        lo = fixed_relax(fmt, W, b, drive, target, -1, v_start=free.v)
+        phases = (free, hi, lo)
+    else:
+        sign = 1
+        if nudge == "random_sign":
+            n = params.mask.shape[0]
+            sign = 1 if int(rng.rand(fmt.cfg.train.seed, params.updates, n * n + n, 0)) >> 31 else -1
+        nudged = fixed_relax(fmt, W, b, drive, target, sign, v_start=free.v)
+        hi, lo = (nudged, free) if sign > 0 else (free, nudged)
+        phases = (free, nudged)
+    step = learn(fmt, params, activation(fmt, hi.v), activation(fmt, lo.v), drive.clamped)
+    err = ((target.values - free.v) * target.units) / float(1 << fmt.fv)
+    info = {"loss": float(0.5 * np.sum(err**2, axis=1).mean()),
+            "steps": float(sum(ph.steps.mean() for ph in phases))}
+    return step, info

@@ -1,0 +1,237 @@
+"""Derived fixed-point formats: every width, shift and bound of docs/numerics.md, once.
+
+`Formats(cfg)` is the only place that turns a Config into integers. The fixed-point model
+and the RTL generator both read it, so they cannot disagree about a shift or a width.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .masks import connectivity
+
+
+def bitlen_signed(bound: int) -> int:
+    """Two's-complement width that holds every integer in [-bound, bound]."""
+    return max(int(bound).bit_length() + 1, 2)
+
+
+def round_shift(r: np.ndarray, shift: int) -> np.ndarray:
+    """Round half up: (r + 2^(shift-1)) >> shift (arithmetic). The one relaxation rounding."""
+    if shift == 0:
+        return r
+    return (r + (1 << (shift - 1))) >> shift
+
+
+def tanh_tables(state_codes: np.ndarray, fv: int, fa: int, fd: int) -> tuple[np.ndarray, np.ndarray]:
+    """ACT_LUT and DER_LUT for tanh, round half up (docs/numerics.md, section 4)."""
+    x = state_codes / 2.0**fv
+    act = np.floor(np.tanh(x) * 2.0**fa + 0.5).astype(np.int64)
+    der = np.floor((1.0 - np.tanh(x) ** 2) * 2.0**fd + 0.5).astype(np.int64)
+    return act, der
+
+
+@dataclass(frozen=True)
+class Formats:
+    """All integers of the spec for one Config (fixed numerics)."""
+
+    cfg: "object"
+
+    # -- formats ----------------------------------------------------------------------------
+    @property
+    def fv(self) -> int:
+        return self.cfg.fixed.state_frac
+
+    @property
+    def fa(self) -> int:
+        return self.cfg.fixed.state_frac
+
+    @property
+    def fw(self) -> int:
+        return self.cfg.fixed.weight_frac
+
+    @property
+    def hard(self) -> bool:
+        return self.cfg.network.activation != "tanh"
+
+    @property
+    def fd(self) -> int:
+        return 0 if self.hard else self.cfg.fixed.deriv_frac
+
+    @property
+    def lo(self) -> int:
+        act = self.cfg.network.activation
+        if act == "hard_sigmoid":
+            return 0
+        return -(1 << self.fv) if act == "hard_tanh" else -(1 << (self.fv + 2))
+
+    @property
+    def hi(self) -> int:
+        return (1 << self.fv) if self.hard else (1 << (self.fv + 2))
+
+    @property
+    def data_lo(self) -> int:
+        """State code of a -1 pixel (the activation range's low end)."""
+        return 0 if self.cfg.network.activation == "hard_sigmoid" else -(1 << self.fv)
+
+    @property
+    def data_hi(self) -> int:
+        return 1 << self.fv
+
+    @property
+    def threshold(self) -> int:
+        """Readout: a unit reads +1 when v > threshold."""
+        return (self.data_lo + self.data_hi) // 2
+
+    @property
+    def state_bits(self) -> int:
+        return bitlen_signed(max(abs(self.lo), abs(self.hi)))
+
+    # -- constants --------------------------------------------------------------------------
+    @property
+    def eps_shift(self) -> int:
+        return int(round(-math.log2(self.cfg.network.eps)))
+
+    @property
+    def beta_shift(self) -> int:
+        return int(round(-math.log2(self.cfg.train.beta)))
+
+    @property
+    def k_frac(self) -> int:
+        """k' = max(k, 0): extra fractional bits for beta = 2^-k."""
+        return max(self.beta_shift, 0)
+
+    @property
+    def k_mul(self) -> int:
+        """m = max(-k, 0): beta > 1 multiplies the nudge by 2^m."""
+        return max(-self.beta_shift, 0)
+
+    @property
+    def g_in(self) -> int:
+        return int(self.cfg.network.input_gain * 2 ** (self.fw + self.fa))
+
+    @property
+    def s(self) -> int:
+        """s = F - fv with F = fw + fa + fd: aligns the state to the field's scale."""
+        return self.fw + self.fa + self.fd - self.fv
+
+    @property
+    def round_shift(self) -> int:
+        """R = s + k' + e: the one rounding shift of the relaxation."""
+        return self.s + self.k_frac + self.eps_shift
+
+    # -- tables -----------------------------------------------------------------------------
+    @cached_property
+    def state_codes(self) -> np.ndarray:
+        return np.arange(self.lo, self.hi + 1, dtype=np.int64)
+
+    @cached_property
+    def act_lut(self) -> np.ndarray:
+        """Activation of every state code lo..hi (index v - lo)."""
+        if self.hard:
+            return self.state_codes.copy()
+        return tanh_tables(self.state_codes, self.fv, self.fa, self.cfg.fixed.deriv_frac)[0]
+
+    @cached_property
+    def der_lut(self) -> np.ndarray:
+        """rho'(v) at scale 2^-fd for every state code (all ones for hard activations)."""
+        if self.hard:
+            return np.ones_like(self.state_codes)
+        return tanh_tables(self.state_codes, self.fv, self.fa, self.cfg.fixed.deriv_frac)[1]
+
+    @property
+    def a_max(self) -> int:
+        return int(np.max(np.abs(self.act_lut)))
+
+    @property
+    def d_max(self) -> int:
+        return int(np.max(self.der_lut))
+
+    # -- device and learning ----------------------------------------------------------------
+    @cached_property
+    def device(self):
+        from .device import build_tables
+
+        return build_tables(self.cfg)
+
+    @property
+    def w_max(self) -> int:
+        return self.device.w_max
+
+    @cached_property
+    def degree_max(self) -> int:
+        return int(connectivity(self.cfg.network).sum(axis=1).max())
+
+    @cached_property
+    def lr_fixed(self) -> tuple[int, int]:
+        """(LR_MUL, LR_SHIFT): LR_MUL / 2^LR_SHIFT ~ lr / (beta B dw 2^(2 fa)), LR_MUL in [128, 255]."""
+        tr = self.cfg.train
+        scale = tr.lr / (tr.beta * tr.batch_size * self.device.pulse_weight * 2.0 ** (2 * self.fa))
+        shift = 7 - math.floor(math.log2(scale))
+        mul = int(round(scale * 2**shift))
+        if mul == 256:
+            mul, shift = 128, shift - 1
+        if not 0 <= shift <= 31:
+            raise ValueError(f"learning rate {tr.lr} needs a pulse shift of {shift}, outside 0..31")
+        return mul, shift
+
+    @property
+    def max_pulses(self) -> int:
+        return self.device.max_pulses
+
+    # -- proven bounds (docs/numerics.md, section 6) ------------------------------------------
+    @property
+    def acc_bound(self) -> int:
+        return (self.degree_max + 1) * self.w_max * self.a_max + self.g_in
+
+    @property
+    def acc_bits_min(self) -> int:
+        return bitlen_signed(self.acc_bound)
+
+    @property
+    def acc_bits(self) -> int:
+        return self.cfg.fixed.acc_bits or self.acc_bits_min
+
+    @property
+    def v_max(self) -> int:
+        return max(abs(self.lo), abs(self.hi))
+
+    @property
+    def r_bound(self) -> int:
+        g = self.d_max * self.acc_bound
+        return (g << self.k_frac) + (self.v_max << (self.s + self.k_frac)) + ((2 * self.v_max) << (self.s + self.k_mul))
+
+    @property
+    def r_bits(self) -> int:
+        return bitlen_signed(self.r_bound)
+
+    @property
+    def corr_bound(self) -> int:
+        """|C| of a weight or bias over one minibatch."""
+        return 2 * self.cfg.train.batch_size * self.a_max * max(self.a_max, 1 << self.fa)
+
+    def __post_init__(self) -> None:
+        if self.cfg.fixed.acc_bits is not None and self.cfg.fixed.acc_bits < self.acc_bits_min:
+            raise ValueError(
+                f"fixed.acc_bits={self.cfg.fixed.acc_bits} is too narrow: N={self.cfg.network.n} with "
+                f"{self.degree_max} neighbours, |w| <= {self.w_max}, |a| <= {self.a_max} needs "
+                f"{self.acc_bits_min} bits")
+        if self.r_bound >= 2**53:
+            raise ValueError(f"update intermediate needs {self.r_bits} bits; the model's exact range is 53")
+        if self.lr_fixed[1] + 1 > 32:
+            raise ValueError("stochastic rounding needs more than 32 random bits; raise the learning rate")
+
+    def summary(self) -> dict:
+        """The integers a hardware engineer needs, for docs and the RTL parameter JSON."""
+        mul, shift = self.lr_fixed
+        return {"fv": self.fv, "fa": self.fa, "fw": self.fw, "fd": self.fd, "state_bits": self.state_bits,
+                "lo": self.lo, "hi": self.hi, "eps_shift": self.eps_shift, "beta_shift": self.beta_shift,
+                "g_in": self.g_in, "round_shift": self.round_shift, "acc_bits": self.acc_bits,
+                "acc_bits_min": self.acc_bits_min, "r_bits": self.r_bits, "w_max": self.w_max,
+                "a_max": self.a_max, "degree_max": self.degree_max, "lr_mul": mul, "lr_shift": shift,
+                "max_pulses": self.max_pulses, "levels": self.device.levels,
+                "devices_per_weight": self.device.devices}

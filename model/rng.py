@@ -1,0 +1,60 @@
+"""Counter-based random numbers shared by the model and the RTL (docs/numerics.md, section 5).
+
+Threefry-2x32 with 13 rounds (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+SC 2011; the Random123 library): add-rotate-xor only, so the RTL needs no multiplier, and
+it passes BigCrush. Being a pure function of (counter, key), it gives every synapse the
+same numbers whatever the order or the number of hardware lanes that process it, so
+training results do not depend on the lane count P.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ROUNDS = 13
+ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
+PARITY = 0x1BD11BDA
+DRAW_BITS = 6  # d < 64 draws per synapse and update
+MASK32 = 0xFFFFFFFF
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
+
+
+def threefry2x32(c0, c1, k0, k1, rounds: int = ROUNDS) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry-2x32: two 32-bit words of counter and key in, two 32-bit words out (broadcast)."""
+    c0, c1, k0, k1 = (np.asarray(v, dtype=np.uint32) for v in (c0, c1, k0, k1))
+    ks = (k0, k1, np.uint32(PARITY) ^ k0 ^ k1)
+    with np.errstate(over="ignore"):
+        x0, x1 = c0 + ks[0], c1 + ks[1]
+        for r in range(rounds):
+            x0 = x0 + x1
+            x1 = _rotl(x1, ROTATIONS[r % 8]) ^ x0
+            if r % 4 == 3:
+                inj = r // 4 + 1
+                x0 = x0 + ks[inj % 3]
+                x1 = x1 + ks[(inj + 1) % 3] + np.uint32(inj)
+    return x0, x1
+
+
+def rand(seed: int, t: int, s, d) -> np.ndarray:
+    """32-bit draw for update t, synapse index s, draw index d (broadcast over s and d).
+
+    counter = (t, s * 64 + d), key = (seed32, 0x6D656D70 'memp'); the first output word.
+    """
+    s = np.asarray(s, dtype=np.uint64)
+    d = np.asarray(d, dtype=np.uint64)
+    if np.any(d >= (1 << DRAW_BITS)):
+        raise ValueError(f"draw index must be < {1 << DRAW_BITS}")
+    word = ((s << np.uint64(DRAW_BITS)) + d) & np.uint64(MASK32)
+    out, _ = threefry2x32(np.uint32(t & MASK32), word.astype(np.uint32), np.uint32(seed & MASK32),
+                          np.uint32(0x6D656D70))
+    return out
+
+
+def top_bits(u: np.ndarray, bits: int) -> np.ndarray:
+    """The `bits` most significant bits of 32-bit draws, as int64 (uniform in [0, 2^bits))."""
+    if bits == 0:
+        return np.zeros(np.shape(u), dtype=np.int64)
+    return (np.asarray(u, dtype=np.uint32) >> np.uint32(32 - bits)).astype(np.int64)
