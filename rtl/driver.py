@@ -1,0 +1,189 @@
+"""Host-side driver of the engine, over any transport (simulator, cocotb, UART link).
+
+A transport has two coroutines, `write(addr, data)` and `read(addr) -> int`. The driver
+turns model objects (FixedParams, drives, targets) into bus traffic and back, and runs the
+same sequence of phases as `model.fixed.eqprop_fixed_update`, so a scoreboard can compare
+every intermediate with the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from memprop.model import rng
+from memprop.model.fixed import FixedDrive, FixedParams, FixedTarget
+
+from . import hostmap as hm
+
+
+class Transport(Protocol):
+    async def write(self, addr: int, data: int) -> None: ...
+    async def read(self, addr: int) -> int: ...
+
+
+class EngineError(RuntimeError):
+    """The engine refused a command, or is not the design this driver was made for."""
+
+
+@dataclass
+class RelaxResult:
+    v: np.ndarray
+    steps: int
+    converged: bool
+    cycles: int
+
+
+class EngineDriver:
+    def __init__(self, layout: hm.Layout, transport: Transport):
+        self.layout = layout
+        self.bus = transport
+        self.cfg = layout.fmt.cfg
+        self.n = self.cfg.network.n
+
+    # -- registers ------------------------------------------------------------------------------
+    async def reg(self, r: int) -> int:
+        return await self.bus.read(hm.address(hm.REG, r))
+
+    async def set_reg(self, r: int, value: int) -> None:
+        await self.bus.write(hm.address(hm.REG, r), value & 0xFFFFFFFF)
+
+    async def check_identity(self) -> None:
+        """The design must be the one generated from this driver's Config."""
+        lo, hi = await self.reg(hm.R_FP_LO), await self.reg(hm.R_FP_HI)
+        found = f"{(hi << 32) | lo:016x}"
+        if found != self.cfg.fingerprint:
+            raise EngineError(f"engine fingerprint {found} does not match the config ({self.cfg.fingerprint})")
+
+    async def run(self, op: int, sign: int = 0, set_: int = 0, slot: int = 0) -> int:
+        """Issue a command and wait until the engine is idle; returns its cycle count."""
+        await self.set_reg(hm.R_CMD, hm.command(op, sign, set_, slot))
+        while True:
+            status = await self.reg(hm.R_CMD)
+            if not status & hm.STATUS_BUSY:
+                break
+        if status & hm.STATUS_ERROR:
+            raise EngineError(f"engine reported an error for command {op}")
+        return await self.reg(hm.R_CYCLES)
+
+    # -- memories -------------------------------------------------------------------------------
+    async def load_params(self, params: FixedParams) -> None:
+        for offset, word in self.layout.image(params.codes_w, params.class_w):
+            await self.bus.write(hm.address(hm.CODES, offset), word)
+        for i in range(self.n):
+            word = self.layout.pack_entry(params.codes_b[:, i], params.class_b[:, i])
+            await self.bus.write(hm.address(hm.BIAS, i), word)
+        await self.set_reg(hm.R_UPDATES, params.updates)
+        await self.set_reg(hm.R_SEED, self.cfg.train.seed)
+
+    async def read_params(self, template: FixedParams) -> FixedParams:
+        """Device codes as the engine holds them (streamed copies and biases)."""
+        sch = self.layout.schedule
+        codes = np.zeros((self.layout.devices, sch.length), dtype=np.int64)
+        for k in np.nonzero(sch.stream["valid"])[0]:
+            word = await self.bus.read(hm.address(hm.CODES, self.layout.code_offset(int(k))))
+            codes[:, k] = self.layout.unpack_entry(word)[0]
+        out = template.copy()
+        out.codes_w = sch.codes_from_image(codes, template.codes_w)
+        for i in range(self.n):
+            word = await self.bus.read(hm.address(hm.BIAS, i))
+            out.codes_b[:, i] = self.layout.unpack_entry(word)[0]
+        out.updates = await self.reg(hm.R_UPDATES)
+        return out
+
+    async def load_sample(self, v0: np.ndarray, x: np.ndarray, target: np.ndarray | None) -> None:
+        for i in range(self.n):
+            await self.bus.write(hm.address(hm.STATE, i), int(v0[i]) & 0xFFFFFFFF)
+            await self.bus.write(hm.address(hm.INPUT, i), int(x[i]) & 0x3)
+            if target is not None:
+                await self.bus.write(hm.address(hm.TARGET, i), int(target[i]) & 0xFFFFFFFF)
+
+    async def read_state(self) -> np.ndarray:
+        bits = self.layout.fmt.state_bits
+        return np.array([hm.Layout.signed(await self.bus.read(hm.address(hm.STATE, i)), 32)
+                         for i in range(self.n)], dtype=np.int64).clip(-(1 << bits), 1 << bits)
+
+    async def relax(self, sign: int = hm.SIGN_FREE, observe=None) -> RelaxResult:
+        """Relax to a fixed point. With `observe(step, v)`, step by step, reading every state."""
+        if observe is not None:
+            return await self._relax_observed(sign, observe)
+        cycles = await self.run(hm.OP_RELAX, sign=sign)
+        status = await self.reg(hm.R_CMD)
+        steps = await self.reg(hm.R_STEPS)
+        return RelaxResult(v=await self.read_state(), steps=steps,
+                           converged=bool(status & hm.STATUS_CONVERGED), cycles=cycles)
+
+    async def _relax_observed(self, sign: int, observe) -> RelaxResult:
+        cycles = 0
+        for step in range(1, self.cfg.network.max_steps + 1):
+            r = await self.step(sign)
+            cycles += r.cycles
+            observe(step, r.v)
+            if r.converged:
+                break
+        return RelaxResult(v=r.v, steps=step, converged=r.converged, cycles=cycles)
+
+    async def step(self, sign: int = hm.SIGN_FREE) -> RelaxResult:
+        """One relaxation step; `converged` says whether max|dv| <= tol_lsb in it."""
+        cycles = await self.run(hm.OP_STEP, sign=sign)
+        status = await self.reg(hm.R_CMD)
+        return RelaxResult(v=await self.read_state(), steps=1, converged=bool(status & hm.STATUS_CONVERGED),
+                           cycles=cycles)
+
+    # -- whole operations -------------------------------------------------------------------------
+    async def recall(self, drive: FixedDrive) -> list[RelaxResult]:
+        """Free relaxation of each sample, as model.fixed.fixed_relax does for a batch."""
+        results = []
+        for b in range(drive.v0.shape[0]):
+            await self.load_sample(drive.v0[b], drive.x[b], None)
+            results.append(await self.relax(hm.SIGN_FREE))
+        return results
+
+    async def train_minibatch(self, drive: FixedDrive, target: FixedTarget, params_updates: int,
+                              observe=None) -> dict:
+        """The phases of model.fixed.eqprop_fixed_update, sample by sample, then LEARN.
+
+        `observe(sample, phase, step, v)`, when given, sees every relaxation step.
+        """
+
+        def watch(b, phase):
+            return None if observe is None else (lambda step, v: observe(b, phase, step, v))
+
+        tr = self.cfg.train
+        batch = drive.v0.shape[0]
+        if batch > self.layout.batch:
+            raise EngineError(f"minibatch of {batch} exceeds the engine's {self.layout.batch} slots")
+        sign = 1
+        if tr.nudge == "random_sign":
+            draw = rng.rand(tr.seed, params_updates, self.n * self.n + self.n, 0)
+            sign = 1 if int(draw) >> 31 else -1
+        phases = {"free": [], "hi": [], "lo": []}
+        for b in range(self.layout.batch):
+            if b >= batch:  # an unused slot contributes nothing: HI == LO
+                await self.run(hm.OP_STORE, set_=hm.SET_HI, slot=b)
+                await self.run(hm.OP_STORE, set_=hm.SET_LO, slot=b)
+                continue
+            await self.load_sample(drive.v0[b], drive.x[b], target.values[b])
+            free = await self.relax(hm.SIGN_FREE, watch(b, "free"))
+            phases["free"].append(free)
+            if tr.nudge == "centered":
+                await self.run(hm.OP_STORE, set_=hm.SET_FREE, slot=b)
+                plus = await self.relax(hm.SIGN_PLUS, watch(b, "plus"))
+                await self.run(hm.OP_STORE, set_=hm.SET_HI, slot=b)
+                await self.run(hm.OP_RESTORE, set_=hm.SET_FREE, slot=b)
+                minus = await self.relax(hm.SIGN_MINUS, watch(b, "minus"))
+                await self.run(hm.OP_STORE, set_=hm.SET_LO, slot=b)
+                phases["hi"].append(plus)
+                phases["lo"].append(minus)
+                continue
+            free_set, nudged_set = (hm.SET_LO, hm.SET_HI) if sign > 0 else (hm.SET_HI, hm.SET_LO)
+            await self.run(hm.OP_STORE, set_=free_set, slot=b)
+            nudged = await self.relax(hm.SIGN_PLUS if sign > 0 else hm.SIGN_MINUS,
+                                      watch(b, "plus" if sign > 0 else "minus"))
+            await self.run(hm.OP_STORE, set_=nudged_set, slot=b)
+            phases["hi" if sign > 0 else "lo"].append(nudged)
+        learn_cycles = await self.run(hm.OP_LEARN)
+        phases["learn_cycles"] = learn_cycles
+        return phases

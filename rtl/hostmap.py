@@ -1,0 +1,138 @@
+"""The engine's host interface: register map, commands and memory-word packing.
+
+One word-addressed bus (24-bit address, 32-bit data). The top 4 address bits select a
+region; the host driver (memprop.rtl.driver) and the RTL both import these constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from memprop.model.numerics import Formats
+
+from .schedule import Schedule, ceil_log2
+
+ADDR_BITS = 24
+DATA_BITS = 32
+REGION_SHIFT = 20
+
+# regions
+REG, STATE, INPUT, TARGET, CODES, BIAS, FIXPOINT = range(7)
+
+# registers in REG
+R_CMD = 0        # write: command; read: status (bit 0 busy, bit 1 converged, bit 2 write-while-busy)
+R_STEPS = 1      # steps of the last relaxation
+R_CYCLES = 2     # clock cycles of the last command
+R_UPDATES = 3    # update counter t of the random numbers (read/write)
+R_SEED = 4       # seed32 of the random numbers (read/write)
+R_FP_LO = 5      # config fingerprint, low 32 bits
+R_FP_HI = 6      # config fingerprint, high 32 bits
+R_INFO = 7       # lanes | n << 8 | batch << 20
+R_DELTA = 8      # max |dv| of the last relaxation step
+
+# commands: opcode | sign << 4 | set << 6 | slot << 8
+OP_RELAX, OP_STORE, OP_RESTORE, OP_LEARN, OP_STEP = 1, 2, 3, 4, 5
+SIGN_FREE, SIGN_PLUS, SIGN_MINUS = 0, 1, 2
+SET_LO, SET_HI, SET_FREE = 0, 1, 2      # fixed-point store sets: learning reads HI and LO
+
+STATUS_BUSY, STATUS_CONVERGED, STATUS_ERROR = 1, 2, 4
+
+
+def command(op: int, sign: int = 0, set_: int = 0, slot: int = 0) -> int:
+    return op | (sign << 4) | (set_ << 6) | (slot << 8)
+
+
+def address(region: int, offset: int) -> int:
+    if not 0 <= offset < (1 << REGION_SHIFT):
+        raise ValueError(f"offset {offset} outside a region")
+    return (region << REGION_SHIFT) | offset
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Widths and packings of one configuration's memories."""
+
+    fmt: Formats
+
+    @cached_property
+    def schedule(self) -> Schedule:
+        return Schedule(self.fmt.cfg)
+
+    @property
+    def lanes(self) -> int:
+        return self.fmt.cfg.hw.lanes
+
+    @property
+    def lane_bits(self) -> int:
+        return ceil_log2(self.lanes)
+
+    @property
+    def n_bits(self) -> int:
+        return max(ceil_log2(self.fmt.cfg.network.n), 1)
+
+    @property
+    def batch(self) -> int:
+        return self.fmt.cfg.train.batch_size
+
+    @property
+    def slot_bits(self) -> int:
+        return max(ceil_log2(self.batch), 1)
+
+    @property
+    def devices(self) -> int:
+        return self.fmt.device.devices
+
+    @property
+    def code_bits(self) -> int:
+        return max(ceil_log2(self.fmt.device.levels), 1)
+
+    @property
+    def class_bits(self) -> int:
+        return ceil_log2(self.fmt.device.classes)
+
+    @property
+    def entry_bits(self) -> int:
+        return self.devices * (self.code_bits + self.class_bits)
+
+    def pack_entry(self, codes, classes) -> int:
+        """codes/classes: one value per device."""
+        word, at = 0, 0
+        for d in range(self.devices):
+            word |= int(codes[d]) << at
+            at += self.code_bits
+            word |= int(classes[d]) << at
+            at += self.class_bits
+        return word
+
+    def unpack_entry(self, word: int) -> tuple[list[int], list[int]]:
+        codes, classes, at = [], [], 0
+        for _ in range(self.devices):
+            codes.append((word >> at) & ((1 << self.code_bits) - 1))
+            at += self.code_bits
+            classes.append((word >> at) & ((1 << self.class_bits) - 1) if self.class_bits else 0)
+            at += self.class_bits
+        return codes, classes
+
+    def code_offset(self, k: int) -> int:
+        """CODES region offset of stream position k: word << lane_bits | lane."""
+        return ((k // self.lanes) << self.lane_bits) | (k % self.lanes)
+
+    def fixpoint_offset(self, set_: int, slot: int, i: int) -> int:
+        return (set_ << (self.slot_bits + self.n_bits)) | (slot << self.n_bits) | i
+
+    def state_word(self, v: int) -> int:
+        return int(v) & 0xFFFFFFFF
+
+    @staticmethod
+    def signed(word: int, bits: int = DATA_BITS) -> int:
+        word &= (1 << bits) - 1
+        return word - (1 << bits) if word >> (bits - 1) else word
+
+    def image(self, codes_w: np.ndarray, class_w: np.ndarray) -> list[tuple[int, int]]:
+        """(CODES offset, packed entry) for every stream position: what the host writes."""
+        img = self.schedule.code_image(codes_w, class_w)
+        return [(self.code_offset(k), self.pack_entry(img["codes"][:, k], img["classes"][:, k]))
+                for k in range(self.schedule.length)]

@@ -1,0 +1,150 @@
+"""The synapse stream: how a Config's connectivity is laid out in the engine's memories.
+
+Relaxation streams the weight matrix row by row (free units only), P entries per clock.
+Rows are packed back to back, so a block of P entries may hold the end of one row and the
+start of the next; a row shorter than P is padded with null entries to P so that a block
+never holds more than one row end. Only existing synapses (and that padding) are streamed:
+band and layered masks cost cycles in proportion to their synapses, not N^2.
+
+Pure Python: the RTL generator turns it into ROM images, the host driver into memory
+images, the tests into the exact cycle model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from memprop.model.config import Config
+from memprop.model.masks import connectivity
+from memprop.model.network import units_of
+from memprop.model.numerics import Formats
+
+
+def ceil_log2(n: int) -> int:
+    return max((int(n) - 1).bit_length(), 0)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cfg: Config
+
+    @property
+    def lanes(self) -> int:
+        return self.cfg.hw.lanes
+
+    @property
+    def n(self) -> int:
+        return self.cfg.network.n
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        return connectivity(self.cfg.network)
+
+    @cached_property
+    def clamped(self) -> np.ndarray:
+        return units_of(self.cfg.network)[0]
+
+    @cached_property
+    def outputs(self) -> np.ndarray:
+        return units_of(self.cfg.network)[1]
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """Free units, in the order the engine updates them."""
+        return np.nonzero(~self.clamped)[0]
+
+    @cached_property
+    def stream(self) -> dict[str, np.ndarray]:
+        """Per stream position k: valid, row i, column j, last (row ends here)."""
+        P = self.lanes
+        valid, row, col, last = [], [], [], []
+        for i in self.rows:
+            cols = np.nonzero(self.mask[i])[0]
+            length = max(len(cols), P)
+            for k in range(length):
+                real = k < len(cols)
+                valid.append(real)
+                row.append(i)
+                col.append(int(cols[k]) if real else 0)
+                last.append(k == length - 1)
+        pad = (-len(valid)) % P
+        valid += [False] * pad
+        row += [row[-1] if row else 0] * pad
+        col += [0] * pad
+        last += [False] * pad
+        return {"valid": np.array(valid, bool), "row": np.array(row, np.int64),
+                "col": np.array(col, np.int64), "last": np.array(last, bool)}
+
+    @property
+    def length(self) -> int:
+        return len(self.stream["valid"])
+
+    @property
+    def depth(self) -> int:
+        """Words of P entries: the relaxation's blocks per step."""
+        return self.length // self.lanes
+
+    @property
+    def synapses(self) -> int:
+        """Weights streamed per step (both copies of each symmetric pair)."""
+        return int(self.stream["valid"].sum())
+
+    @cached_property
+    def position(self) -> dict[tuple[int, int], int]:
+        """Stream position of every (i, j) entry."""
+        st = self.stream
+        return {(int(i), int(j)): k for k, (i, j, v) in enumerate(zip(st["row"], st["col"], st["valid"])) if v}
+
+    @cached_property
+    def learn_list(self) -> dict[str, np.ndarray]:
+        """The learning unit's order: every synapse {i <= j} of the mask, then every bias.
+
+        For a weight: i, j, the stream positions of its two copies (k1 for (i, j), k2 for
+        (j, i); a copy of a clamped unit's row is not streamed: then k = -1) and the random
+        index s = i N + j. For a bias: i, j = -1, k1 = k2 = -1, s = N N + i.
+        """
+        n = self.n
+        ii, jj = np.nonzero(np.triu(self.mask))
+        pos = self.position
+        k1 = np.array([pos.get((int(i), int(j)), -1) for i, j in zip(ii, jj)], np.int64)
+        k2 = np.array([pos.get((int(j), int(i)), -1) for i, j in zip(ii, jj)], np.int64)
+        bias = np.arange(n)
+        return {"i": np.concatenate([ii, bias]), "j": np.concatenate([jj, -np.ones(n, np.int64)]),
+                "k1": np.concatenate([k1, -np.ones(n, np.int64)]), "k2": np.concatenate([k2, -np.ones(n, np.int64)]),
+                "s": np.concatenate([ii * n + jj, n * n + bias]), "bias": np.concatenate([np.zeros(len(ii), bool),
+                                                                                          np.ones(n, bool)])}
+
+    # -- memory images -----------------------------------------------------------------------
+    def code_image(self, codes_w: np.ndarray, class_w: np.ndarray) -> dict[str, np.ndarray]:
+        """Per stream position: codes and classes of each device ((devices, length) arrays)."""
+        st = self.stream
+        r, c = st["row"], st["col"]
+        codes = np.where(st["valid"][None], codes_w[:, r, c], 0)
+        classes = np.where(st["valid"][None], class_w[:, r, c], 0)
+        return {"codes": codes, "classes": classes}
+
+    def codes_from_image(self, codes: np.ndarray, template: np.ndarray) -> np.ndarray:
+        """Inverse of code_image for the weights: (devices, N, N) from per-position codes."""
+        out = template.copy()
+        st = self.stream
+        v = st["valid"]
+        rows, cols = st["row"][v], st["col"][v]
+        out[:, rows, cols] = codes[:, v]
+        # a weight to a clamped unit is streamed once (in the free unit's row): mirror it
+        once = self.clamped[cols]
+        out[:, cols[once], rows[once]] = codes[:, v][:, once]
+        return out
+
+    # -- the cycle model (docs/rtl.md) ---------------------------------------------------------
+    def step_cycles(self, latency: int) -> int:
+        """Clock cycles of one relaxation step: one block per cycle, then the pipeline drains."""
+        return self.depth + latency
+
+
+def formats(cfg: Config) -> Formats:
+    if cfg.numerics != "fixed":
+        raise ValueError("the RTL implements the fixed-point model: use a config with numerics='fixed'")
+    return Formats(cfg)

@@ -1,0 +1,180 @@
+"""Bit-exact verification of the engine against the fixed-point model, for any transport.
+
+A `Case` is a configuration, initial device codes and a minibatch, all from one seed. The
+model's expectation holds every relaxation step of every phase and the device codes after
+learning; `check_case` drives the engine through the same phases and raises `Mismatch` at
+the first differing step, neuron and value. The Amaranth simulator tests, the cocotb
+testbenches and `memprop sim` all use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memprop.model import fixed, rng
+from memprop.model.config import Config, ConfigError
+from memprop.model.device import PRESETS
+from memprop.model.network import Params
+from memprop.model.numerics import Formats
+
+from . import hostmap as hm
+from .driver import EngineDriver
+
+
+class Mismatch(AssertionError):
+    """The engine differs from the model; the message names the first difference."""
+
+
+@dataclass
+class Case:
+    cfg: Config
+    seed: int
+    params: fixed.FixedParams
+    drive: fixed.FixedDrive
+    target: fixed.FixedTarget
+
+    @property
+    def fmt(self) -> Formats:
+        return Formats(self.cfg)
+
+
+@dataclass
+class Expected:
+    traces: dict = field(default_factory=dict)   # (sample, phase) -> list of states after each step
+    params: fixed.FixedParams | None = None       # device codes after LEARN
+    pulses: fixed.LearnStep | None = None
+
+
+def random_config(seed: int, max_n: int = 16, max_lanes: int = 8) -> Config:
+    """A small random configuration spanning every option the engine supports."""
+    for attempt in range(100):
+        try:
+            return _random_config(np.random.default_rng([seed, attempt]), max_n, max_lanes)
+        except ConfigError:
+            continue
+    raise RuntimeError(f"no valid random config for seed {seed}")
+
+
+def _random_config(r: np.random.Generator, max_n: int, max_lanes: int) -> Config:
+    topology = r.choice(["dense", "band", "layered"], p=[0.4, 0.3, 0.3])
+    n = int(r.integers(4, max_n + 1))
+    network = {"n": n, "max_steps": int(r.integers(8, 25)), "eps": float(r.choice([0.5, 0.25])),
+               "activation": str(r.choice(["hard_tanh", "hard_sigmoid", "tanh"], p=[0.5, 0.25, 0.25])),
+               "self_connections": bool(r.random() < 0.2)}
+    network["dynamics"] = "euler" if network["activation"] == "tanh" else "bounded"
+    if topology == "band":
+        network.update(topology="band", band=int(r.integers(1, max(2, n - 1))))
+    elif topology == "layered":
+        n_in = int(r.integers(1, n - 2))
+        n_out = int(r.integers(1, n - n_in))
+        hidden = n - n_in - n_out
+        network.update(topology="layered", layers=tuple(x for x in (n_in, hidden, n_out) if x > 0))
+        network["self_connections"] = False
+    preset = str(r.choice(sorted(PRESETS)))
+    device = {"preset": preset, "levels": int(r.choice([16, 32, 64, 128])) if preset != "ideal" else None,
+              "d2d_classes": int(r.choice([1, 2, 4])), "d2d": float(r.choice([0.0, 0.1])),
+              "c2c": float(r.choice([0.0, 0.05]))}
+    fixed_ = {"state_frac": int(r.integers(4, 9)), "weight_frac": int(r.integers(6, 11)),
+              "rounding": str(r.choice(["stochastic", "nearest", "truncate"])), "tol_lsb": int(r.choice([0, 0, 1]))}
+    train = {"batch_size": int(r.integers(1, 4)), "beta": float(r.choice([1.0, 0.5, 2.0])),
+             "nudge": str(r.choice(["positive", "centered", "random_sign"])), "lr": float(r.choice([0.05, 0.2, 0.5])),
+             "max_step": float(r.choice([0.02, 0.05])), "seed": int(r.integers(0, 2**31))}
+    return Config.for_algorithm("eqprop", network=network, train=train, numerics="fixed", fixed=fixed_,
+                                device=device, hw={"lanes": int(r.integers(1, max_lanes + 1))})
+
+
+def make_case(cfg: Config, seed: int) -> Case:
+    """Random initial weights (programmed into devices), inputs and targets."""
+    r = np.random.default_rng(seed)
+    fmt = Formats(cfg)
+    net = cfg.network
+    init = Params.initial(net, 0.4, r)
+    params = fixed.FixedParams.from_float(cfg, init.W, r.uniform(-0.3, 0.3, net.n))
+    params.updates = int(r.integers(0, 1000))
+    batch = cfg.train.batch_size
+    if net.layered:
+        x = r.uniform(0.0, 1.0, (batch, net.layers[0]))
+        y = r.uniform(0.0, 1.0, (batch, net.layers[-1])) if fmt.lo >= 0 else r.uniform(-1, 1, (batch, net.layers[-1]))
+    else:
+        x = np.where(r.random((batch, net.n)) < 0.5, 1, -1)
+        y = np.where(r.random((batch, net.n)) < 0.5, 1, -1)
+    return Case(cfg, seed, params, fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y))
+
+
+def expected(case: Case) -> Expected:
+    """The model's every step (per sample: batch-independent) and the codes after learning."""
+    fmt, cfg = case.fmt, case.cfg
+    W, b = case.params.weights(fmt.device)
+    exp = Expected()
+    sign = 1
+    if cfg.train.nudge == "random_sign":
+        n = cfg.network.n
+        sign = 1 if int(rng.rand(cfg.train.seed, case.params.updates, n * n + n, 0)) >> 31 else -1
+    for s in range(case.drive.v0.shape[0]):
+        one = fixed.FixedDrive(case.drive.v0[s:s + 1], case.drive.x[s:s + 1], case.drive.clamped)
+        tgt = fixed.FixedTarget(case.target.values[s:s + 1], case.target.units)
+        free = fixed.fixed_relax(fmt, W, b, one, trace=True)
+        exp.traces[(s, "free")] = [v[0] for v in free.trace[1:]]
+        signs = [("plus", 1), ("minus", -1)] if cfg.train.nudge == "centered" else \
+            [("plus" if sign > 0 else "minus", sign)]
+        for name, sg in signs:
+            nudged = fixed.fixed_relax(fmt, W, b, one, tgt, sg, v_start=free.v, trace=True)
+            exp.traces[(s, name)] = [v[0] for v in nudged.trace[1:]]
+    exp.params = case.params.copy()
+    exp.pulses, _ = fixed.eqprop_fixed_update(fmt, exp.params, case.drive, case.target)
+    return exp
+
+
+def first_difference(got: np.ndarray, want: np.ndarray) -> int | None:
+    diff = np.nonzero(np.asarray(got) != np.asarray(want))[0]
+    return int(diff[0]) if diff.size else None
+
+
+def compare_codes(case: Case, got: fixed.FixedParams, want: fixed.FixedParams) -> None:
+    mask = case.params.mask
+    bad = np.argwhere((got.codes_w != want.codes_w) & mask[None])
+    if bad.size:
+        d, i, j = (int(v) for v in bad[0])
+        raise Mismatch(f"after LEARN: device {d} of synapse ({i}, {j}): rtl code {got.codes_w[d, i, j]}, "
+                       f"model {want.codes_w[d, i, j]} (was {case.params.codes_w[d, i, j]}); "
+                       f"{len(bad)} codes differ")
+    rows = ~case.drive.clamped
+    bad = np.argwhere((got.codes_b != want.codes_b) & rows[None])
+    if bad.size:
+        d, i = (int(v) for v in bad[0])
+        raise Mismatch(f"after LEARN: device {d} of bias {i}: rtl code {got.codes_b[d, i]}, "
+                       f"model {want.codes_b[d, i]} (was {case.params.codes_b[d, i]})")
+    if got.updates != want.updates:
+        raise Mismatch(f"update counter: rtl {got.updates}, model {want.updates}")
+
+
+async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = None) -> dict:
+    """Run the case on the engine, comparing every step; returns cycle counts and step counts."""
+    exp = exp or expected(case)
+    await driver.check_identity()
+    await driver.load_params(case.params)
+    seen = {}
+
+    def observe(sample, phase, step, v):
+        trace = exp.traces[(sample, phase)]
+        if step > len(trace):
+            raise Mismatch(f"sample {sample}, {phase} phase: rtl still relaxing at step {step}, "
+                           f"model converged after {len(trace)} steps")
+        i = first_difference(v, trace[step - 1])
+        if i is not None:
+            raise Mismatch(f"sample {sample}, {phase} phase, step {step}, neuron {i}: rtl v={int(v[i])}, "
+                           f"model v={int(trace[step - 1][i])}")
+        seen[(sample, phase)] = step
+
+    phases = await driver.train_minibatch(case.drive, case.target, case.params.updates, observe=observe)
+    for key, trace in exp.traces.items():
+        if seen.get(key) != len(trace):
+            raise Mismatch(f"sample {key[0]}, {key[1]} phase: rtl stopped after {seen.get(key)} steps, "
+                           f"model after {len(trace)}")
+    got = await driver.read_params(case.params)
+    compare_codes(case, got, exp.params)
+    return {"steps": {f"{k[0]}/{k[1]}": v for k, v in seen.items()}, "learn_cycles": phases["learn_cycles"],
+            "step_cycles": [r.cycles for r in phases["free"]],
+            "pulses": int(np.abs(exp.pulses.pulses_w).sum() + np.abs(exp.pulses.pulses_b).sum())}
