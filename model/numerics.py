@@ -186,7 +186,7 @@ class Formats:
     # -- proven bounds (docs/numerics.md, section 6) ------------------------------------------
     @property
     def acc_bound(self) -> int:
-        return (self.degree_max + 1) * self.w_max * self.a_max + self.g_in
+        return self.degree_max * self.w_max * self.a_max + self.w_max * (1 << self.fa) + self.g_in
 
     @property
     def acc_bits_min(self) -> int:
