@@ -151,3 +151,62 @@ def reproduce(out, quick, pattern_file, jobs):
     from memprop.reproduce import run_reproduce
 
     run_reproduce(Path(out), quick=quick, pattern_file=pattern_file, jobs=jobs)
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="results/sweep", show_default=True)
+@click.option("--quick", is_flag=True, help="a small grid, few epochs and trials (a smoke run, seconds)")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel worker processes")
+@user_errors
+def sweep(out, quick, jobs):
+    """Fixed-point EqProp accuracy vs device levels (every preset) and state width (Markdown + JSON + PNG)."""
+    from memprop.sweep import run_sweep
+
+    run_sweep(Path(out), quick=quick, jobs=jobs)
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="directory for bench.json")
+@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True, help="training epochs per run")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="runs per model (median)")
+@click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="corrupted copies per pattern for the recall throughput")
+@click.option("--device", "preset", default="ideal", show_default=True, help="device preset of the fixed-point run")
+@user_errors
+def bench(out, epochs, repeats, trials, preset):
+    """Wall time of float vs fixed-point EqProp training (ratio) and recall throughput."""
+    from memprop.bench import run_bench
+
+    run_bench(None if out is None else Path(out), epochs=epochs, repeats=repeats, trials=trials, device=preset)
+
+
+DEFAULT_HW_CONFIG = {"numerics": "fixed", "device": {"preset": "linear-256"}}
+
+
+def hardware_config(config_file: str | None) -> Config:
+    """The Config of a hardware command: a JSON file, or the default fixed-point EqProp design."""
+    if config_file is None:
+        return Config.for_algorithm("eqprop", **DEFAULT_HW_CONFIG)
+    cfg = Config.from_json(Path(config_file).read_text())
+    if cfg.numerics != "fixed":
+        raise ConfigError(f"{config_file}: hardware needs numerics 'fixed' (the RTL implements the fixed-point model)")
+    return cfg
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON config with numerics 'fixed'; default: N=100 EqProp on linear-256 devices")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="output directory")
+@click.option("--lanes", type=click.IntRange(1, 64), default=None, help="override the MAC lanes P")
+@user_errors
+def rtl(config_file, out, lanes):
+    """Generate the engine's Verilog and a JSON of its parameters."""
+    from memprop.rtl.generate import generate
+
+    cfg = hardware_config(config_file)
+    if lanes is not None:
+        cfg = cfg.replace(hw={"lanes": lanes})
+    params = generate(cfg, Path(out))
+    click.echo(f"wrote {out}/{params['top']}.v and {params['top']}.json: N={cfg.network.n}, "
+               f"P={params['lanes']}, {params['stream']['synapses']} synapses, "
+               f"{params['cycles']['per_step']} cycles per relaxation step, fingerprint {params['fingerprint']}")

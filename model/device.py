@@ -17,6 +17,9 @@ from typing import Literal
 
 import numpy as np
 
+#: Pulses per update: draws 1 + 2p + device must stay below 64 (docs/numerics.md, section 5).
+MAX_PULSES = 31
+
 Mode = Literal["single", "differential"]
 Curve = Literal["linear", "exponential", "soft_bounds"]
 
@@ -160,6 +163,10 @@ def build_tables(cfg) -> DeviceTables:
     gmap = np.floor(gains[:, None] * values[None, :] * 2.0**fw + 0.5).astype(np.int64)
     pulse_weight = float(np.mean(np.diff(values)))  # one pulse moves one device
     max_pulses = dev.max_pulses or max(1, int(round(cfg.train.max_step / pulse_weight)))
+    if max_pulses > MAX_PULSES:
+        raise ValueError(f"train.max_step={cfg.train.max_step} is {max_pulses} pulses of this device "
+                         f"(one pulse = {pulse_weight:.4g}); at most {MAX_PULSES} fit the random-draw index: "
+                         f"lower max_step or set device.max_pulses")
     return DeviceTables(
         preset=p, levels=levels, devices=1 if p.mode == "single" else 2, gmap=gmap,
         up=np.tile(up, (len(gains), 1)), down=np.tile(down, (len(gains), 1)), class_gain=gains,

@@ -1,0 +1,59 @@
+"""The cycle model of docs/rtl.md, measured in simulation and checked exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from memprop.model import fixed
+from memprop.model.config import Config
+from memprop.rtl import cycles
+from memprop.rtl.driver import EngineDriver
+from memprop.rtl.engine import Engine
+from memprop.rtl.simbus import AmaranthBus
+from memprop.rtl.verify import expected, make_case, random_config
+
+
+def measure(case):
+    dut = Engine(case.cfg)
+    out = {}
+
+    async def bench(ctx):
+        drv = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
+        await drv.load_params(case.params)
+        phases = await drv.train_minibatch(case.drive, case.target, case.params.updates)
+        out["relax"] = [(r.steps, r.cycles) for r in phases["free"] + phases["hi"] + phases["lo"]]
+        out["learn"] = phases["learn_cycles"]
+        out["step"] = (await drv.step()).cycles
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return dut.layout.schedule, out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 5, 7])
+def test_measured_cycles_equal_the_model(seed):
+    case = make_case(random_config(100 + seed, max_n=10, max_lanes=5), seed)
+    sch, out = measure(case)
+    for steps, measured in out["relax"]:
+        assert measured == cycles.relax_cycles(sch, steps)
+    assert out["step"] == cycles.relax_cycles(sch, 1)
+    pulses = expected(case).pulses
+    assert out["learn"] == cycles.learn_cycles(sch, pulses.pulses_w, pulses.pulses_b)
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 3, 4, 5, 8, 13, 28])
+@pytest.mark.parametrize("network", [{"n": 100}, {"n": 100, "topology": "band", "band": 60},
+                                     {"n": 60, "topology": "layered", "layers": (30, 20, 10)}])
+def test_step_cost_is_proportional_to_synapses(network, lanes):
+    """cycles per step <= 1.1 ceil(synapses / P) + the constant pipeline latency."""
+    cfg = Config.for_algorithm("eqprop", network=network, numerics="fixed", hw={"lanes": lanes},
+                               device={"preset": "linear-64"})
+    sch = cycles.Schedule(cfg)
+    synapses = int(sch.mask[sch.rows].sum())
+    assert sch.synapses == synapses
+    bound = 1.1 * np.ceil(synapses / lanes) + cycles.STEP_LATENCY
+    assert cycles.step_cycles(sch) <= bound
