@@ -210,3 +210,113 @@ def rtl(config_file, out, lanes):
     click.echo(f"wrote {out}/{params['top']}.v and {params['top']}.json: N={cfg.network.n}, "
                f"P={params['lanes']}, {params['stream']['synapses']} synapses, "
                f"{params['cycles']['per_step']} cycles per relaxation step, fingerprint {params['fingerprint']}")
+
+
+@main.command()
+@click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="run every case on this fixed-point config (default: random configs)")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--cases", type=click.IntRange(min=1), default=20, show_default=True, help="random cases")
+@click.option("--per-config", type=click.IntRange(min=1), default=10, show_default=True,
+              help="cases per random config (one simulator build each)")
+@click.option("--netlist", type=click.Choice(["rtl", "ice40"]), default="rtl", show_default=True,
+              help="simulate the RTL, or the iCE40 gate-level netlist after yosys synth_ice40")
+@click.option("--waves", is_flag=True, help="keep a waveform of every run")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@user_errors
+def sim(simulator, config_file, seed, cases, per_config, netlist, waves, as_json):
+    """Bit-exact cocotb simulation of the engine against the fixed-point model."""
+    from tqdm.auto import tqdm
+
+    from memprop.sim.engine import run_campaign
+    from memprop.sim.simulators import SimulatorUnavailable, unavailable_reason
+
+    reason = unavailable_reason(simulator)
+    if reason:
+        raise click.ClickException(f"{simulator} is not available: {reason}")
+    cfg = hardware_config(config_file) if config_file else None
+    bar = tqdm(total=cases, desc=f"{simulator}/{netlist}", unit="case", disable=as_json)
+    try:
+        campaign = run_campaign(cases, seed, cfg, per_config, simulator=simulator, netlist=netlist, waves=waves,
+                                progress=lambda n, run: bar.update(n))
+    except SimulatorUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+    summary = campaign.summary(simulator, netlist)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{summary['cases']} cases on {summary['configs']} configs, {simulator}/{netlist}: "
+                   f"{summary['mismatches']} mismatches, {summary['cycles']} cycles simulated in "
+                   f"{summary['sim_seconds']} s ({summary['cycles_per_second']} cycles/s; "
+                   f"{summary['seconds']} s with builds)")
+        if summary["first_mismatch"]:
+            click.echo(f"first mismatch: {summary['first_mismatch']}")
+    if summary["mismatches"]:
+        sys.exit(1)
+
+
+# -- boards: bitstreams and weight images (memprop.boards) -----------------------------------------
+
+BOARD_NAMES = ("icebreaker", "ulx3s", "ulx3s-25f")
+
+
+@main.command(name="build")
+@click.option("--board", type=click.Choice(BOARD_NAMES), required=True)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="JSON config with numerics 'fixed'; default: the board's own (memprop.boards.build.BOARDS)")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="build directory")
+@click.option("--baud", type=click.IntRange(min=1), default=None, help="UART baud rate (default 1000000)")
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="nextpnr placement seed")
+@user_errors
+def build_board(board, config_file, out, baud, seed):
+    """Build a bitstream for a board: engine + host link + UART (YoWASP toolchain)."""
+    from memprop.boards.build import DEFAULT_BAUD, BuildError, build
+
+    cfg = hardware_config(config_file) if config_file is not None else None
+    try:
+        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed)
+    except BuildError as exc:
+        raise click.ClickException(str(exc)) from None
+    util = ", ".join(f"{name} {u['used']}/{u['available']}" for name, u in report["utilisation"].items()
+                     if u.get("available"))
+    click.echo(f"wrote {report['bitstream']} for {board} ({report['device']}): N={report['n']}, P={report['lanes']}, "
+               f"fingerprint {report['fingerprint']}")
+    click.echo(f"  {util}; fmax {report['fmax_mhz']} MHz at a {report['clock_mhz']} MHz clock; "
+               f"{report['wall_s']} s; report {out}/build.json")
+    if not report["timing_met"]:
+        raise click.ClickException(f"timing not met: fmax {report['fmax_mhz']} MHz is below the "
+                                   f"{report['clock_mhz']} MHz clock (the bitstream was written but may not work)")
+
+
+@main.command()
+@click.option("--weights", "weight_file", type=click.Path(dir_okay=False), required=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="directory for image.json and .hex files")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="hardware config (numerics 'fixed'); default: the weight file's")
+@click.option("--board", type=click.Choice(BOARD_NAMES), default=None, help="use the board's default hardware config")
+@click.option("--from-float", is_flag=True,
+              help="program float weights into the devices of the fixed-point hardware config (an approximation)")
+@user_errors
+def export(weight_file, out, config_file, board, from_float):
+    """Write the hardware image (device codes per stream position) of trained weights."""
+    from memprop.boards.image import from_weights, write_image
+
+    if config_file is not None and board is not None:
+        raise click.UsageError("give --config or --board, not both")
+    target = None
+    if config_file is not None:
+        target = hardware_config(config_file)
+    elif board is not None:
+        from memprop.boards.build import get_board
+
+        target = get_board(board).default_config()
+    params, wcfg, _ = weights.load(weight_file)
+    image, summary = from_weights(params, wcfg, target, from_float=from_float, source=str(weight_file))
+    paths = write_image(image, Path(out))
+    extra = (f", programmed from float weights (largest weight error {summary['max_weight_error']:.4g})"
+             if summary["source"] == "float" else f", update counter {image.updates}")
+    click.echo(f"wrote {paths['image']}: {len(image.codes)} stream entries and {len(image.bias)} biases for "
+               f"N={image.cfg.network.n}, P={image.cfg.hw.lanes}, fingerprint {image.fingerprint}{extra}")

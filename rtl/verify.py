@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from memprop.model import fixed, rng
+from memprop.model import patterns as pattern_sets
+from memprop.model.training import epoch_samples
 from memprop.model.config import Config, ConfigError
 from memprop.model.device import PRESETS
 from memprop.model.network import Params
@@ -178,3 +180,73 @@ async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = No
     return {"steps": {f"{k[0]}/{k[1]}": v for k, v in seen.items()}, "learn_cycles": phases["learn_cycles"],
             "step_cycles": [r.cycles for r in phases["free"]],
             "pulses": int(np.abs(exp.pulses.pulses_w).sum() + np.abs(exp.pulses.pulses_b).sum())}
+
+
+def _fixed_points_agree(what: str, got, model: fixed.FixedRelaxed, index: int) -> None:
+    i = first_difference(got.v, model.v[index])
+    if i is not None:
+        raise Mismatch(f"{what}: neuron {i}: rtl v={int(got.v[i])}, model v={int(model.v[index][i])}")
+    if got.steps != int(model.steps[index]):
+        raise Mismatch(f"{what}: rtl took {got.steps} steps, model {int(model.steps[index])}")
+
+
+def trained_start(cfg: Config) -> tuple[np.random.Generator, fixed.FixedParams]:
+    """The training run's random stream and initial devices, exactly as model.training does."""
+    r = np.random.default_rng(cfg.train.seed)
+    init = Params.initial(cfg.network, cfg.train.init_scale, r)
+    return r, fixed.FixedParams.from_float(cfg, init.W, init.b)
+
+
+async def check_training(driver: EngineDriver, cfg: Config, workload: dict) -> dict:
+    """In-situ training on a pattern set: every fixed point and, per epoch, every device code."""
+    fmt = Formats(cfg)
+    pats = pattern_sets.load(workload.get("patterns"))
+    r, params = trained_start(cfg)
+    await driver.check_identity()
+    await driver.load_params(params)
+    batches = 0
+    limit = workload.get("minibatches")
+    for epoch in range(workload.get("epochs", 1)):
+        inputs, targets = epoch_samples(cfg, pats.values, r)
+        for start in range(0, len(inputs), cfg.train.batch_size):
+            if limit is not None and batches >= limit:
+                break
+            drive = fixed.fixed_drive_for(fmt, inputs[start:start + cfg.train.batch_size])
+            target = fixed.fixed_target_for(fmt, targets[start:start + cfg.train.batch_size])
+            W, b = params.weights(fmt.device)
+            free = fixed.fixed_relax(fmt, W, b, drive)
+            phases = await driver.train_minibatch(drive, target, params.updates)
+            for s, got in enumerate(phases["free"]):
+                _fixed_points_agree(f"epoch {epoch}, minibatch {batches}, sample {s}, free phase", got, free, s)
+            fixed.eqprop_fixed_update(fmt, params, drive, target)
+            batches += 1
+        got = await driver.read_params(params)
+        try:
+            compare_codes(Case(cfg, 0, params, drive, target), got, params)
+        except Mismatch as exc:
+            raise Mismatch(f"after epoch {epoch}: {exc}") from None
+    return {"minibatches": batches, "updates": params.updates}
+
+
+async def check_recall(driver: EngineDriver, cfg: Config, workload: dict) -> dict:
+    """Recall of corrupted patterns with weights trained by the model: every fixed point."""
+    fmt = Formats(cfg)
+    pats = pattern_sets.load(workload.get("patterns"))
+    from memprop.model.training import train
+
+    params, _ = train(cfg.replace(train={"epochs": workload.get("epochs", 30)}), pats, progress=False)
+    await driver.check_identity()
+    await driver.load_params(params)
+    r = np.random.default_rng(workload.get("seed", 0))
+    clean = np.repeat(pats.values, workload.get("trials", 1), axis=0)
+    noisy = pattern_sets.corrupt(clean, workload.get("flip", 0.1), r)
+    drive = fixed.fixed_drive_for(fmt, noisy)
+    W, b = params.weights(fmt.device)
+    model = fixed.fixed_relax(fmt, W, b, drive)
+    results = await driver.recall(drive)
+    cycles = 0
+    for s, got in enumerate(results):
+        _fixed_points_agree(f"recall sample {s}", got, model, s)
+        cycles += got.cycles
+    correct = np.all(fixed.fixed_readout(fmt, model.v) == clean, axis=1)
+    return {"samples": len(results), "accuracy": float(correct.mean()), "relax_cycles": cycles}

