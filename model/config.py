@@ -118,6 +118,13 @@ class FixedConfig(_Section):
 class DeviceConfig(_Section):
     """The memristive synapse: a named preset, optionally with some parameters overridden."""
 
+    @model_validator(mode="after")
+    def _known_preset(self) -> "DeviceConfig":
+        from .device import get_preset
+
+        get_preset(self.preset)  # a clear error for an unknown name, whatever the numerics
+        return self
+
     preset: str = "ideal"
     levels: int | None = Field(None, ge=2, le=4096, description="override the preset's conductance levels")
     c2c: float | None = Field(None, ge=0.0, le=0.5, description="override: chance of a +-1 level error per pulse")

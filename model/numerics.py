@@ -175,8 +175,8 @@ class Formats:
         mul = int(round(scale * 2**shift))
         if mul == 256:
             mul, shift = 128, shift - 1
-        if not 0 <= shift <= 31:
-            raise ValueError(f"learning rate {tr.lr} needs a pulse shift of {shift}, outside 0..31")
+        if not 1 <= shift <= 31:
+            raise ValueError(f"learning rate {tr.lr} needs a pulse shift of {shift}, outside 1..31")
         return mul, shift
 
     @property

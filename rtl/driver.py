@@ -20,6 +20,9 @@ from . import hostmap as hm
 
 
 class Transport(Protocol):
+    """`write` and `read` are required. A transport that sees the engine's `busy` pin may also
+    offer `wait_idle()`, which the driver then uses instead of polling the status register."""
+
     async def write(self, addr: int, data: int) -> None: ...
     async def read(self, addr: int) -> int: ...
 
@@ -60,7 +63,10 @@ class EngineDriver:
     async def run(self, op: int, sign: int = 0, set_: int = 0, slot: int = 0) -> int:
         """Issue a command and wait until the engine is idle; returns its cycle count."""
         await self.set_reg(hm.R_CMD, hm.command(op, sign, set_, slot))
+        wait_idle = getattr(self.bus, "wait_idle", None)
         while True:
+            if wait_idle is not None:
+                await wait_idle()
             status = await self.reg(hm.R_CMD)
             if not status & hm.STATUS_BUSY:
                 break

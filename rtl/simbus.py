@@ -4,9 +4,16 @@ from __future__ import annotations
 
 
 class AmaranthBus:
-    def __init__(self, ctx, bus):
+    def __init__(self, ctx, bus, busy=None):
         self.ctx = ctx
         self.bus = bus
+        self.busy = busy
+        if busy is not None:
+            self.wait_idle = self._wait_idle
+
+    async def _wait_idle(self) -> None:
+        """Until the engine's `busy` output is low (only when the pin was given)."""
+        await self.ctx.tick().until(~self.busy)
 
     async def write(self, addr: int, data: int) -> None:
         ctx, bus = self.ctx, self.bus

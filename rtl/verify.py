@@ -232,9 +232,16 @@ async def check_recall(driver: EngineDriver, cfg: Config, workload: dict) -> dic
     """Recall of corrupted patterns with weights trained by the model: every fixed point."""
     fmt = Formats(cfg)
     pats = pattern_sets.load(workload.get("patterns"))
-    from memprop.model.training import train
+    if workload.get("weights"):
+        from memprop.model import weights
 
-    params, _ = train(cfg.replace(train={"epochs": workload.get("epochs", 30)}), pats, progress=False)
+        params, wcfg, _ = weights.load(workload["weights"])
+        if wcfg.fingerprint != cfg.fingerprint:
+            raise ValueError(f"{workload['weights']}: weights for config {wcfg.fingerprint}, engine is {cfg.fingerprint}")
+    else:
+        from memprop.model.training import train
+
+        params, _ = train(cfg.replace(train={"epochs": workload.get("epochs", 30)}), pats, progress=False)
     await driver.check_identity()
     await driver.load_params(params)
     r = np.random.default_rng(workload.get("seed", 0))

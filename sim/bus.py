@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 
 class CocotbBus:
@@ -48,3 +48,9 @@ class CocotbBus:
                 await RisingEdge(dut.clk)
                 return data
         raise TimeoutError(f"no read answer for address {addr:#x} within {self.timeout} cycles")
+
+    async def wait_idle(self) -> None:
+        """Until the engine's `busy` output falls: no Python work per simulated cycle."""
+        if int(self.dut.busy.value):
+            await FallingEdge(self.dut.busy)
+            await RisingEdge(self.dut.clk)

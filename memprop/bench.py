@@ -1,0 +1,115 @@
+"""`memprop bench`: wall time of float vs fixed-point EqProp training, and recall throughput.
+
+One run, one process: float and fixed-point trainings alternate (float, fixed, float, fixed,
+...) so that a change of machine load hits both, and each is summarised by its median. The
+figure of merit is the ratio fixed / float (target: at most 2), not an absolute time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from memprop import __version__
+from memprop.demo import markdown_table
+from memprop.model import patterns as pattern_sets
+from memprop.model import recall, training
+from memprop.model.config import Config
+
+TARGET_RATIO = 2.0
+FLIP = 0.10
+EVAL_SEED = 1
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def configs(n: int, epochs: int, device: str) -> dict[str, Config]:
+    flt = Config.for_algorithm("eqprop", network={"n": n}, train={"epochs": epochs, "seed": 0})
+    return {"float": flt, "fixed": flt.replace(numerics="fixed", device={"preset": device})}
+
+
+def _timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    value = fn()
+    return value, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def run_bench(out: Path | None = None, epochs: int = 50, repeats: int = 3, trials: int = 1000,
+              device: str = "ideal") -> dict:
+    """Time `repeats` trainings of each model and `repeats` evaluations; print and return the table."""
+    if epochs < 1 or repeats < 1 or trials < 1:
+        raise ValueError(f"epochs, repeats and trials must be at least 1, got {epochs}, {repeats}, {trials}")
+    pats = pattern_sets.load()
+    cfgs = configs(pats.size, epochs, device)
+    runs = {name: {"train_seconds": [], "train_cpu_seconds": [], "eval_seconds": [], "steps": [],
+                   "accuracy": []} for name in cfgs}
+    start = time.perf_counter()
+    load_before = os.getloadavg()
+    click.echo(f"bench: EqProp on {pats.source} (N={pats.size}, {pats.count} patterns), {epochs} epochs, "
+               f"{repeats} repeats, float vs fixed ({device} device); {trials} trials per pattern for recall")
+    for _ in range(repeats):
+        for name, cfg in cfgs.items():      # interleaved: float, fixed, float, fixed, ...
+            (params, history), wall, cpu = _timed(lambda: training.train(cfg, pats, progress=False))
+            result, eval_wall, _ = _timed(lambda: recall.evaluate(params, cfg, pats, FLIP, trials, EVAL_SEED))
+            r = runs[name]
+            r["train_seconds"].append(wall)
+            r["train_cpu_seconds"].append(cpu)
+            r["eval_seconds"].append(eval_wall)
+            r["steps"].append(float(np.mean(history.steps)))
+            r["accuracy"].append(result.accuracy)
+    samples = pats.count * trials
+    summary = {}
+    for name, r in runs.items():
+        train_s = statistics.median(r["train_seconds"])
+        eval_s = statistics.median(r["eval_seconds"])
+        summary[name] = {"train_seconds": train_s, "train_cpu_seconds": statistics.median(r["train_cpu_seconds"]),
+                         "epoch_ms": 1000.0 * train_s / epochs, "mean_steps": statistics.median(r["steps"]),
+                         "eval_seconds": eval_s, "trials_per_second": samples / eval_s,
+                         "accuracy": r["accuracy"][-1], "fingerprint": cfgs[name].fingerprint}
+    ratio = summary["fixed"]["train_seconds"] / summary["float"]["train_seconds"]
+    report = {
+        "version": __version__, "epochs": epochs, "repeats": repeats, "trials_per_pattern": trials,
+        "eval_samples": samples, "flip": FLIP, "device": device, "patterns": pats.source,
+        "ratio": ratio, "eval_ratio": summary["fixed"]["eval_seconds"] / summary["float"]["eval_seconds"],
+        "target_ratio": TARGET_RATIO, "meets_target": ratio <= TARGET_RATIO,
+        "float": summary["float"], "fixed": summary["fixed"], "runs": runs,
+        "environment": {"python": platform.python_version(), "numpy": np.__version__,
+                        "machine": platform.machine(), "cpus": os.cpu_count(),
+                        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                        **{var: os.environ.get(var) for var in BLAS_THREAD_VARS}},
+        "wall_seconds": time.perf_counter() - start,
+    }
+    click.echo(markdown(report))
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+        click.echo(f"wrote {out}/bench.json")
+    return report
+
+
+def markdown(report: dict) -> str:
+    f, x = report["float"], report["fixed"]
+    rows = [
+        [f"training, {report['epochs']} epochs: wall s (median of {report['repeats']})",
+         f"{f['train_seconds']:.2f}", f"{x['train_seconds']:.2f}", f"{report['ratio']:.2f}"],
+        ["training: CPU s (median)", f"{f['train_cpu_seconds']:.2f}", f"{x['train_cpu_seconds']:.2f}",
+         f"{x['train_cpu_seconds'] / f['train_cpu_seconds']:.2f}"],
+        ["ms per epoch", f"{f['epoch_ms']:.1f}", f"{x['epoch_ms']:.1f}", f"{report['ratio']:.2f}"],
+        ["relaxation steps per sample (all phases)", f"{f['mean_steps']:.1f}", f"{x['mean_steps']:.1f}",
+         f"{x['mean_steps'] / f['mean_steps']:.2f}"],
+        [f"recall throughput, trials/s ({report['eval_samples']} trials, p = {report['flip']:.2f})",
+         f"{f['trials_per_second']:.0f}", f"{x['trials_per_second']:.0f}", f"{report['eval_ratio']:.2f} (time)"],
+        [f"recall accuracy after {report['epochs']} epochs", f"{f['accuracy']:.4f}", f"{x['accuracy']:.4f}", ""],
+    ]
+    verdict = "meets" if report["meets_target"] else "MISSES"
+    return (markdown_table(["EqProp on " + report["patterns"], "float", f"fixed ({report['device']})",
+                            "fixed / float"], rows)
+            + f"\n\nTraining time ratio fixed / float = {report['ratio']:.2f} ({verdict} the target "
+              f"<= {report['target_ratio']:.0f}); bench wall time {report['wall_seconds']:.0f} s.")
