@@ -127,13 +127,17 @@ def eval_(weight_file, pattern_file, flip, trials, seed, as_json):
 
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="results/demo", show_default=True)
-@click.option("--quick", is_flag=True, help="fewer epochs and trials (a smoke run)")
+@click.option("--quick", is_flag=True, help="fewer epochs and trials, the small iCE40 board (a smoke run)")
+@click.option("--board", type=click.Choice(["icebreaker", "ulx3s", "ulx3s-25f"]), default=None,
+              help="target board (default: ulx3s; icebreaker with --quick)")
+@click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
+@click.option("--no-bitstream", is_flag=True, help="stop after the bit-exact simulation")
 @user_errors
-def demo(out, quick):
-    """Train EqProp on the pattern set and print the recall table."""
+def demo(out, quick, board, simulator, no_bitstream):
+    """Train -> fixed point -> bit-exact simulation -> bitstream, with tables on the way."""
     from memprop.demo import run_demo
 
-    run_demo(Path(out), quick=quick)
+    run_demo(Path(out), quick=quick, board=board, simulator=simulator, skip_bitstream=no_bitstream)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m memprop`

@@ -1,11 +1,17 @@
-"""`memprop demo`: the main job, end to end, growing with each capability.
+"""`memprop demo`: the main job, end to end.
 
-Stage 1 (float model): train EqProp on the built-in glyphs and print the recall table.
+  1. float model   - train EqProp on the 16 glyphs, recall table
+  2. fixed point   - in-situ EqProp with the board's device preset and widths, recall table
+  3. simulation    - the engine's Verilog under cocotb + Verilator with the trained devices:
+                     recall and a training minibatch, bit-exact against the fixed-point model
+  4. bitstream     - YoWASP yosys + nextpnr for the board, and the trained weights exported
+                     as the image the host link loads
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -26,23 +32,92 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out: Path, quick: bool = False) -> dict:
+def _stage(k: int, text: str) -> float:
+    click.secho(f"[{k}/4] {text}", bold=True)
+    return time.perf_counter()
+
+
+def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator: str = "verilator",
+             skip_bitstream: bool = False) -> dict:
+    from memprop.boards.build import get_board
+
     out.mkdir(parents=True, exist_ok=True)
+    board = board or ("icebreaker" if quick else "ulx3s")
     pats = pattern_sets.load()
     epochs, trials = (30, 100) if quick else (300, 1000)
-    cfg = Config.for_algorithm("eqprop", network={"n": pats.size}, train={"epochs": epochs})
-    click.echo(f"[1/1] float model: EqProp, N={pats.size}, {pats.count} patterns "
-               f"(mean |r| = {pats.mean_abs_correlation():.3f}), {epochs} epochs")
-    params, _ = training.train(cfg, pats)
-    weights.save(out / "eqprop_float.npz", params, cfg, patterns=pats.source)
-    rows, report = [], {"float": {}}
-    for p in FLIPS:
-        r = recall.evaluate(params, cfg, pats, p, trials, seed=1)
-        rows.append([p, r.accuracy])
-        report["float"][str(p)] = r.to_dict()
-    table = markdown_table(["flip p", "EqProp (float)"], rows)
-    click.echo(table)
-    (out / "demo.md").write_text(table + "\n")
+    report: dict = {"board": board, "quick": quick, "patterns": pats.source}
+
+    t = _stage(1, f"float model: EqProp, N={pats.size}, {pats.count} glyphs (mean |r| "
+                  f"{pats.mean_abs_correlation():.3f}), {epochs} epochs")
+    cfg_float = Config.for_algorithm("eqprop", network={"n": pats.size}, train={"epochs": epochs})
+    params_float, _ = training.train(cfg_float, pats)
+    weights.save(out / "eqprop_float.npz", params_float, cfg_float, patterns=pats.source)
+    report["float"] = {str(p): recall.evaluate(params_float, cfg_float, pats, p, trials, seed=1).accuracy
+                       for p in FLIPS}
+    report["float_seconds"] = time.perf_counter() - t
+
+    hw = get_board(board).default_config()
+    cfg_fixed = hw.replace(train={"epochs": epochs})
+    net = cfg_fixed.network
+    t = _stage(2, f"fixed point: in-situ EqProp on {cfg_fixed.device.preset} devices ({board} design: "
+                  f"N={net.n} {net.topology}{f' K={net.band}' if net.band else ''}, P={cfg_fixed.hw.lanes})")
+    params_fixed, _ = training.train(cfg_fixed, pats)
+    fixed_file = weights.save(out / "eqprop_fixed.npz", params_fixed, cfg_fixed, patterns=pats.source)
+    report["fixed"] = {str(p): recall.evaluate(params_fixed, cfg_fixed, pats, p, trials, seed=1).accuracy
+                       for p in FLIPS}
+    if net.topology != "dense":
+        cfg_float_hw = Config.for_algorithm("eqprop", network={"n": net.n, "topology": net.topology, "band": net.band},
+                                            train={"epochs": epochs})
+        params_band, _ = training.train(cfg_float_hw, pats)
+        report["float_same_topology"] = {str(p): recall.evaluate(params_band, cfg_float_hw, pats, p, trials, seed=1)
+                                         .accuracy for p in FLIPS}
+    report["fixed_seconds"] = time.perf_counter() - t
+    rows = [[p, report["float"][str(p)]] + ([report["float_same_topology"][str(p)]] if "float_same_topology" in report
+                                            else []) + [report["fixed"][str(p)]] for p in FLIPS]
+    header = ["flip p", "float, dense"] + (["float, same band"] if "float_same_topology" in report else []) + \
+        [f"fixed, {cfg_fixed.device.preset}"]
+    recall_table = markdown_table(header, rows)
+    click.echo(recall_table)
+
+    t = _stage(3, f"bit-exact simulation: cocotb + {simulator}, the trained devices loaded into the engine")
+    from memprop.sim.engine import run_engine
+
+    sim_trials = 1 if quick else 2
+    run = run_engine(cfg_fixed, [], [
+        {"kind": "recall", "weights": str(fixed_file), "trials": sim_trials, "flip": 0.1, "seed": 7},
+        {"kind": "training", "epochs": 1, "minibatches": 1},
+    ], simulator=simulator, run_name="demo")
+    rec = next((r for r in run.results if r.get("workload") == "recall"), {})
+    report["simulation"] = {"simulator": simulator, "passed": run.passed, "mismatches": len(run.mismatches),
+                            "samples": rec.get("samples"), "accuracy": rec.get("accuracy"), "cycles": run.cycles,
+                            "cycles_per_second": round(run.cycles / run.sim_seconds) if run.sim_seconds else None,
+                            "seconds": round(run.seconds, 1)}
+    sim_line = (f"{rec.get('samples')} recalls + 1 training minibatch: {len(run.mismatches)} mismatches, "
+                f"{run.cycles} cycles simulated ({report['simulation']['cycles_per_second']} cycles/s)")
+    click.echo(sim_line)
+    if not run.passed:
+        raise click.ClickException("the engine differs from the model: " +
+                                   "; ".join(str(m.get("mismatch")) for m in run.mismatches)[:2000])
+
+    if skip_bitstream:
+        click.echo("[4/4] bitstream: skipped (--no-bitstream)")
+    else:
+        t = _stage(4, f"bitstream for {board} (YoWASP), and the trained weights as a host-link image")
+        from memprop.boards.build import build
+        from memprop.boards.image import from_weights, write_image
+
+        build_report = build(board, cfg_fixed, out / board)
+        image, _ = from_weights(params_fixed, cfg_fixed, None, source=str(fixed_file))
+        paths = write_image(image, out / "image")
+        report["bitstream"] = {k: build_report[k] for k in ("bitstream", "device", "fmax_mhz", "clock_mhz",
+                                                             "timing_met", "utilisation", "wall_s")}
+        report["image"] = str(paths["image"])
+        util = ", ".join(f"{k} {u['used']}/{u['available']}" for k, u in build_report["utilisation"].items()
+                         if u.get("available"))
+        click.echo(f"{build_report['bitstream']}: {util}; fmax {build_report['fmax_mhz']} MHz "
+                   f"(clock {build_report['clock_mhz']} MHz); image {paths['image']}")
+
+    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + sim_line + "\n")
     (out / "demo.json").write_text(json.dumps(report, indent=2))
-    click.echo(f"wrote {out}/demo.md, demo.json, eqprop_float.npz")
+    click.echo(f"wrote {out}/demo.md and demo.json")
     return report

@@ -19,6 +19,15 @@ is transferred, the operations run on the following edges, and ``o.valid`` rises
 one. ``i.ready`` is high only while the unit is idle (no computation running and no result
 waiting, or the waiting result being taken in this same cycle), so one request is in flight at
 a time and a new one can be accepted at the edge where the previous result is transferred.
+With 13 rounds: `LATENCY` = 18 cycles from input transfer to output transfer, one result
+every 18 cycles back to back.
+
+Area (yosys, Threefry alone): iCE40 562 SB_LUT4 + 64 SB_CARRY + 167 flip-flops; ECP5
+671 LUT4 + 35 CCU2C + 167 TRELLIS_FF (``-nodsp``). About a third of the LUTs is the 8-way
+rotation multiplexer.
+
+(No ``from __future__ import annotations`` here: `wiring.Component` reads the port
+annotations as objects.)
 """
 
 
@@ -29,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 from memprop.model.rng import DRAW_BITS, PARITY, ROTATIONS, ROUNDS
 
 __all__ = [
-    "INPUT_LAYOUT", "OUTPUT_LAYOUT", "RAND_KEY1", "Threefry2x32", "threefry_schedule",
+    "INPUT_LAYOUT", "LATENCY", "OUTPUT_LAYOUT", "RAND_KEY1", "Threefry2x32", "threefry_schedule",
     "rand_request", "rand_request_ints",
 ]
 
@@ -55,6 +64,11 @@ def threefry_schedule(rounds: int) -> list[tuple[str, int]]:
     return ops
 
 
+#: `Threefry2x32.latency` of the 13-round unit: clock edges from input transfer to output
+#: transfer (and the initiation interval), without elaborating one.
+LATENCY = len(threefry_schedule(ROUNDS)) + 1
+
+
 class Threefry2x32(wiring.Component):
     """Threefry-2x32 with `rounds` rounds, one operation per clock cycle.
 
@@ -75,8 +89,10 @@ class Threefry2x32(wiring.Component):
     o: Out(stream.Signature(OUTPUT_LAYOUT))
 
     def __init__(self, rounds: int = ROUNDS):
-        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
-            raise ValueError(f"rounds must be a positive integer, not {rounds!r}")
+        if not isinstance(rounds, int) or isinstance(rounds, bool):
+            raise TypeError(f"rounds must be an integer, not {rounds!r}")
+        if rounds < 1:
+            raise ValueError(f"rounds must be at least 1, not {rounds!r}")
         self._rounds = rounds
         self._schedule = threefry_schedule(rounds)
         super().__init__()

