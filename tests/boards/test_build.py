@@ -1,0 +1,89 @@
+# amaranth: UnusedElaboratable=no
+"""Board tops and builds: elaboration for every board (fast), report parsing, and one real
+iCE40 build with a tiny config (slow: it runs the YoWASP toolchain)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from amaranth.hdl import Fragment
+from click.testing import CliRunner
+
+from memprop.boards import build as bb
+from memprop.boards.top import BoardTop
+from memprop.cli import BOARD_NAMES, main
+from memprop.model.config import Config
+
+TINY = Config.for_algorithm("eqprop", network={"n": 6}, numerics="fixed", train={"batch_size": 1},
+                            device={"preset": "linear-64"}, hw={"lanes": 1})
+
+
+def test_cli_lists_every_board():
+    assert set(BOARD_NAMES) == set(bb.BOARDS)
+
+
+@pytest.mark.parametrize("name", sorted(bb.BOARDS))
+def test_board_top_elaborates(name):
+    board = bb.get_board(name)
+    cfg = board.default_config()              # the documented default is a valid config
+    assert cfg.numerics == "fixed" and cfg.network.n == 100
+    Fragment.get(BoardTop(TINY, max_burst=board.max_burst, fifo_depth=board.fifo_depth), board.make_platform())
+
+
+def test_board_top_checks_the_fifo_against_the_baud():
+    top = BoardTop(TINY, baud=3_000_000, fifo_depth=4)
+    with pytest.raises(ValueError, match="FIFO of 4 bytes can overflow"):
+        Fragment.get(top, bb.get_board("icebreaker").make_platform())
+    with pytest.raises(ValueError, match="too fast"):
+        Fragment.get(BoardTop(TINY, baud=5_000_000), bb.get_board("icebreaker").make_platform())
+
+
+def test_unknown_board():
+    with pytest.raises(ValueError, match="unknown board 'de0'"):
+        bb.get_board("de0")
+
+
+def test_toolchain_env():
+    env = bb.toolchain_env({"PATH": "", "YOSYS": "/opt/yosys"})
+    assert env["YOSYS"] == "/opt/yosys"                       # a tool the user set is kept
+    for var in ("NEXTPNR_ICE40", "ICEPACK", "NEXTPNR_ECP5", "ECPPACK"):
+        assert "yowasp-" in env[var]
+    assert "OPENFPGALOADER" in env
+
+
+def test_parse_report(tmp_path):
+    (tmp_path / "r.json").write_text(json.dumps({
+        "utilization": {"TRELLIS_COMB": {"used": 100, "available": 1000}, "TRELLIS_FF": {"used": 50, "available": 1000},
+                        "DP16KD": {"used": 3, "available": 56}, "MULT18X18D": {"used": 2, "available": 28}},
+        "fmax": {"$PACKER_GND_NET_$glb_clk": {"achieved": 300.0, "constraint": 25},
+                 "cd_sync.clk": {"achieved": 61.234, "constraint": 25.0}}}))
+    (tmp_path / "y.rpt").write_text("=== design hierarchy ===\n\n       57 cells\n      100   LUT4\n"
+                                    "       50   TRELLIS_FF\n        3   DP16KD\n")
+    r = bb.parse_report("ecp5", tmp_path / "r.json", tmp_path / "y.rpt")
+    assert r["fmax_mhz"] == 61.23 and r["clocks_mhz"] == {"cd_sync.clk": 61.23}
+    assert r["utilisation"]["lut"] == {"used": 100, "available": 1000}
+    assert r["utilisation"]["dsp"] == {"used": 2, "available": 28}
+    assert r["synthesis"] == {"LUT4": 100, "TRELLIS_FF": 50, "DP16KD": 3}
+
+
+def test_build_refuses_float_config(tmp_path):
+    with pytest.raises(ValueError, match="numerics 'fixed'"):
+        bb.build("icebreaker", Config.for_algorithm("eqprop", network={"n": 6}), tmp_path)
+
+
+@pytest.mark.slow
+def test_icebreaker_build_smoke(tmp_path):
+    """`memprop build` end to end with a tiny network: bitstream, report, timing met."""
+    config = tmp_path / "tiny.json"
+    config.write_text(TINY.to_json())
+    result = CliRunner().invoke(main, ["build", "--board", "icebreaker", "--config", str(config),
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "build.json").read_text())
+    assert report["timing_met"] and report["fmax_mhz"] > 12
+    assert (tmp_path / "out" / "memprop.bin").stat().st_size > 100_000
+    util = report["utilisation"]
+    assert 0 < util["logic_cells"]["used"] < util["logic_cells"]["available"]
+    assert util["lut"]["used"] > 0 and util["ff"]["used"] > 0 and util["bram"]["used"] > 0
+    assert report["fingerprint"] == TINY.fingerprint
