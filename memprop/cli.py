@@ -224,8 +224,8 @@ def rtl(config_file, out, lanes):
 @click.option("--cases", type=click.IntRange(min=1), default=20, show_default=True, help="random cases")
 @click.option("--per-config", type=click.IntRange(min=1), default=10, show_default=True,
               help="cases per random config (one simulator build each)")
-@click.option("--netlist", type=click.Choice(["rtl", "ice40"]), default="rtl", show_default=True,
-              help="simulate the RTL, or the iCE40 gate-level netlist after yosys synth_ice40")
+@click.option("--netlist", type=click.Choice(["rtl", "ice40", "ecp5"]), default="rtl", show_default=True,
+              help="simulate the RTL, or the gate-level netlist after yosys synth_ice40 / synth_ecp5")
 @click.option("--waves", is_flag=True, help="keep a waveform of every run")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @user_errors
@@ -258,6 +258,9 @@ def sim(simulator, config_file, seed, cases, per_config, netlist, waves, as_json
                    f"{summary['seconds']} s with builds)")
         if summary["first_mismatch"]:
             click.echo(f"first mismatch: {summary['first_mismatch']}")
+            for run in summary["runs"]:
+                if run["mismatches"] and run["waves"]:
+                    click.echo(f"waveform: {run['waves']}")
     if summary["mismatches"]:
         sys.exit(1)
 

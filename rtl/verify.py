@@ -171,6 +171,18 @@ async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = No
         seen[(sample, phase)] = step
 
     phases = await driver.train_minibatch(case.drive, case.target, case.params.updates, observe=observe)
+    from . import cycles
+
+    sch = driver.layout.schedule
+    for phase in ("free", "hi", "lo"):
+        for r in phases[phase]:
+            want = r.steps * cycles.relax_cycles(sch, 1)      # one STEP command per step
+            if r.cycles != want:
+                raise Mismatch(f"cycle counter: {r.steps} STEP commands took {r.cycles} cycles, "
+                               f"the cycle model says {want}")
+    want = cycles.learn_cycles(sch, exp.pulses.pulses_w, exp.pulses.pulses_b)
+    if phases["learn_cycles"] != want:
+        raise Mismatch(f"cycle counter: LEARN took {phases['learn_cycles']} cycles, the cycle model says {want}")
     for key, trace in exp.traces.items():
         if seen.get(key) != len(trace):
             raise Mismatch(f"sample {key[0]}, {key[1]} phase: rtl stopped after {seen.get(key)} steps, "

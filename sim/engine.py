@@ -36,6 +36,7 @@ class EngineRun:
     seconds: float          # wall time of the whole run (build included)
     cycles: int             # simulated clock cycles
     sim_seconds: float      # wall time of the simulation alone (for cycles per second)
+    waves_rerun: Path | None = None   # waveform of a failing case, rerun with waves on
 
     @property
     def mismatches(self) -> list[dict]:
@@ -123,14 +124,15 @@ class Campaign:
             "runs": [{"fingerprint": r.config.fingerprint, "lanes": r.config.hw.lanes, "n": r.config.network.n,
                       "topology": r.config.network.topology, "device": r.config.device.preset,
                       "cases": len(r.results), "mismatches": len(r.mismatches), "cycles": r.cycles,
-                      "seconds": round(r.seconds, 2), "waves": str(r.sim.waves) if r.sim and r.sim.waves else None}
+                      "seconds": round(r.seconds, 2),
+                      "waves": str(r.waves_rerun or (r.sim.waves if r.sim else None) or "") or None}
                      for r in self.runs],
         }
 
 
 def run_campaign(cases: int, seed: int = 0, config: Config | None = None, per_config: int = 10, *,
                  simulator: str = "verilator", netlist: str = "rtl", waves: bool = False,
-                 progress=None) -> Campaign:
+                 progress=None, build_root: Path | None = None, inject: str | None = None) -> Campaign:
     """`cases` random cases: on `config`, or `per_config` cases on each of several random configs."""
     campaign = Campaign()
     done = 0
@@ -139,7 +141,15 @@ def run_campaign(cases: int, seed: int = 0, config: Config | None = None, per_co
         size = min(per_config if config is None else cases, cases - done)
         cfg = config or random_config(seed * 100_003 + group, max_n=16, max_lanes=8)
         seeds = [seed * 1_000_003 + done + k for k in range(size)]
-        run = run_engine(cfg, seeds, simulator=simulator, netlist=netlist, waves=waves, run_name=f"s{seed}g{group}")
+        run = run_engine(cfg, seeds, simulator=simulator, netlist=netlist, waves=waves, run_name=f"s{seed}g{group}",
+                         build_root=build_root, inject=inject)
+        if run.mismatches and not waves:
+            # leave a waveform of the first failing case for the user
+            failing = [r["seed"] for r in run.mismatches if "seed" in r][:1]
+            if failing:
+                rerun = run_engine(cfg, failing, simulator=simulator, netlist=netlist, waves=True,
+                                   run_name=f"s{seed}g{group}-waves", build_root=build_root, inject=inject)
+                run.waves_rerun = rerun.sim.waves if rerun.sim else None
         campaign.runs.append(run)
         done += size
         group += 1

@@ -7,12 +7,14 @@ The default run is a bounded subset; `--runslow` adds the nightly-size runs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from memprop.model.config import Config
 from memprop.rtl.verify import random_config
-from memprop.sim.engine import run_engine
+from memprop.sim.engine import run_campaign, run_engine
 from memprop.sim.simulators import unavailable_reason
 
 
@@ -47,14 +49,42 @@ def test_gate_level_ice40_netlist(tmp_path):
     assert_clean(run_engine(cfg, [1], netlist="ice40", build_root=tmp_path))
 
 
+SMALL = dict(network={"n": 8}, numerics="fixed", train={"batch_size": 1}, device={"preset": "linear-64"},
+             hw={"lanes": 2})
+
+
+@pytest.fixture(scope="module")
+def shared_build(tmp_path_factory):
+    """One build directory for the tests that use the same small design."""
+    return tmp_path_factory.mktemp("engine-build")
+
+
 @needs("verilator")
-def test_a_wrong_rounding_in_the_model_is_reported_with_a_waveform(tmp_path):
-    cfg = Config.for_algorithm("eqprop", network={"n": 8}, numerics="fixed", train={"batch_size": 1},
-                               device={"preset": "linear-64"}, hw={"lanes": 2})
-    run = run_engine(cfg, [5], build_root=tmp_path, waves=True, inject="truncating_rounding")
+def test_a_wrong_rounding_in_the_model_is_reported_with_a_waveform(shared_build):
+    cfg = Config.for_algorithm("eqprop", **SMALL)
+    run = run_engine(cfg, [5], build_root=shared_build, waves=True, inject="truncating_rounding")
     assert not run.passed
     assert run.mismatches and "step" in run.mismatches[0]["mismatch"] and "neuron" in run.mismatches[0]["mismatch"]
     assert run.sim.waves is not None and run.sim.waves.exists() and run.sim.waves.stat().st_size > 0
+
+
+@needs("verilator")
+def test_a_campaign_with_a_mismatch_leaves_a_waveform_of_the_failing_case(shared_build):
+    cfg = Config.for_algorithm("eqprop", **SMALL)
+    campaign = run_campaign(2, seed=1, config=cfg, build_root=shared_build, inject="truncating_rounding")
+    summary = campaign.summary("verilator", "rtl")
+    assert summary["cases"] == 2 and summary["mismatches"] == 2
+    assert "neuron" in summary["first_mismatch"]["mismatch"]
+    waves = summary["runs"][0]["waves"]
+    assert waves and Path(waves).exists() and Path(waves).stat().st_size > 0
+
+
+@needs("verilator")
+def test_a_clean_campaign_summary(shared_build):
+    cfg = Config.for_algorithm("eqprop", **SMALL)
+    summary = run_campaign(3, seed=2, config=cfg, build_root=shared_build).summary("verilator", "rtl")
+    assert summary["mismatches"] == 0 and summary["cases"] == 3 and summary["cycles"] > 0
+    assert summary["cycles_per_second"] > 0 and summary["runs"][0]["fingerprint"] == cfg.fingerprint
 
 
 @needs("verilator")

@@ -1,0 +1,116 @@
+"""Each datapath component on its own, against the fixed-point model's arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from memprop.model.config import Config
+from memprop.model.fixed import FixedTarget, fixed_step
+from memprop.model.numerics import Formats, bitlen_signed
+from memprop.rtl.mac import MAC_LATENCY, MacArray
+from memprop.rtl.neuron import NEURON_LATENCY, NeuronUpdate
+
+CONFIGS = [
+    {"network": {"n": 8}},
+    {"network": {"n": 8, "activation": "hard_sigmoid"}, "train": {"beta": 0.5}},
+    {"network": {"n": 8, "activation": "tanh", "dynamics": "euler", "eps": 0.25}, "train": {"beta": 2.0},
+     "fixed": {"state_frac": 6, "weight_frac": 7}},
+]
+
+
+def _sim(dut, bench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("sections", CONFIGS)
+def test_neuron_update_equals_the_model_step(sections):
+    """One unit's update for random and extreme operands equals model.fixed.fixed_step."""
+    cfg = Config.for_algorithm("eqprop", numerics="fixed", device={"preset": "linear-64"}, **sections)
+    fmt = Formats(cfg)
+    n = cfg.network.n
+    rng = np.random.default_rng(0)
+    cases = []
+    for k in range(150):
+        W = rng.integers(-fmt.w_max, fmt.w_max + 1, (n, n))
+        if k % 10 == 0:   # extremes: every weight at +-w_max against saturated states
+            W = np.full((n, n), fmt.w_max * (1 if k % 20 else -1))
+        W = np.triu(W) + np.triu(W, 1).T
+        np.fill_diagonal(W, 0)   # no self-connections: the accumulator bound's degree is n - 1
+        b = rng.integers(-fmt.w_max, fmt.w_max + 1, n)
+        v = rng.integers(fmt.lo, fmt.hi + 1, (1, n)) if k % 10 else np.full((1, n), fmt.hi)
+        x = rng.integers(-1, 2, (1, n))
+        t = rng.integers(fmt.lo, fmt.hi + 1, (1, n))
+        sign = int(rng.integers(-1, 2))
+        want = fixed_step(fmt, W, b, v, x, FixedTarget(t, np.ones(n, bool)), sign)[0, 0]
+        a = fmt.act_lut[v[0] - fmt.lo]
+        cases.append(dict(acc=int(a @ W[:, 0]), bias=int(b[0]), x=int(x[0, 0]), t=int(t[0, 0]), v=int(v[0, 0]),
+                          sign=sign, deriv=int(fmt.der_lut[v[0, 0] - fmt.lo]), want=int(want)))
+    dut = NeuronUpdate(fmt, row_bits=4)
+
+    async def bench(ctx):
+        for c in cases:
+            ctx.set(dut.valid, 1)
+            ctx.set(dut.acc, c["acc"])
+            ctx.set(dut.bias, c["bias"])
+            ctx.set(dut.x, c["x"])
+            ctx.set(dut.target, c["t"])
+            ctx.set(dut.v, c["v"])
+            ctx.set(dut.is_output, 1)
+            ctx.set(dut.sign, c["sign"])
+            ctx.set(dut.deriv, c["deriv"])
+            await ctx.tick().repeat(NEURON_LATENCY)
+            assert ctx.get(dut.o_valid) == 1
+            got = ctx.get(dut.v_new)
+            assert got == c["want"], f"{c}: rtl {got}"
+            assert ctx.get(dut.delta) == abs(c["want"] - c["v"])
+
+    _sim(dut, bench)
+
+
+@pytest.mark.parametrize("lanes", [1, 3, 4])
+def test_mac_array_row_sums_over_a_segmented_stream(lanes):
+    """Blocks holding a row end and the next row's start give exact per-row sums."""
+    rng = np.random.default_rng(lanes)
+    lengths = rng.integers(lanes, 3 * lanes + 2, 12)
+    w_bits, a_bits = 11, 10
+    acc_bits = bitlen_signed(int(lengths.max()) * 2 ** (w_bits - 1) * 2 ** (a_bits - 1))
+    w = [rng.integers(-(2 ** (w_bits - 1)), 2 ** (w_bits - 1), n) for n in lengths]
+    a = [rng.integers(-(2 ** (a_bits - 1)), 2 ** (a_bits - 1), n) for n in lengths]
+    want = [int(np.dot(x, y)) for x, y in zip(w, a)]
+    flat = [(wi, ai, k == len(x) - 1) for x, y in zip(w, a) for k, (wi, ai) in enumerate(zip(x, y))]
+    flat += [(0, 0, False)] * ((-len(flat)) % lanes)
+    blocks = [flat[i:i + lanes] for i in range(0, len(flat), lanes)]
+    dut = MacArray(lanes, w_bits, a_bits, acc_bits)
+    got = []
+
+    async def collect(ctx):
+        async for _, _, valid, total in ctx.tick().sample(dut.row_valid, dut.row_sum):
+            if valid:
+                got.append(total)
+
+    async def bench(ctx):
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        for block in blocks:
+            ctx.set(dut.valid, 1)
+            for lane, (wi, ai, last) in enumerate(block):
+                ctx.set(dut.w[lane], int(wi))
+                ctx.set(dut.a[lane], int(ai))
+            ctx.set(dut.entry, sum(1 << i for i in range(len(block))))
+            ctx.set(dut.last, sum(1 << i for i, (_, _, last) in enumerate(block) if last))
+            await ctx.tick()
+        ctx.set(dut.valid, 0)
+        await ctx.tick().repeat(MAC_LATENCY + 2)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_process(collect)
+    sim.add_testbench(bench)
+    sim.run_until(1e-8 * (len(blocks) + 20))
+    assert got == want
