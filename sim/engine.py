@@ -69,8 +69,9 @@ def run_engine(cfg: Config, cases: list[int], workloads: list[dict] | None = Non
     job_dir.mkdir(exist_ok=True)
     stamp = f"{run_name or 'job'}-{time.time_ns()}"
     job, results = job_dir / f"{stamp}.json", job_dir / f"{stamp}.results.json"
+    workloads = [_absolute_paths(w) for w in workloads or []]
     job.write_text(json.dumps({"config": json.loads(cfg.to_json()), "cases": list(cases),
-                               "workloads": workloads or [], "results": str(results), "inject": inject}))
+                               "workloads": workloads, "results": str(results), "inject": inject}))
     env = {"MEMPROP_ENGINE_JOB": str(job)}
     start = time.perf_counter()
     if netlist == "rtl":
@@ -87,6 +88,15 @@ def run_engine(cfg: Config, cases: list[int], workloads: list[dict] | None = Non
         found = [{"ok": False, "mismatch": sim.failure_report()}]
     sim_seconds = sum(t.wall_time_s for t in sim.testcases)
     return EngineRun(cfg, simulator, netlist, found, sim, seconds, cycles, sim_seconds)
+
+
+def _absolute_paths(workload: dict) -> dict:
+    """The simulator runs in its build directory: file names must not be relative."""
+    out = dict(workload)
+    for key in ("weights", "patterns"):
+        if out.get(key) and Path(out[key]).exists():
+            out[key] = str(Path(out[key]).resolve())
+    return out
 
 
 @dataclass
