@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from memprop.demo import markdown_table
 from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training
 from memprop.model.config import Config
+from memprop.workers import single_threaded_blas
 from memprop.model.patterns import PatternSet, corrupt
 
 FLIPS = (0.10, 0.15, 0.20, 0.25)
@@ -40,7 +39,6 @@ EXAMPLES = 6
 SUMMARY_EPOCHS = (1, 2, 5, 10, 20, 50, 100, 200, 300)
 #: ICECS 2019 Table I (p = 0.10, 1000 x 16 trials, the authors' own 16 glyphs).
 ICECS_TABLE1 = {"hebbian": 0.1792, "storkey": 0.2663, "rbp": 0.9968}
-BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 FIGURES = ("patterns.png", "band_sweep.png", "epochs.png", "reconstructions.png")
 
 
@@ -126,22 +124,6 @@ def run_job(job: Job, pats: PatternSet, examples: np.ndarray) -> dict:
         "examples": recall.reconstruct(params, cfg, examples).tolist(),
         "seconds": time.perf_counter() - start,
     }
-
-
-@contextmanager
-def single_threaded_blas():
-    """Workers read the environment when they start: one BLAS thread each, so `jobs` workers use
-    `jobs` cores (OpenBLAS threads competing for busy cores ran the jobs about 3x slower)."""
-    saved = {var: os.environ.get(var) for var in BLAS_THREAD_VARS}
-    os.environ.update({var: "1" for var in BLAS_THREAD_VARS})
-    try:
-        yield
-    finally:
-        for var, value in saved.items():
-            if value is None:
-                os.environ.pop(var)
-            else:
-                os.environ[var] = value
 
 
 def run_jobs(jobs: list[Job], pats: PatternSet, examples: np.ndarray, workers: int) -> dict[str, dict]:

@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from memprop.demo import markdown_table
 from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training
 from memprop.model.config import Config
+from memprop.workers import single_threaded_blas
 from memprop.model.device import PRESETS
 from memprop.model.fixed import FixedParams
 from memprop.model.numerics import Formats
@@ -43,7 +43,6 @@ EVAL_SEED = 1            # every network sees the same corrupted inputs
 TRAIN_SEED = 0
 DEFAULT_STATE_FRAC = 8   # FixedConfig.state_frac default
 D2D_CLASSES = 4          # device classes M where a preset has device-to-device variation (d2d > 0)
-BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 FILES = ("sweep.md", "sweep.json", "sweep.png")
 
 
@@ -163,21 +162,6 @@ def run_job(job: Job) -> dict:
     record["seconds"] = time.perf_counter() - start
     record["cpu_seconds"] = time.process_time() - cpu
     return record
-
-
-@contextmanager
-def single_threaded_blas():
-    """One BLAS thread per worker (read when a worker starts), so `jobs` workers use `jobs` cores."""
-    saved = {var: os.environ.get(var) for var in BLAS_THREAD_VARS}
-    os.environ.update({var: "1" for var in BLAS_THREAD_VARS})
-    try:
-        yield
-    finally:
-        for var, value in saved.items():
-            if value is None:
-                os.environ.pop(var)
-            else:
-                os.environ[var] = value
 
 
 def _cost(job: Job) -> tuple:

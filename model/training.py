@@ -50,23 +50,33 @@ def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
     params = Params.initial(net, tr.init_scale, rng)
     if cfg.numerics == "fixed":
         return _train_fixed(cfg, patterns, params, rng, progress, on_epoch, every)
-    history = History()
     if tr.algo in ("hebbian", "storkey"):
         rule = hebbian if tr.algo == "hebbian" else storkey
         params.W = rule(patterns.values, params.mask)
-        return params, history
+        return params, History()
     update = UPDATES[tr.algo]
-    bar = tqdm(range(1, tr.epochs + 1), desc=f"{tr.algo} N={net.n}", unit="epoch",
-               disable=not progress, leave=False)
+
+    def step(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        u = update(params, net, tr, drive_for(net, x), target_for(net, y), rng)
+        params.apply_update(u.dW, u.db, tr.lr, tr.max_step)
+        return u.loss, u.steps
+
+    return params, _epochs(cfg, patterns, rng, step, params, f"{tr.algo} N={net.n}", progress, on_epoch, every)
+
+
+def _epochs(cfg: Config, patterns: PatternSet, rng: np.random.Generator, step, params, desc: str,
+            progress: bool, on_epoch: EpochCallback | None, every: int) -> History:
+    """The epoch loop shared by float and fixed-point training: noisy samples, minibatches, history."""
+    tr = cfg.train
+    history = History()
+    bar = tqdm(range(1, tr.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         inputs, targets = epoch_samples(cfg, patterns.values, rng)
         losses, steps = [], []
         for start in range(0, len(inputs), tr.batch_size):
-            x, y = inputs[start:start + tr.batch_size], targets[start:start + tr.batch_size]
-            u = update(params, net, tr, drive_for(net, x), target_for(net, y), rng)
-            params.apply_update(u.dW, u.db, tr.lr, tr.max_step)
-            losses.append(u.loss)
-            steps.append(u.steps)
+            loss, n_steps = step(inputs[start:start + tr.batch_size], targets[start:start + tr.batch_size])
+            losses.append(loss)
+            steps.append(n_steps)
         history.loss.append(float(np.mean(losses)))
         history.steps.append(float(np.mean(steps)))
         bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
@@ -74,7 +84,7 @@ def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
             metrics = on_epoch(epoch, params)
             if metrics is not None:
                 history.checkpoints.append((epoch, metrics))
-    return params, history
+    return history
 
 
 def _train_fixed(cfg: Config, patterns: PatternSet, init: Params, rng: np.random.Generator, progress: bool,
@@ -83,25 +93,12 @@ def _train_fixed(cfg: Config, patterns: PatternSet, init: Params, rng: np.random
 
     The initial weights are the float model's seeded initial weights, programmed into the devices.
     """
-    tr = cfg.train
     fmt = Formats(cfg)
     params = FixedParams.from_float(cfg, init.W, init.b)
-    history = History()
-    bar = tqdm(range(1, tr.epochs + 1), desc=f"eqprop/fixed N={cfg.network.n}", unit="epoch",
-               disable=not progress, leave=False)
-    for epoch in bar:
-        inputs, targets = epoch_samples(cfg, patterns.values, rng)
-        losses, steps = [], []
-        for start in range(0, len(inputs), tr.batch_size):
-            x, y = inputs[start:start + tr.batch_size], targets[start:start + tr.batch_size]
-            _, info = eqprop_fixed_update(fmt, params, fixed_drive_for(fmt, x), fixed_target_for(fmt, y))
-            losses.append(info["loss"])
-            steps.append(info["steps"])
-        history.loss.append(float(np.mean(losses)))
-        history.steps.append(float(np.mean(steps)))
-        bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
-        if on_epoch is not None and (epoch % every == 0 or epoch == tr.epochs):
-            metrics = on_epoch(epoch, params)
-            if metrics is not None:
-                history.checkpoints.append((epoch, metrics))
-    return params, history
+
+    def step(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        _, info = eqprop_fixed_update(fmt, params, fixed_drive_for(fmt, x), fixed_target_for(fmt, y))
+        return info["loss"], info["steps"]
+
+    return params, _epochs(cfg, patterns, rng, step, params, f"eqprop/fixed N={cfg.network.n}", progress,
+                           on_epoch, every)
