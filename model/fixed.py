@@ -15,7 +15,7 @@ from . import rng
 from .config import Config
 from .device import DeviceTables, fabricate, program
 from .masks import connectivity
-from .network import units_of
+from .network import Relaxed, converge, units_of
 from .numerics import Formats, round_shift
 
 
@@ -81,12 +81,8 @@ class FixedTarget:
     units: np.ndarray       # (N,) bool
 
 
-@dataclass
-class FixedRelaxed:
-    v: np.ndarray
-    steps: np.ndarray
-    converged: np.ndarray
-    trace: list | None = None   # per-step states (B, N) when requested
+#: Relaxation results (final states, steps, convergence, optional trace) of either model.
+FixedRelaxed = Relaxed
 
 
 def activation(fmt: Formats, v: np.ndarray) -> np.ndarray:
@@ -110,30 +106,14 @@ def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
                 max_steps: int | None = None, trace: bool = False) -> FixedRelaxed:
     """Iterate until each sample's max|dv| <= tol_lsb or the step limit; converged samples freeze."""
     limit = fmt.cfg.network.max_steps if max_steps is None else max_steps
-    tol = fmt.cfg.fixed.tol_lsb
     v = (drive.v0 if v_start is None else v_start).astype(np.int64, copy=True)
-    clamped = drive.clamped
-    v[:, clamped] = drive.v0[:, clamped]
-    batch = v.shape[0]
-    steps = np.zeros(batch, dtype=np.int64)
-    active = np.arange(batch)
-    states = [v.copy()] if trace else None
-    for _ in range(limit):
-        if active.size == 0:
-            break
-        va = v[active]
+    v[:, drive.clamped] = drive.v0[:, drive.clamped]
+
+    def update(active, va):
         sub = None if target is None else FixedTarget(target.values[active], target.units)
-        vn = fixed_step(fmt, W, b, va, drive.x[active], sub, sign)
-        vn[:, clamped] = va[:, clamped]
-        delta = np.max(np.abs(vn - va), axis=1)
-        v[active] = vn
-        steps[active] += 1
-        active = active[delta > tol]
-        if trace:
-            states.append(v.copy())
-    converged = np.ones(batch, dtype=bool)
-    converged[active] = False
-    return FixedRelaxed(v=v, steps=steps, converged=converged, trace=states)
+        return fixed_step(fmt, W, b, va, drive.x[active], sub, sign)
+
+    return converge(v, update, limit, fmt.cfg.fixed.tol_lsb, drive.clamped, trace)
 
 
 def fixed_drive_for(fmt: Formats, x: np.ndarray) -> FixedDrive:

@@ -71,6 +71,37 @@ class Relaxed:
     v: np.ndarray                  # (B, N) final states
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # (B,) steps taken
     converged: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    trace: list | None = None      # states after every step (B, N each), when requested
+
+
+def converge(v: np.ndarray, update, limit: int, tol: float, clamped: np.ndarray | None = None,
+             trace: bool = False) -> Relaxed:
+    """Apply `update(active, v_active)` until each sample's max|dv| <= tol or `limit` steps.
+
+    The one iteration of the float and fixed-point models: a converged sample is frozen, so
+    its trajectory does not depend on the batch it runs in; clamped units never move. `v` is
+    updated in place.
+    """
+    batch = v.shape[0]
+    steps = np.zeros(batch, dtype=np.int64)
+    active = np.arange(batch)
+    states = [v.copy()] if trace else None
+    for _ in range(limit):
+        if active.size == 0:
+            break
+        va = v[active]
+        vn = update(active, va)
+        if clamped is not None:
+            vn[:, clamped] = va[:, clamped]
+        delta = np.max(np.abs(vn - va), axis=1) if vn.shape[1] else np.zeros(len(active))
+        v[active] = vn
+        steps[active] += 1
+        active = active[delta > tol]
+        if trace:
+            states.append(v.copy())
+    converged = np.ones(batch, dtype=bool)
+    converged[active] = False
+    return Relaxed(v=v, steps=steps, converged=converged, trace=states)
 
 
 def energy_gradient(params: Params, net: NetworkConfig, v: np.ndarray, current: np.ndarray,
@@ -99,25 +130,13 @@ def relax(params: Params, net: NetworkConfig, drive: Drive, target: Target | Non
     """Iterate `step` until each sample converges or the step limit; clamped units stay fixed."""
     limit = net.max_steps if max_steps is None else max_steps
     v = (drive.v0 if v_start is None else v_start).astype(np.float64, copy=True)
-    clamped = drive.clamped
-    v[:, clamped] = drive.v0[:, clamped]
-    batch = v.shape[0]
-    steps = np.zeros(batch, dtype=np.int64)
-    active = np.arange(batch)
-    for _ in range(limit):
-        if active.size == 0:
-            break
-        va = v[active]
+    v[:, drive.clamped] = drive.v0[:, drive.clamped]
+
+    def update(active, va):
         sub_target = None if target is None else Target(target.values[active], target.units)
-        vn = step(params, net, va, drive.current[active], sub_target, beta)
-        vn[:, clamped] = va[:, clamped]
-        delta = np.max(np.abs(vn - va), axis=1) if vn.shape[1] else np.zeros(len(active))
-        v[active] = vn
-        steps[active] += 1
-        active = active[delta > net.tol]
-    converged = np.ones(batch, dtype=bool)
-    converged[active] = False
-    return Relaxed(v=v, steps=steps, converged=converged)
+        return step(params, net, va, drive.current[active], sub_target, beta)
+
+    return converge(v, update, limit, net.tol, drive.clamped)
 
 
 # -- how data enters the network --------------------------------------------------------------

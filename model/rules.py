@@ -14,7 +14,7 @@ import numpy as np
 
 from . import activations
 from .config import NetworkConfig, TrainConfig
-from .network import Drive, Params, Relaxed, Target, relax
+from .network import Drive, Params, Relaxed, Target, converge, relax
 
 
 @dataclass
@@ -72,20 +72,11 @@ def side_relax(params: Params, net: NetworkConfig, drive: Drive, free: Relaxed, 
     y = np.full_like(free.v, y0)
     y[:, drive.clamped] = 0.0
     limit = net.max_steps if max_steps is None else max_steps
-    steps = np.zeros(len(y), dtype=np.int64)
-    active = np.arange(len(y))
-    for _ in range(limit):
-        if active.size == 0:
-            break
-        ya = y[active]
-        yn = ya + net.eps * (-ya + gain[active] * (ya @ params.W + J[active]))
-        delta = np.max(np.abs(yn - ya), axis=1)
-        y[active] = yn
-        steps[active] += 1
-        active = active[delta > net.tol]
-    converged = np.ones(len(y), dtype=bool)
-    converged[active] = False
-    return Relaxed(v=y, steps=steps, converged=converged)
+
+    def update(active, ya):
+        return ya + net.eps * (-ya + gain[active] * (ya @ params.W + J[active]))
+
+    return converge(y, update, limit, net.tol)
 
 
 def rbp_update(params: Params, net: NetworkConfig, train: TrainConfig, drive: Drive,

@@ -12,6 +12,7 @@ import numpy as np
 
 from .engine import STEP_LATENCY
 from .schedule import Schedule
+from memprop.model.numerics import Formats
 from memprop.model.rng import ROUNDS
 
 from .threefry import threefry_schedule
@@ -46,15 +47,9 @@ def _synapse_cycles(cfg, pulses: int) -> int:
         corr = max(corr, THREEFRY_LATENCY + 2)
     if pulses == 0:
         return corr + 1                                              # ADVANCE
-    noisy = (cfg.device.c2c if cfg.device.c2c is not None else _preset_c2c(cfg)) > 0
+    noisy = Formats(cfg).device.c2c_threshold > 0                   # as the learner's NOISE states
     per_pulse = 2 + (THREEFRY_LATENCY + 2 if noisy else 0)
     return corr + 2 + pulses * per_pulse + 1 + 1 + 1                 # READ LATCH, pulses, PULSE, WRITE, ADVANCE
-
-
-def _preset_c2c(cfg) -> float:
-    from memprop.model.device import get_preset
-
-    return get_preset(cfg.device.preset).c2c
 
 
 def learn_cycles(schedule: Schedule, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:

@@ -261,8 +261,6 @@ class Engine(wiring.Component):
             m.d.sync += row_count.eq(row_count + 1)
         f1_valid, f1_row, f1_acc = Signal(), Signal(n_bits), Signal(signed(f.acc_bits))
         m.d.sync += [f1_valid.eq(mac.row_valid), f1_row.eq(row_i), f1_acc.eq(mac.row_sum)]
-        fin_reads = Signal()
-        m.d.comb += fin_reads.eq(mac.row_valid)
         # operand reads issued with the row sum (addresses valid in this cycle)
         f2_valid, f2_row, f2_acc = Signal(), Signal(n_bits), Signal(signed(f.acc_bits))
         f2_v, f2_x, f2_t = Signal(signed(v_bits)), Signal(signed(2)), Signal(signed(v_bits))

@@ -123,9 +123,6 @@ class Layout:
     def fixpoint_offset(self, set_: int, slot: int, i: int) -> int:
         return (set_ << (self.slot_bits + self.n_bits)) | (slot << self.n_bits) | i
 
-    def state_word(self, v: int) -> int:
-        return int(v) & 0xFFFFFFFF
-
     @staticmethod
     def signed(word: int, bits: int = DATA_BITS) -> int:
         word &= (1 << bits) - 1

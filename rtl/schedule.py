@@ -138,11 +138,6 @@ class Schedule:
         out[:, cols[once], rows[once]] = codes[:, v][:, once]
         return out
 
-    # -- the cycle model (docs/rtl.md) ---------------------------------------------------------
-    def step_cycles(self, latency: int) -> int:
-        """Clock cycles of one relaxation step: one block per cycle, then the pipeline drains."""
-        return self.depth + latency
-
 
 def formats(cfg: Config) -> Formats:
     if cfg.numerics != "fixed":
