@@ -76,7 +76,14 @@ def side_relax(params: Params, net: NetworkConfig, drive: Drive, free: Relaxed, 
     def update(active, ya):
         return ya + net.eps * (-ya + gain[active] * (ya @ params.W + J[active]))
 
-    return converge(y, update, limit, net.tol)
+    # At an unstable forward fixed point the side network diverges; such a sample carries no
+    # gradient, so it contributes nothing instead of poisoning W with inf/nan.
+    with np.errstate(over="ignore", invalid="ignore"):
+        side = converge(y, update, limit, net.tol)
+    diverged = ~np.all(np.isfinite(side.v), axis=1)
+    side.v[diverged] = 0.0
+    side.converged[diverged] = False
+    return side
 
 
 def rbp_update(params: Params, net: NetworkConfig, train: TrainConfig, drive: Drive,

@@ -329,3 +329,24 @@ def test_apply_update_clips_each_step_and_symmetrises():
     params.apply_update(np.full((8, 8), 1e9), np.full(8, -1e9), lr, max_step)
     np.testing.assert_allclose(params.W - expected, max_step * mask, rtol=0, atol=1e-15)
     assert np.allclose(params.b - np.clip(lr * db, -max_step, max_step), -max_step, rtol=0, atol=1e-15)
+
+
+def test_a_diverging_side_network_contributes_nothing_instead_of_inf():
+    """At an unstable fixed point (v = 0, strong positive feedback) y grows without bound."""
+    import warnings
+
+    from memprop.model.network import Drive, Params, Relaxed, Target
+    from memprop.model.rules import side_relax
+
+    cfg = Config.for_algorithm("rbp", network={"n": 20, "max_steps": 2000})
+    n = cfg.network.n
+    params = Params(W=10.0 * (np.ones((n, n)) - np.eye(n)), b=np.zeros(n), mask=~np.eye(n, dtype=bool))
+    zeros = np.zeros((2, n))
+    drive = Drive(v0=zeros, current=zeros, clamped=np.zeros(n, bool))
+    free = Relaxed(v=zeros.copy(), steps=np.ones(2, np.int64), converged=np.ones(2, bool))
+    target = Target(values=np.ones((2, n)), units=np.ones(n, bool))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        side = side_relax(params, cfg.network, drive, free, target, 0.5)
+    assert np.all(np.isfinite(side.v))
+    assert np.all(side.v == 0.0) and not side.converged.any()
