@@ -18,6 +18,7 @@ Dynamics = Literal["bounded", "euler", "additive"]
 Topology = Literal["dense", "band", "layered"]
 Algorithm = Literal["eqprop", "rbp", "hebbian", "storkey"]
 Nudge = Literal["positive", "random_sign", "centered"]
+InitState = Literal["input", "half", "random"]
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,10 @@ class NetworkConfig(_Section):
     max_steps: int = Field(100, ge=1, le=100_000, description="relaxation step limit per phase")
     tol: float = Field(1e-4, ge=0.0, description="converged when max|dv| <= tol")
     input_gain: float = Field(0.5, ge=0.0, description="external current I = gain * input pattern")
+    init_state: InitState = Field(
+        "input", description="initial state of an autoassociative relaxation: input: the (corrupted) input "
+        "pattern (memprop); half: v(0) = 0.5 (ICECS 2019); random: uniform over the activation range "
+        "(Frontiers 2020)")
 
     @model_validator(mode="after")
     def _check_shape(self) -> "NetworkConfig":
@@ -59,6 +64,9 @@ class NetworkConfig(_Section):
         if self.dynamics == "euler" and self.activation != "tanh":
             raise ValueError(f"{self.activation} with euler dynamics cycles at the box edge; hard "
                              "activations use dynamics='bounded' (Frontiers eq. 21)")
+        if self.init_state != "input" and self.topology == "layered":
+            raise ValueError(f"init_state={self.init_state!r} is for autoassociative networks; a layered "
+                             "network clamps its inputs")
         if self.topology == "layered":
             if len(self.layers) < 2:
                 raise ValueError(f"layered topology needs at least (input, output) layer sizes, got {self.layers!r}")
@@ -173,6 +181,9 @@ class Config(_Section):
         if self.numerics == "fixed":
             if algo != "eqprop":
                 raise ValueError(f"fixed-point numerics implement the hardware's in-situ EqProp, not {algo!r}")
+            if net.init_state != "input":
+                raise ValueError(f"network.init_state={net.init_state!r}: the hardware starts from the input "
+                                 "pattern (init_state='input'); the seeds' initial states are a float-model option")
             _power_of_two("network.eps", net.eps)
             _power_of_two("train.beta", self.train.beta)
             scaled = net.input_gain * 2 ** (self.fixed.weight_frac + self.fixed.state_frac)
@@ -232,8 +243,16 @@ class Config(_Section):
         """Hash of what the network computes (not how it was trained): 16 hex digits."""
         exclude = {"train", "hw"} | ({"fixed", "device"} if self.numerics == "float" else set())
         what = self.model_dump(exclude=exclude)
+        for section, fields in FINGERPRINT_OPTIONAL.items():   # newer fields at their defaults: the
+            for name, default in fields.items():              # fingerprints of older files still hold
+                if section in what and what[section].get(name) == default:
+                    del what[section][name]
         blob = json.dumps(what, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+#: Fields added after weight files were first written: left out of the fingerprint at these values.
+FINGERPRINT_OPTIONAL: dict[str, dict] = {"network": {"init_state": "input"}}
 
 
 def _power_of_two(name: str, value: float) -> None:

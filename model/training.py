@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .config import Config
 from .fixed import FixedParams, eqprop_fixed_update, fixed_drive_for, fixed_target_for
 from .numerics import Formats
-from .network import Params, drive_for, target_for
+from .network import Params, drive_for, one_blas_thread, target_for
 from .patterns import PatternSet, check_size, corrupt
 from .rules import UPDATES, hebbian, storkey
 
@@ -44,6 +44,12 @@ def epoch_samples(cfg: Config, patterns: np.ndarray, rng: np.random.Generator) -
 def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
           on_epoch: EpochCallback | None = None, every: int = 1) -> tuple[Params, History]:
     """Train from the seeded initial weights; `on_epoch(epoch, params)` may return metrics to log."""
+    with one_blas_thread():
+        return _train(cfg, patterns, progress, on_epoch, every)
+
+
+def _train(cfg: Config, patterns: PatternSet, progress: bool, on_epoch: EpochCallback | None,
+           every: int) -> tuple[Params, History]:
     net, tr = cfg.network, cfg.train
     check_size(patterns, net.n)
     rng = np.random.default_rng(tr.seed)
@@ -57,7 +63,7 @@ def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
     update = UPDATES[tr.algo]
 
     def step(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        u = update(params, net, tr, drive_for(net, x), target_for(net, y), rng)
+        u = update(params, net, tr, drive_for(net, x, rng), target_for(net, y), rng)
         params.apply_update(u.dW, u.db, tr.lr, tr.max_step)
         return u.loss, u.steps
 
