@@ -15,7 +15,7 @@ from . import rng
 from .config import Config
 from .device import DeviceTables, fabricate, program
 from .masks import connectivity
-from .network import Relaxed, converge, units_of
+from .network import Relaxed, cached_rows, converge, units_of
 from .numerics import Formats, round_shift
 
 
@@ -109,9 +109,12 @@ def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
     v = (drive.v0 if v_start is None else v_start).astype(np.int64, copy=True)
     v[:, drive.clamped] = drive.v0[:, drive.clamped]
 
+    rows = cached_rows(drive.x, None if target is None else target.values)
+
     def update(active, va):
-        sub = None if target is None else FixedTarget(target.values[active], target.units)
-        return fixed_step(fmt, W, b, va, drive.x[active], sub, sign)
+        x, values = rows(active)
+        sub = None if target is None else FixedTarget(values, target.units)
+        return fixed_step(fmt, W, b, va, x, sub, sign)
 
     return converge(v, update, limit, fmt.cfg.fixed.tol_lsb, drive.clamped, trace)
 

@@ -88,10 +88,58 @@ def converge(v: np.ndarray, update, limit: int, tol: float, clamped: np.ndarray 
              trace: bool = False) -> Relaxed:
     """Apply `update(active, v_active)` until each sample's max|dv| <= tol or `limit` steps.
 
-    The one iteration of the float and fixed-point models: a converged sample is frozen, so
-    its trajectory does not depend on the batch it runs in; clamped units never move. `v` is
-    updated in place.
+    The one iteration of the float and fixed-point models: a converged sample is frozen (the
+    others go on); clamped units never move. `v` is updated in place. The active states are
+    kept compacted and `active` is a new array only when a sample freezes, so `update` may
+    cache what it gathers for `active` (see `cached_rows`). Same steps, same results as
+    `converge_reference`, the loop that gathered and scattered the active rows every step.
     """
+    batch = v.shape[0]
+    steps = np.zeros(batch, dtype=np.int64)
+    active = np.arange(batch)
+    va = v.copy()
+    states = [v.copy()] if trace else None
+    pinned = clamped is not None and bool(clamped.any())
+    done = 0
+    for it in range(limit):
+        if active.size == 0:
+            break
+        vn = update(active, va)
+        if pinned:
+            vn[:, clamped] = va[:, clamped]
+        delta = np.max(np.abs(vn - va), axis=1) if vn.shape[1] else np.zeros(len(active))
+        va = vn
+        done = it + 1
+        if trace:
+            v[active] = va
+            states.append(v.copy())
+        going = delta > tol
+        if not going.all():
+            v[active[~going]] = va[~going]
+            steps[active[~going]] = done
+            active, va = active[going], va[going]
+    v[active] = va
+    steps[active] = done
+    converged = np.ones(batch, dtype=bool)
+    converged[active] = False
+    return Relaxed(v=v, steps=steps, converged=converged, trace=states)
+
+
+def cached_rows(*arrays):
+    """`rows(active)` -> the arrays' rows for `active`, gathered again only when `active` changes."""
+    memo = {"key": None, "rows": None}
+
+    def rows(active):
+        if memo["key"] is not active:
+            memo["key"], memo["rows"] = active, tuple(None if a is None else a[active] for a in arrays)
+        return memo["rows"]
+
+    return rows
+
+
+def converge_reference(v: np.ndarray, update, limit: int, tol: float, clamped: np.ndarray | None = None,
+                       trace: bool = False) -> Relaxed:
+    """The original loop (gathers and scatters the active rows every step), for the reference kernel."""
     batch = v.shape[0]
     steps = np.zeros(batch, dtype=np.int64)
     active = np.arange(batch)
@@ -144,12 +192,19 @@ def relax(params: Params, net: NetworkConfig, drive: Drive, target: Target | Non
         return _relax_in_box(params, net, v, drive.current, target, beta, limit, pad=_KERNEL["name"] == "fast")
 
     v[:, drive.clamped] = drive.v0[:, drive.clamped]
+    if _KERNEL["name"] == "reference":
+        def update(active, va):
+            sub_target = None if target is None else Target(target.values[active], target.units)
+            return step(params, net, va, drive.current[active], sub_target, beta)
 
-    def update(active, va):
-        sub_target = None if target is None else Target(target.values[active], target.units)
-        return step(params, net, va, drive.current[active], sub_target, beta)
+        return converge_reference(v, update, limit, net.tol, drive.clamped)
+    rows = cached_rows(drive.current, None if target is None else target.values)
 
-    return converge(v, update, limit, net.tol, drive.clamped)
+    def update_cached(active, va):
+        current, values = rows(active)
+        return step(params, net, va, current, None if target is None else Target(values, target.units), beta)
+
+    return converge(v, update_cached, limit, net.tol, drive.clamped)
 
 
 # -- the fast relaxation ------------------------------------------------------------------------
