@@ -113,7 +113,7 @@ def eval_(weight_file, pattern_file, flip, trials, seed, as_json):
     """Recall accuracy of trained weights on corrupted patterns."""
     params, cfg, meta = weights.load(weight_file)
     pats = pattern_sets.load(pattern_file)
-    pattern_sets.check_size(pats, cfg.network.n, f"the network in {weight_file}")
+    pattern_sets.check_size(pats, cfg.network.pattern_units, f"the network in {weight_file}")
     result = recall.evaluate(params, cfg, pats, flip, trials, seed)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "weights": str(weight_file),
@@ -176,12 +176,15 @@ def sweep(out, quick, jobs):
 @click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True,
               help="corrupted copies per pattern for the recall throughput")
 @click.option("--device", "preset", default="ideal", show_default=True, help="device preset of the fixed-point run")
+@click.option("--no-peer", is_flag=True, help="skip the PyTorch peer even when torch is installed")
 @user_errors
-def bench(out, epochs, repeats, trials, preset):
-    """Wall time of float vs fixed-point EqProp training (ratio) and recall throughput."""
+def bench(out, epochs, repeats, trials, preset, no_peer):
+    """Wall time of float vs fixed-point EqProp training (ratio), the float model's speed-up and its
+    PyTorch peer, and recall throughput."""
     from memprop.bench import run_bench
 
-    run_bench(None if out is None else Path(out), epochs=epochs, repeats=repeats, trials=trials, device=preset)
+    run_bench(None if out is None else Path(out), epochs=epochs, repeats=repeats, trials=trials, device=preset,
+              peer=not no_peer)
 
 
 DEFAULT_HW_CONFIG = {"numerics": "fixed", "device": {"preset": "linear-256"}}

@@ -47,6 +47,8 @@ class NetworkConfig(_Section):
     max_steps: int = Field(100, ge=1, le=100_000, description="relaxation step limit per phase")
     tol: float = Field(1e-4, ge=0.0, description="converged when max|dv| <= tol")
     input_gain: float = Field(0.5, ge=0.0, description="external current I = gain * input pattern")
+    hidden: int = Field(0, ge=0, description="hidden units of an autoassociative network: units 0 .. hidden-1 "
+                        "get no input current and no target; the pattern is on the other n - hidden units")
     init_state: InitState = Field(
         "input", description="initial state of an autoassociative relaxation: input: the (corrupted) input "
         "pattern (memprop); half: v(0) = 0.5 (ICECS 2019); random: uniform over the activation range "
@@ -64,6 +66,9 @@ class NetworkConfig(_Section):
         if self.dynamics == "euler" and self.activation != "tanh":
             raise ValueError(f"{self.activation} with euler dynamics cycles at the box edge; hard "
                              "activations use dynamics='bounded' (Frontiers eq. 21)")
+        if self.hidden and (self.topology == "layered" or self.hidden > self.n - 2):
+            raise ValueError(f"hidden={self.hidden}: hidden units belong to a dense or band autoassociative "
+                             f"network and leave at least 2 pattern units (n={self.n}, topology={self.topology!r})")
         if self.init_state != "input" and self.topology == "layered":
             raise ValueError(f"init_state={self.init_state!r} is for autoassociative networks; a layered "
                              "network clamps its inputs")
@@ -81,6 +86,11 @@ class NetworkConfig(_Section):
     @property
     def layered(self) -> bool:
         return self.topology == "layered"
+
+    @property
+    def pattern_units(self) -> int:
+        """Units a pattern occupies in an autoassociative network (all but the hidden ones)."""
+        return self.n - self.hidden
 
 
 class TrainConfig(_Section):
@@ -176,6 +186,8 @@ class Config(_Section):
             raise ValueError("algo 'rbp' runs the additive network of the seeds: set dynamics='additive'")
         if algo == "eqprop" and net.dynamics == "additive":
             raise ValueError("algo 'eqprop' needs energy dynamics: dynamics='bounded' or 'euler', not 'additive'")
+        if algo in ("hebbian", "storkey") and net.hidden:
+            raise ValueError(f"algo {algo!r} is a Hopfield rule without hidden units (got hidden={net.hidden})")
         if algo in ("hebbian", "storkey") and net.layered:
             raise ValueError(f"algo {algo!r} is a Hopfield rule for autoassociative (dense/band) networks")
         if self.numerics == "fixed":
@@ -252,7 +264,7 @@ class Config(_Section):
 
 
 #: Fields added after weight files were first written: left out of the fingerprint at these values.
-FINGERPRINT_OPTIONAL: dict[str, dict] = {"network": {"init_state": "input"}}
+FINGERPRINT_OPTIONAL: dict[str, dict] = {"network": {"init_state": "input", "hidden": 0}}
 
 
 def _power_of_two(name: str, value: float) -> None:

@@ -130,10 +130,13 @@ def fixed_drive_for(fmt: Formats, x: np.ndarray) -> FixedDrive:
         v0 = np.zeros((x.shape[0], net.n), dtype=np.int64)
         v0[:, :n_in] = np.clip(np.floor(np.asarray(x, np.float64) * (1 << fmt.fv) + 0.5), fmt.lo, fmt.hi)
         return FixedDrive(v0=v0, x=np.zeros_like(v0), clamped=clamped)
-    if x.shape[1] != net.n:
-        raise ValueError(f"pattern has {x.shape[1]} values, the network has {net.n} units")
-    signs = np.where(np.asarray(x) > 0, 1, -1).astype(np.int64)
+    if x.shape[1] != net.pattern_units:
+        raise ValueError(f"pattern has {x.shape[1]} values, the network has {net.pattern_units} pattern units")
+    h = net.hidden
+    signs = np.zeros((x.shape[0], net.n), dtype=np.int64)   # hidden units: no input current
+    signs[:, h:] = np.where(np.asarray(x) > 0, 1, -1)
     v0 = np.where(signs > 0, fmt.data_hi, fmt.data_lo).astype(np.int64)
+    v0[:, :h] = (fmt.data_lo + fmt.data_hi) >> 1             # hidden units start in the middle of the range
     return FixedDrive(v0=v0, x=signs, clamped=clamped)
 
 
@@ -144,7 +147,7 @@ def fixed_target_for(fmt: Formats, y: np.ndarray) -> FixedTarget:
     if net.layered:
         values[:, outputs] = np.clip(np.floor(np.asarray(y, np.float64) * (1 << fmt.fv) + 0.5), fmt.lo, fmt.hi)
     else:
-        values[:] = np.where(np.asarray(y) > 0, fmt.data_hi, fmt.data_lo)
+        values[:, net.hidden:] = np.where(np.asarray(y) > 0, fmt.data_hi, fmt.data_lo)
     return FixedTarget(values=values, units=outputs)
 
 

@@ -240,10 +240,8 @@ def relaxation_kernel(name: str):
 
 
 def _box_relaxation_applies(net: NetworkConfig, drive: Drive, target: Target | None, v: np.ndarray) -> bool:
-    """Bounded dynamics of a hard activation, nothing clamped, every unit an output, v in the box."""
+    """Bounded dynamics of a hard activation, nothing clamped, v in the box."""
     if net.dynamics != "bounded" or net.activation == "tanh" or drive.clamped.any():
-        return False
-    if target is not None and not target.units.all():
         return False
     act = activations.get(net.activation)
     return v.size == 0 or (v.min() >= act.lo and v.max() <= act.hi)
@@ -266,6 +264,7 @@ def _relax_in_box(params: Params, net: NetworkConfig, v: np.ndarray, current: np
     lo, hi, eps, tol = act.lo, act.hi, net.eps, net.tol
     batch, n = v.shape
     nudged = target is not None and beta != 0.0
+    units = None if not nudged or target.units.all() else target.units
     steps = np.zeros(batch, dtype=np.int64)
     idx = np.arange(batch)
     va, cur = v, np.asarray(current, dtype=np.float64)
@@ -283,6 +282,8 @@ def _relax_in_box(params: Params, net: NetworkConfig, v: np.ndarray, current: np
             pull = np.subtract(tv, va)
             if beta != 1.0:                                     # x * 1.0 == x: skip it
                 pull *= beta
+            if units is not None:                               # hidden units feel no target
+                pull *= units
             grad -= pull
         grad *= eps
         vn = np.subtract(va, grad, out=grad)
@@ -327,6 +328,7 @@ def units_of(net: NetworkConfig) -> tuple[np.ndarray, np.ndarray]:
     """(clamped input units, output units) as N-long bool masks."""
     clamped = np.zeros(net.n, dtype=bool)
     outputs = np.ones(net.n, dtype=bool)
+    outputs[:net.hidden] = False                      # hidden units come first, the pattern after them
     if net.layered:
         parts = layer_slices(net.layers)
         clamped[parts[0]] = True
@@ -354,17 +356,20 @@ def drive_for(net: NetworkConfig, x: np.ndarray, rng: np.random.Generator | None
         v0 = np.zeros((batch, net.n))
         v0[:, :n_in] = x
         return Drive(v0=v0, current=np.zeros((batch, net.n)), clamped=clamped)
-    if x.shape[1] != net.n:
-        raise ValueError(f"pattern has {x.shape[1]} values, the network has {net.n} units")
-    current = net.input_gain * x.astype(np.float64)
+    if x.shape[1] != net.pattern_units:
+        raise ValueError(f"pattern has {x.shape[1]} values, the network has {net.pattern_units} pattern units")
+    h = net.hidden
+    current = np.zeros((batch, net.n))
+    current[:, h:] = net.input_gain * x.astype(np.float64)
+    v0 = np.full((batch, net.n), act.threshold)       # hidden units start in the middle of the range
     if net.init_state == "half":
-        v0 = np.full(x.shape, 0.5)
+        v0[:, h:] = 0.5
     elif net.init_state == "random":
         if rng is None:
             raise ValueError("init_state='random' needs a random generator for the initial states")
-        v0 = rng.uniform(act.lo, act.hi, x.shape)
+        v0[:, h:] = rng.uniform(act.lo, act.hi, x.shape)
     else:
-        v0 = act.encode(x).astype(np.float64)
+        v0[:, h:] = act.encode(x)
     return Drive(v0=v0, current=current, clamped=clamped)
 
 
@@ -376,7 +381,7 @@ def target_for(net: NetworkConfig, y: np.ndarray) -> Target:
     if net.layered:
         values[:, outputs] = y
     else:
-        values[:] = act.encode(y)
+        values[:, net.hidden:] = act.encode(y)
     return Target(values=values, units=outputs)
 
 
