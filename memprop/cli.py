@@ -76,12 +76,26 @@ def main() -> None:
               help="JSON config; command-line options override it")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="weight file to write (.npz)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--recipe", "use_recipe", is_flag=True,
+              help="EqProp with the recall recipe (memprop recipe): close to the nearest-pattern bound")
+@click.option("--init-state", type=click.Choice(["input", "half", "random"]), default=None,
+              help="initial state: the input (memprop), 0.5 (ICECS 2019) or random (Frontiers 2020)")
 @user_errors
-def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_file, out, quiet):
+def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_file, out, quiet, use_recipe,
+          init_state):
     """Train a network on a pattern set and save its weights."""
     weights.check_path(out)
     pats = pattern_sets.load(pattern_file)
     network = {"topology": "band", "band": band} if band else {}
+    if init_state is not None:
+        network["init_state"] = init_state
+    if use_recipe:
+        from memprop.recipe import RECIPE
+
+        if algo != "eqprop" or band or config_file:
+            raise click.UsageError("--recipe is an EqProp recipe for the dense network (no --band, no --config)")
+        hidden = RECIPE["hidden"]
+        network.update(RECIPE["network"], n=pats.size + hidden, hidden=hidden)
     tr = {"seed": seed}
     if epochs is not None:
         tr["epochs"] = epochs
@@ -89,7 +103,9 @@ def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_f
         tr["lr"] = lr
     if preset is not None and numerics != "fixed":
         raise click.UsageError("--device applies to --numerics fixed")
-    cfg = _train_config(algo, pats.size, config_file, network, tr)
+    if use_recipe:
+        tr = {**RECIPE["train"], **tr}
+    cfg = _train_config(algo, network.pop("n", pats.size), config_file, network, tr)
     if numerics == "fixed" or preset is not None:
         cfg = cfg.replace(numerics="fixed", device={"preset": preset or cfg.device.preset})
     params, history = training.train(cfg, pats, progress=not quiet)
@@ -120,9 +136,10 @@ def eval_(weight_file, pattern_file, flip, trials, seed, as_json):
                                "fingerprint": cfg.fingerprint, "patterns": pats.source}))
         return
     click.echo(f"{cfg.train.algo}: accuracy {result.accuracy:.4f} at p={flip} "
-               f"({trials} trials x {pats.count} patterns)")
-    for k, acc in enumerate(result.per_class):
-        click.echo(f"  pattern {k:2d}: {acc:.3f}")
+               f"({trials} trials x {pats.count} patterns); MSE < 0.1: {result.accuracy_mse:.4f}; "
+               f"nearest-pattern bound {result.bound:.4f}")
+    for k, (acc, bound) in enumerate(zip(result.per_class, result.per_class_bound)):
+        click.echo(f"  pattern {k:2d}: {acc:.3f} (bound {bound:.3f})")
 
 
 @main.command()
@@ -330,3 +347,17 @@ def export(weight_file, out, config_file, board, from_float):
              if summary["source"] == "float" else f", update counter {image.updates}")
     click.echo(f"wrote {paths['image']}: {len(image.codes)} stream entries and {len(image.bias)} biases for "
                f"N={image.cfg.network.n}, P={image.cfg.hw.lanes}, fingerprint {image.fingerprint}{extra}")
+
+
+# -- recall near the bound: the recipe and its ablation (memprop.recipe) ----------------------------
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="results/recipe", show_default=True)
+@click.option("--quick", is_flag=True, help="a few epochs on two sets (a smoke run)")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel worker processes")
+@user_errors
+def recipe(out, quick, jobs):
+    """The recall recipe against the nearest-pattern bound, ingredient by ingredient (float and fixed point)."""
+    from memprop.recipe import run_recipe
+
+    run_recipe(Path(out), quick=quick, jobs=jobs)

@@ -82,8 +82,8 @@ def train_peer(cfg: Config, patterns: PatternSet, threads: int = 1) -> tuple[Par
             return corr * mask
 
         history = History()
-        for _ in range(tr.epochs):
-            inputs, targets = epoch_samples(cfg, patterns.values, rng)
+        for epoch in range(1, tr.epochs + 1):
+            inputs, targets = epoch_samples(cfg, patterns.values, rng, epoch)
             losses, steps = [], []
             for start in range(0, len(inputs), tr.batch_size):
                 x = torch.tensor(inputs[start:start + tr.batch_size], dtype=f64)

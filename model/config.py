@@ -108,6 +108,9 @@ class TrainConfig(_Section):
     batch_size: int = Field(8, ge=1, description="samples averaged into one weight update")
     shuffle: bool = Field(False, description="shuffle samples each epoch (seeds: fixed order)")
     train_flip: float = Field(0.1, ge=0.0, lt=0.5, description="pixel-flip probability of training inputs")
+    train_flip_end: float | None = Field(
+        None, ge=0.0, lt=0.5, description="noise curriculum: the flip probability ramps linearly from train_flip "
+        "(first epoch) to this (last epoch); None: train_flip throughout")
     init_scale: float = Field(0.1, ge=0.0, description="W ~ U[-init_scale, init_scale], symmetric")
     seed: int = Field(0, ge=0)
     side_init: float = Field(0.5, description="RBP side network y(0) (seeds: 0.5)")
@@ -264,7 +267,7 @@ class Config(_Section):
 
 
 #: Fields added after weight files were first written: left out of the fingerprint at these values.
-FINGERPRINT_OPTIONAL: dict[str, dict] = {"network": {"init_state": "input", "hidden": 0}}
+FINGERPRINT_OPTIONAL: dict[str, dict] = {"network": {"init_state": "input", "hidden": 0}}  # train is not hashed
 
 
 def _power_of_two(name: str, value: float) -> None:

@@ -33,12 +33,21 @@ class History:
 EpochCallback = Callable[[int, Params], dict | None]
 
 
-def epoch_samples(cfg: Config, patterns: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def train_flip(cfg: Config, epoch: int) -> float:
+    """The training inputs' flip probability at `epoch` (1-based): constant, or the curriculum's ramp."""
+    tr = cfg.train
+    if tr.train_flip_end is None or tr.epochs <= 1:
+        return tr.train_flip
+    return tr.train_flip + (tr.train_flip_end - tr.train_flip) * (epoch - 1) / (tr.epochs - 1)
+
+
+def epoch_samples(cfg: Config, patterns: np.ndarray, rng: np.random.Generator,
+                  epoch: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(noisy inputs, clean targets) for one epoch, in presentation order."""
     clean = np.repeat(patterns, cfg.train.repeats, axis=0)
     if cfg.train.shuffle:
         clean = clean[rng.permutation(len(clean))]
-    return corrupt(clean, cfg.train.train_flip, rng), clean
+    return corrupt(clean, train_flip(cfg, epoch), rng), clean
 
 
 def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
@@ -77,7 +86,7 @@ def _epochs(cfg: Config, patterns: PatternSet, rng: np.random.Generator, step, p
     history = History()
     bar = tqdm(range(1, tr.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
-        inputs, targets = epoch_samples(cfg, patterns.values, rng)
+        inputs, targets = epoch_samples(cfg, patterns.values, rng, epoch)
         losses, steps = [], []
         for start in range(0, len(inputs), tr.batch_size):
             loss, n_steps = step(inputs[start:start + tr.batch_size], targets[start:start + tr.batch_size])
