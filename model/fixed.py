@@ -15,7 +15,7 @@ from . import rng
 from .config import Config
 from .device import DeviceTables, fabricate, program
 from .masks import connectivity
-from .network import Relaxed, cached_rows, converge, units_of
+from .network import Relaxed, _clip, cached_rows, converge, units_of
 from .numerics import Formats, round_shift
 
 
@@ -109,14 +109,58 @@ def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
     v = (drive.v0 if v_start is None else v_start).astype(np.int64, copy=True)
     v[:, drive.clamped] = drive.v0[:, drive.clamped]
 
+    step = _Stepper(fmt, W, b, None if target is None or sign == 0 else target.units, sign)
     rows = cached_rows(drive.x, None if target is None else target.values)
+    drive_rows = {"key": None}
 
     def update(active, va):
         x, values = rows(active)
-        sub = None if target is None else FixedTarget(values, target.units)
-        return fixed_step(fmt, W, b, va, x, sub, sign)
+        if drive_rows["key"] is not active:            # x * g_in once per active set, not per step
+            drive_rows["key"], drive_rows["xg"] = active, x * step.g_in
+        return step(va, drive_rows["xg"], values)
 
     return converge(v, update, limit, fmt.cfg.fixed.tol_lsb, drive.clamped, trace)
+
+
+class _Stepper:
+    """`fixed_step` with its constants hoisted out of the loop: the same integers, exactly.
+
+    Integer arithmetic is exact, so the products and sums below equal `fixed_step`'s whatever
+    their order; W is converted to float64 once per relaxation instead of every step, and the
+    hard activations' tables (identities on the state range) are skipped.
+    """
+
+    def __init__(self, fmt: Formats, W: np.ndarray, b: np.ndarray, units: np.ndarray | None, sign: int):
+        self.fmt, self.sign = fmt, sign
+        self.Wf = W.astype(np.float64)
+        self.bias = b << fmt.fa
+        self.g_in, self.lo, self.hi = fmt.g_in, fmt.lo, fmt.hi
+        self.k_frac, self.sk, self.skm = fmt.k_frac, fmt.s + fmt.k_frac, fmt.s + fmt.k_mul
+        self.shift = fmt.round_shift
+        self.half = (1 << (self.shift - 1)) if self.shift else 0
+        self.identity_act = fmt.hard and np.array_equal(fmt.act_lut, np.arange(fmt.lo, fmt.hi + 1))
+        self.units = None if units is None else units.astype(np.int64)
+
+    def __call__(self, v: np.ndarray, xg: np.ndarray, target_values: np.ndarray | None) -> np.ndarray:
+        fmt = self.fmt
+        a = v if self.identity_act else fmt.act_lut[v - self.lo]
+        acc = (a.astype(np.float64) @ self.Wf).astype(np.int64)   # exact below 2^53 (Formats)
+        acc += self.bias
+        acc += xg
+        if not fmt.hard:
+            acc *= fmt.der_lut[v - self.lo]
+        r = acc << self.k_frac if self.k_frac else acc
+        r -= v << self.sk
+        if self.units is not None:
+            pull = target_values - v
+            pull *= self.units
+            pull <<= self.skm
+            r += pull if self.sign > 0 else -pull
+        if self.shift:
+            r += self.half
+            r >>= self.shift
+        r += v
+        return _clip(r, self.lo, self.hi, out=r)
 
 
 def fixed_drive_for(fmt: Formats, x: np.ndarray) -> FixedDrive:

@@ -102,3 +102,38 @@ def test_weights_and_reports_do_not_depend_on_the_blas_thread_count():
         done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True)
         outputs.add(done.stdout)
     assert len(outputs) == 1
+
+
+@pytest.mark.parametrize("activation", ["hard_tanh", "hard_sigmoid", "tanh"])
+@pytest.mark.parametrize("beta, sign", [(1.0, 0), (0.5, 1), (2.0, -1), (1.0, 1)])
+def test_fast_fixed_relaxation_equals_the_step_definition(activation, beta, sign):
+    """fixed_relax (constants hoisted) against the original loop over fixed_step: the same trace."""
+    from memprop.model import fixed
+    from memprop.model.network import converge_reference
+    from memprop.model.numerics import Formats
+
+    dynamics = "euler" if activation == "tanh" else "bounded"
+    cfg = Config.for_algorithm("eqprop", network={"n": 24, "activation": activation, "dynamics": dynamics,
+                                                  "hidden": 4},
+                               train={"beta": beta}, numerics="fixed")
+    fmt = Formats(cfg)
+    r = np.random.default_rng(5)
+    init = Params.initial(cfg.network, 0.3, r)
+    params = fixed.FixedParams.from_float(cfg, init.W, r.uniform(-0.3, 0.3, 24))
+    W, b = params.weights(fmt.device)
+    x, y = r.choice([-1, 1], (7, 20)), r.choice([-1, 1], (7, 20))
+    drive, target = fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y)
+    target = None if sign == 0 else target
+    got = fixed.fixed_relax(fmt, W, b, drive, target, sign, trace=True)
+
+    def update(active, va):
+        sub = None if target is None else fixed.FixedTarget(target.values[active], target.units)
+        return fixed.fixed_step(fmt, W, b, va, drive.x[active], sub, sign)
+
+    want = converge_reference(drive.v0.copy(), update, cfg.network.max_steps, cfg.fixed.tol_lsb, drive.clamped,
+                              trace=True)
+    np.testing.assert_array_equal(got.v, want.v)
+    np.testing.assert_array_equal(got.steps, want.steps)
+    assert len(got.trace) == len(want.trace)
+    for a, b_ in zip(got.trace, want.trace):
+        np.testing.assert_array_equal(a, b_)
