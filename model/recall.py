@@ -105,7 +105,9 @@ def evaluate(params: Params | FixedParams, cfg: Config, patterns: PatternSet, fl
     """Success rates (exact and MSE < 0.1) over `trials` corrupted copies of every pattern, and the bound."""
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
-    check_size(patterns, cfg.network.pattern_units)
+    net = cfg.network
+    check_size(patterns, net.pattern_units, f"the network (besides its {net.hidden} hidden units)" if net.hidden
+               else "the network")
     rng = np.random.default_rng(seed)
     clean = np.repeat(patterns.values, trials, axis=0)
     noisy = corrupt(clean, flip, rng)

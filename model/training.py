@@ -60,7 +60,8 @@ def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
 def _train(cfg: Config, patterns: PatternSet, progress: bool, on_epoch: EpochCallback | None,
            every: int) -> tuple[Params, History]:
     net, tr = cfg.network, cfg.train
-    check_size(patterns, net.pattern_units)
+    check_size(patterns, net.pattern_units, f"the network (besides its {net.hidden} hidden units)" if net.hidden
+               else "the network")
     rng = np.random.default_rng(tr.seed)
     params = Params.initial(net, tr.init_scale, rng)
     if cfg.numerics == "fixed":

@@ -90,3 +90,29 @@ def test_new_fields_at_their_defaults_keep_old_fingerprints():
     """Weight files written before init_state existed still load (their fingerprints are unchanged)."""
     assert Config.for_algorithm("eqprop").fingerprint == "07e88b92e5f5b07b"
     assert Config.for_algorithm("eqprop", network={"init_state": "half"}).fingerprint != "07e88b92e5f5b07b"
+
+
+def test_hidden_units_come_first_without_input_or_target():
+    from memprop.model import training
+    from memprop.model.network import readout, target_for, units_of
+
+    cfg = Config.for_algorithm("eqprop", network={"n": 23, "hidden": 3}, train={"epochs": 2})
+    net = cfg.network
+    clamped, outputs = units_of(net)
+    assert not clamped.any() and not outputs[:3].any() and outputs[3:].all()
+    x = np.random.default_rng(0).choice([-1, 1], (4, 20))
+    drive = drive_for(net, x)
+    assert drive.v0.shape == (4, 23) and np.all(drive.v0[:, :3] == 0) and np.all(drive.current[:, :3] == 0)
+    np.testing.assert_array_equal(drive.v0[:, 3:], x)
+    assert target_for(net, x).values.shape == (4, 23)
+    assert readout(net, drive.v0).shape == (4, 20)
+    pats = pattern_sets.from_array(np.random.default_rng(1).choice([-1, 1], (3, 20)))
+    params, _ = training.train(cfg, pats, progress=False)
+    assert params.W.shape == (23, 23)
+    assert 0.0 <= recall.evaluate(params, cfg, pats, 0.05, 5, 0).accuracy <= 1.0
+    with pytest.raises(pattern_sets.PatternError, match="23 units but the network \\(besides its 3 hidden units\\) has 20"):
+        training.train(cfg, pattern_sets.from_array(np.ones((1, 23), np.int8)), progress=False)
+    with pytest.raises(ConfigError, match="hidden"):
+        Config.for_algorithm("hebbian", network={"n": 23, "hidden": 3})
+    with pytest.raises(ConfigError, match="hidden"):
+        Config.for_algorithm("eqprop", network={"n": 9, "topology": "layered", "layers": (4, 5), "hidden": 2})
