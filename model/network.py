@@ -257,8 +257,9 @@ def _relax_in_box(params: Params, net: NetworkConfig, v: np.ndarray, current: np
 
     Inside the box rho(v) = v and rho'(v) = 1 exactly, so they are dropped; the active batch is
     compacted only when a sample freezes (not copied in and out every step); the clip ufunc is
-    called directly. With `pad`, an odd active batch gets a zero row so that every matrix product
-    has an even number of rows (see the module docstring).
+    called directly. With `pad`, an odd batch gets a zero row so that every matrix product has
+    an even number of rows (see the module docstring), and as a row's result then does not
+    depend on its batch, frozen rows stay in it until half of them are frozen.
     """
     act = activations.get(net.activation)
     lo, hi, eps, tol = act.lo, act.hi, net.eps, net.tol
@@ -270,6 +271,7 @@ def _relax_in_box(params: Params, net: NetworkConfig, v: np.ndarray, current: np
     va, cur = v, np.asarray(current, dtype=np.float64)
     tv = target.values if nudged else None
     va, cur, tv, real = _compact(va, cur, tv, None, pad)
+    live = np.ones(real, dtype=bool)                            # rows of va still relaxing
     done = 0
     for it in range(limit):
         if real == 0:
@@ -294,12 +296,28 @@ def _relax_in_box(params: Params, net: NetworkConfig, v: np.ndarray, current: np
         va = vn
         done = it + 1
         going = delta[:real] > tol
-        if not going.all():                                     # some sample converged
+        if pad:
+            # Rows are independent of their batch (even products): a frozen row may stay in the
+            # batch (its later values are ignored); compact only when half the rows are frozen.
+            going &= live
+            if (going != live).any():
+                frozen = live & ~going
+                v[idx[frozen]] = va[:real][frozen]
+                steps[idx[frozen]] = done
+                live = going
+                if 2 * int(live.sum()) <= real:
+                    idx = idx[live]
+                    va, cur, tv, real = _compact(va[:real], cur[:real], None if tv is None else tv[:real], live, pad)
+                    live = np.ones(real, dtype=bool)
+        elif not going.all():                                   # some sample converged
             frozen = idx[~going]
             v[frozen] = va[:real][~going]
             steps[frozen] = done
             idx = idx[going]
             va, cur, tv, real = _compact(va[:real], cur[:real], None if tv is None else tv[:real], going, pad)
+    if pad:                                                     # the rows still relaxing at the limit
+        idx, va = idx[live], va[:real][live]
+        real = len(idx)
     v[idx] = va[:real]
     steps[idx] = done
     converged = np.ones(batch, dtype=bool)
