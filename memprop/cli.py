@@ -104,7 +104,9 @@ def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_f
     if preset is not None and numerics != "fixed":
         raise click.UsageError("--device applies to --numerics fixed")
     if use_recipe:
-        tr = {**RECIPE["train"], **tr}
+        from memprop.recipe import RECIPE_EPOCHS
+
+        tr = {"epochs": RECIPE_EPOCHS * RECIPE["epochs_factor"], **RECIPE["train"], **tr}
     cfg = _train_config(algo, network.pop("n", pats.size), config_file, network, tr)
     if numerics == "fixed" or preset is not None:
         cfg = cfg.replace(numerics="fixed", device={"preset": preset or cfg.device.preset})
@@ -355,9 +357,11 @@ def export(weight_file, out, config_file, board, from_float):
 @click.option("--out", type=click.Path(file_okay=False), default="results/recipe", show_default=True)
 @click.option("--quick", is_flag=True, help="a few epochs on two sets (a smoke run)")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel worker processes")
+@click.option("--reuse", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="an earlier recipe.json: take over its networks that are the same jobs (same Config, set, seed)")
 @user_errors
-def recipe(out, quick, jobs):
+def recipe(out, quick, jobs, reuse):
     """The recall recipe against the nearest-pattern bound, ingredient by ingredient (float and fixed point)."""
     from memprop.recipe import run_recipe
 
-    run_recipe(Path(out), quick=quick, jobs=jobs)
+    run_recipe(Path(out), quick=quick, jobs=jobs, reuse=None if reuse is None else Path(reuse))

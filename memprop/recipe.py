@@ -40,17 +40,20 @@ STEPS: tuple[tuple[str, dict], ...] = (
     ("EqProp defaults (lr 0.02, ΔW ≤ 0.01, p_train 0.1, input gain 0.5)", {}),
     ("+ slower learning: lr 0.005, ΔW ≤ 0.0025", {"train": {"lr": 0.005, "max_step": 0.0025}}),
     ("+ noisier training: p_train 0.25", {"train": {"train_flip": 0.25}}),
-    ("+ weaker input current: gain 0.25 (the recipe)", {"network": {"input_gain": 0.25}}),
+    ("+ weaker input current: gain 0.25", {"network": {"input_gain": 0.25}}),
+    ("+ longer training: 2x the epochs (the recipe)", {"epochs_factor": 2}),
 )
+RECIPE_EPOCHS = 300   # the project's schedule; the recipe trains epochs_factor times as long
 
 
 def merged(steps) -> dict:
     """The overrides of the given ingredients, later ones on top."""
-    out: dict = {"network": {}, "train": {}, "hidden": 0}
+    out: dict = {"network": {}, "train": {}, "hidden": 0, "epochs_factor": 1}
     for _, over in steps:
         out["network"].update(over.get("network", {}))
         out["train"].update(over.get("train", {}))
         out["hidden"] = over.get("hidden", out["hidden"])
+        out["epochs_factor"] = over.get("epochs_factor", out["epochs_factor"])
     return out
 
 
@@ -60,13 +63,17 @@ RECIPE = merged(STEPS)
 
 def recipe_config(pattern_units: int, overrides: dict | None = None, numerics: str = "float",
                   train: dict | None = None) -> Config:
-    """An EqProp Config for patterns of `pattern_units` with the recipe's (or the given) overrides."""
+    """An EqProp Config for patterns of `pattern_units` with the recipe's (or the given) overrides.
+
+    `train` may set "epochs": the base schedule, multiplied by the ingredients' epochs factor.
+    """
     over = RECIPE if overrides is None else overrides
     hidden = over.get("hidden", 0)
     network = {**over.get("network", {}), "n": pattern_units + hidden, "hidden": hidden}
     extra = {"numerics": "fixed", "device": {"preset": "ideal"}} if numerics == "fixed" else {}
-    return Config.for_algorithm("eqprop", network=network, train={**over.get("train", {}), **(train or {})},
-                                **extra)
+    tr = {"epochs": RECIPE_EPOCHS, **over.get("train", {}), **(train or {})}
+    tr["epochs"] *= over.get("epochs_factor", 1)
+    return Config.for_algorithm("eqprop", network=network, train=tr, **extra)
 
 
 @dataclass(frozen=True)
@@ -96,10 +103,14 @@ class Job:
         return f"{self.step}/{self.numerics}/{self.patterns}/seed={self.seed}"
 
 
+def job_config(job: Job, pattern_units: int) -> Config:
+    return recipe_config(pattern_units, merged(STEPS[:job.step]), job.numerics, {"epochs": job.epochs, "seed": job.seed})
+
+
 def run_job(job: Job) -> dict:
     start = time.perf_counter()
     pats = pattern_sets.load(job.patterns)
-    cfg = recipe_config(pats.size, merged(STEPS[:job.step]), job.numerics, {"epochs": job.epochs, "seed": job.seed})
+    cfg = job_config(job, pats.size)
     params, history = training.train(cfg, pats, progress=False)
     results = [recall.evaluate(params, cfg, pats, p, job.trials, EVAL_SEED + i) for i, p in enumerate(FLIPS)]
     return {"config": json.loads(cfg.to_json()), "fingerprint": cfg.fingerprint,
@@ -122,9 +133,33 @@ def plan_jobs(plan: Plan) -> list[Job]:
     return jobs
 
 
+def reusable(jobs: list[Job], path: Path) -> dict[str, dict]:
+    """Runs of an earlier recipe.json that are the very jobs planned now (same name, same Config).
+
+    A job is a pure function of its Config, set and seed, so its numbers can be taken over
+    instead of trained again; the report lists which were.
+    """
+    try:
+        old = json.loads(Path(path).read_text())
+        runs, per_class = old["runs"], old["per_class"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: not a recipe.json to reuse ({exc})") from None
+    found = {}
+    for job in jobs:
+        run = runs.get(job.name)
+        if run is None or job.name not in per_class:
+            continue
+        cfg = job_config(job, pattern_sets.load(job.patterns).size)
+        if run.get("config") == json.loads(cfg.to_json()) and run.get("fingerprint") == cfg.fingerprint:
+            found[job.name] = {**run, "per_class": per_class[job.name]}
+    return found
+
+
 def run_jobs(jobs: list[Job], workers: int) -> dict[str, dict]:
     context = multiprocessing.get_context("spawn")
     results = {}
+    if not jobs:
+        return results
     order = sorted(jobs, key=lambda j: (j.numerics == "fixed", j.step), reverse=True)
     with single_threaded_blas(), ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
         futures = {pool.submit(run_job, job): job for job in order}
@@ -158,6 +193,7 @@ def build_report(results: dict[str, dict], plan: Plan, quick: bool) -> dict:
             rows.append({"step": step, "ingredient": STEPS[step - 1][0], "numerics": numerics,
                          "generated": summary, "hex16": summarise(hex_runs) if hex_runs else None,
                          "units": first["units"], "synapses": first["synapses"], "mean_steps": first["mean_steps"],
+                         "epochs": first["config"]["train"]["epochs"],
                          "meets_target": all(g <= TARGET_GAP for g, p in zip(summary["gap_max"], FLIPS)
                                              if p in TARGET_FLIPS)})
     return {"version": __version__, "quick": quick, "flips": list(FLIPS), "target_flips": list(TARGET_FLIPS),
@@ -176,7 +212,7 @@ def markdown(report: dict) -> str:
         g = row["generated"]
         cells = [f"{m:.4f} ({lo:.4f}–{hi:.4f})" for m, lo, hi in zip(g["gap_mean"], g["gap_min"], g["gap_max"])]
         hexgap = row["hex16"]["gap_mean"] if row["hex16"] else [None] * len(flips)
-        table.append([row["ingredient"], row["numerics"], *cells,
+        table.append([row["ingredient"], row["numerics"], row["epochs"], *cells,
                       ", ".join("—" if x is None else f"{x:.4f}" for x in hexgap),
                       row["units"], row["synapses"], f"{row['mean_steps']:.1f}",
                       "yes" if row["meets_target"] else "no"])
@@ -189,13 +225,16 @@ def markdown(report: dict) -> str:
             f"{', '.join(gen)} (16 correlated 10 × 10 glyphs, min Hamming ≥ 14), then hex16 (min Hamming 6) at "
             f"p = {', '.join(f'{p:.2f}' for p in report['flips'])}. Target: gap ≤ {report['target_gap']} at "
             f"p = {', '.join(f'{p:.2f}' for p in report['target_flips'])} on every generated set.\n\n"
-            + markdown_table(["ingredients (cumulative)", "numerics", *flips, "hex16 gaps", "units", "synapse pairs",
+            + markdown_table(["ingredients (cumulative)", "numerics", "epochs", *flips, "hex16 gaps", "units", "synapse pairs",
                               "steps/sample", "within 0.01"], table)
             + "\n\nBounds: " + "; ".join(f"{s}: " + ", ".join(f"{b:.4f}" for b in v) for s, v in bounds.items())
-            + "\n")
+            + "\n" + (f"\n{len(report['reused']['runs'])} of {len(runs)} networks were taken from "
+                      f"{report['reused']['from']} (the same Config, set and seed).\n" if report.get("reused", {}).get("runs")
+                      else ""))
 
 
-def run_recipe(out: Path, quick: bool = False, jobs: int = 2, plan: Plan | None = None) -> dict:
+def run_recipe(out: Path, quick: bool = False, jobs: int = 2, plan: Plan | None = None,
+               reuse: Path | None = None) -> dict:
     """Train every row of the ablation and write recipe.md and recipe.json into `out`."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -206,8 +245,12 @@ def run_recipe(out: Path, quick: bool = False, jobs: int = 2, plan: Plan | None 
     job_list = plan_jobs(plan)
     click.echo(f"recipe: {len(job_list)} networks ({len(STEPS)} ablation rows x {len(plan.sets)} sets x "
                f"{len(plan.seeds)} seeds, + fixed point), {plan.epochs} epochs, {jobs} worker processes")
-    results = run_jobs(job_list, jobs)
+    reused = reusable(job_list, reuse) if reuse is not None else {}
+    if reuse is not None:
+        click.echo(f"recipe: {len(reused)} of {len(job_list)} networks taken from {reuse} (same Config, set and seed)")
+    results = {**reused, **run_jobs([j for j in job_list if j.name not in reused], jobs)}
     report = build_report(results, plan, quick)
+    report["reused"] = {"from": None if reuse is None else str(reuse), "runs": sorted(reused)}
     report["timing"] = {"jobs": jobs, "wall_seconds": round(time.perf_counter() - start, 1)}
     (out / "recipe.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "recipe.md").write_text(markdown(report))

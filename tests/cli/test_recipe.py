@@ -31,6 +31,15 @@ def test_recipe_quick_writes_the_ablation(tmp_path):
     text = (tmp_path / "recipe.md").read_text()
     assert "| ingredients (cumulative) |" in text and "(the recipe)" in text
     assert text.count("\n|") >= len(rows) + 2
+    assert [r["epochs"] for r in rows] == [3] * (len(STEPS) - 1) + [6, 6]     # the recipe trains twice as long
+    # a second run taking every network over from the first gives the same report
+    again = CliRunner().invoke(main, ["recipe", "--quick", "--jobs", "2", "--out", str(tmp_path / "again"),
+                                      "--reuse", str(tmp_path / "recipe.json")])
+    assert again.exit_code == 0, again.output
+    second = json.loads((tmp_path / "again" / "recipe.json").read_text())
+    assert len(second["reused"]["runs"]) == len(report["runs"])
+    for key in ("ablation", "runs", "per_class"):
+        assert second[key] == report[key]
 
 
 def test_the_recipe_is_hardware_ready():
@@ -38,6 +47,7 @@ def test_the_recipe_is_hardware_ready():
     cfg = recipe_config(100, numerics="fixed")
     assert cfg.numerics == "fixed" and cfg.network.n == 100 + RECIPE["hidden"]
     assert cfg.network.input_gain == 0.25 and cfg.train.train_flip == 0.25 and cfg.train.lr == 0.005
+    assert cfg.train.epochs == 600
     assert RECIPE["hidden"] == 0
 
 
