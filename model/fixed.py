@@ -115,9 +115,9 @@ def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
 
     def update(active, va):
         x, values = rows(active)
-        if drive_rows["key"] is not active:            # x * g_in once per active set, not per step
-            drive_rows["key"], drive_rows["xg"] = active, x * step.g_in
-        return step(va, drive_rows["xg"], values)
+        if drive_rows["key"] is not active:            # the constant part once per active set, not per step
+            drive_rows["key"], drive_rows["const"] = active, step.constant(x)
+        return step(va, drive_rows["const"], values)
 
     return converge(v, update, limit, fmt.cfg.fixed.tol_lsb, drive.clamped, trace)
 
@@ -140,13 +140,22 @@ class _Stepper:
         self.half = (1 << (self.shift - 1)) if self.shift else 0
         self.identity_act = fmt.hard and np.array_equal(fmt.act_lut, np.arange(fmt.lo, fmt.hi + 1))
         self.units = None if units is None else units.astype(np.int64)
+        # With a hard activation and no extra fractional bits, the rounding constant joins the
+        # bias and the input current (integer sums: any order gives the same result).
+        self.half_in_constant = fmt.hard and not self.k_frac
 
-    def __call__(self, v: np.ndarray, xg: np.ndarray, target_values: np.ndarray | None) -> np.ndarray:
+    def constant(self, x: np.ndarray) -> np.ndarray:
+        """What a step adds to W a for these inputs: (b << fa) + x g_in (+ the rounding half)."""
+        const = x * self.g_in + self.bias
+        if self.half_in_constant:
+            const += self.half
+        return const
+
+    def __call__(self, v: np.ndarray, const: np.ndarray, target_values: np.ndarray | None) -> np.ndarray:
         fmt = self.fmt
         a = v if self.identity_act else fmt.act_lut[v - self.lo]
         acc = (a.astype(np.float64) @ self.Wf).astype(np.int64)   # exact below 2^53 (Formats)
-        acc += self.bias
-        acc += xg
+        acc += const
         if not fmt.hard:
             acc *= fmt.der_lut[v - self.lo]
         r = acc << self.k_frac if self.k_frac else acc
@@ -157,7 +166,8 @@ class _Stepper:
             pull <<= self.skm
             r += pull if self.sign > 0 else -pull
         if self.shift:
-            r += self.half
+            if not self.half_in_constant:
+                r += self.half
             r >>= self.shift
         r += v
         return _clip(r, self.lo, self.hi, out=r)

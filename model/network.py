@@ -107,7 +107,7 @@ def converge(v: np.ndarray, update, limit: int, tol: float, clamped: np.ndarray 
         vn = update(active, va)
         if pinned:
             vn[:, clamped] = va[:, clamped]
-        delta = np.max(np.abs(vn - va), axis=1) if vn.shape[1] else np.zeros(len(active))
+        delta = _max_reduce(np.abs(vn - va), axis=1) if vn.shape[1] else np.zeros(len(active))
         va = vn
         done = it + 1
         if trace:
