@@ -137,19 +137,12 @@ class _Stepper:
         self.g_in, self.lo, self.hi = fmt.g_in, fmt.lo, fmt.hi
         self.k_frac, self.sk, self.skm = fmt.k_frac, fmt.s + fmt.k_frac, fmt.s + fmt.k_mul
         self.shift = fmt.round_shift
-        self.half = (1 << (self.shift - 1)) if self.shift else 0
         self.identity_act = fmt.hard and np.array_equal(fmt.act_lut, np.arange(fmt.lo, fmt.hi + 1))
         self.units = None if units is None else units.astype(np.int64)
-        # With a hard activation and no extra fractional bits, the rounding constant joins the
-        # bias and the input current (integer sums: any order gives the same result).
-        self.half_in_constant = fmt.hard and not self.k_frac
 
     def constant(self, x: np.ndarray) -> np.ndarray:
-        """What a step adds to W a for these inputs: (b << fa) + x g_in (+ the rounding half)."""
-        const = x * self.g_in + self.bias
-        if self.half_in_constant:
-            const += self.half
-        return const
+        """What a step adds to W a for these inputs: (b << fa) + x g_in (integer sums, any order)."""
+        return x * self.g_in + self.bias
 
     def __call__(self, v: np.ndarray, const: np.ndarray, target_values: np.ndarray | None) -> np.ndarray:
         fmt = self.fmt
@@ -165,10 +158,7 @@ class _Stepper:
             pull *= self.units
             pull <<= self.skm
             r += pull if self.sign > 0 else -pull
-        if self.shift:
-            if not self.half_in_constant:
-                r += self.half
-            r >>= self.shift
+        r = round_shift(r, self.shift)       # the one relaxation rounding (numerics.round_shift)
         r += v
         return _clip(r, self.lo, self.hi, out=r)
 
