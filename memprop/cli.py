@@ -76,12 +76,26 @@ def main() -> None:
               help="JSON config; command-line options override it")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="weight file to write (.npz)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--recipe", "use_recipe", is_flag=True,
+              help="EqProp with the recall recipe (memprop recipe): close to the nearest-pattern bound")
+@click.option("--init-state", type=click.Choice(["input", "half", "random"]), default=None,
+              help="initial state: the input (memprop), 0.5 (ICECS 2019) or random (Frontiers 2020)")
 @user_errors
-def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_file, out, quiet):
+def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_file, out, quiet, use_recipe,
+          init_state):
     """Train a network on a pattern set and save its weights."""
     weights.check_path(out)
     pats = pattern_sets.load(pattern_file)
     network = {"topology": "band", "band": band} if band else {}
+    if init_state is not None:
+        network["init_state"] = init_state
+    if use_recipe:
+        from memprop.recipe import RECIPE
+
+        if algo != "eqprop" or band or config_file:
+            raise click.UsageError("--recipe is an EqProp recipe for the dense network (no --band, no --config)")
+        hidden = RECIPE["hidden"]
+        network.update(RECIPE["network"], n=pats.size + hidden, hidden=hidden)
     tr = {"seed": seed}
     if epochs is not None:
         tr["epochs"] = epochs
@@ -89,7 +103,11 @@ def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_f
         tr["lr"] = lr
     if preset is not None and numerics != "fixed":
         raise click.UsageError("--device applies to --numerics fixed")
-    cfg = _train_config(algo, pats.size, config_file, network, tr)
+    if use_recipe:
+        from memprop.recipe import RECIPE_EPOCHS
+
+        tr = {"epochs": RECIPE_EPOCHS * RECIPE["epochs_factor"], **RECIPE["train"], **tr}
+    cfg = _train_config(algo, network.pop("n", pats.size), config_file, network, tr)
     if numerics == "fixed" or preset is not None:
         cfg = cfg.replace(numerics="fixed", device={"preset": preset or cfg.device.preset})
     params, history = training.train(cfg, pats, progress=not quiet)
@@ -113,16 +131,17 @@ def eval_(weight_file, pattern_file, flip, trials, seed, as_json):
     """Recall accuracy of trained weights on corrupted patterns."""
     params, cfg, meta = weights.load(weight_file)
     pats = pattern_sets.load(pattern_file)
-    pattern_sets.check_size(pats, cfg.network.n, f"the network in {weight_file}")
+    pattern_sets.check_size(pats, cfg.network.pattern_units, f"the network in {weight_file}")
     result = recall.evaluate(params, cfg, pats, flip, trials, seed)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "weights": str(weight_file),
                                "fingerprint": cfg.fingerprint, "patterns": pats.source}))
         return
     click.echo(f"{cfg.train.algo}: accuracy {result.accuracy:.4f} at p={flip} "
-               f"({trials} trials x {pats.count} patterns)")
-    for k, acc in enumerate(result.per_class):
-        click.echo(f"  pattern {k:2d}: {acc:.3f}")
+               f"({trials} trials x {pats.count} patterns); MSE < 0.1: {result.accuracy_mse:.4f}; "
+               f"nearest-pattern bound {result.bound:.4f}")
+    for k, (acc, bound) in enumerate(zip(result.per_class, result.per_class_bound)):
+        click.echo(f"  pattern {k:2d}: {acc:.3f} (bound {bound:.3f})")
 
 
 @main.command()
@@ -176,12 +195,15 @@ def sweep(out, quick, jobs):
 @click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True,
               help="corrupted copies per pattern for the recall throughput")
 @click.option("--device", "preset", default="ideal", show_default=True, help="device preset of the fixed-point run")
+@click.option("--no-peer", is_flag=True, help="skip the PyTorch peer even when torch is installed")
 @user_errors
-def bench(out, epochs, repeats, trials, preset):
-    """Wall time of float vs fixed-point EqProp training (ratio) and recall throughput."""
+def bench(out, epochs, repeats, trials, preset, no_peer):
+    """Wall time of float vs fixed-point EqProp training (ratio), the float model's speed-up and its
+    PyTorch peer, and recall throughput."""
     from memprop.bench import run_bench
 
-    run_bench(None if out is None else Path(out), epochs=epochs, repeats=repeats, trials=trials, device=preset)
+    run_bench(None if out is None else Path(out), epochs=epochs, repeats=repeats, trials=trials, device=preset,
+              peer=not no_peer)
 
 
 DEFAULT_HW_CONFIG = {"numerics": "fixed", "device": {"preset": "linear-256"}}
@@ -327,3 +349,19 @@ def export(weight_file, out, config_file, board, from_float):
              if summary["source"] == "float" else f", update counter {image.updates}")
     click.echo(f"wrote {paths['image']}: {len(image.codes)} stream entries and {len(image.bias)} biases for "
                f"N={image.cfg.network.n}, P={image.cfg.hw.lanes}, fingerprint {image.fingerprint}{extra}")
+
+
+# -- recall near the bound: the recipe and its ablation (memprop.recipe) ----------------------------
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="results/recipe", show_default=True)
+@click.option("--quick", is_flag=True, help="a few epochs on two sets (a smoke run)")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel worker processes")
+@click.option("--reuse", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="an earlier recipe.json: take over its networks that are the same jobs (same Config, set, seed)")
+@user_errors
+def recipe(out, quick, jobs, reuse):
+    """The recall recipe against the nearest-pattern bound, ingredient by ingredient (float and fixed point)."""
+    from memprop.recipe import run_recipe
+
+    run_recipe(Path(out), quick=quick, jobs=jobs, reuse=None if reuse is None else Path(reuse))

@@ -52,8 +52,9 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
     cfg_float = Config.for_algorithm("eqprop", network={"n": pats.size}, train={"epochs": epochs})
     params_float, _ = training.train(cfg_float, pats)
     weights.save(out / "eqprop_float.npz", params_float, cfg_float, patterns=pats.source)
-    report["float"] = {str(p): recall.evaluate(params_float, cfg_float, pats, p, trials, seed=1).accuracy
-                       for p in FLIPS}
+    float_results = {str(p): recall.evaluate(params_float, cfg_float, pats, p, trials, seed=1) for p in FLIPS}
+    report["float"] = {p: r.accuracy for p, r in float_results.items()}
+    report["bound"] = {p: r.bound for p, r in float_results.items()}   # nearest-pattern decoder, same inputs
     report["float_seconds"] = time.perf_counter() - t
 
     hw = get_board(board).default_config()
@@ -73,9 +74,9 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
                                          .accuracy for p in FLIPS}
     report["fixed_seconds"] = time.perf_counter() - t
     rows = [[p, report["float"][str(p)]] + ([report["float_same_topology"][str(p)]] if "float_same_topology" in report
-                                            else []) + [report["fixed"][str(p)]] for p in FLIPS]
+                                            else []) + [report["fixed"][str(p)], report["bound"][str(p)]] for p in FLIPS]
     header = ["flip p", "float, dense"] + (["float, same band"] if "float_same_topology" in report else []) + \
-        [f"fixed, {cfg_fixed.device.preset}"]
+        [f"fixed, {cfg_fixed.device.preset}", "nearest-pattern bound"]
     recall_table = markdown_table(header, rows)
     click.echo(recall_table)
 

@@ -33,6 +33,10 @@ def test_bench_runs_and_writes_json(tmp_path):
     assert report["meets_target"] == (report["ratio"] <= 2.0)
     assert report["float"]["fingerprint"] != report["fixed"]["fingerprint"]
     assert {"python", "numpy", "cpus", "load_average_before"} <= set(report["environment"])
+    speed = report["float_speed"]
+    assert speed["speedup"] == report["float-reference"]["train_seconds"] / report["float"]["train_seconds"]
+    assert len(report["runs"]["float-reference"]["train_seconds"]) == 2
+    assert "Float speed-up over the original loop" in out
 
 
 def test_bench_without_out_prints_only(tmp_path, monkeypatch):
