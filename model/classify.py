@@ -107,10 +107,13 @@ def relax_layered(params: Params, net, x: np.ndarray, target: np.ndarray | None 
         raise ValueError("relax_layered is for layered networks with bounded dynamics and a hard activation")
     act = activations.get(net.activation)
     n_in = net.layers[0]
-    W_in, W_ff = params.W[:n_in, n_in:], params.W[n_in:, n_in:]
-    drive = x @ W_in + params.b[n_in:]
+    parts = [slice(p.start - n_in, p.stop - n_in) for p in layer_slices(net.layers)[1:]]   # free layers
+    full = layer_slices(net.layers)
+    drive = params.b[n_in:] + np.zeros((len(x), 1))
+    drive[:, parts[0]] += x @ params.W[full[0], full[1]]
+    up = [params.W[full[k], full[k + 1]] for k in range(1, len(full) - 1)]      # free layer k-1 -> k
     units = np.zeros(net.n - n_in, dtype=bool)
-    units[-net.layers[-1]:] = True
+    units[parts[-1]] = True
     pull = None
     if target is not None and beta != 0.0:
         pull = np.zeros((len(x), net.n - n_in))
@@ -119,7 +122,11 @@ def relax_layered(params: Params, net, x: np.ndarray, target: np.ndarray | None 
     eps, lo, hi = net.eps, act.lo, act.hi
 
     def update(active, va):
-        grad = va - (va @ W_ff + drive[active])
+        field_ = drive[active].copy()
+        for k, W in enumerate(up):                       # symmetric: each block feeds both ways
+            field_[:, parts[k + 1]] += va[:, parts[k]] @ W
+            field_[:, parts[k]] += va[:, parts[k + 1]] @ W.T
+        grad = va - field_
         if pull is not None:
             grad = grad - beta * (pull[active] - va) * units
         return np.clip(va - eps * grad, lo, hi)
