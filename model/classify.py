@@ -18,11 +18,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import Config
-from .fixed import FixedParams, eqprop_fixed_update, fixed_drive_for, fixed_relax, fixed_target_for
+from . import rng as crng
+from .fixed import (FixedDrive, FixedParams, FixedTarget, LearnStep, activation, exact_matmul, fixed_drive_for,
+                    fixed_target_for, learn)
 from .masks import connectivity, layer_slices
 from . import activations
 from .network import Params, Relaxed, converge
-from .numerics import Formats
+from .numerics import Formats, round_shift
 from .tasks import Task
 
 #: Scellier & Bengio (2017), Table 1: learning rates per weight layer for 1, 2 and 3 hidden layers.
@@ -129,7 +131,7 @@ def relax_layered(params: Params, net, x: np.ndarray, target: np.ndarray | None 
         grad = va - field_
         if pull is not None:
             grad = grad - beta * (pull[active] - va) * units
-        return np.clip(va - eps * grad, lo, hi)
+        return np.minimum(np.maximum(va - eps * grad, lo), hi)
 
     limit = net.max_steps if max_steps is None else max_steps
     r = converge(v, update, limit, net.tol)
@@ -170,6 +172,76 @@ def layered_eqprop_update(params: Params, cfg: Config, x: np.ndarray, y: np.ndar
     return LayeredUpdate(dW, db, float(loss), float(free.steps.mean() + hi.steps.mean() + extra))
 
 
+def fixed_relax_layered(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
+                        target: FixedTarget | None = None, sign: int = 0, v_start: np.ndarray | None = None,
+                        max_steps: int | None = None) -> Relaxed:
+    """fixed.fixed_relax for a layered network with hard activations, block by block: bit for bit the same.
+
+    Integer sums are exact whatever their order, so the clamped inputs' part of every field is
+    summed once per sample, and only blocks between adjacent free layers are multiplied per step.
+    """
+    net = fmt.cfg.network
+    if not (net.layered and fmt.hard):
+        raise ValueError("fixed_relax_layered is for layered networks with a hard activation")
+    n_in = net.layers[0]
+    full = layer_slices(net.layers)
+    parts = [slice(p.start - n_in, p.stop - n_in) for p in full[1:]]
+    a_in = activation(fmt, drive.v0[:, :n_in])
+    const = (b[n_in:] << fmt.fa) + drive.x[:, n_in:] * fmt.g_in
+    const[:, parts[0]] += exact_matmul(a_in, W[full[0], full[1]])
+    up = [W[full[k], full[k + 1]].astype(np.float64) for k in range(1, len(full) - 1)]
+    units = np.zeros(net.n - n_in, dtype=bool)
+    units[parts[-1]] = True
+    pull = None
+    if target is not None and sign != 0:
+        pull = (target.values[:, n_in:] * units) << (fmt.s + fmt.k_mul)
+    start = drive.v0 if v_start is None else v_start
+    v = start[:, n_in:].astype(np.int64, copy=True)
+    lo, hi, s_k, kf, k_mul, R = fmt.lo, fmt.hi, fmt.s + fmt.k_frac, fmt.k_frac, fmt.s + fmt.k_mul, fmt.round_shift
+
+    def update(active, va):
+        acc = const[active].astype(np.float64)
+        af = va.astype(np.float64)                         # hard activation: a = v
+        for k, Wk in enumerate(up):
+            acc[:, parts[k + 1]] += af[:, parts[k]] @ Wk
+            acc[:, parts[k]] += af[:, parts[k + 1]] @ Wk.T
+        g = np.rint(acc).astype(np.int64)
+        r = (g << kf) - (va << s_k)
+        if pull is not None:
+            r = r + sign * (pull[active] - ((va * units) << k_mul))
+        return np.minimum(np.maximum(va + round_shift(r, R), lo), hi)     # np.clip's checks cost more
+
+    limit = net.max_steps if max_steps is None else max_steps
+    out = converge(v, update, limit, fmt.cfg.fixed.tol_lsb)
+    out.v = np.concatenate([start[:, :n_in].astype(np.int64), out.v], axis=1)
+    return out
+
+
+def fixed_layered_update(fmt: Formats, params: FixedParams, drive: FixedDrive, target: FixedTarget,
+                         decay_steps: int = 0) -> tuple[LearnStep, dict]:
+    """fixed.eqprop_fixed_update with the layered relaxation: the same phases, the same learn()."""
+    W, b = params.weights(fmt.device)
+    free = fixed_relax_layered(fmt, W, b, drive)
+    nudge = fmt.cfg.train.nudge
+    if nudge == "centered":
+        hi = fixed_relax_layered(fmt, W, b, drive, target, +1, v_start=free.v)
+        lo = fixed_relax_layered(fmt, W, b, drive, target, -1, v_start=free.v)
+        phases = (free, hi, lo)
+    else:
+        sign = 1
+        if nudge == "random_sign":
+            n = params.mask.shape[0]
+            sign = 1 if int(crng.rand(fmt.cfg.train.seed, params.updates, n * n + n, 0)) >> 31 else -1
+        nudged = fixed_relax_layered(fmt, W, b, drive, target, sign, v_start=free.v)
+        hi, lo = (nudged, free) if sign > 0 else (free, nudged)
+        phases = (free, nudged)
+    step = learn(fmt, params, activation(fmt, hi.v), activation(fmt, lo.v), drive.clamped, decay_steps)
+    err = ((target.values - free.v) * target.units) / float(1 << fmt.fv)
+    info = {"loss": float(0.5 * np.sum(err**2, axis=1).mean()),
+            "steps": float(sum(ph.steps.mean() for ph in phases))}
+    return step, info
+
+
 # -- prediction and evaluation -------------------------------------------------------------------------
 
 def predict(params: Params | FixedParams, cfg: Config, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +256,7 @@ def predict(params: Params | FixedParams, cfg: Config, x: np.ndarray) -> tuple[n
         if fmt is None:
             r = relax_layered(params, cfg.network, chunk)
         else:
-            r = fixed_relax(fmt, W, b, fixed_drive_for(fmt, chunk))
+            r = fixed_relax_layered(fmt, W, b, fixed_drive_for(fmt, chunk))
         preds.append(np.argmax(r.v[:, out], axis=1))
         steps.append(r.steps)
     return np.concatenate(preds), np.concatenate(steps)
@@ -315,7 +387,7 @@ def _float_step(cfg: Config, params: Params, rng: np.random.Generator):
 
 def _fixed_step(fmt: Formats, params: FixedParams):
     def step(x: np.ndarray, y: np.ndarray, decay_steps: int) -> tuple[float, float]:
-        _, info = eqprop_fixed_update(fmt, params, fixed_drive_for(fmt, x), fixed_target_for(fmt, y), decay_steps)
+        _, info = fixed_layered_update(fmt, params, fixed_drive_for(fmt, x), fixed_target_for(fmt, y), decay_steps)
         return info["loss"], info["steps"]
 
     return step

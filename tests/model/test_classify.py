@@ -202,3 +202,36 @@ def test_the_seed_settings_are_the_default(small_task):
     assert two.network.layers == (64, 50, 40, 3) and two.train.layer_lr == (0.4, 0.1, 0.01)
     with pytest.raises(ValueError, match="do not fit"):
         classify.train_classifier(two, load_task("digits", classes=(0, 1), per_class=5), progress=False)
+
+
+# -- fixed point: the layered fast path is the golden model, bit for bit ---------------------------------
+
+@pytest.mark.parametrize("layers", [(6, 5, 3), (4, 7, 5, 2)])
+@pytest.mark.parametrize("nudge, beta", [("positive", 1.0), ("centered", 0.5), ("random_sign", 2.0)])
+@pytest.mark.parametrize("preset", ["ideal", "rram-nonlinear"])
+def test_fixed_layered_path_is_bit_exact(layers, nudge, beta, preset):
+    cfg = layered_config(layers, nudge=nudge, beta=beta, batch_size=3, layer_lr=(0.2,) * (len(layers) - 1),
+                         lr=0.2).replace(numerics="fixed", device={"preset": preset, "d2d_classes": 2})
+    fmt = Formats(cfg)
+    init = random_params(cfg, 5, 0.9)
+    a = fixed.FixedParams.from_float(cfg, init.W, init.b)
+    b = a.copy()
+    r = np.random.default_rng(6)
+    for t in range(4):
+        x = r.uniform(0, 1, (3, layers[0]))
+        y = classify.one_hot(r.integers(0, layers[-1], 3), layers[-1])
+        drive, target = fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y)
+        W, bias = a.weights(fmt.device)
+        golden = fixed.fixed_relax(fmt, W, bias, drive)
+        fast = classify.fixed_relax_layered(fmt, W, bias, drive)
+        np.testing.assert_array_equal(fast.v, golden.v)
+        np.testing.assert_array_equal(fast.steps, golden.steps)
+        nudged = fixed.fixed_relax(fmt, W, bias, drive, target, -1, v_start=golden.v)
+        fast_nudged = classify.fixed_relax_layered(fmt, W, bias, drive, target, -1, v_start=fast.v)
+        np.testing.assert_array_equal(fast_nudged.v, nudged.v)
+        step_a, info_a = fixed.eqprop_fixed_update(fmt, a, drive, target, decay_steps=t)
+        step_b, info_b = classify.fixed_layered_update(fmt, b, drive, target, decay_steps=t)
+        np.testing.assert_array_equal(step_a.pulses_w, step_b.pulses_w)
+        np.testing.assert_array_equal(a.codes_w, b.codes_w)
+        np.testing.assert_array_equal(a.codes_b, b.codes_b)
+        assert info_a == info_b and a.updates == b.updates
