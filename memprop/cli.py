@@ -280,12 +280,20 @@ def run() -> None:  # pragma: no cover - console entry for `python -m memprop`
 @click.option("--quick", is_flag=True, help="a small version of every experiment (minutes -> seconds)")
 @click.option("--patterns", "pattern_file", default=None, help="pattern file; default: built-in hex16")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel worker processes")
+@click.option("--data", "data_dir", type=click.Path(), default=None,
+              help="MNIST IDX folder: adds the Frontiers 5-class MNIST experiment to the classification part")
 @user_errors
-def reproduce(out, quick, pattern_file, jobs):
-    """Table 1, the band sweep, accuracy vs epoch and the pattern set (Markdown + JSON + PNG)."""
+def reproduce(out, quick, pattern_file, jobs, data_dir):
+    """Table 1, the band sweep, accuracy vs epoch, the pattern set, and classification (Figure 5)."""
+    from memprop.figure5 import run_classification
     from memprop.reproduce import run_reproduce
 
+    if data_dir is not None:
+        from memprop.model.tasks import load_mnist
+
+        load_mnist(data_dir)    # bad MNIST files fail before an hour of pattern experiments
     run_reproduce(Path(out), quick=quick, pattern_file=pattern_file, jobs=jobs)
+    run_classification(Path(out), quick=quick, data=data_dir, jobs=jobs)
 
 
 @main.command()
