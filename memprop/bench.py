@@ -86,6 +86,7 @@ def run_bench(out: Path | None = None, epochs: int = 50, repeats: int = 3, trial
         "wall_seconds": time.perf_counter() - start,
     }
     click.echo(markdown(report))
+    report["classification"] = classification_section(epochs)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -113,3 +114,16 @@ def markdown(report: dict) -> str:
                             "fixed / float"], rows)
             + f"\n\nTraining time ratio fixed / float = {report['ratio']:.2f} ({verdict} the target "
               f"<= {report['target_ratio']:.0f}); bench wall time {report['wall_seconds']:.0f} s.")
+
+
+def classification_section(epochs: int) -> dict:
+    """Cost of a digits image on each board's engine beside the numpy model (memprop/classbench.py)."""
+    from memprop import classbench
+    from memprop.model.classify import DEFAULT_EPOCHS
+
+    epochs = min(epochs, DEFAULT_EPOCHS)
+    click.echo(f"bench, classification: the digits classifier, {epochs} epoch(s) of float training, "
+               f"its images costed on {', '.join(classbench.BOARDS)}")
+    section = classbench.run_classification_bench(epochs=epochs)
+    click.echo(classbench.markdown(section))
+    return section
