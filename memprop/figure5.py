@@ -104,6 +104,26 @@ def run_job(job: Job, plan: Plan, data: str | None) -> dict:
     return out
 
 
+def baselines(task, seeds: tuple[int, ...]) -> dict:
+    """Backprop on the same split, for scale: scikit-learn's MLP (one hidden layer of 100) and logistic regression."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for activation in ("relu", "logistic"):
+            scores = [MLPClassifier((100,), activation=activation, max_iter=300, random_state=s)
+                      .fit(task.x_train, task.y_train).score(task.x_test, task.y_test) for s in seeds]
+            out[f"mlp_{activation}"] = spread([float(v) for v in scores])
+        out["logistic_regression"] = spread([float(LogisticRegression(max_iter=2000).fit(task.x_train, task.y_train)
+                                                   .score(task.x_test, task.y_test))])
+    return out
+
+
 def plan_jobs(plan: Plan, tasks_: tuple[str, ...]) -> list[Job]:
     jobs = []
     for name in tasks_:
@@ -193,6 +213,10 @@ def markdown(report: dict) -> str:
             rows = [[p, pm(s)] for p, s in flt["ex_situ"].items()]
             lines.append("Float weights programmed into the devices (ex situ, write-verify to the nearest codes):\n")
             lines.append(markdown_table(["device preset", "test accuracy"], rows) + "\n")
+        if t.get("baselines"):
+            lines.append("Backprop on the same split, for scale (scikit-learn, one hidden layer of 100 / none):\n")
+            lines.append(markdown_table(["model", "test accuracy"], [[k, pm(v)] for k, v in t["baselines"].items()])
+                         + "\n")
         header = ["class"] + [k for k in t["results"]]
         per = [[c] + [f"{r['per_class']['mean'][i]:.3f}" for r in t["results"].values()]
                for i, c in enumerate(task["classes"])]
@@ -241,6 +265,9 @@ def run_classification(out: Path, quick: bool = False, data: str | None = None, 
                f"in-situ fixed point on {', '.join(plan.presets)}")
     results = run_jobs(plan_jobs(plan, names), plan, data, jobs)
     report = build_report(results, plan, tasks_, quick)
+    if not quick:
+        for name, task in tasks_.items():
+            report["tasks"][name]["baselines"] = baselines(task, plan.seeds)
     report["timing"] = {"jobs": jobs, "wall_seconds": round(time.perf_counter() - start, 1)}
     figure5(report, out / "figure5.png")
     (out / "classification.json").write_text(json.dumps(report, indent=2) + "\n")
