@@ -34,12 +34,10 @@ def test_clamped_inputs_are_streamed_once(hidden, lanes):
     row_lengths = [int(np.count_nonzero(sch.mask[i])) for i in sch.rows]
     padded = sum(max(length, lanes) for length in row_lengths)
     assert sch.length == padded + (-padded) % lanes and sch.depth == sch.length // lanes
-    # the host writes exactly the stream, and the learner programs each input weight through its one copy
+    # the host writes exactly the stream
     layout = hm.Layout(Formats(cfg))
     codes = np.zeros((2, cfg.network.n, cfg.network.n), np.int64)
     assert len(layout.image(codes, codes)) == sch.length
-    learn = sch.learn_list
-    weights = ~learn["bias"]
-    with_input = weights & (learn["i"] < n_in)
-    assert np.all(learn["k1"][with_input] == -1) and np.all(learn["k2"][with_input] >= 0)
-    assert np.all(learn["k1"][weights & ~with_input] >= 0) and np.all(learn["k2"][weights & ~with_input] >= 0)
+    pos = sch.position
+    for i in range(n_in, n_in + layers[1]):                         # an input weight's one entry per hidden unit
+        assert all((i, j) in pos and (j, i) not in pos for j in range(n_in))
