@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 TASKS = ("digits", "mnist")
-DIGITS_TEST_FRACTION = 0.25   # stratified: 25 % of every class is held out
-SPLIT_SEED = 0                # the digits split and the class subsets are fixed by this seed
+SPLIT_SEED = 0                # class subsets (--per-class) are a random choice fixed by this seed
+#: The digits' fixed stratified split: scikit-learn's train_test_split(test_size=0.25, stratify, random_state=0),
+#: stored as its 450 test indices (no scikit-learn import, and the same split whatever its version).
+DIGITS_TEST = Path(__file__).with_name("data") / "digits_test.txt"
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 MNIST_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
                "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
@@ -160,17 +162,11 @@ def load_digits_data() -> tuple[np.ndarray, np.ndarray]:
 
 # -- splits and subsets -------------------------------------------------------------------------------
 
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, test indices): round(fraction * count) of every class to test, seeded."""
-    r = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = np.nonzero(labels == c)[0]
-        idx = idx[r.permutation(len(idx))]
-        k = int(round(test_fraction * len(idx)))
-        test.append(idx[:k])
-        train.append(idx[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+def digits_split(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, test indices) of the digits' fixed split (DIGITS_TEST)."""
+    test = np.loadtxt(DIGITS_TEST, dtype=np.int64, comments="#").ravel()
+    train = np.setdiff1d(np.arange(count), test)
+    return train, np.sort(test)
 
 
 def parse_classes(text: str | None) -> tuple[int, ...] | None:
@@ -214,7 +210,7 @@ def load_task(name: str = "digits", data: str | Path | None = None, classes: tup
         if data is not None:
             raise TaskDataError("--data is for --task mnist; the digits ship with scikit-learn")
         images, labels = load_digits_data()
-        train, test = stratified_split(labels, DIGITS_TEST_FRACTION, SPLIT_SEED)
+        train, test = digits_split(len(labels))
         x_train, y_train, x_test, y_test = images[train], labels[train], images[test], labels[test]
         scale, shape, source = 16.0, (8, 8), "scikit-learn digits (UCI 8x8)"
     else:

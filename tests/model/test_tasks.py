@@ -146,19 +146,20 @@ def test_bad_subsets_are_refused(tmp_path):
 
 # -- digits --------------------------------------------------------------------------------------------
 
-def test_digits_split_is_fixed_and_stratified():
+def test_digits_split_is_scikit_learns_stratified_split():
+    from sklearn.model_selection import train_test_split
+
     task = load_task("digits")
     assert task.features == 64 and task.n_classes == 10 and task.shape == (8, 8)
-    assert len(task.y_train) + len(task.y_test) == 1797
-    counts_test = np.bincount(task.y_test)
-    counts_all = counts_test + np.bincount(task.y_train)
-    np.testing.assert_array_equal(counts_test, np.round(0.25 * counts_all).astype(int))
+    assert len(task.y_train) == 1347 and len(task.y_test) == 450
+    images, labels = tasks.load_digits_data()
+    train, test = train_test_split(np.arange(len(labels)), test_size=0.25, stratify=labels, random_state=0)
+    np.testing.assert_array_equal(tasks.digits_split(len(labels))[1], np.sort(test))
+    np.testing.assert_array_equal(task.x_test, images[np.sort(test)] / 16.0)
+    np.testing.assert_array_equal(task.y_train, labels[np.sort(train)])
+    share = np.bincount(task.y_test) / np.bincount(labels)
+    assert np.all(np.abs(share - 0.25) < 0.02)                                     # stratified
     assert task.x_train.min() == 0.0 and task.x_train.max() == 1.0
-    again = load_task("digits")
-    np.testing.assert_array_equal(task.x_test, again.x_test)
-    # no image is in both parts
-    train_rows = {row.tobytes() for row in task.x_train}
-    assert sum(row.tobytes() in train_rows for row in task.x_test) <= 5     # (a few digits are exact duplicates)
 
 
 def test_digits_file_is_scikit_learns_load_digits():
