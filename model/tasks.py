@@ -164,7 +164,8 @@ def load_digits_data() -> tuple[np.ndarray, np.ndarray]:
 
 def digits_split(count: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, test indices) of the digits' fixed split (DIGITS_TEST)."""
-    test = np.loadtxt(DIGITS_TEST, dtype=np.int64, comments="#").ravel()
+    words = [w for line in DIGITS_TEST.read_text().splitlines() if not line.startswith("#") for w in line.split()]
+    test = np.array(words, dtype=np.int64)
     train = np.setdiff1d(np.arange(count), test)
     return train, np.sort(test)
 
