@@ -199,7 +199,7 @@ def test_the_seed_settings_are_the_default(small_task):
     assert net.eps == 0.5 and tr.beta == 1.0 and tr.nudge == "positive"
     assert tr.layer_lr == (0.1, 0.05) and tr.lr_decay == 0.5 and tr.batch_size == 1
     two = classify.classifier_config(small_task, (50, 40))
-    assert two.network.layers == (64, 50, 40, 3) and two.train.layer_lr == (0.4, 0.1, 0.01)
+    assert two.network.layers == (64, 50, 40, 3) and two.train.layer_lr == (0.2, 0.05, 0.005)
     with pytest.raises(ValueError, match="do not fit"):
         classify.train_classifier(two, load_task("digits", classes=(0, 1), per_class=5), progress=False)
 
