@@ -139,6 +139,7 @@ def run_bench(out: Path | None = None, epochs: int = 50, repeats: int = 3, trial
         "wall_seconds": time.perf_counter() - start,
     }
     click.echo(markdown(report))
+    report["classification"] = classification_section(epochs)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -183,3 +184,16 @@ def float_markdown(report: dict) -> str:
     if "numpy_over_peer" in sp:
         text += f" numpy / PyTorch peer samples/s: {sp['numpy_over_peer']:.2f}x (target >= 1)."
     return text
+
+
+def classification_section(epochs: int) -> dict:
+    """Cost of a digits image on each board's engine beside the numpy model (memprop/classbench.py)."""
+    from memprop import classbench
+    from memprop.model.classify import DEFAULT_EPOCHS
+
+    epochs = min(epochs, DEFAULT_EPOCHS)
+    click.echo(f"bench, classification: the digits classifier, {epochs} epoch(s) of float training, "
+               f"its images costed on {', '.join(classbench.BOARDS)}")
+    section = classbench.run_classification_bench(epochs=epochs)
+    click.echo(classbench.markdown(section))
+    return section

@@ -100,6 +100,10 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         raise click.ClickException("the engine differs from the model: " +
                                    "; ".join(str(m.get("mismatch")) for m in run.mismatches)[:2000])
 
+    from memprop.classdemo import run_classification_demo
+
+    report["classification"] = run_classification_demo(out, board, quick, simulator)
+
     if skip_bitstream:
         click.echo("[4/4] bitstream: skipped (--no-bitstream)")
     else:
@@ -118,7 +122,8 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         click.echo(f"{build_report['bitstream']}: {util}; fmax {build_report['fmax_mhz']} MHz "
                    f"(clock {build_report['clock_mhz']} MHz); image {paths['image']}")
 
-    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + sim_line + "\n")
+    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + sim_line + "\n\n## Classification\n\n"
+                                 + report["classification"]["markdown"])
     (out / "demo.json").write_text(json.dumps(report, indent=2))
     click.echo(f"wrote {out}/demo.md and demo.json")
     return report

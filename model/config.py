@@ -114,11 +114,18 @@ class TrainConfig(_Section):
     init_scale: float = Field(0.1, ge=0.0, description="W ~ U[-init_scale, init_scale], symmetric")
     seed: int = Field(0, ge=0)
     side_init: float = Field(0.5, description="RBP side network y(0) (seeds: 0.5)")
+    layer_lr: tuple[float, ...] = Field(
+        (), description="layered: one learning rate per weight layer, input side first (Frontiers: 0.1, 0.05); "
+        "a unit's bias learns at the rate of the weights below it; empty: lr everywhere")
+    lr_decay: float = Field(1.0, gt=0.0, le=1.0,
+                            description="learning rates are multiplied by this after every epoch (Frontiers: 0.5)")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
         if self.nudge == "centered" and self.algo != "eqprop":
             raise ValueError(f"nudge='centered' applies to eqprop only, not {self.algo!r}")
+        if any(rate <= 0 for rate in self.layer_lr):
+            raise ValueError(f"layer_lr must be positive, got {self.layer_lr!r}")
         return self
 
 
@@ -193,6 +200,9 @@ class Config(_Section):
             raise ValueError(f"algo {algo!r} is a Hopfield rule without hidden units (got hidden={net.hidden})")
         if algo in ("hebbian", "storkey") and net.layered:
             raise ValueError(f"algo {algo!r} is a Hopfield rule for autoassociative (dense/band) networks")
+        if self.train.layer_lr and len(self.train.layer_lr) != max(len(net.layers) - 1, 0):
+            raise ValueError(f"train.layer_lr has {len(self.train.layer_lr)} rates, but layers {net.layers!r} have "
+                             f"{max(len(net.layers) - 1, 0)} weight layers (layer_lr is for layered networks)")
         if self.numerics == "fixed":
             if algo != "eqprop":
                 raise ValueError(f"fixed-point numerics implement the hardware's in-situ EqProp, not {algo!r}")
@@ -201,6 +211,7 @@ class Config(_Section):
                                  "pattern (init_state='input'); the seeds' initial states are a float-model option")
             _power_of_two("network.eps", net.eps)
             _power_of_two("train.beta", self.train.beta)
+            _power_of_two("train.lr_decay", self.train.lr_decay)
             scaled = net.input_gain * 2 ** (self.fixed.weight_frac + self.fixed.state_frac)
             if scaled != int(scaled):
                 raise ValueError(f"network.input_gain={net.input_gain} is not a multiple of "

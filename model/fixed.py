@@ -220,10 +220,10 @@ def correlations(fmt: Formats, a_hi: np.ndarray, a_lo: np.ndarray, mask: np.ndar
     return C, Cb
 
 
-def quantise(fmt: Formats, C: np.ndarray, shift: np.ndarray | int, t: int, s: np.ndarray) -> np.ndarray:
-    """Pulse counts from correlations: LR_MUL, shift, the configured rounding, +-P_max."""
-    mul, _ = fmt.lr_fixed
-    q = C * mul
+def quantise(fmt: Formats, C: np.ndarray, shift: np.ndarray | int, t: int, s: np.ndarray,
+             mul: np.ndarray | int | None = None) -> np.ndarray:
+    """Pulse counts from correlations: LR_MUL (per synapse or train.lr's), shift, rounding, +-P_max."""
+    q = C * (fmt.lr_fixed[0] if mul is None else mul)
     mag = np.abs(q)
     shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), q.shape)
     mode = fmt.cfg.fixed.rounding
@@ -275,18 +275,23 @@ def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: n
 
 
 def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
-          clamped: np.ndarray) -> LearnStep:
-    """One in-situ EqProp update from two sets of fixed-point activations (in place)."""
+          clamped: np.ndarray, decay_steps: int = 0) -> LearnStep:
+    """One in-situ EqProp update from two sets of fixed-point activations (in place).
+
+    Each synapse learns at its weight layer's (LR_MUL, LR_SHIFT), the shift grown by
+    `decay_steps` epochs of learning-rate decay (Formats.learn_shifts).
+    """
     n = params.mask.shape[0]
     t = params.updates
     C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
-    _, shift = fmt.lr_fixed
     ii, jj = np.nonzero(np.triu(params.mask))
     s_w = ii * n + jj
-    shift_w = shift + (ii == jj)                       # diagonal: tied-pair factor 1/2
-    pw = quantise(fmt, C[ii, jj], shift_w, t, s_w)
+    mul_w, shift_w = fmt.learn_shifts(fmt.synapse_layer[ii, jj], decay_steps)
+    shift_w = shift_w + (ii == jj)                     # diagonal: tied-pair factor 1/2
+    pw = quantise(fmt, C[ii, jj], shift_w, t, s_w, mul_w)
     s_b = n * n + np.arange(n)
-    pb = quantise(fmt, Cb, shift, t, s_b)
+    mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay_steps)
+    pb = quantise(fmt, Cb, shift_b, t, s_b, mul_b)
     codes_w = params.codes_w[:, ii, jj]
     apply_pulses(fmt, codes_w, params.class_w[:, ii, jj], pw, s_w, t)
     params.codes_w[:, ii, jj] = codes_w
@@ -299,7 +304,7 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
 
 
 def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, target: FixedTarget,
-                        ) -> tuple[LearnStep, dict]:
+                        decay_steps: int = 0) -> tuple[LearnStep, dict]:
     """Free phase, nudged phase(s), learning: exactly what the hardware learning loop does."""
     W, b = params.weights(fmt.device)
     free = fixed_relax(fmt, W, b, drive)
@@ -316,7 +321,7 @@ def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, ta
         nudged = fixed_relax(fmt, W, b, drive, target, sign, v_start=free.v)
         hi, lo = (nudged, free) if sign > 0 else (free, nudged)
         phases = (free, nudged)
-    step = learn(fmt, params, activation(fmt, hi.v), activation(fmt, lo.v), drive.clamped)
+    step = learn(fmt, params, activation(fmt, hi.v), activation(fmt, lo.v), drive.clamped, decay_steps)
     err = ((target.values - free.v) * target.units) / float(1 << fmt.fv)
     info = {"loss": float(0.5 * np.sum(err**2, axis=1).mean()),
             "steps": float(sum(ph.steps.mean() for ph in phases))}
