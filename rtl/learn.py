@@ -133,11 +133,11 @@ class Learner(wiring.Component):
         # -- random numbers --------------------------------------------------------------------
         draw = Signal(6)
         rand_word = Signal(32)
-        m.d.comb += [rng.i.payload.c0.eq(self.updates), rng.i.payload.c1.eq((s_reg << 6) | draw),
+        m.d.comb += [rng.i.payload.c0.eq(self.updates), rng.i.payload.c1.eq((s_reg << 5) | draw[1:]),
                      rng.i.payload.k0.eq(self.seed), rng.i.payload.k1.eq(RAND_KEY1),
                      rng.o.ready.eq(1)]
         with m.If(rng.o.valid):
-            m.d.sync += rand_word.eq(rng.o.payload.x0)
+            m.d.sync += rand_word.eq(Mux(draw[0], rng.o.payload.x1, rng.o.payload.x0))
         rand_req = Signal()
         rand_busy = Signal()
         m.d.comb += rng.i.valid.eq(rand_req)
@@ -261,7 +261,7 @@ class Learner(wiring.Component):
                 with m.If(pulse == n_reg):
                     m.next = "WRITE"
                 with m.Else():
-                    m.d.sync += [dev_reg.eq(dev), pot_reg.eq(potentiate), draw.eq(1 + 2 * pulse + dev)]
+                    m.d.sync += [dev_reg.eq(dev), pot_reg.eq(potentiate), draw.eq(2 + 2 * pulse + dev)]
                     m.next = "STEP"
             with m.State("STEP"):
                 m.d.comb += stepped.eq(Mux(pot_reg, up_rd.data, down_rd.data))
