@@ -67,3 +67,57 @@ def learn_cycles(schedule: Schedule, pulses_w: np.ndarray, pulses_b: np.ndarray)
     for i in schedule.rows:
         total += 1 + _synapse_cycles(cfg, int(abs(pulses_b[i])))      # BIAS_SETUP, ...
     return total
+
+
+def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
+    """The parallel learning unit (learnunit.py), start to done: exact, slot by slot.
+
+    Four stages work in lock step on consecutive groups; a slot lasts 1 + the latest stage's
+    done cycle. A: skipped groups (one cycle each), the latch, one Threefry request per
+    cycle (or per initiation interval); B: 2B reads and the correlator pipeline; C: waits
+    for its draws (requested two slots earlier), rounds, two cycles per pulse round; D: the
+    own write and one write per mirror.
+    """
+    from .learnlane import CORRELATOR_LATENCY
+    from .learnunit import LEARN_FINISH, LEARN_INIT, ROUND_EARLIEST
+
+    groups = plan.walk(pulses_w, pulses_b)
+    G = len(groups)
+    hard = plan.cfg.network.activation != "tanh"
+    d_b = 2 * plan.batch - 1 + (1 if hard else 2) + CORRELATOR_LATENCY
+    latency, interval = plan.rng_latency, plan.rng_interval
+    last_accept = -(10**9)
+    ready = [0] * G                          # absolute cycle from which a group's draws are all in
+    t = 0                                    # absolute start of the slot (slot 0 at 0)
+    for k in range(G + 3):
+        done = [0, 0, 0, 0]
+        if k < G:
+            g = groups[k]
+            latch = g["skipped"]
+            if g["requests"]:
+                load = t + latch + 1
+                for _ in range(g["requests"]):
+                    load = max(load, last_accept)              # the request register is free
+                    accept = max(load + 1, last_accept + interval)
+                    last_loaded, last_accept = load, accept
+                    load = accept
+                ready[k] = last_accept + latency + 1
+                done[0] = last_loaded + 1 - t
+            else:
+                ready[k] = -(10**9)
+                done[0] = latch + 1
+        if 0 <= k - 1 < G:
+            done[1] = d_b
+        if 0 <= k - 2 < G:
+            g = groups[k - 2]
+            earliest = plan.width if g["bias_lanes"] else ROUND_EARLIEST
+            q = max(earliest, ready[k - 2] - t)
+            done[2] = q + 1 + 2 * g["rounds"]
+        if 0 <= k - 3 < G:
+            g = groups[k - 3]
+            if g["bias_lanes"]:
+                done[3] = g["bias_lanes"]
+            else:
+                done[3] = 1 + g["mirrors"] + (1 if g["mirrors"] and not plan.pow2_lanes else 0)
+        t += 1 + max(done)
+    return LEARN_INIT + t + LEARN_FINISH
