@@ -81,43 +81,47 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     from .learnlane import CORRELATOR_LATENCY
     from .learnunit import LEARN_FINISH, LEARN_INIT, ROUND_EARLIEST
 
-    groups = plan.walk(pulses_w, pulses_b)
-    G = len(groups)
+    walk = plan.walk(pulses_w, pulses_b)
+    skipped, requests, rounds, mirrors, bias_lanes = (walk[key].tolist() for key in
+                                                     ("skipped", "requests", "rounds", "mirrors", "bias_lanes"))
+    G = len(skipped)
     hard = plan.cfg.network.activation != "tanh"
     d_b = 2 * plan.batch - 1 + (1 if hard else 2) + CORRELATOR_LATENCY
     latency, interval = plan.rng_latency, plan.rng_interval
+    width, pow2 = plan.width, plan.pow2_lanes
     last_accept = -(10**9)
     ready = [0] * G                          # absolute cycle from which a group's draws are all in
     t = 0                                    # absolute start of the slot (slot 0 at 0)
     for k in range(G + 3):
-        done = [0, 0, 0, 0]
+        longest = 0
         if k < G:
-            g = groups[k]
-            latch = g["skipped"]
-            if g["requests"]:
-                load = t + latch + 1
-                for _ in range(g["requests"]):
-                    load = max(load, last_accept)              # the request register is free
-                    accept = max(load + 1, last_accept + interval)
-                    last_loaded, last_accept = load, accept
-                    load = accept
+            if requests[k]:
+                load = t + skipped[k] + 1
+                if interval == 1 and last_accept <= load:      # pipelined: one request per cycle
+                    last_loaded = load + requests[k] - 1
+                    last_accept = last_loaded + 1
+                else:
+                    for _ in range(requests[k]):
+                        load = max(load, last_accept)          # the request register is free
+                        accept = max(load + 1, last_accept + interval)
+                        last_loaded, last_accept = load, accept
+                        load = accept
                 ready[k] = last_accept + latency + 1
-                done[0] = last_loaded + 1 - t
+                longest = last_loaded + 1 - t
             else:
                 ready[k] = -(10**9)
-                done[0] = latch + 1
+                longest = skipped[k] + 1
         if 0 <= k - 1 < G:
-            done[1] = d_b
+            longest = max(longest, d_b)
         if 0 <= k - 2 < G:
-            g = groups[k - 2]
-            earliest = plan.width if g["bias_lanes"] else ROUND_EARLIEST
-            q = max(earliest, ready[k - 2] - t)
-            done[2] = q + 1 + 2 * g["rounds"]
+            j = k - 2
+            q = max(width if bias_lanes[j] else ROUND_EARLIEST, ready[j] - t)
+            longest = max(longest, q + 1 + 2 * rounds[j])
         if 0 <= k - 3 < G:
-            g = groups[k - 3]
-            if g["bias_lanes"]:
-                done[3] = g["bias_lanes"]
+            j = k - 3
+            if bias_lanes[j]:
+                longest = max(longest, bias_lanes[j])
             else:
-                done[3] = 1 + g["mirrors"] + (1 if g["mirrors"] and not plan.pow2_lanes else 0)
-        t += 1 + max(done)
+                longest = max(longest, 1 + mirrors[j] + (1 if mirrors[j] and not pow2 else 0))
+        t += 1 + longest
     return LEARN_INIT + t + LEARN_FINISH

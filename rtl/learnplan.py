@@ -186,37 +186,49 @@ class LearnPlan:
             out[g, :len(chunk)] = chunk
         return out
 
-    def walk(self, pulses_w: np.ndarray, pulses_b: np.ndarray) -> list[dict]:
+    @cached_property
+    def _static_walk(self) -> dict[str, np.ndarray]:
+        """Per stream group (walk order): its lanes' rows, columns, primary and mirror flags."""
+        lanes = self.stream_groups
+        inside = lanes >= 0
+        k = np.where(inside, lanes, 0)
+        e, st = self.entries, self.schedule.stream
+        prim = e["primary"][k] & inside
+        active = prim.any(axis=1)
+        # mirror-only groups passed over before each active group (and before the biases)
+        seen = np.cumsum(~active)
+        before = seen[active] - np.concatenate([[0], seen[active][:-1]]) if active.any() else np.zeros(0, int)
+        idle_at_end = int(seen[-1] - (seen[active][-1] if active.any() else 0)) if len(seen) else 0
+        row, col = st["row"][k], st["col"][k]
+        return {"prim": prim[active], "mir": (e["mirror"][k] & inside)[active],
+                "lo": np.minimum(row, col)[active], "hi": np.maximum(row, col)[active],
+                "skipped": before.astype(np.int64), "trailing": idle_at_end}
+
+    def walk(self, pulses_w: np.ndarray, pulses_b: np.ndarray) -> dict[str, np.ndarray]:
         """The groups the learner processes, in order, with what their cost depends on.
 
-        Each: skipped (mirror-only stream groups passed over before it), requests (Threefry
-        calls), rounds (max |n|: pulse rounds), mirrors (mirror writes: primary lanes with a
-        twin and n != 0), bias_lanes (reads and writes of a bias group, 0 for stream groups).
-        pulses_w[i, j] (i <= j, as the model's LearnStep) and pulses_b[i] are the pulse counts.
+        Arrays over the groups: skipped (mirror-only stream groups passed over before it),
+        requests (Threefry calls), rounds (max |n|: pulse rounds), mirrors (mirror writes:
+        primary lanes with a twin and n != 0), bias_lanes (reads and writes of a bias group, 0
+        for stream groups). pulses_w[i, j] (i <= j, as the model's LearnStep) and pulses_b[i]
+        are the pulse counts.
         """
-        e = self.entries
-        out, skipped = [], 0
-        for lanes in self.stream_groups:
-            k = lanes[lanes >= 0]
-            prim = e["primary"][k]
-            if not prim.any():
-                skipped += 1
-                continue
-            st = self.schedule.stream
-            kp = k[prim]
-            r, c = st["row"][kp], st["col"][kp]
-            n = np.abs(pulses_w[np.minimum(r, c), np.maximum(r, c)])
-            out.append({"skipped": skipped, "requests": int(prim.sum()) * self.calls,
-                        "rounds": int(n.max()), "mirrors": int((e["mirror"][kp] & (n != 0)).sum()),
-                        "bias_lanes": 0})
-            skipped = 0
-        trailing = skipped
-        for g, units in enumerate(self.bias_groups):
-            u = units[units >= 0]
-            n = np.abs(pulses_b[u])
-            out.append({"skipped": trailing if g == 0 else 0, "requests": len(u) * self.calls,
-                        "rounds": int(n.max()), "mirrors": 0, "bias_lanes": len(u)})
-        return out
+        sw = self._static_walk
+        n = np.where(sw["prim"], np.abs(np.asarray(pulses_w)[sw["lo"], sw["hi"]]), 0)
+        units = self.bias_groups
+        nb = np.where(units >= 0, np.abs(np.asarray(pulses_b))[np.maximum(units, 0)], 0)
+        bias_lanes = (units >= 0).sum(axis=1)
+        zeros = np.zeros(len(units), dtype=np.int64)
+        skipped_b = zeros.copy()
+        if len(units):
+            skipped_b[0] = sw["trailing"]
+        return {
+            "skipped": np.concatenate([sw["skipped"], skipped_b]),
+            "requests": np.concatenate([sw["prim"].sum(axis=1), bias_lanes]) * self.calls,
+            "rounds": np.concatenate([n.max(axis=1, initial=0), nb.max(axis=1, initial=0)]),
+            "mirrors": np.concatenate([(sw["mir"] & (n != 0)).sum(axis=1), zeros]),
+            "bias_lanes": np.concatenate([np.zeros(len(n), dtype=np.int64), bias_lanes]),
+        }
 
     # -- memories -----------------------------------------------------------------------------
     @property
