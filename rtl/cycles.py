@@ -39,7 +39,7 @@ def restore_cycles(n: int) -> int:
     return COMMAND_OVERHEAD + 3 * n
 
 
-def _synapse_cycles(cfg, pulses: int) -> int:
+def _synapse_cycles(cfg, pulses: int, noisy: bool) -> int:
     """SETUP through ADVANCE for one synapse or bias with `pulses` programmed pulses."""
     hard = cfg.network.activation != "tanh"
     corr = 2 * cfg.train.batch_size + (1 if hard else 2) + 3          # SETUP, CORR, drain, QUANT
@@ -47,7 +47,6 @@ def _synapse_cycles(cfg, pulses: int) -> int:
         corr = max(corr, THREEFRY_LATENCY + 2)
     if pulses == 0:
         return corr + 1                                              # ADVANCE
-    noisy = Formats(cfg).device.c2c_threshold > 0                   # as the learner's NOISE states
     per_pulse = 2 + (THREEFRY_LATENCY + 2 if noisy else 0)
     return corr + 2 + pulses * per_pulse + 1 + 1 + 1                 # READ LATCH, pulses, PULSE, WRITE, ADVANCE
 
@@ -61,11 +60,12 @@ def learn_cycles(schedule: Schedule, pulses_w: np.ndarray, pulses_b: np.ndarray)
     st = schedule.stream
     total = COMMAND_OVERHEAD + 1                                     # learner start .. FINISH
     both = np.abs(np.triu(pulses_w)) + np.abs(np.triu(pulses_w, 1)).T
+    noisy = Formats(cfg).device.c2c_threshold > 0                   # as the learner's NOISE states
     for valid, i, j in zip(st["valid"], st["row"], st["col"]):
         total += 2                                                   # FETCH, ENTRY
-        total += _synapse_cycles(cfg, int(both[i, j])) if valid else 1
+        total += _synapse_cycles(cfg, int(both[i, j]), noisy) if valid else 1
     for i in schedule.rows:
-        total += 1 + _synapse_cycles(cfg, int(abs(pulses_b[i])))      # BIAS_SETUP, ...
+        total += 1 + _synapse_cycles(cfg, int(abs(pulses_b[i])), noisy)   # BIAS_SETUP, ...
     return total
 
 

@@ -71,6 +71,10 @@ async def engine_matches_model(dut):
         try:
             if workload["kind"] == "training":
                 report = await check_training(driver, cfg, workload)
+            elif workload["kind"] == "hwbench":          # memprop bench: the engine's cycle counter
+                from memprop.hwbench import measure_commands
+
+                report = await measure_commands(driver, cfg, workload)
             else:
                 report = await check_recall(driver, cfg, workload)
             results.append({"workload": workload["kind"], "ok": True, **report, "seconds": time.perf_counter() - t0})
