@@ -14,11 +14,12 @@ from memprop.cli import main
 
 def test_bench_runs_and_writes_json(tmp_path):
     result = CliRunner().invoke(main, ["bench", "--epochs", "1", "--repeats", "2", "--trials", "3",
-                                       "--out", str(tmp_path)])
+                                       "--no-hardware", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "| EqProp on hex16 | float | fixed (ideal) | fixed / float |" in out
     assert "Training time ratio fixed / float = " in out and "wrote" in out
+    assert (tmp_path / "bench.md").read_text().startswith("| EqProp on hex16 |")
     report = json.loads((tmp_path / "bench.json").read_text())
     assert (report["epochs"], report["repeats"], report["trials_per_pattern"]) == (1, 2, 3)
     assert report["eval_samples"] == 16 * 3 and report["device"] == "ideal" and report["target_ratio"] == 2.0
@@ -40,7 +41,7 @@ def test_bench_runs_and_writes_json(tmp_path):
 def test_bench_without_out_prints_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["bench", "--epochs", "1", "--repeats", "1", "--trials", "1",
-                                       "--device", "linear-64"])
+                                       "--device", "linear-64", "--no-hardware"])
     assert result.exit_code == 0, result.output
     assert "fixed (linear-64)" in result.output
     assert not list(tmp_path.iterdir())
