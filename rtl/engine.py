@@ -17,7 +17,7 @@ maps, the `StateMemory`, the `MacArray`, the `NeuronUpdate` and the learning uni
 fixed points).
 
 Relaxation pipeline (one word of P synapses per clock): stream and code read (1) ->
-conductance table and activation reads (1) -> MacArray (MAC_LATENCY) -> operand reads (2) ->
+conductance table and activation reads (1) -> MacArray (mac_latency(P)) -> operand reads (2) ->
 NeuronUpdate (NEURON_LATENCY) -> write-back (1).
 """
 
@@ -34,7 +34,7 @@ from .codemem import CodeMemory, resolve_backend
 from .conductance import WeightLookup
 from .controller import COMMAND, STEP_OVERHEAD, Controller
 from .learn import Learner
-from .mac import MAC_LATENCY, MacArray
+from .mac import MacArray, mac_latency
 from .neuron import NEURON_LATENCY, NeuronUpdate
 from .statemem import StateMemory
 from .stream import StreamGenerator
@@ -44,8 +44,11 @@ from .schedule import Schedule, ceil_log2, formats
 READ_LATENCY = 2
 #: Cycles from a row sum to its new state in memory (operand reads, update, write-back).
 FINAL_LATENCY = 2 + NEURON_LATENCY + 1
-#: Constant pipeline latency of a relaxation step (the cycle model's constant).
-STEP_LATENCY = READ_LATENCY + MAC_LATENCY + FINAL_LATENCY + STEP_OVERHEAD
+
+
+def step_latency(lanes: int) -> int:
+    """The constant pipeline latency of a relaxation step (the cycle model's L)."""
+    return READ_LATENCY + mac_latency(lanes) + FINAL_LATENCY + STEP_OVERHEAD
 
 
 class HostBus(wiring.Signature):
