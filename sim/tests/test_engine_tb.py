@@ -60,7 +60,9 @@ async def engine_matches_model(dut):
         t0 = time.perf_counter()
         case = make_case(cfg, seed)
         try:
-            report = await check_case(driver, case)
+            # odd seeds relax with RELAX commands (multi-step, the engine's convergence test), even
+            # seeds step by step with every intermediate state compared
+            report = await check_case(driver, case, mode="relax" if seed % 2 else "step")
             results.append({"seed": seed, "ok": True, **report, "seconds": time.perf_counter() - t0})
         except Mismatch as exc:
             results.append({"seed": seed, "ok": False, "mismatch": str(exc), "seconds": time.perf_counter() - t0})

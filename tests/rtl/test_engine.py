@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
@@ -14,13 +15,13 @@ from memprop.rtl.simbus import AmaranthBus
 from memprop.rtl.verify import Mismatch, check_case, expected, make_case, random_config
 
 
-def simulate(case, exp=None):
+def simulate(case, exp=None, mode="step"):
     dut = Engine(case.cfg)
     out = {}
 
     async def bench(ctx):
         driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
-        out["report"] = await check_case(driver, case, exp)
+        out["report"] = await check_case(driver, case, exp, mode)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -31,15 +32,42 @@ def simulate(case, exp=None):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_config_is_bit_exact(seed):
+    """Odd seeds relax with RELAX commands (the engine decides convergence), even ones step by step."""
     cfg = random_config(seed, max_n=12, max_lanes=6)
-    simulate(make_case(cfg, seed))
+    report = simulate(make_case(cfg, seed), mode="relax" if seed % 2 else "step")
+    assert report["mode"] == ("relax" if seed % 2 else "step")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6, 60))
 def test_random_config_is_bit_exact_sweep(seed):
     cfg = random_config(seed, max_n=20, max_lanes=8)
-    simulate(make_case(cfg, seed))
+    simulate(make_case(cfg, seed), mode="relax" if seed % 2 else "step")
+
+
+def test_learn_compares_device_classes():
+    """A device class that LEARN (or anything) changed is a mismatch: the engine's entries carry them."""
+    cfg = Config.for_algorithm("eqprop", network={"n": 6}, numerics="fixed", train={"batch_size": 1},
+                               device={"preset": "linear-64", "d2d_classes": 4, "d2d": 0.1}, hw={"lanes": 2})
+    case = make_case(cfg, 4)
+    exp = expected(case)
+    i, j = map(int, np.argwhere(case.params.mask)[0])
+    exp.params.class_w = exp.params.class_w.copy()
+    exp.params.class_w[0, i, j] = (exp.params.class_w[0, i, j] + 1) % 4
+    with pytest.raises(Mismatch, match=rf"synapse \({i}, {j}\) has class"):
+        simulate(case, exp)
+
+
+def test_a_wrong_stored_fixed_point_is_reported():
+    cfg = Config.for_algorithm("eqprop", network={"n": 6}, numerics="fixed", train={"batch_size": 2},
+                               device={"preset": "linear-64"}, hw={"lanes": 2})
+    case = make_case(cfg, 2)
+    exp = expected(case)
+    key = (1, "plus")
+    exp.traces[key][-1] = exp.traces[key][-1].copy()
+    exp.traces[key][-1][3] += 1
+    with pytest.raises(Mismatch, match=r"sample 1, plus phase \(RELAX\): neuron 3"):
+        simulate(case, exp, mode="relax")
 
 
 def test_a_wrong_model_is_reported_as_a_mismatch():
