@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
-from amaranth.lib.wiring import In, Out
 
 from memprop.model.config import Config
 from memprop.model.numerics import bitlen_signed
@@ -28,12 +27,8 @@ class Learner(wiring.Component):
     def __init__(self, cfg: Config, layout: hm.Layout):
         self.cfg = cfg
         self.layout = layout
-        f = layout.fmt
-        sch = layout.schedule
-        P, E = cfg.hw.lanes, layout.entry_bits
-        self.word_bits = max(ceil_log2(sch.depth), 1)
+        self.word_bits = max(ceil_log2(layout.schedule.depth), 1)
         self.n_bits = layout.n_bits
-        self.fp_addr_bits = 2 + layout.slot_bits + layout.n_bits
         super().__init__(LearnerPort.for_layout(layout))
 
     def elaborate(self, platform):

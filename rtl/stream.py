@@ -49,7 +49,7 @@ class StreamGenerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        sch, P, port = self.schedule, self.lanes, self.port
+        port = self.port
         # the word address: 0 on restart, the next word on advance, else the presented one
         word = Signal(self.word_bits)
         with m.If(port.restart):
