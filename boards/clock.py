@@ -25,7 +25,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 
 
-class ClockError(RuntimeError):
+class ClockError(ValueError):
     """No PLL setting for the requested frequency, or the calculator is missing."""
 
 

@@ -346,3 +346,48 @@ async def check_recall(driver: EngineDriver, cfg: Config, workload: dict) -> dic
         cycles += got.cycles
     correct = np.all(fixed.fixed_readout(fmt, model.v) == clean, axis=1)
     return {"samples": len(results), "accuracy": float(correct.mean()), "relax_cycles": cycles}
+
+
+async def check_steps_and_learn(driver: EngineDriver, case: Case, steps: int = 3) -> dict:
+    """A short check for slow simulations (gate level): `steps` STEP commands of the first sample
+    compared state by state, then one LEARN from fixed points written over the bus (every slot,
+    HI and LO), compared code by code and class by class, with every cycle counter."""
+    from . import cycles
+
+    fmt, cfg = case.fmt, case.cfg
+    sch = driver.layout.schedule
+    exp = expected(case)
+    await driver.check_identity()
+    await driver.load_params(case.params)
+    await driver.load_sample(case.drive.v0[0], case.drive.x[0], case.target.values[0])
+    trace = exp.traces[(0, "free")]
+    done = 0
+    for step in range(1, min(steps, len(trace)) + 1):
+        r = await driver.step(hm.SIGN_FREE)
+        i = first_difference(r.v, trace[step - 1])
+        if i is not None:
+            raise Mismatch(f"sample 0, free phase, step {step}, neuron {i}: rtl v={int(r.v[i])}, "
+                           f"model v={int(trace[step - 1][i])}")
+        if r.cycles != cycles.relax_cycles(sch, 1):
+            raise Mismatch(f"cycle counter: a STEP took {r.cycles} cycles, the cycle model says "
+                           f"{cycles.relax_cycles(sch, 1)}")
+        done = step
+    # fixed points: random states, the nudged ones a few LSBs from the free ones
+    r = np.random.default_rng([case.seed, 1])
+    n, B = cfg.network.n, driver.layout.batch
+    lo = r.integers(fmt.lo, fmt.hi + 1, (B, n))
+    hi = np.clip(lo + r.integers(-40, 41, (B, n)), fmt.lo, fmt.hi)
+    for set_, states in ((hm.SET_LO, lo), (hm.SET_HI, hi)):
+        for slot in range(B):
+            for i in range(n):
+                await driver.bus.write(hm.address(hm.FIXPOINT, driver.layout.fixpoint_offset(set_, slot, i)),
+                                       int(states[slot, i]) & 0xFFFFFFFF)
+    want = case.params.copy()
+    pulses = fixed.learn(fmt, want, fixed.activation(fmt, hi), fixed.activation(fmt, lo), case.drive.clamped)
+    learn = await driver.run(hm.OP_LEARN)
+    model_cycles = cycles.learn_cycles(sch, pulses.pulses_w, pulses.pulses_b)
+    if learn != model_cycles:
+        raise Mismatch(f"cycle counter: LEARN took {learn} cycles, the cycle model says {model_cycles}")
+    compare_codes(case, await driver.read_params(case.params), want)
+    return {"steps": done, "learn_cycles": learn,
+            "pulses": int(np.abs(pulses.pulses_w).sum() + np.abs(pulses.pulses_b).sum())}

@@ -12,7 +12,7 @@ from memprop.rtl import hostmap as hm
 from memprop.rtl.driver import EngineDriver
 from memprop.rtl.engine import Engine
 from memprop.rtl.simbus import AmaranthBus
-from memprop.rtl.verify import Mismatch, check_case, expected, make_case, random_config
+from memprop.rtl.verify import Mismatch, check_case, check_steps_and_learn, expected, make_case, random_config
 
 
 def simulate(case, exp=None, mode="step"):
@@ -97,3 +97,22 @@ def test_spram_code_memory_is_bit_exact(seed):
     """The SPRAM back end (the cell's Amaranth model) behind the same engine: every step, every code."""
     cfg = spram_config(random_config(seed, max_n=12, max_lanes=6))
     simulate(make_case(cfg, seed))
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_steps_and_learn_check(seed):
+    """The short check that gate-level runs use: a few steps, then LEARN from written fixed points."""
+    cfg = random_config(seed, max_n=10, max_lanes=4)
+    case = make_case(cfg, seed)
+    dut = Engine(cfg)
+    out = {}
+
+    async def bench(ctx):
+        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
+        out["report"] = await check_steps_and_learn(driver, case, steps=3)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert out["report"]["steps"] >= 1 and out["report"]["learn_cycles"] > 0

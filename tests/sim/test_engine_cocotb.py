@@ -59,6 +59,32 @@ def test_spram_code_memory_with_the_yosys_cell_model(tmp_path):
     assert_clean(run_engine(cfg, [2], build_root=tmp_path))
 
 
+def board_gate_level(board: str, workloads: list, root):
+    """The board's default configuration, synthesized for its FPGA family, under Verilator."""
+    from memprop.boards.build import get_board
+
+    spec = get_board(board)
+    return run_engine(spec.default_config(), [], workloads, netlist=spec.family, build_root=root)
+
+
+@needs("verilator")
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-25f"])
+def test_gate_level_board_default_steps_and_learn(board, tmp_path):
+    """Each board's default design (iCE40 netlist with SPRAM and SB_MAC16; ECP5 netlist) at gate
+    level: a few relaxation steps and one LEARN, bit-exact, with every cycle counter."""
+    run = board_gate_level(board, [{"kind": "steps_and_learn", "seed": 1, "steps": 2}], tmp_path)
+    assert_clean(run)
+    assert run.results[0]["steps"] == 2 and run.results[0]["pulses"] > 0
+
+
+@pytest.mark.slow
+@needs("verilator")
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s", "ulx3s-25f"])
+def test_gate_level_board_default_training_minibatch(board, tmp_path):
+    """A training minibatch on the 16 glyphs through each board's default netlist."""
+    assert_clean(board_gate_level(board, [{"kind": "training", "epochs": 1, "minibatches": 1}], tmp_path))
+
+
 SMALL = dict(network={"n": 8}, numerics="fixed", train={"batch_size": 1}, device={"preset": "linear-64"},
              hw={"lanes": 2})
 
