@@ -142,6 +142,9 @@ class HardwareConfig(_Section):
                                     description="learning lanes W <= P of the LEARN unit; None: P")
     threefry: Literal["pipelined", "iterative"] = Field(
         "pipelined", description="the learner's random numbers: one per cycle (pipelined) or one per 18 (small)")
+    code_memory: Literal["auto", "block", "spram"] = Field(
+        "auto", description="device-code memory: block RAM, iCE40 UltraPlus SPRAM, or auto (SPRAM when the "
+        "build platform has it)")
 
     @model_validator(mode="after")
     def _check_learn_lanes(self) -> "HardwareConfig":
