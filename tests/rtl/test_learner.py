@@ -1,4 +1,4 @@
-"""The parallel learning unit alone, with its memories around it, against model.fixed.learn:
+"""The learning unit alone, with the engine's stream, code memory and small memories around it, against model.fixed.learn:
 every code of both copies of every pair and every bias after LEARN, and the exact cycle count."""
 
 from __future__ import annotations
@@ -13,36 +13,29 @@ from memprop.model import fixed
 from memprop.model.config import Config
 from memprop.rtl import cycles
 from memprop.rtl import hostmap as hm
+from memprop.rtl.learn import Learner
 from memprop.rtl.learnplan import LearnPlan
-from memprop.rtl.learnunit import LearnUnit
 from memprop.rtl.schedule import formats
+from memprop.rtl.stream import StreamGenerator
 from memprop.rtl.verify import make_case, random_config
 
 
 class Harness(Elaboratable):
-    """The unit with the engine's memories, initialised with a case's codes and fixed points."""
+    """The learner with the engine's stream generator, code memory and small memories, initialised
+    with a case's codes; the fixed points reach it through its `stored` port, as at STORE."""
 
     def __init__(self, cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np.ndarray):
         self.cfg = cfg
         self.layout = lay = hm.Layout(formats(cfg))
-        self.unit = LearnUnit(cfg, lay)
+        self.unit = Learner(cfg, lay)
         sch = lay.schedule
-        P, nb = cfg.hw.lanes, lay.n_bits
-        st = sch.stream
-        self.idx = []
-        for w in range(sch.depth):
-            word = 0
-            for lane in range(P):
-                k = w * P + lane
-                word |= (int(st["valid"][k]) | (int(st["last"][k]) << 1) | (int(st["col"][k]) << 2)) << (lane * (nb + 2))
-            self.idx.append(word)
         self.codes = [0] * sch.depth
         for offset, entry in lay.image(params.codes_w, params.class_w):
             word, lane = offset >> lay.lane_bits, offset & ((1 << lay.lane_bits) - 1)
             self.codes[word] |= entry << (lane * lay.entry_bits)
         n = cfg.network.n
         self.biases = [lay.pack_entry(params.codes_b[:, i], params.class_b[:, i]) for i in range(n)]
-        self.fp = [0] * (3 << (lay.slot_bits + nb))
+        self.fp = [0] * (3 << (lay.slot_bits + lay.n_bits))
         for set_, v in ((hm.SET_HI, v_hi), (hm.SET_LO, v_lo)):
             for b in range(v.shape[0]):
                 for i in range(n):
@@ -51,32 +44,33 @@ class Harness(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         lay, u = self.layout, self.unit
+        sch = lay.schedule
         m.submodules.unit = u
         P, E = self.cfg.hw.lanes, lay.entry_bits
-        m.submodules.idx_rom = idx = memory.Memory(shape=unsigned(P * (lay.n_bits + 2)), depth=len(self.idx),
-                                                   init=self.idx)
-        m.submodules.code_mem = self.code_mem = code = memory.Memory(shape=unsigned(P * E), depth=len(self.codes),
-                                                                     init=self.codes)
+        m.submodules.stream = stream = StreamGenerator(sch)
+        # the code memory as CodeMemory's block back end: one address, a word read or per-entry writes
+        m.submodules.code_mem = self.code_mem = codes = memory.Memory(shape=unsigned(P * E), depth=len(self.codes),
+                                                                      init=self.codes)
+        code_rd, code_wr = codes.read_port(), codes.write_port(granularity=E)
         m.submodules.bias_mem = self.bias_mem = bias = memory.Memory(shape=unsigned(E), depth=len(self.biases),
                                                                      init=self.biases)
         m.submodules.fp_mem = fp = memory.Memory(shape=signed(lay.fmt.state_bits), depth=len(self.fp), init=self.fp)
-        idx_rd, code_rd, code_wr = idx.read_port(), code.read_port(), code.write_port(granularity=E)
         bias_rd, bias_wr = bias.read_port(), bias.write_port()
         fp_a, fp_b = fp.read_port(), fp.read_port()
         m.d.comb += [
-            idx_rd.addr.eq(u.idx_addr), u.idx_data.eq(idx_rd.data),
-            code_rd.addr.eq(u.code_rd_addr), u.code_rd_data.eq(code_rd.data),
-            code_wr.addr.eq(u.code_wr_addr), code_wr.en.eq(u.code_wr_en), code_wr.data.eq(u.code_wr_data),
-            bias_rd.addr.eq(u.bias_rd_addr), u.bias_rd_data.eq(bias_rd.data),
-            bias_wr.addr.eq(u.bias_wr_addr), bias_wr.en.eq(u.bias_wr_en), bias_wr.data.eq(u.bias_wr_data),
-            fp_a.addr.eq(u.fp_addr_a), fp_b.addr.eq(u.fp_addr_b),
-            u.fp_data_a.eq(fp_a.data), u.fp_data_b.eq(fp_b.data),
+            stream.port.restart.eq(u.stream.restart), stream.port.advance.eq(u.stream.advance),
+            u.stream.entries.eq(stream.port.entries),
+            code_rd.addr.eq(u.codes.addr), code_wr.addr.eq(u.codes.addr), code_wr.en.eq(u.codes.w_en),
+            code_wr.data.eq(u.codes.w_data), u.codes.r_data.eq(code_rd.data),
+            bias_rd.addr.eq(u.bias.addr), bias_wr.addr.eq(u.bias.addr), bias_wr.en.eq(u.bias.w_en),
+            bias_wr.data.eq(u.bias.w_data), u.bias.r_data.eq(bias_rd.data),
+            fp_a.addr.eq(u.fp_a.addr), fp_b.addr.eq(u.fp_b.addr), u.fp_a.data.eq(fp_a.data), u.fp_b.data.eq(fp_b.data),
         ]
         return m
 
 
 def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np.ndarray) -> dict:
-    """STORE the fixed points into the lanes, LEARN, read the memories back."""
+    """STORE the fixed points into the learner, load the codes, LEARN, read the memories back."""
     dut = Harness(cfg, params, v_hi, v_lo)
     u, lay = dut.unit, dut.layout
     out = {}
@@ -84,16 +78,16 @@ def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np
     async def bench(ctx):
         ctx.set(u.seed, cfg.train.seed & 0xFFFFFFFF)
         ctx.set(u.updates, params.updates)
-        for hi, v in ((1, v_hi), (0, v_lo)):
+        for set_, v in ((hm.SET_HI, v_hi), (hm.SET_LO, v_lo)):
             for b in range(v.shape[0]):
                 for i in range(v.shape[1]):
-                    ctx.set(u.store_en, 1)
-                    ctx.set(u.store_hi, hi)
-                    ctx.set(u.store_slot, b)
-                    ctx.set(u.store_i, i)
-                    ctx.set(u.store_v, int(v[b, i]))
+                    ctx.set(u.stored.valid, 1)
+                    ctx.set(u.stored.set, set_)
+                    ctx.set(u.stored.slot, b)
+                    ctx.set(u.stored.unit, i)
+                    ctx.set(u.stored.value, int(v[b, i]))
                     await ctx.tick()
-        ctx.set(u.store_en, 0)
+        ctx.set(u.stored.valid, 0)
         await ctx.tick()
         ctx.set(u.start, 1)
         await ctx.tick()
