@@ -234,6 +234,44 @@ def simulate_board(cfg: Config, states: dict, pats, build_root: Path | None = No
     return out
 
 
+# -- the demo's cheap version ---------------------------------------------------------------------
+
+def demo_workload(cfg: Config, weights_file: Path, pats) -> dict:
+    """The "hwbench" workload on trained weights: one protocol minibatch and four recalls."""
+    rng = np.random.default_rng(RECALL_SEED)
+    x, y = epoch_samples(cfg, pats.values, rng)
+    B = cfg.train.batch_size
+    noisy = pattern_sets.corrupt(pats.values[:4], FLIP, rng)
+    return {"kind": "hwbench", "weights": str(Path(weights_file).resolve()), "x": x[:B].tolist(),
+            "y": y[:B].tolist(), "recall": noisy.tolist()}
+
+
+def demo_cycles(cfg: Config, measured: dict) -> dict:
+    """Per-sample figures from the engine's counter: LEARN, a training sample, a recall."""
+    from memprop.rtl import cycles
+    from memprop.rtl.schedule import Schedule
+
+    B, n = cfg.train.batch_size, cfg.network.n
+    copies = (3 * cycles.store_cycles(n) + cycles.restore_cycles(n)) if cfg.train.nudge == "centered" \
+        else 2 * measured["store"]
+    sample = (sum(measured["relax"]) + measured["learn"]) / B + copies
+    return {"learn": measured["learn"], "sample": sample, "recall": float(np.mean(measured["recall"])),
+            "batch_size": B, "step": cycles.step_cycles(Schedule(cfg))}
+
+
+def demo_line(c: dict) -> str:
+    return (f"engine cycles (measured): LEARN {c['learn']:,} per minibatch of {c['batch_size']}, "
+            f"{c['sample']:,.0f} per training sample, {c['recall']:,.0f} per recall ({c['step']} per step)")
+
+
+def demo_projection(c: dict, fmax_mhz: float) -> dict:
+    sps = fmax_mhz * 1e6 / c["sample"]
+    us = c["recall"] / fmax_mhz
+    return {"fmax_mhz": fmax_mhz, "train_samples_per_s": sps, "recall_us": us,
+            "line": f"at fmax {fmax_mhz:.1f} MHz: {sps:,.0f} training samples/s, {us:.1f} us per recall "
+                    "(host link not counted; `memprop bench` compares with the float model)"}
+
+
 # -- one board -------------------------------------------------------------------------------------
 
 def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates: dict, simulate: bool,

@@ -23,8 +23,9 @@ from memprop.model.numerics import Formats, bitlen_signed
 from .learnplan import c2c_thresholds
 from .schedule import ceil_log2
 
-#: CorrelatorLane: cycles from operands at the inputs to their product in the sum.
-CORRELATOR_LATENCY = 2
+#: CorrelatorLane: cycles from operands at the inputs to their product in the sum (input
+#: registers, product register, sum: the multiplier sits wholly inside a DSP block).
+CORRELATOR_LATENCY = 3
 #: Noise bits kept per draw: bit 15 (direction) and bits 31..16 (the threshold comparison).
 NOISE_BITS = 17
 
@@ -49,11 +50,10 @@ def mul_const(x: Value, k: int, width: int) -> Value:
     """
     if k == 0:
         return Const(0, width)
-    terms = [(x << s, d) for s, d in csd_digits(k)]
-    acc = terms[0][0] if terms[0][1] > 0 else -terms[0][0]
-    for term, d in terms[1:]:
-        acc = acc + term if d > 0 else acc - term
-    return Value.cast(acc)[:width]
+    terms = [(x << s) if d > 0 else -(x << s) for s, d in csd_digits(k)]
+    while len(terms) > 1:                      # a balanced adder tree: ceil(log2(digits)) levels
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return Value.cast(terms[0])[:width]
 
 
 def learn_widths(fmt: Formats) -> dict:
@@ -71,7 +71,7 @@ def learn_widths(fmt: Formats) -> dict:
 
 
 class CorrelatorLane(wiring.Component):
-    """sum of +-a_row * a_col (or +-a_col << fa for a bias), pipelined: product, then sum.
+    """sum of +-a_row * a_col (or +-a_col << fa for a bias), pipelined: operands, product, sum.
 
     `clear` zeroes the sum (it may coincide with nothing in flight only); operands presented
     with `valid` reach the sum CORRELATOR_LATENCY edges later.
@@ -89,10 +89,14 @@ class CorrelatorLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        a_row, a_col = Signal(signed(self.a_bits)), Signal(signed(self.a_bits))
+        i_valid, i_sub, i_bias = Signal(), Signal(), Signal()
+        m.d.sync += [a_row.eq(self.a_row), a_col.eq(self.a_col), i_valid.eq(self.valid), i_sub.eq(self.sub),
+                     i_bias.eq(self.bias)]
         prod = Signal(signed(2 * self.a_bits + 1))
         p_valid, p_sub = Signal(), Signal()
-        m.d.sync += [prod.eq(Mux(self.bias, self.a_col << self.fmt.fa, self.a_row * self.a_col)),
-                     p_valid.eq(self.valid), p_sub.eq(self.sub)]
+        m.d.sync += [prod.eq(Mux(i_bias, a_col << self.fmt.fa, a_row * a_col)),
+                     p_valid.eq(i_valid), p_sub.eq(i_sub)]
         with m.If(self.clear):
             m.d.sync += self.corr.eq(0)
         with m.Elif(p_valid):
