@@ -124,26 +124,13 @@ class Learner(wiring.Component):
             store_act = act_port("act_store")
             m.d.comb += [store_act.addr.eq(stored.value - f.lo), st_a.eq(store_act.data)]
             m.d.sync += [st_en.eq(learned), st_addr.eq(addr_now)]
-        # Two lanes share one memory: every copy holds the same states, so the write and the
-        # first lane's reads use one address (a read/write port) and the second lane reads on the
-        # other port of a true dual-port block RAM (ECP5 DP16KD; the iCE40 duplicates it).
-        lane_rd, lane_addr = [], []
+        lane_rd = []
         for lane in range(W):
-            if lane % 2 == 0:
-                mem = memory.Memory(shape=signed(a_bits), depth=plan.store_depth, init=[])
-                m.submodules[f"fp_lanes{lane // 2}"] = mem
-                wr = mem.write_port()
-                shared = Signal(len(st_addr), name=f"fp_rw_addr{lane // 2}")
-                m.d.comb += [wr.en.eq(st_en), wr.addr.eq(shared), wr.data.eq(st_a)]
-                rd = mem.read_port()
-                addr = Signal(len(st_addr), name=f"fp_addr{lane}")
-                m.d.comb += [shared.eq(Mux(st_en, st_addr, addr)), rd.addr.eq(shared)]
-            else:
-                rd = mem.read_port()
-                addr = Signal(len(st_addr), name=f"fp_addr{lane}")
-                m.d.comb += rd.addr.eq(addr)
-            lane_rd.append(rd)
-            lane_addr.append(addr)
+            mem = memory.Memory(shape=signed(a_bits), depth=plan.store_depth, init=[])
+            m.submodules[f"fp_lane{lane}"] = mem
+            wr = mem.write_port()
+            m.d.comb += [wr.en.eq(st_en), wr.addr.eq(st_addr), wr.data.eq(st_a)]
+            lane_rd.append(mem.read_port())
 
         # -- random numbers -------------------------------------------------------------------------
         tag_lane_bits = max(ceil_log2(W), 1)
@@ -359,7 +346,7 @@ class Learner(wiring.Component):
             row_a, row_b = act_a.data, act_b.data
         for lane in range(W):
             rd = lane_rd[lane]
-            m.d.comb += lane_addr[lane].eq(Cat(gb.col[lane][:n_bits], b_slot, b_hi))
+            m.d.comb += rd.addr.eq(Cat(gb.col[lane][:n_bits], b_slot, b_hi))
             col_a = rd.data
             if not f.hard:
                 delayed = Signal(signed(a_bits), name=f"col_d{lane}")
