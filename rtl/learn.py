@@ -139,8 +139,9 @@ class Learner(wiring.Component):
             m.d.sync += rand_busy.eq(0)
 
         # -- quantisation (combinational from corr and the draw) --------------------------------
+        # registered: the correlation is final one cycle before QUANT (the drain's last cycle)
         q = Signal(signed(q_bits))
-        m.d.comb += q.eq(_times(corr, mul))
+        m.d.sync += q.eq(_times(corr, mul))
         mag = Signal(q_bits)
         m.d.comb += mag.eq(Mux(q < 0, -q, q))
         pulses_mag = Signal(max(q_bits, lr_shift + 2) + 2)
