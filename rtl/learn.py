@@ -112,7 +112,8 @@ class Learner(wiring.Component):
         else:
             m.d.comb += [act_a_rd.addr.eq(self.fp_a.data - f.lo), act_b_rd.addr.eq(self.fp_b.data - f.lo)]
             act_i, act_j = act_a_rd.data, act_b_rd.data
-        op_i, op_j = Signal(signed(a_bits), name="op_i"), Signal(signed(a_bits), name="op_j")
+        op_i = Signal(signed(a_bits), name="op_i", reset_less=True)     # DSP operand registers
+        op_j = Signal(signed(a_bits), name="op_j", reset_less=True)
         m.d.sync += [op_i.eq(act_i), op_j.eq(Mux(is_bias, 1 << f.fa, act_j))]
         product = Signal(signed(2 * a_bits + 1))
         m.d.comb += product.eq(op_i * op_j)

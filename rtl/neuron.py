@@ -75,13 +75,13 @@ class NeuronUpdate(wiring.Component):
                                                 (sign, sign))
 
         # 1: the field
-        u = Signal(signed(self.acc_bits + 1), name="u")
+        u = Signal(signed(self.acc_bits + 1), name="u", reset_less=True)
         m.d.sync += u.eq(self.acc + (self.bias << f.fa) + Mux(self.x > 0, f.g_in, Mux(self.x < 0, -f.g_in, 0)))
-        deriv = Signal.like(self.deriv, name="deriv1")
+        deriv = Signal.like(self.deriv, name="deriv1", reset_less=True)
         m.d.sync += deriv.eq(self.deriv)
         carry("s1")
         # 2: g, the nudge and v << (s + k')
-        g = Signal(signed(g_bits), name="g")
+        g = Signal(signed(g_bits), name="g", reset_less=True)
         m.d.sync += g.eq(u if f.hard else u * deriv)
         nudge = Signal(signed(r_bits), name="nudge")
         diff = Signal(signed(self.v_bits + 1))
