@@ -333,15 +333,28 @@ def sweep(out, quick, jobs):
 @click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True,
               help="corrupted copies per pattern for the recall throughput")
 @click.option("--device", "preset", default="ideal", show_default=True, help="device preset of the fixed-point run")
+@click.option("--quick", is_flag=True, help="a smoke run of both sections (under 2 minutes, no simulation)")
+@click.option("--hardware/--no-hardware", default=True, show_default=True,
+              help="the per-board hardware section (cycles, fmax, projected samples/s vs the float model)")
+@click.option("--hw-epochs", type=click.IntRange(min=1), default=20, show_default=True,
+              help="epochs of in-situ training costed per board")
+@click.option("--builds", type=click.Path(file_okay=False), default=None,
+              help="where `memprop build --out DIR/<board>` left build.json (fmax); default results/build")
+@click.option("--simulate/--no-simulate", default=None,
+              help="measure the engines under Verilator too (default: yes, except with --quick)")
+@click.option("--board", "boards", multiple=True, type=click.Choice(["icebreaker", "ulx3s", "ulx3s-25f"]),
+              help="limit the hardware section to these boards (repeatable; default: all)")
 @click.option("--no-peer", is_flag=True, help="skip the PyTorch peer even when torch is installed")
+@click.option("--json", "as_json", is_flag=True, help="print the JSON report (and nothing else) on stdout")
 @user_errors
-def bench(out, epochs, repeats, trials, preset, no_peer):
-    """Wall time of float vs fixed-point EqProp training (ratio), the float model's speed-up and its
-    PyTorch peer, and recall throughput."""
+def bench(out, epochs, repeats, trials, preset, quick, hardware, hw_epochs, builds, simulate, boards, no_peer, as_json):
+    """Float vs fixed-point training time, the float model vs its original loop and its PyTorch peer,
+    recall throughput, each board's engine vs the float model, and what a digits image costs."""
     from memprop.bench import run_bench
 
     run_bench(None if out is None else Path(out), epochs=epochs, repeats=repeats, trials=trials, device=preset,
-              peer=not no_peer)
+              quick=quick, hardware=hardware, hw_epochs=hw_epochs, builds=None if builds is None else Path(builds),
+              simulate=simulate, boards=boards or None, as_json=as_json, peer=not no_peer)
 
 
 DEFAULT_HW_CONFIG = {"numerics": "fixed", "device": {"preset": "linear-256"}}
@@ -437,21 +450,23 @@ BOARD_NAMES = ("icebreaker", "ulx3s", "ulx3s-25f")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="build directory")
 @click.option("--baud", type=click.IntRange(min=1), default=None, help="UART baud rate (default 1000000)")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="nextpnr placement seed")
+@click.option("--clock", "clock_mhz", type=click.FloatRange(min=1, max=400), default=None,
+              help="core clock from the board PLL in MHz (default: the board's, where its design closes)")
 @user_errors
-def build_board(board, config_file, out, baud, seed):
+def build_board(board, config_file, out, baud, seed, clock_mhz):
     """Build a bitstream for a board: engine + host link + UART (YoWASP toolchain)."""
     from memprop.boards.build import DEFAULT_BAUD, BuildError, build
 
     cfg = hardware_config(config_file) if config_file is not None else None
     try:
-        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed)
+        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed, clock_mhz=clock_mhz)
     except BuildError as exc:
         raise click.ClickException(str(exc)) from None
     util = ", ".join(f"{name} {u['used']}/{u['available']}" for name, u in report["utilisation"].items()
                      if u.get("available"))
     click.echo(f"wrote {report['bitstream']} for {board} ({report['device']}): N={report['n']}, P={report['lanes']}, "
                f"fingerprint {report['fingerprint']}")
-    click.echo(f"  {util}; fmax {report['fmax_mhz']} MHz at a {report['clock_mhz']} MHz clock; "
+    click.echo(f"  {util}; fmax {report['fmax_mhz']} MHz at a {report['clock_mhz']} MHz PLL clock; "
                f"{report['wall_s']} s; report {out}/build.json")
     if not report["timing_met"]:
         raise click.ClickException(f"timing not met: fmax {report['fmax_mhz']} MHz is below the "
