@@ -25,24 +25,25 @@ import numpy as np
 
 #: CBLAS constants (cblas.h): row-major order, no transposition.
 _ROW_MAJOR, _NO_TRANS = 101, 111
-_STATE: dict = {"checked": False, "ok": False, "reason": "not checked yet", "gemm": 0, "ilp64": True}
+_STATE: dict = {"checked": False, "ok": False, "reason": "not checked yet", "gemm": 0, "syrk": 0, "ilp64": True}
+_UPPER, _TRANS = 121, 112
 
 
-def _find_dgemm() -> tuple[int, bool]:
-    """(address of the cblas_dgemm numpy calls, True if its integers are 64-bit)."""
+def _find_blas() -> tuple[int, int, bool]:
+    """(addresses of the cblas_dgemm and cblas_dsyrk numpy calls, True if their integers are 64-bit)."""
     from threadpoolctl import threadpool_info
 
     for info in threadpool_info():
         if info.get("user_api") != "blas" or info.get("internal_api") != "openblas":
             continue
         lib = ctypes.CDLL(info["filepath"])
-        for name, ilp64 in (("scipy_cblas_dgemm64_", True), ("cblas_dgemm64_", True), ("scipy_cblas_dgemm", False),
-                            ("cblas_dgemm", False)):
+        for prefix, suffix, ilp64 in (("scipy_", "64_", True), ("", "64_", True), ("scipy_", "", False), ("", "", False)):
             try:
-                return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value, ilp64
+                gemm, syrk = (getattr(lib, f"{prefix}cblas_d{f}{suffix}") for f in ("gemm", "syrk"))
             except AttributeError:
                 continue
-    raise LookupError("no OpenBLAS cblas_dgemm loaded by numpy")
+            return (ctypes.cast(gemm, ctypes.c_void_p).value, ctypes.cast(syrk, ctypes.c_void_p).value, ilp64)
+    raise LookupError("no OpenBLAS cblas_dgemm/cblas_dsyrk loaded by numpy")
 
 
 try:
@@ -85,6 +86,69 @@ else:
 
     _gemm64 = _gemm_intrinsic(64)
     _gemm32 = _gemm_intrinsic(32)
+
+    def _syrk_intrinsic(int_bits: int):
+        @intrinsic
+        def syrk(typingctx, fn, n, k, a, lda, c, ldc):
+            """Upper triangle of C (n x n) = A^T A for A (k x n) row major: numpy's call for a.T @ a."""
+            sig = types.void(types.intp, types.int64, types.int64, types.intp, types.int64, types.intp, types.int64)
+
+            def codegen(context, builder, signature, args):
+                f, n_, k_, a_, lda_, c_, ldc_ = args
+                i32, it, dbl = ir.IntType(32), ir.IntType(int_bits), ir.DoubleType()
+                ptr = ir.IntType(8).as_pointer()
+                fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, it, it, dbl, ptr, it, dbl, ptr, it])
+                call = builder.inttoptr(f, fnty.as_pointer())
+
+                def w(x):
+                    return x if int_bits == 64 else builder.trunc(x, it)
+
+                builder.call(call, [ir.Constant(i32, _ROW_MAJOR), ir.Constant(i32, _UPPER), ir.Constant(i32, _TRANS),
+                                    w(n_), w(k_), ir.Constant(dbl, 1.0), builder.inttoptr(a_, ptr), w(lda_),
+                                    ir.Constant(dbl, 0.0), builder.inttoptr(c_, ptr), w(ldc_)])
+                return context.get_dummy_value()
+
+            return sig, codegen
+
+        return syrk
+
+    _syrk64 = _syrk_intrinsic(64)
+    _syrk32 = _syrk_intrinsic(32)
+
+    @njit(cache=True)
+    def _gram(fn, ilp64, a, out):
+        """out = a.T @ a as numpy computes it: dsyrk's upper triangle, mirrored."""
+        k, n = a.shape
+        if ilp64:
+            _syrk64(fn, n, k, a.ctypes.data, n, out.ctypes.data, n)
+        else:
+            _syrk32(fn, n, k, a.ctypes.data, n, out.ctypes.data, n)
+        for i in range(n):
+            for j in range(i + 1, n):
+                out[j, i] = out[i, j]
+
+    @njit(cache=True)
+    def _eqprop_weights(fn, ilp64, W, mask, a_hi, a_lo, denom, lr, max_step):
+        """W += the clipped, masked, symmetrised EqProp step (rules._correlation, Params.apply_update)."""
+        n = W.shape[0]
+        g_hi = np.empty((n, n))
+        g_lo = np.empty((n, n))
+        _gram(fn, ilp64, a_hi, g_hi)
+        _gram(fn, ilp64, a_lo, g_lo)
+        step = np.empty((n, n))
+        for i in range(n):
+            for j in range(n):
+                h, l = g_hi[i, j], g_lo[i, j]
+                if i == j:
+                    h, l = 0.5 * h, 0.5 * l
+                m = 1.0 if mask[i, j] else 0.0      # numpy multiplies by the bool mask cast to float
+                d = (h * m - l * m) / denom
+                step[i, j] = _clip(lr * d, -max_step, max_step) * m
+        for i in range(n):
+            for j in range(n):
+                up = step[i, j] if i <= j else 0.0
+                low = step[j, i] if i > j else 0.0
+                W[i, j] += up + low
 
     @njit(cache=True)
     def _matmul(fn, ilp64, a, b, out, rows):
@@ -364,7 +428,7 @@ def _check() -> tuple[bool, str]:
     if numba is None:
         return False, f"numba is not installed (pip install 'memprop[fast]'): {_IMPORT_ERROR}"
     try:
-        _STATE["gemm"], _STATE["ilp64"] = _find_dgemm()
+        _STATE["gemm"], _STATE["syrk"], _STATE["ilp64"] = _find_blas()
     except (LookupError, OSError) as exc:
         return False, str(exc)
     rng = np.random.default_rng(0)
@@ -374,6 +438,10 @@ def _check() -> tuple[bool, str]:
         _matmul(_STATE["gemm"], _STATE["ilp64"], a, w, out, rows)
         if not np.array_equal(out, a @ w):
             return False, f"the compiled dgemm call differs from numpy's @ ({rows} x {n})"
+        gram = np.empty((n, n))
+        _gram(_STATE["syrk"], _STATE["ilp64"], a, gram)
+        if not np.array_equal(gram, a.T @ a):
+            return False, f"the compiled dsyrk call differs from numpy's a.T @ a ({rows} x {n})"
     return True, ""
 
 
@@ -412,3 +480,9 @@ def learn_fixed(C, Cb, ii, jj, codes_w, class_w, codes_b, class_b, mul, shift, r
            class_w, codes_b, class_b, int(mul), int(shift), ROUNDING_CODES[rounding], int(seed) & 0xFFFFFFFF,
            int(t) & 0xFFFFFFFF, int(max_pulses), up, down, c2c, pulses_w, pulses_b)
     return pulses_w, pulses_b
+
+
+def eqprop_weights(W, mask, a_hi, a_lo, denom, lr, max_step):
+    """W += clip(lr (C(a_hi) - C(a_lo)) / denom) on the mask, symmetrised: numpy's operations (in place)."""
+    _eqprop_weights(_STATE["syrk"], _STATE["ilp64"], W, mask, np.ascontiguousarray(a_hi), np.ascontiguousarray(a_lo),
+                    float(denom), float(lr), float(max_step))
