@@ -290,6 +290,17 @@ def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: n
         codes[dev, active] = c
 
 
+_SYNAPSES: dict = {}
+
+
+def _synapses(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) of every synapse i <= j of the mask, in row order (remembered for the last mask seen)."""
+    key = (mask.shape, mask.tobytes())
+    if _SYNAPSES.get("key") != key:
+        _SYNAPSES["key"], _SYNAPSES["ij"] = key, np.nonzero(np.triu(mask))
+    return _SYNAPSES["ij"]
+
+
 def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
           clamped: np.ndarray) -> LearnStep:
     """One in-situ EqProp update from two sets of fixed-point activations (in place)."""
@@ -297,7 +308,7 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
     t = params.updates
     C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
     mul, shift = fmt.lr_fixed
-    ii, jj = np.nonzero(np.triu(params.mask))
+    ii, jj = _synapses(params.mask)
     if compiled_kernel_enabled() and params.codes_w.dtype == np.int64 and params.codes_b.dtype == np.int64:
         tables = fmt.device      # the same quantisation and pulses, one compiled pass (model/kernels.py)
         c2c = getattr(tables, "c2c_table", None)

@@ -311,6 +311,11 @@ else:
     def _rotl(x, r):
         return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _M32
 
+    @njit(cache=True, inline="always")
+    def _mix(x0, x1, r):
+        x0 = (x0 + x1) & _M32
+        return x0, _rotl(x1, r) ^ x0
+
     @njit(cache=True)
     def _rand(seed, t, s, d):
         """model.rng.rand for one synapse and draw (Threefry-2x32, 13 rounds), in 64-bit words masked to 32."""
@@ -320,16 +325,24 @@ else:
         word = ((np.uint64(s) << np.uint64(6)) + np.uint64(d)) & _M32
         x0 = ((np.uint64(t) & _M32) + k0) & _M32
         x1 = (word + k1) & _M32
-        rot = (13, 15, 26, 6, 17, 29, 16, 24)
-        for r in range(13):
-            x0 = (x0 + x1) & _M32
-            x1 = _rotl(x1, rot[r % 8]) ^ x0
-            if r % 4 == 3:
-                inj = r // 4 + 1
-                ka = k0 if inj % 3 == 0 else (k1 if inj % 3 == 1 else k2)
-                kb = k0 if (inj + 1) % 3 == 0 else (k1 if (inj + 1) % 3 == 1 else k2)
-                x0 = (x0 + ka) & _M32
-                x1 = (x1 + kb + np.uint64(inj)) & _M32
+        # rounds 0-3 (rotations 13 15 26 6), key injection 1; 4-7 (17 29 16 24), injection 2;
+        # 8-11 (13 15 26 6), injection 3; round 12 (17): rng.threefry2x32 unrolled
+        x0, x1 = _mix(x0, x1, 13)
+        x0, x1 = _mix(x0, x1, 15)
+        x0, x1 = _mix(x0, x1, 26)
+        x0, x1 = _mix(x0, x1, 6)
+        x0, x1 = (x0 + k1) & _M32, (x1 + k2 + np.uint64(1)) & _M32
+        x0, x1 = _mix(x0, x1, 17)
+        x0, x1 = _mix(x0, x1, 29)
+        x0, x1 = _mix(x0, x1, 16)
+        x0, x1 = _mix(x0, x1, 24)
+        x0, x1 = (x0 + k2) & _M32, (x1 + k0 + np.uint64(2)) & _M32
+        x0, x1 = _mix(x0, x1, 13)
+        x0, x1 = _mix(x0, x1, 15)
+        x0, x1 = _mix(x0, x1, 26)
+        x0, x1 = _mix(x0, x1, 6)
+        x0, x1 = (x0 + k0) & _M32, (x1 + k1 + np.uint64(3)) & _M32
+        x0, x1 = _mix(x0, x1, 17)
         return x0
 
     @njit(cache=True)
