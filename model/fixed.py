@@ -306,14 +306,16 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
     """One in-situ EqProp update from two sets of fixed-point activations (in place)."""
     n = params.mask.shape[0]
     t = params.updates
-    C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
     mul, shift = fmt.lr_fixed
     ii, jj = _synapses(params.mask)
     if compiled_kernel_enabled() and params.codes_w.dtype == np.int64 and params.codes_b.dtype == np.int64:
-        tables = fmt.device      # the same quantisation and pulses, one compiled pass (model/kernels.py)
+        tables = fmt.device      # the same correlations, quantisation and pulses in one compiled pass
         c2c = getattr(tables, "c2c_table", None)
         c2c = np.full(tables.classes, tables.c2c_threshold, dtype=np.int64) if c2c is None else c2c
-        pw, pb = kernels.learn_fixed(C, Cb, ii, jj, params.codes_w, params.class_w.astype(np.int64, copy=False),
+        Cb = (a_hi - a_lo).sum(axis=0) << fmt.fa
+        Cb[clamped] = 0
+        pw, pb = kernels.learn_fixed(a_hi, a_lo, Cb, ii, jj, params.codes_w,
+                                     params.class_w.astype(np.int64, copy=False),
                                      params.codes_b, params.class_b.astype(np.int64, copy=False), mul, shift,
                                      fmt.cfg.fixed.rounding, fmt.cfg.train.seed, t, fmt.max_pulses,
                                      tables.up.astype(np.int64, copy=False), tables.down.astype(np.int64, copy=False),
@@ -322,6 +324,7 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
         pulses_w = np.zeros((n, n), dtype=np.int64)
         pulses_w[ii, jj] = pw
         return LearnStep(pulses_w=pulses_w, pulses_b=pb)
+    C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
     s_w = ii * n + jj
     shift_w = shift + (ii == jj)                       # diagonal: tied-pair factor 1/2
     pw = quantise(fmt, C[ii, jj], shift_w, t, s_w)

@@ -386,19 +386,23 @@ else:
             codes[dev] = c
 
     @njit(cache=True)
-    def _learn(C, Cb, ii, jj, codes_w, class_w, codes_b, class_b, mul, shift, mode, seed, t, max_pulses,
+    def _learn(a_hi, a_lo, Cb, ii, jj, codes_w, class_w, codes_b, class_b, mul, shift, mode, seed, t, max_pulses,
                up, down, c2c, pulses_w, pulses_b):
-        """fixed.learn after the correlations: quantise and program every synapse, then every bias."""
+        """fixed.learn: correlation, quantisation and programming of every synapse, then every bias."""
         devices = codes_w.shape[0]
         top = up.shape[1] - 1
         n = codes_b.shape[1]
+        batch = a_hi.shape[0]
         cw = np.empty(devices, dtype=np.int64)
         mw = np.empty(devices, dtype=np.int64)
         for k in range(ii.shape[0]):
             i, j = ii[k], jj[k]
             s = i * n + j
             sh = shift + 1 if i == j else shift
-            q = _pulses(C[i, j], mul, sh, mode, seed, t, s, max_pulses)
+            c = np.int64(0)                      # C_ij, exact (fixed.correlations)
+            for r in range(batch):
+                c += a_hi[r, i] * a_hi[r, j] - a_lo[r, i] * a_lo[r, j]
+            q = _pulses(c, mul, sh, mode, seed, t, s, max_pulses)
             pulses_w[k] = q
             if q == 0:
                 continue
@@ -484,12 +488,13 @@ def relax_fixed(Wf, const, v, tv, units, sign, k_frac, sk, skm, shift, lo, hi, t
 ROUNDING_CODES = {"truncate": 0, "nearest": 1, "stochastic": 2}
 
 
-def learn_fixed(C, Cb, ii, jj, codes_w, class_w, codes_b, class_b, mul, shift, rounding, seed, t, max_pulses,
-                up, down, c2c):
-    """fixed.learn's quantisation and programming (in place); returns (pulses per synapse, per bias)."""
+def learn_fixed(a_hi, a_lo, Cb, ii, jj, codes_w, class_w, codes_b, class_b, mul, shift, rounding, seed, t,
+                max_pulses, up, down, c2c):
+    """fixed.learn from the activations and the bias correlations Cb (in place); returns the pulse counts."""
     pulses_w = np.zeros(len(ii), dtype=np.int64)
     pulses_b = np.zeros(codes_b.shape[1], dtype=np.int64)
-    _learn(np.ascontiguousarray(C, dtype=np.int64), np.ascontiguousarray(Cb, dtype=np.int64), ii, jj, codes_w,
+    _learn(np.ascontiguousarray(a_hi, dtype=np.int64), np.ascontiguousarray(a_lo, dtype=np.int64),
+           np.ascontiguousarray(Cb, dtype=np.int64), ii, jj, codes_w,
            class_w, codes_b, class_b, int(mul), int(shift), ROUNDING_CODES[rounding], int(seed) & 0xFFFFFFFF,
            int(t) & 0xFFFFFFFF, int(max_pulses), up, down, c2c, pulses_w, pulses_b)
     return pulses_w, pulses_b
