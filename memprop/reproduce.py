@@ -47,6 +47,9 @@ FIGURES = ("patterns.png", "band_sweep.png", "epochs.png", "reconstructions.png"
 #: The seeds' initial states, run beside the project's (network.init_state): ICECS v(0) = 0.5, Frontiers random.
 SEED_INITS = ("half", "random")
 SEED_INIT_SOURCES = {"half": "ICECS 2019: v(0) = 0.5", "random": "Frontiers 2020: random v(0)"}
+#: EqProp from a random v(0) diverges at its default rate (lr 0.02: the weights grow until the final
+#: state depends on v(0), README); this slower rate (the recipe's) is run beside it.
+SLOW_LEARNING = {"lr": 0.005, "max_step": 0.0025}
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,12 @@ class Job:
     curve: tuple[int, ...]      # checkpoint epochs of the accuracy-vs-epoch curve (empty: none)
     curve_trials: int
     init_state: str = "input"   # network.init_state: the project's protocol, or a seed's v(0)
+    slow: bool = False          # train with SLOW_LEARNING instead of the rule's default rate
 
     @property
     def name(self) -> str:
-        return f"{self.algo}/K={self.band}" + ("" if self.init_state == "input" else f"/init={self.init_state}")
+        return (f"{self.algo}/K={self.band}" + ("" if self.init_state == "input" else f"/init={self.init_state}")
+                + ("/slow" if self.slow else ""))
 
 
 # -- the jobs ---------------------------------------------------------------------------------
@@ -100,6 +105,7 @@ def plan_jobs(plan: Plan, ks: list[int]) -> list[Job]:
     for algo in TRAINED:
         jobs += [Job(algo, k, plan.epochs, plan.trials, curve if k == 0 else (), plan.curve_trials) for k in ks]
         jobs += [Job(algo, 0, plan.epochs, plan.trials, (), 0, init) for init in SEED_INITS]
+    jobs.append(Job("eqprop", 0, plan.epochs, plan.trials, (), 0, "random", slow=True))
     return jobs
 
 
@@ -108,6 +114,8 @@ def job_config(job: Job, n: int) -> Config:
     if job.init_state != "input":
         network["init_state"] = job.init_state
     train = {} if job.epochs is None else {"epochs": job.epochs}
+    if job.slow:
+        train.update(SLOW_LEARNING)
     return Config.for_algorithm(job.algo, network=network, train=train)
 
 
@@ -195,6 +203,10 @@ def seed_protocols(results: dict[str, dict]) -> dict:
             r = results[f"{algo}/K=0" + ("" if init == "input" else f"/init={init}")]
             rows[f"{algo}/{init}"] = {"algo": algo, "init_state": init, "accuracy": r["accuracy"],
                                       "accuracy_mse": r["accuracy_mse"]}
+    slow = results.get("eqprop/K=0/init=random/slow")
+    if slow is not None:
+        rows["eqprop/random/slow"] = {"algo": "eqprop", "init_state": "random", "accuracy": slow["accuracy"],
+                                      "accuracy_mse": slow["accuracy_mse"], "lr": SLOW_LEARNING["lr"]}
     return {"flips": list(FLIPS), "bound": dense(results, "eqprop")["bound"], "runs": rows}
 
 
@@ -321,6 +333,8 @@ def seed_protocols_md(report: dict) -> str:
     rows = []
     for run in sp["runs"].values():
         label = f"{plots.LABELS[run['algo']]}, {names[run['init_state']]}"
+        if "lr" in run:
+            label += f", lr {run['lr']}"
         rows.append([label, "exact", *run["accuracy"]])
         rows.append([label, "MSE < 0.1", *run["accuracy_mse"]])
     rows.append(["nearest-pattern bound", "", *sp["bound"]])

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import rng
+from . import kernels, rng
 from .config import Config
 from .device import DeviceTables, fabricate, program
 from .masks import connectivity
-from .network import Relaxed, _clip, cached_rows, converge, units_of
+from .network import Relaxed, _clip, cached_rows, compiled_kernel_enabled, converge, units_of
 from .numerics import Formats, round_shift
 
 
@@ -110,6 +110,8 @@ def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
     v[:, drive.clamped] = drive.v0[:, drive.clamped]
 
     step = _Stepper(fmt, W, b, None if target is None or sign == 0 else target.units, sign)
+    if not trace and step.identity_act and not drive.clamped.any() and compiled_kernel_enabled():
+        return _relax_compiled(fmt, step, v, drive, target, sign, limit)
     rows = cached_rows(drive.x, None if target is None else target.values)
     drive_rows = {"key": None}
 
@@ -120,6 +122,20 @@ def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
         return step(va, drive_rows["const"], values)
 
     return converge(v, update, limit, fmt.cfg.fixed.tol_lsb, drive.clamped, trace)
+
+
+def _relax_compiled(fmt: Formats, step: "_Stepper", v: np.ndarray, drive: FixedDrive, target: FixedTarget | None,
+                    sign: int, limit: int) -> FixedRelaxed:
+    """The same relaxation in one compiled call (model/kernels.py): integers, so the same results."""
+    n = v.shape[1]
+    nudged = step.units is not None
+    tv = np.array(target.values, dtype=np.int64) if nudged else np.zeros((v.shape[0], n), dtype=np.int64)
+    units = step.units if nudged else np.zeros(n, dtype=np.int64)
+    const = np.ascontiguousarray(step.constant(drive.x), dtype=np.int64)
+    out, steps, converged = kernels.relax_fixed(np.ascontiguousarray(step.Wf), const, v, tv, units,
+                                                step.sign if nudged else 0, step.k_frac, step.sk, step.skm,
+                                                step.shift, step.lo, step.hi, fmt.cfg.fixed.tol_lsb, limit)
+    return Relaxed(v=out, steps=steps, converged=converged)
 
 
 class _Stepper:
@@ -283,6 +299,17 @@ def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: n
         codes[dev, active] = c
 
 
+_SYNAPSES: dict = {}
+
+
+def _synapses(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) of every synapse i <= j of the mask, in row order (remembered for the last mask seen)."""
+    key = (mask.shape, mask.tobytes())
+    if _SYNAPSES.get("key") != key:
+        _SYNAPSES["key"], _SYNAPSES["ij"] = key, np.nonzero(np.triu(mask))
+    return _SYNAPSES["ij"]
+
+
 def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
           clamped: np.ndarray, decay_steps: int = 0) -> LearnStep:
     """One in-situ EqProp update from two sets of fixed-point activations (in place).
@@ -292,14 +319,36 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
     """
     n = params.mask.shape[0]
     t = params.updates
-    C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
-    ii, jj = np.nonzero(np.triu(params.mask))
-    s_w = ii * n + jj
+    mul, shift = fmt.lr_fixed
+    ii, jj = _synapses(params.mask)
     mul_w, shift_w = fmt.learn_shifts(fmt.synapse_layer[ii, jj], decay_steps)
+    mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay_steps)
+    # The compiled pass knows one (LR_MUL, LR_SHIFT) for every synapse: per-layer rates and their
+    # decay (classifiers) take the numpy path below, which is the definition.
+    uniform = all(bool(np.all(m == mul)) and bool(np.all(sh == shift))
+                  for m, sh in ((mul_w, shift_w), (mul_b, shift_b)))
+    if (uniform and compiled_kernel_enabled() and params.codes_w.dtype == np.int64
+            and params.codes_b.dtype == np.int64):
+        tables = fmt.device      # the same correlations, quantisation and pulses in one compiled pass
+        c2c = getattr(tables, "c2c_table", None)
+        c2c = np.full(tables.classes, tables.c2c_threshold, dtype=np.int64) if c2c is None else c2c
+        Cb = (a_hi - a_lo).sum(axis=0) << fmt.fa
+        Cb[clamped] = 0
+        pw, pb = kernels.learn_fixed(a_hi, a_lo, Cb, ii, jj, params.codes_w,
+                                     params.class_w.astype(np.int64, copy=False),
+                                     params.codes_b, params.class_b.astype(np.int64, copy=False), mul, shift,
+                                     fmt.cfg.fixed.rounding, fmt.cfg.train.seed, t, fmt.max_pulses,
+                                     tables.up.astype(np.int64, copy=False), tables.down.astype(np.int64, copy=False),
+                                     np.asarray(c2c, dtype=np.int64))
+        params.updates += 1
+        pulses_w = np.zeros((n, n), dtype=np.int64)
+        pulses_w[ii, jj] = pw
+        return LearnStep(pulses_w=pulses_w, pulses_b=pb)
+    C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
+    s_w = ii * n + jj
     shift_w = shift_w + (ii == jj)                     # diagonal: tied-pair factor 1/2
     pw = quantise(fmt, C[ii, jj], shift_w, t, s_w, mul_w)
     s_b = n * n + np.arange(n)
-    mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay_steps)
     pb = quantise(fmt, Cb, shift_b, t, s_b, mul_b)
     codes_w = params.codes_w[:, ii, jj]
     apply_pulses(fmt, codes_w, params.class_w[:, ii, jj], pw, s_w, t)

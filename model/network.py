@@ -189,7 +189,8 @@ def relax(params: Params, net: NetworkConfig, drive: Drive, target: Target | Non
     limit = net.max_steps if max_steps is None else max_steps
     v = (drive.v0 if v_start is None else v_start).astype(np.float64, copy=True)
     if _KERNEL["name"] != "reference" and _box_relaxation_applies(net, drive, target, v):
-        return _relax_in_box(params, net, v, drive.current, target, beta, limit, pad=_KERNEL["name"] == "fast")
+        return _relax_in_box(params, net, v, drive.current, target, beta, limit,
+                             pad=_KERNEL["name"] != "fast-unpadded", compiled=_KERNEL["name"] == "fast")
 
     v[:, drive.clamped] = drive.v0[:, drive.clamped]
     if _KERNEL["name"] == "reference":
@@ -209,10 +210,12 @@ def relax(params: Params, net: NetworkConfig, drive: Drive, target: Target | Non
 
 # -- the fast relaxation ------------------------------------------------------------------------
 
-#: "fast": the in-box relaxation below with odd batches padded (the default); "fast-unpadded": the
-#: same without padding, bit-identical to "reference", the original `converge`/`step` loop (kept
-#: for `memprop bench` and the tests that prove the two agree).
-KERNELS = ("fast", "fast-unpadded", "reference")
+#: "fast": the in-box relaxation below with odd batches padded (the default), run by the compiled
+#: kernel of model/kernels.py when numba is installed (the same bits) and by the numpy loop below
+#: otherwise; "fast-numpy": always the numpy loop; "fast-unpadded": the numpy loop without padding,
+#: bit-identical to "reference", the original `converge`/`step` loop (kept for `memprop bench` and
+#: the tests that prove them equal).
+KERNELS = ("fast", "fast-numpy", "fast-unpadded", "reference")
 _KERNEL = {"name": "fast"}
 
 
@@ -251,8 +254,23 @@ _clip = np._core.umath.clip if hasattr(np, "_core") else np.core.umath.clip  # t
 _max_reduce = np.maximum.reduce
 
 
+def compiled_kernel_enabled() -> bool:
+    """Whether relaxations run compiled (model/kernels.py): numba is there and the kernel is "fast"."""
+    from . import kernels
+
+    return _KERNEL["name"] == "fast" and kernels.available()
+
+
+def active_kernel() -> str:
+    """The relaxation that runs: "compiled" (numba, model/kernels.py) or the numpy loop ("fast", ...)."""
+    from . import kernels
+
+    name = _KERNEL["name"]
+    return "compiled" if name == "fast" and kernels.available() else name
+
+
 def _relax_in_box(params: Params, net: NetworkConfig, v: np.ndarray, current: np.ndarray, target: Target | None,
-                  beta: float, limit: int, pad: bool) -> Relaxed:
+                  beta: float, limit: int, pad: bool, compiled: bool = False) -> Relaxed:
     """`converge` over `step` for the hard activations, the same operations in the same order.
 
     Inside the box rho(v) = v and rho'(v) = 1 exactly, so they are dropped; the active batch is
@@ -266,6 +284,15 @@ def _relax_in_box(params: Params, net: NetworkConfig, v: np.ndarray, current: np
     batch, n = v.shape
     nudged = target is not None and beta != 0.0
     units = None if not nudged or target.units.all() else target.units
+    if compiled and pad and _compiled_applies(params):
+        from . import kernels
+
+        cur = np.ascontiguousarray(current, dtype=np.float64)
+        tv = np.ascontiguousarray(target.values, dtype=np.float64) if nudged else None
+        out, steps, converged = kernels.relax_float(params.W, params.b, v, cur, tv,
+                                                    None if units is None else units.astype(np.float64),
+                                                    beta, eps, lo, hi, tol, limit)
+        return Relaxed(v=out, steps=steps, converged=converged)
     steps = np.zeros(batch, dtype=np.int64)
     idx = np.arange(batch)
     va, cur = v, np.asarray(current, dtype=np.float64)
@@ -323,6 +350,13 @@ def _relax_in_box(params: Params, net: NetworkConfig, v: np.ndarray, current: np
     converged = np.ones(batch, dtype=bool)
     converged[idx] = False
     return Relaxed(v=v, steps=steps, converged=converged)
+
+
+def _compiled_applies(params: Params) -> bool:
+    from . import kernels
+
+    return (kernels.available() and params.W.dtype == np.float64 and params.W.flags.c_contiguous
+            and params.b.dtype == np.float64 and params.b.flags.c_contiguous)
 
 
 def _compact(va, cur, tv, keep, pad):

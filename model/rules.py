@@ -14,15 +14,53 @@ import numpy as np
 
 from . import activations
 from .config import NetworkConfig, TrainConfig
-from .network import Drive, Params, Relaxed, Target, cached_rows, converge, relax
+from .network import Drive, Params, Relaxed, Target, cached_rows, compiled_kernel_enabled, converge, relax
 
 
 @dataclass
+class Contrast:
+    """EqProp's dW before it is formed: (C(a_hi) - C(a_lo)) / denom, C the tied-pair correlation."""
+
+    a_hi: np.ndarray
+    a_lo: np.ndarray
+    denom: float
+
+    def direction(self, mask: np.ndarray) -> np.ndarray:
+        return (_correlation(self.a_hi, mask) - _correlation(self.a_lo, mask)) / self.denom
+
+
 class Update:
-    dW: np.ndarray
-    db: np.ndarray
-    loss: float            # mean cost of the free fixed point over the batch
-    steps: float           # mean relaxation steps per sample (all phases)
+    """A weight-update direction (dW, db), the batch's loss and mean relaxation steps.
+
+    EqProp leaves dW as a `Contrast` until it is read, so that `apply` can form and apply it in
+    one compiled pass (model/kernels.py, the same bits) when nobody needs dW itself.
+    """
+
+    def __init__(self, dW: np.ndarray | Contrast, db: np.ndarray, loss: float, steps: float,
+                 mask: np.ndarray | None = None):
+        self._dW, self.db, self.loss, self.steps, self._mask = dW, db, loss, steps, mask
+
+    @property
+    def dW(self) -> np.ndarray:
+        if isinstance(self._dW, Contrast):
+            self._dW = self._dW.direction(self._mask)
+        return self._dW
+
+    def apply(self, params: Params, lr: float, max_step: float) -> None:
+        """params += this update (Params.apply_update), compiled for an EqProp contrast when possible."""
+        if isinstance(self._dW, Contrast) and compiled_kernel_enabled() and _compiled_update_applies(params):
+            from . import kernels
+
+            c = self._dW
+            kernels.eqprop_weights(params.W, params.mask, c.a_hi, c.a_lo, c.denom, lr, max_step)
+            params.b += np.clip(lr * self.db, -max_step, max_step)
+            return
+        params.apply_update(self.dW, self.db, lr, max_step)
+
+
+def _compiled_update_applies(params: Params) -> bool:
+    return (params.W.dtype == np.float64 and params.W.flags.c_contiguous and params.mask.dtype == np.bool_
+            and params.mask.flags.c_contiguous)
 
 
 def cost(v: np.ndarray, target: Target) -> np.ndarray:
@@ -54,11 +92,10 @@ def eqprop_update(params: Params, net: NetworkConfig, train: TrainConfig, drive:
         hi = relax(params, net, drive, target, beta, v_start=free.v)
         lo, scale, extra = free, beta, 0.0
     a_hi, a_lo = act.f(hi.v), act.f(lo.v)
-    dW = (_correlation(a_hi, params.mask) - _correlation(a_lo, params.mask)) / (scale * batch)
     db = np.mean(a_hi - a_lo, axis=0) / scale
     db[drive.clamped] = 0.0
-    return Update(dW, db, float(cost(free.v, target).mean()),
-                  float(free.steps.mean() + hi.steps.mean() + extra))
+    return Update(Contrast(a_hi, a_lo, scale * batch), db, float(cost(free.v, target).mean()),
+                  float(free.steps.mean() + hi.steps.mean() + extra), params.mask)
 
 
 def side_relax(params: Params, net: NetworkConfig, drive: Drive, free: Relaxed, target: Target,

@@ -74,7 +74,7 @@ def _train(cfg: Config, patterns: PatternSet, progress: bool, on_epoch: EpochCal
 
     def step(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         u = update(params, net, tr, drive_for(net, x, rng), target_for(net, y), rng)
-        params.apply_update(u.dW, u.db, tr.lr, tr.max_step)
+        u.apply(params, tr.lr, tr.max_step)
         return u.loss, u.steps
 
     return params, _epochs(cfg, patterns, rng, step, params, f"{tr.algo} N={net.n}", progress, on_epoch, every)

@@ -40,6 +40,11 @@ def test_bench_runs_and_writes_json(tmp_path):
     assert speed["speedup"] == report["float-reference"]["train_seconds"] / report["float"]["train_seconds"]
     assert len(report["runs"]["float-reference"]["train_seconds"]) == 2
     assert "Float speed-up over the original loop" in out
+    assert speed["kernel"] in ("compiled", "fast")
+    if speed["kernel"] == "compiled":       # numba installed: the numpy loop is timed beside it
+        assert speed["compiled_over_numpy_loop"] == (report["float-numpy"]["train_seconds"]
+                                                     / report["float"]["train_seconds"])
+        assert report["float-numpy"]["accuracy"] == report["float"]["accuracy"]
 
 
 def test_bench_without_out_prints_only(tmp_path, monkeypatch):

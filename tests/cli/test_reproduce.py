@@ -114,10 +114,14 @@ def test_every_accuracy_has_its_bound_and_both_criteria(builtin):
             assert 0.0 <= mse <= 1.0
     assert len(table["per_class_bound"]) == report["patterns"]["count"]
     assert 0.0 <= report["epochs"]["bound"] <= 1.0
-    assert set(protocols["runs"]) == {f"{a}/{i}" for a in TRAINED for i in ("input", "half", "random")}
+    assert set(protocols["runs"]) == {f"{a}/{i}" for a in TRAINED for i in ("input", "half", "random")} | {
+        "eqprop/random/slow"}
+    slow = report["runs"]["eqprop/K=0/init=random/slow"]["config"]
+    assert slow["train"]["lr"] == 0.005 and slow["network"]["init_state"] == "random"
     text = (out / "results.md").read_text()
     assert "| nearest-pattern bound |" in text and "MSE of the final state" in text
     assert "ICECS 2019: v(0) = 0.5" in text and "Frontiers 2020: random v(0)" in text
+    assert "Frontiers 2020: random v(0), lr 0.005" in text
 
 
 def test_accuracies_are_probabilities(builtin):
