@@ -310,7 +310,7 @@ def sim(simulator, config_file, seed, cases, per_config, netlist, waves, as_json
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(f"{summary['cases']} cases on {summary['configs']} configs, {simulator}/{netlist}: "
+        click.echo(f"{summary['cases']} cases on {summary['configs']} configs ({campaign.executor}), {simulator}/{netlist}: "
                    f"{summary['mismatches']} mismatches, {summary['cycles']} cycles simulated in "
                    f"{summary['sim_seconds']} s ({summary['cycles_per_second']} cycles/s; "
                    f"{summary['seconds']} s with builds)")

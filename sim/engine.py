@@ -214,7 +214,8 @@ class Campaign:
         first = next((c for r in self.runs for c in r["results"] if not c["ok"]), None)
         return {
             "cases": self.cases, "mismatches": self.mismatches, "simulator": simulator, "netlist": netlist,
-            "configs": len(self.runs), "cycles": self.cycles, "seconds": round(self.seconds, 2),
+            "configs": len({(r["fingerprint"], r["lanes"]) for r in self.runs}), "groups": len(self.runs),
+            "cycles": self.cycles, "seconds": round(self.seconds, 2),
             "sim_seconds": round(self.sim_seconds, 2),
             "cycles_per_second": round(self.cycles / self.sim_seconds, 1) if self.sim_seconds else None,
             "first_mismatch": first,
