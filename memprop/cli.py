@@ -6,6 +6,7 @@ parameter) ends as a one-line `Error: ...` and a non-zero exit, never a tracebac
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -289,6 +290,28 @@ def demo(out, quick, board, simulator, no_bitstream):
     run_demo(Path(out), quick=quick, board=board, simulator=simulator, skip_bitstream=no_bitstream)
 
 
+# -- where long commands run: local processes or a Dask cluster (memprop.jobs) ------------------------
+
+def cluster_options(fn):
+    """`--scheduler` (or $MEMPROP_SCHEDULER) and `--resume` for the commands that run jobs."""
+    fn = click.option("--resume", is_flag=True,
+                      help="take over the jobs an interrupted run finished (its journal.jsonl in --out)")(fn)
+    return click.option("--scheduler", default=None, metavar="ADDRESS",
+                        help="run the jobs on this Dask scheduler (e.g. tcp://host:8786; default: $MEMPROP_SCHEDULER, "
+                             "else --jobs local processes); needs memprop[cluster]")(fn)
+
+
+@contextlib.contextmanager
+def cluster_errors():
+    """A cluster that cannot run the jobs is a one-line error, as a bad argument is."""
+    from memprop.jobs import ClusterError, WorkerLost
+
+    try:
+        yield
+    except (ClusterError, WorkerLost) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m memprop`
     sys.exit(main())
 
@@ -300,8 +323,9 @@ def run() -> None:  # pragma: no cover - console entry for `python -m memprop`
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel worker processes")
 @click.option("--data", "data_dir", type=click.Path(), default=None,
               help="MNIST IDX folder: adds the Frontiers 5-class MNIST experiment to the classification part")
+@cluster_options
 @user_errors
-def reproduce(out, quick, pattern_file, jobs, data_dir):
+def reproduce(out, quick, pattern_file, jobs, data_dir, scheduler, resume):
     """Table 1, the band sweep, accuracy vs epoch, the pattern set, and classification (Figure 5)."""
     from memprop.figure5 import run_classification
     from memprop.reproduce import run_reproduce
@@ -310,20 +334,23 @@ def reproduce(out, quick, pattern_file, jobs, data_dir):
         from memprop.model.tasks import load_mnist
 
         load_mnist(data_dir)    # bad MNIST files fail before an hour of pattern experiments
-    run_reproduce(Path(out), quick=quick, pattern_file=pattern_file, jobs=jobs)
-    run_classification(Path(out), quick=quick, data=data_dir, jobs=jobs)
+    with cluster_errors():
+        run_reproduce(Path(out), quick=quick, pattern_file=pattern_file, jobs=jobs, scheduler=scheduler, resume=resume)
+        run_classification(Path(out), quick=quick, data=data_dir, jobs=jobs, scheduler=scheduler)
 
 
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False), default="results/sweep", show_default=True)
 @click.option("--quick", is_flag=True, help="a small grid, few epochs and trials (a smoke run, seconds)")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel worker processes")
+@cluster_options
 @user_errors
-def sweep(out, quick, jobs):
+def sweep(out, quick, jobs, scheduler, resume):
     """Fixed-point EqProp accuracy vs device levels (every preset) and state width (Markdown + JSON + PNG)."""
     from memprop.sweep import run_sweep
 
-    run_sweep(Path(out), quick=quick, jobs=jobs)
+    with cluster_errors():
+        run_sweep(Path(out), quick=quick, jobs=jobs, scheduler=scheduler, resume=resume)
 
 
 @main.command()
@@ -396,36 +423,45 @@ def rtl(config_file, out, lanes):
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--cases", type=click.IntRange(min=1), default=20, show_default=True, help="random cases")
 @click.option("--per-config", type=click.IntRange(min=1), default=10, show_default=True,
-              help="cases per random config (one simulator build each)")
+              help="cases per job: per random config (one simulator build each per worker), or per job with --config")
 @click.option("--netlist", type=click.Choice(["rtl", "ice40", "ecp5"]), default="rtl", show_default=True,
               help="simulate the RTL, or the gate-level netlist after yosys synth_ice40 / synth_ecp5")
 @click.option("--waves", is_flag=True, help="keep a waveform of every run")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="parallel worker processes (each builds a configuration's simulator once)")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="run the jobs on this Dask scheduler (default: $MEMPROP_SCHEDULER, else --jobs local processes); "
+                   "needs memprop[cluster] and the hw extra on the workers")
+@click.option("--journal", type=click.Path(dir_okay=False), default=None,
+              help="record each finished job in this file (JSON lines), to --resume an interrupted campaign")
+@click.option("--resume", is_flag=True, help="take over the jobs the --journal file holds for this campaign")
 @user_errors
-def sim(simulator, config_file, seed, cases, per_config, netlist, waves, as_json):
+def sim(simulator, config_file, seed, cases, per_config, netlist, waves, as_json, jobs, scheduler, journal, resume):
     """Bit-exact cocotb simulation of the engine against the fixed-point model."""
-    from tqdm.auto import tqdm
-
+    from memprop.jobs import Runner
     from memprop.sim.engine import run_campaign
     from memprop.sim.simulators import SimulatorUnavailable, unavailable_reason
 
-    reason = unavailable_reason(simulator)
+    if resume and journal is None:
+        raise click.UsageError("--resume needs --journal FILE")
+    runner = Runner.choose(jobs, scheduler)
+    reason = None if runner.scheduler else unavailable_reason(simulator)   # a cluster's workers simulate
     if reason:
         raise click.ClickException(f"{simulator} is not available: {reason}")
     cfg = hardware_config(config_file) if config_file else None
-    bar = tqdm(total=cases, desc=f"{simulator}/{netlist}", unit="case", disable=as_json)
     try:
-        campaign = run_campaign(cases, seed, cfg, per_config, simulator=simulator, netlist=netlist, waves=waves,
-                                progress=lambda n, run: bar.update(n))
+        with cluster_errors():
+            campaign = run_campaign(cases, seed, cfg, per_config, simulator=simulator, netlist=netlist, waves=waves,
+                                    progress=not as_json, jobs=runner.jobs, scheduler=runner.scheduler,
+                                    journal=None if journal is None else Path(journal), resume=resume)
     except SimulatorUnavailable as exc:
         raise click.ClickException(str(exc)) from None
-    finally:
-        bar.close()
     summary = campaign.summary(simulator, netlist)
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(f"{summary['cases']} cases on {summary['configs']} configs, {simulator}/{netlist}: "
+        click.echo(f"{summary['cases']} cases on {summary['configs']} configs ({campaign.executor}), {simulator}/{netlist}: "
                    f"{summary['mismatches']} mismatches, {summary['cycles']} cycles simulated in "
                    f"{summary['sim_seconds']} s ({summary['cycles_per_second']} cycles/s; "
                    f"{summary['seconds']} s with builds)")

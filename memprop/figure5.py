@@ -11,10 +11,8 @@ on its own seeds, so the numbers do not depend on the number of worker processes
 from __future__ import annotations
 
 import json
-import multiprocessing
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from memprop.model import classify
 from memprop.model.device import PRESETS, get_preset
 from memprop.model.fixed import FixedParams
 from memprop.model.tasks import load_task
-from memprop.workers import single_threaded_blas
+from memprop.jobs import Runner, Task, run_tasks
 
 MNIST_SUBSET = {"classes": (0, 1, 2, 3, 4), "per_class": 600}     # the Frontiers setting
 OUTPUTS = ("classification.md", "classification.json", "figure5.png")
@@ -137,19 +135,13 @@ def plan_jobs(plan: Plan, tasks_: tuple[str, ...]) -> list[Job]:
     return jobs
 
 
-def run_jobs(jobs: list[Job], plan: Plan, data: str | None, workers: int) -> dict[str, dict]:
-    """Fixed-point jobs first (the long ones), in `workers` processes with one BLAS thread each."""
+def run_jobs(jobs: list[Job], plan: Plan, data: str | None, runner: Runner | int) -> dict[str, dict]:
+    """Fixed-point jobs first (the long ones), on `runner` (local processes with one BLAS thread
+    each, or a Dask cluster: memprop.jobs); results keyed by job name, whatever the finishing order."""
+    runner = runner if isinstance(runner, Runner) else Runner(runner)
     order = sorted(jobs, key=lambda j: (j.preset is None, j.task, j.seed))
-    context = multiprocessing.get_context("spawn")
-    results = {}
-    with single_threaded_blas(), ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        futures = {pool.submit(run_job, job, plan, data): job for job in order}
-        bar = tqdm(as_completed(futures), total=len(futures), desc="classification", unit="job")
-        for future in bar:
-            job = futures[future]
-            results[job.name] = future.result()
-            bar.set_postfix_str(job.name)
-    return results
+    return run_tasks([Task(job.name, run_job, (job, plan, data)) for job in order], runner,
+                     desc="classification").results
 
 
 # -- the report ---------------------------------------------------------------------------------------
@@ -259,7 +251,8 @@ def figure5(report: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def run_classification(out: Path, quick: bool = False, data: str | None = None, jobs: int = 2) -> dict:
+def run_classification(out: Path, quick: bool = False, data: str | None = None, jobs: int = 2,
+                       scheduler: str | None = None) -> dict:
     """Train every classifier of the plan; write classification.md, classification.json and figure5.png."""
     start = time.perf_counter()
     plan = QUICK if quick else FULL
@@ -268,7 +261,7 @@ def run_classification(out: Path, quick: bool = False, data: str | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     click.echo(f"classification: {', '.join(names)}; seeds {list(plan.seeds)}, {plan.epochs} epochs; float and "
                f"in-situ fixed point on {', '.join(plan.presets)}")
-    results = run_jobs(plan_jobs(plan, names), plan, data, jobs)
+    results = run_jobs(plan_jobs(plan, names), plan, data, Runner.choose(jobs, scheduler))
     report = build_report(results, plan, tasks_, quick)
     if not quick:
         for name, task in tasks_.items():

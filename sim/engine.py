@@ -2,13 +2,17 @@
 
 One simulator build per Config; all of that Config's cases and workloads run in one
 simulation. `run_campaign` spreads random cases over random configurations, which is what
-`memprop sim` does.
+`memprop sim` does: each configuration's group of cases is one job (memprop.jobs), run in
+local processes or on a Dask cluster, with the same summary either way.
 """
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,70 +117,163 @@ def _absolute_paths(workload: dict) -> dict:
     return out
 
 
+# -- campaigns: groups of random cases as jobs (memprop.jobs: local processes or a Dask cluster) ------
+
+@dataclass(frozen=True)
+class Group:
+    """One configuration's cases of a campaign: what one job runs on a worker."""
+
+    index: int
+    config: str                     # Config JSON: the same bytes on every machine
+    seeds: tuple[int, ...]
+    simulator: str = "verilator"
+    netlist: str = "rtl"
+    waves: bool = False
+    inject: str | None = None
+    build_root: str | None = None   # None: the worker's own (MEMPROP_SIM_BUILD or ./sim_build)
+    run_name: str = "job"
+
+
+@contextmanager
+def build_slot(root: Path):
+    """A directory of `root` that no other job uses meanwhile: jobs on one machine (pool processes,
+    Dask workers and their threads) reuse the simulator builds of the lowest free slot, so each
+    worker builds a configuration's model once, and two builds never share a directory."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in itertools.count():
+        lock = open(root / f"slot-{i}.lock", "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        try:
+            yield root / f"slot-{i}"
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+        return
+
+
+def run_group(group: Group) -> dict:
+    """Run a group's cases (a job); a mismatching case is run again with waves on, and the waveform
+    comes back in the result (`waves_data`), for the client to write where the user looks."""
+    cfg = Config.from_json(group.config)
+    root = Path(group.build_root) if group.build_root else default_build_root()
+    opts = dict(simulator=group.simulator, netlist=group.netlist, inject=group.inject)
+    with build_slot(root) as slot:
+        run = run_engine(cfg, list(group.seeds), waves=group.waves, build_root=slot, run_name=group.run_name,
+                         **opts)
+        waves = run.sim.waves if group.waves and run.sim else None
+        if run.mismatches and not group.waves:
+            failing = [r["seed"] for r in run.mismatches if "seed" in r][:1]
+            if failing:
+                rerun = run_engine(cfg, failing, waves=True, build_root=slot, run_name=f"{group.run_name}-waves",
+                                   **opts)
+                waves = rerun.sim.waves if rerun.sim else None
+        record = {"group": group.index, "fingerprint": cfg.fingerprint, "lanes": cfg.hw.lanes, "n": cfg.network.n,
+                  "topology": cfg.network.topology, "device": cfg.device.preset,
+                  "seeds": [r["seed"] for r in run.results if "seed" in r], "results": run.results,
+                  "cycles": run.cycles, "seconds": run.seconds, "sim_seconds": run.sim_seconds,
+                  "passed": run.passed, "waves": None, "waves_data": None}
+        if waves is not None and waves.is_file():
+            record["waves"], record["waves_data"] = waves.name, waves.read_bytes()
+    return record
+
+
+def keep_waves(directory: Path):
+    """`collect` for memprop.jobs: the waveform a worker sent back, written to `directory`."""
+
+    def collect(task, record: dict) -> dict:
+        data = record.pop("waves_data", None)
+        if data is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            path = directory / f"{task.key}{Path(record['waves']).suffix}"
+            path.write_bytes(data)
+            record["waves"] = str(path)
+        return record
+
+    return collect
+
+
 @dataclass
 class Campaign:
-    runs: list[EngineRun] = field(default_factory=list)
+    """The groups' records (plain data, as `run_group` returns them), in campaign order."""
+
+    runs: list[dict] = field(default_factory=list)
+    executor: str = "1 process"
+    resumed: int = 0            # groups taken over from a journal
 
     @property
     def cases(self) -> int:
-        return sum(len(r.results) for r in self.runs)
+        return sum(len(r["results"]) for r in self.runs)
 
     @property
     def mismatches(self) -> int:
-        return sum(len(r.mismatches) for r in self.runs)
+        return sum(not c["ok"] for r in self.runs for c in r["results"])
 
     @property
     def cycles(self) -> int:
-        return sum(r.cycles for r in self.runs)
+        return sum(r["cycles"] for r in self.runs)
 
     @property
     def seconds(self) -> float:
-        return sum(r.seconds for r in self.runs)
+        return sum(r["seconds"] for r in self.runs)
 
     @property
     def sim_seconds(self) -> float:
-        return sum(r.sim_seconds for r in self.runs)
+        return sum(r["sim_seconds"] for r in self.runs)
 
     def summary(self, simulator: str, netlist: str) -> dict:
-        first = next((m for r in self.runs for m in r.mismatches), None)
+        first = next((c for r in self.runs for c in r["results"] if not c["ok"]), None)
         return {
             "cases": self.cases, "mismatches": self.mismatches, "simulator": simulator, "netlist": netlist,
-            "configs": len(self.runs), "cycles": self.cycles, "seconds": round(self.seconds, 2),
+            "configs": len({(r["fingerprint"], r["lanes"]) for r in self.runs}), "groups": len(self.runs),
+            "cycles": self.cycles, "seconds": round(self.seconds, 2),
             "sim_seconds": round(self.sim_seconds, 2),
             "cycles_per_second": round(self.cycles / self.sim_seconds, 1) if self.sim_seconds else None,
             "first_mismatch": first,
-            "runs": [{"fingerprint": r.config.fingerprint, "lanes": r.config.hw.lanes, "n": r.config.network.n,
-                      "topology": r.config.network.topology, "device": r.config.device.preset,
-                      "cases": len(r.results), "mismatches": len(r.mismatches), "cycles": r.cycles,
-                      "seconds": round(r.seconds, 2),
-                      "waves": str(r.waves_rerun or (r.sim.waves if r.sim else None) or "") or None}
+            "runs": [{"group": r["group"], "fingerprint": r["fingerprint"], "lanes": r["lanes"], "n": r["n"],
+                      "topology": r["topology"], "device": r["device"], "cases": len(r["results"]),
+                      "mismatches": sum(not c["ok"] for c in r["results"]), "seeds": r["seeds"],
+                      "cycles": r["cycles"], "seconds": round(r["seconds"], 2), "waves": r["waves"]}
                      for r in self.runs],
+            "timing": {"executor": self.executor, "resumed": self.resumed},
         }
+
+
+def plan_groups(cases: int, seed: int = 0, config: Config | None = None, per_config: int = 10, **opts) -> list[Group]:
+    """`cases` random cases: on `config`, or `per_config` cases on each of several random configs.
+
+    Every group's config and case seeds follow from (seed, group index) alone, so a campaign is
+    the same however its groups are spread over workers.
+    """
+    groups, done = [], 0
+    while done < cases:
+        index = len(groups)
+        size = min(per_config, cases - done)
+        cfg = config or random_config(seed * 100_003 + index, max_n=16, max_lanes=8)
+        groups.append(Group(index, cfg.to_json(), tuple(seed * 1_000_003 + done + k for k in range(size)),
+                            run_name=f"s{seed}g{index}", **opts))
+        done += size
+    return groups
 
 
 def run_campaign(cases: int, seed: int = 0, config: Config | None = None, per_config: int = 10, *,
                  simulator: str = "verilator", netlist: str = "rtl", waves: bool = False,
-                 progress=None, build_root: Path | None = None, inject: str | None = None) -> Campaign:
-    """`cases` random cases: on `config`, or `per_config` cases on each of several random configs."""
-    campaign = Campaign()
-    done = 0
-    group = 0
-    while done < cases:
-        size = min(per_config if config is None else cases, cases - done)
-        cfg = config or random_config(seed * 100_003 + group, max_n=16, max_lanes=8)
-        seeds = [seed * 1_000_003 + done + k for k in range(size)]
-        run = run_engine(cfg, seeds, simulator=simulator, netlist=netlist, waves=waves, run_name=f"s{seed}g{group}",
-                         build_root=build_root, inject=inject)
-        if run.mismatches and not waves:
-            # leave a waveform of the first failing case for the user
-            failing = [r["seed"] for r in run.mismatches if "seed" in r][:1]
-            if failing:
-                rerun = run_engine(cfg, failing, simulator=simulator, netlist=netlist, waves=True,
-                                   run_name=f"s{seed}g{group}-waves", build_root=build_root, inject=inject)
-                run.waves_rerun = rerun.sim.waves if rerun.sim else None
-        campaign.runs.append(run)
-        done += size
-        group += 1
-        if progress is not None:
-            progress(size, run)
-    return campaign
+                 progress: bool = False, build_root: Path | None = None, inject: str | None = None,
+                 jobs: int = 1, scheduler: str | None = None, journal: Path | None = None,
+                 resume: bool = False) -> Campaign:
+    """`cases` random cases in groups of `per_config` (one simulator build per configuration and
+    worker), run in `jobs` local processes or on the Dask scheduler at `scheduler`; `journal`
+    records finished groups, and `resume` takes them over. Waveforms land in <build root>/waves."""
+    from memprop.jobs import Runner, Task, run_tasks
+
+    runner = Runner.choose(jobs, scheduler)
+    groups = plan_groups(cases, seed, config, per_config, simulator=simulator, netlist=netlist, waves=waves,
+                         inject=inject, build_root=None if build_root is None else str(Path(build_root).absolute()))
+    tasks = [Task(g.run_name, run_group, (g,), weight=len(g.seeds)) for g in groups]
+    local_root = Path(build_root).absolute() if build_root else default_build_root()
+    outcome = run_tasks(tasks, runner, desc=f"{simulator}/{netlist}", unit="case", progress=progress,
+                        journal=journal, resume=resume, collect=keep_waves(local_root / "waves"))
+    return Campaign(list(outcome.results.values()), outcome.executor, len(outcome.resumed))
