@@ -47,7 +47,7 @@ def _synapse_cycles(cfg, pulses: int) -> int:
         corr = max(corr, THREEFRY_LATENCY + 2)
     if pulses == 0:
         return corr + 1                                              # ADVANCE
-    noisy = Formats(cfg).device.c2c_threshold > 0                   # as the learner's NOISE states
+    noisy = bool(Formats(cfg).device.c2c_table.any())               # as the learner's NOISE states
     per_pulse = 2 + (THREEFRY_LATENCY + 2 if noisy else 0)
     return corr + 2 + pulses * per_pulse + 1 + 1 + 1                 # READ LATCH, pulses, PULSE, WRITE, ADVANCE
 

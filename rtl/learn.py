@@ -25,6 +25,9 @@ from .threefry import RAND_KEY1, Threefry2x32
 
 class Learner(wiring.Component):
     def __init__(self, cfg: Config, layout: hm.Layout):
+        if cfg.device.read_noise:
+            raise ValueError(f"device.read_noise={cfg.device.read_noise} is a model option the hardware leaves out "
+                             "(docs/numerics.md, section 5): set it to 0 for the RTL")
         self.cfg = cfg
         self.layout = layout
         f = layout.fmt
@@ -57,7 +60,8 @@ class Learner(wiring.Component):
         p_max = f.max_pulses
         top = tables.levels - 1
         rounding = cfg.fixed.rounding
-        c2c = tables.c2c_threshold
+        c2c_table = [int(v) for v in tables.c2c_table]     # per device class (0: stuck, no noise)
+        c2c = any(c2c_table)
         first_row, n_rows = int(sch.rows[0]), len(sch.rows)
         length = sch.length
         devices, code_bits, class_bits = lay.devices, lay.code_bits, lay.class_bits
@@ -279,7 +283,16 @@ class Learner(wiring.Component):
                     with m.If(~rand_busy & ~rand_req):
                         m.next = "NOISE"
                 with m.State("NOISE"):
-                    hit = (rand_word >> 16) < c2c
+                    threshold = Signal(17)       # C2C[class of the pulsed device]
+                    if class_bits:
+                        pulsed_class = classes[0] if devices == 1 else Mux(dev_reg, classes[1], classes[0])
+                        with m.Switch(pulsed_class[:class_bits]):
+                            for cls, value in enumerate(c2c_table):
+                                with m.Case(cls):
+                                    m.d.comb += threshold.eq(value)
+                    else:
+                        m.d.comb += threshold.eq(c2c_table[0])
+                    hit = (rand_word >> 16) < threshold
                     up_one = rand_word[15]
                     noisy = Signal(code_bits + 1)
                     with m.If(hit & up_one & (held < top)):

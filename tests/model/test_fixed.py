@@ -213,7 +213,7 @@ def test_accumulator_worst_case_reaches_the_bound_and_fits(preset, levels, act, 
     one bit less would not. (tanh at fv >= 10 has a_max < 2^fa: the bias term is w_max * 2^fa.)"""
     n = 12
     cfg = fixed_cfg(n, network={"activation": act, "dynamics": "euler" if act == "tanh" else "bounded"},
-                    fixed={"state_frac": fv}, device={"preset": preset, "levels": levels})
+                    fixed={"state_frac": fv}, device={"preset": preset, "levels": levels, "d2d_classes": 1})
     fmt = Formats(cfg)
     t = fmt.device
     assert fmt.degree_max == n - 1
@@ -421,7 +421,7 @@ def test_pulses_are_clipped_to_max_pulses(rounding):
     _, shift = fmt.lr_fixed
     C = np.array([2**30, -(2**30), 2**22, -(2**22), 0])
     assert quantise(fmt, C, shift, 9, np.arange(5)).tolist() == [3, -3, 3, -3, 0]
-    assert Formats(fixed_cfg(8, device={"preset": "linear-256"})).max_pulses == 3   # round(0.01 * 255)
+    assert Formats(fixed_cfg(8, device={"preset": "linear-256"})).max_pulses == 2   # largest pulse 5 LSB
 
 
 # -- pulse programming ----------------------------------------------------------------------------
@@ -440,21 +440,21 @@ def spec_apply(fmt: Formats, codes, classes, pulses, s, t) -> list[list[int]]:
                 dev, pot = (primary, True) if codes[primary][k] < top else (1 - primary, False)
             c, m = codes[dev][k], int(classes[dev][k])
             c = int(tb.up[m][c] if pot else tb.down[m][c])
-            if tb.c2c_threshold:
+            if tb.c2c_table.any():                          # the pulsed device's class threshold
                 u = threefry_first_word(fmt.cfg.train.seed, t, int(s[k]), 1 + 2 * p + dev)
-                if (u >> 16) < tb.c2c_threshold:
+                if (u >> 16) < tb.c2c_table[m]:
                     c = min(max(c + (1 if (u >> 15) & 1 else -1), 0), top)
             codes[dev][k] = c
     return codes
 
 
 @settings(max_examples=120, deadline=None)
-@given(preset=st.sampled_from(["ideal", "linear-64", "rram-nonlinear", "soft-bounds"]),
+@given(preset=st.sampled_from(["ideal", "linear-64", "rram-nonlinear", "soft-bounds", "reram-array-om"]),
        c2c=st.sampled_from([None, 0.0, 0.25]), levels=st.sampled_from([None, 16]),
-       seed=st.integers(0, 2**20), t=st.integers(0, 1000))
-def test_apply_pulses_matches_the_spec(preset, c2c, levels, seed, t):
+       stuck=st.sampled_from([None, 0.3]), seed=st.integers(0, 2**20), t=st.integers(0, 1000))
+def test_apply_pulses_matches_the_spec(preset, c2c, levels, stuck, seed, t):
     fmt = Formats(fixed_cfg(8, train={"seed": seed}, device={"preset": preset, "c2c": c2c, "levels": levels,
-                                                               "d2d_classes": 3}))
+                                                               "d2d_classes": 3, "stuck": stuck}))
     tb = fmt.device
     r = np.random.default_rng(seed)
     k = 12
@@ -465,9 +465,12 @@ def test_apply_pulses_matches_the_spec(preset, c2c, levels, seed, t):
     pulses = r.integers(-31, 32, k)
     s = r.integers(0, 10_000, k)
     expect = spec_apply(fmt, codes, classes, pulses, s, t)
+    before = codes.copy()
     apply_pulses(fmt, codes, classes, pulses, s, t)
     assert codes.tolist() == expect
     assert codes.min() >= 0 and codes.max() <= tb.levels - 1
+    stuck_devices = tb.is_stuck(classes)
+    assert np.array_equal(codes[stuck_devices], before[stuck_devices])      # a stuck code never changes
 
 
 def test_levels_saturate_at_both_ends():
