@@ -95,17 +95,21 @@ class Preset:
         return float((g[-1] - g[0]) / (len(g) - 1)) if len(g) > 1 else 0.0
 
 
+#: Weight of a full-range device in the pair presets: the pair spans [-0.5, 0.5], about what the task
+#: needs (float-trained hex16 weights: 99 % within 0.3, all within 0.6) and twice as fine as [-1, 1].
+PAIR_W_SCALE = 0.5
+
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("ideal", "single", 2048, "linear", w_min=-1.0, w_max=1.0,
            source="reference: one exact 11-bit linear weight per synapse, step 2^-10; no device effects"),
-    Preset("linear-256", "differential", 256, "linear",
+    Preset("linear-256", "differential", 256, "linear", w_scale=PAIR_W_SCALE,
            source="idealised 8-bit linear device pair (G+ - G-), the linear limit of aihwkit's ConstantStepDevice"),
-    Preset("linear-64", "differential", 64, "linear",
+    Preset("linear-64", "differential", 64, "linear", w_scale=PAIR_W_SCALE,
            source="idealised 6-bit linear device pair; the 64-state PCM/RRAM programming regime"),
-    Preset("soft-bounds", "differential", 256, "soft_bounds", alpha=1 / 64,
+    Preset("soft-bounds", "differential", 256, "soft_bounds", alpha=1 / 64, w_scale=PAIR_W_SCALE,
            source="soft-bounds device pair (step proportional to the distance to the bound), aihwkit's "
                   "SoftBoundsDevice; alpha = 1/64 at L = 256 (first/last up step 55x); other L keep the shape"),
-    Preset("rram-nonlinear", "differential", 97, "exponential", nl_up=2.4, nl_down=-4.88,
+    Preset("rram-nonlinear", "differential", 97, "exponential", nl_up=2.4, nl_down=-4.88, w_scale=PAIR_W_SCALE,
            dw_min_dtod=0.05, w_max_dtod=0.05, dw_min_std=0.2, d2d_classes=DEFAULT_D2D_CLASSES,
            source="Ag:a-Si RRAM as parameterised in NeuroSim (Chen et al., IEEE TCAD 2018): 97 levels, "
                   "nonlinearity +2.4 (LTP) / -4.88 (LTD); here A = (L-1)/|NL| in G(P) = B(1-exp(-P/A)) + Gmin, "

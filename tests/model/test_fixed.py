@@ -747,3 +747,89 @@ def _bad_class(d):
 def test_corrupted_fixed_weight_files_are_one_line_errors(fixed_file, tmp_path, edit, message):
     bad = _corrupt(fixed_file, tmp_path / "bad.npz", edit)
     assert_clean_error(run("eval", "--weights", bad, "--flip", "0.1", "--trials", "2"), message)
+
+
+# -- device options: stuck devices, read noise, drift (docs/numerics.md, sections 3 and 5) -----------
+
+def test_stuck_devices_never_change_in_training(pats):
+    """In-situ training with cycle-to-cycle noise on: every stuck device keeps its code (L-1, from
+    programming) and its weight; the working devices learn."""
+    cfg = fixed_cfg(train={"epochs": 3, "lr": 0.2}, device={"preset": "rram-nonlinear", "stuck": 0.2, "c2c": 0.3,
+                                                             "levels": 32})
+    fmt = Formats(cfg)
+    tables = fmt.device
+    init = FixedParams.from_float(cfg, *(lambda p: (p.W, p.b))(
+        Params.initial(cfg.network, cfg.train.init_scale, np.random.default_rng(cfg.train.seed))))
+    params, _ = training.train(cfg, pats, progress=False)
+    for codes, start, classes in ((params.codes_w, init.codes_w, params.class_w),
+                                  (params.codes_b, init.codes_b, params.class_b)):
+        stuck = tables.is_stuck(classes)
+        assert stuck.any() and np.all(codes[stuck] == tables.levels - 1) and np.all(start[stuck] == tables.levels - 1)
+        assert np.any(codes[~stuck] != start[~stuck])
+    assert np.array_equal(params.class_w, init.class_w)
+
+
+def test_fabrication_gives_each_seed_its_own_stuck_map():
+    cfgs = [fixed_cfg(device={"preset": "linear-64", "stuck": 0.1, "fab_seed": s}) for s in (0, 0, 1)]
+    maps = [FixedParams.from_float(c, np.zeros((N, N)), np.zeros(N)).class_w for c in cfgs]
+    assert np.array_equal(maps[0], maps[1]) and not np.array_equal(maps[0], maps[2])
+    assert np.array_equal(maps[0], np.swapaxes(maps[0], 1, 2))                      # one map per pair
+
+
+def test_read_noise_is_a_deterministic_model_option(pats):
+    cfg = fixed_cfg(device={"preset": "linear-256"})
+    noisy_cfg = fixed_cfg(device={"preset": "linear-256", "read_noise": 0.02})
+    r = np.random.default_rng(4)
+    init = Params.initial(cfg.network, 0.3, r)
+    x = corrupt(np.repeat(pats.values, 20, axis=0), 0.1, r)
+    results = []
+    for c in (cfg, noisy_cfg, noisy_cfg):
+        fmt = Formats(c)
+        W, b = FixedParams.from_float(c, init.W, init.b).weights(fmt.device)
+        results.append(fixed_relax(fmt, W, b, fixed_drive_for(fmt, x), max_steps=30))
+    clean, noisy, again = results
+    assert np.array_equal(noisy.v, again.v) and np.array_equal(noisy.steps, again.steps)     # deterministic
+    assert not np.array_equal(clean.v, noisy.v)
+    # the field noise has the variance of independent per-device read noise: sigma^2 (sum_j a_j^2 + 2^2fa) x 2
+    fmt = Formats(noisy_cfg)
+    noise = fixed.ReadNoise(fmt, np.random.default_rng(0))
+    a = np.full((4000, N), 1 << fmt.fa)
+    sigma = 0.02 * 1.0 * 0.5 * 2**fmt.fw                                   # range [0, 1] x w_scale 0.5
+    expect = sigma * np.sqrt(2 * (fmt.mask.sum(axis=1) * 2.0 ** (2 * fmt.fa) + 2.0 ** (2 * fmt.fa)))
+    assert np.allclose(noise(a).std(axis=0), expect, rtol=0.06)
+    assert abs(noise(a).mean()) < 0.05 * expect.mean()
+
+
+def test_hardware_refuses_read_noise():
+    from memprop.rtl import hostmap as hm
+    from memprop.rtl.learn import Learner
+
+    cfg = fixed_cfg(8, device={"preset": "linear-64", "read_noise": 0.01})
+    with pytest.raises(ValueError, match=r"device\.read_noise=0\.01 is a model option"):
+        Learner(cfg, hm.Layout(Formats(cfg)))
+
+
+def test_drift_decays_conductances_towards_gmin():
+    cfg = fixed_cfg(device={"preset": "rram-nonlinear", "stuck": 0.1, "drift_nu": 0.05, "drift_nu_dtod": 0.02})
+    fmt = Formats(cfg)
+    t = fmt.device
+    r = np.random.default_rng(2)
+    W = np.triu(r.uniform(-0.3, 0.3, (N, N)), 1)
+    params = FixedParams.from_float(cfg, W + W.T, r.uniform(-0.2, 0.2, N))
+    assert np.array_equal(fixed.drift(fmt, params, 1.0).weights(t)[0], params.weights(t)[0])   # t = t0
+    late = fixed.drift(fmt, params, 1e4)
+    assert np.array_equal(late.codes_w, fixed.drift(fmt, params, 1e4).codes_w)                  # fixed per chip
+    assert np.array_equal(late.codes_w, np.swapaxes(late.codes_w, 1, 2))
+    assert late.codes_w.min() >= 0 and late.codes_w.max() < t.levels
+    g = t.gmap[params.class_w, params.codes_w]
+    g_late = t.gmap[late.class_w, late.codes_w]
+    stuck = t.is_stuck(params.class_w)
+    assert np.array_equal(late.codes_w[stuck], params.codes_w[stuck])
+    moved = g_late[~stuck] - t.gmap[params.class_w, 0][~stuck]
+    assert np.all(moved <= g[~stuck] - t.gmap[params.class_w, 0][~stuck])                       # only downwards
+    assert moved.sum() < 0.7 * (g[~stuck] - t.gmap[params.class_w, 0][~stuck]).sum()            # about 1e4^-0.05
+    off = fixed_cfg(device={"preset": "rram-nonlinear"})
+    same = fixed.drift(Formats(off), FixedParams.from_float(off, W + W.T, np.zeros(N)), 1e6)
+    assert np.array_equal(same.codes_w, FixedParams.from_float(off, W + W.T, np.zeros(N)).codes_w)
+    with pytest.raises(ValueError, match="drift time must be >= 1"):
+        fixed.drift(fmt, params, 0.5)
