@@ -1,7 +1,8 @@
 """`memprop demo`: the main job, end to end.
 
   1. float model   - train EqProp on the 16 glyphs, recall table
-  2. fixed point   - in-situ EqProp with the board's device preset and widths, recall table
+  2. fixed point   - in-situ EqProp with the board's device preset and widths, recall table;
+                     the same design with 10 % stuck devices, in situ vs float weights programmed
   3. simulation    - the engine's Verilog under cocotb + Verilator with the trained devices:
                      recall and a training minibatch, bit-exact against the fixed-point model
   4. bitstream     - YoWASP yosys + nextpnr for the board, and the trained weights exported
@@ -19,6 +20,7 @@ import click
 from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training, weights
 from memprop.model.config import Config
+from memprop.model.fixed import FixedParams
 
 FLIPS = (0.10, 0.15, 0.20, 0.25)
 
@@ -35,6 +37,18 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def _stage(k: int, text: str) -> float:
     click.secho(f"[{k}/4] {text}", bold=True)
     return time.perf_counter()
+
+
+def _stuck_devices(cfg_fixed: Config, params_float, pats, trials: int, stuck: float = 0.1) -> dict:
+    """The same design with 10 % stuck devices: in-situ training beside the float weights programmed."""
+    cfg = cfg_fixed.replace(device={"stuck": stuck})
+    in_situ, _ = training.train(cfg, pats, progress=False)
+    programmed = FixedParams.from_float(cfg, params_float.W, params_float.b)
+    result = {"stuck": stuck, "in_situ": recall.evaluate(in_situ, cfg, pats, 0.1, trials, seed=1).accuracy,
+              "programmed": recall.evaluate(programmed, cfg, pats, 0.1, trials, seed=1).accuracy}
+    click.echo(f"{100 * stuck:g} % stuck devices ({cfg.device.preset}, p = 0.1): in-situ EqProp {result['in_situ']:.4f}, "
+               f"float weights programmed {result['programmed']:.4f}")
+    return result
 
 
 def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator: str = "verilator",
@@ -72,6 +86,8 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         report["float_same_topology"] = {str(p): recall.evaluate(params_band, cfg_float_hw, pats, p, trials, seed=1)
                                          .accuracy for p in FLIPS}
     report["fixed_seconds"] = time.perf_counter() - t
+    report["stuck_devices"] = _stuck_devices(cfg_fixed, params_band if net.topology != "dense" else params_float,
+                                             pats, trials)
     rows = [[p, report["float"][str(p)]] + ([report["float_same_topology"][str(p)]] if "float_same_topology" in report
                                             else []) + [report["fixed"][str(p)]] for p in FLIPS]
     header = ["flip p", "float, dense"] + (["float, same band"] if "float_same_topology" in report else []) + \

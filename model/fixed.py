@@ -47,11 +47,13 @@ class FixedParams:
         return W.astype(np.int64), b.astype(np.int64)
 
     @classmethod
-    def from_float(cls, cfg: Config, W: np.ndarray, b: np.ndarray, fault_aware: bool = False) -> "FixedParams":
+    def from_float(cls, cfg: Config, W: np.ndarray, b: np.ndarray, fault_aware: bool = True) -> "FixedParams":
         """Program float weights into devices (write-verify to the nearest codes).
 
         The class map (device-to-device classes and stuck devices) is the chip's, fixed by
-        device.fab_seed. `fault_aware`: the partner of a stuck device carries the whole weight.
+        device.fab_seed, and known to the programmer (a post-fabrication test): by default the
+        working partner of a stuck device carries the whole weight (`fault_aware`); False writes
+        each device of a pair to its half of the weight, as if every device worked.
         """
         fmt = Formats(cfg)
         tables = fmt.device

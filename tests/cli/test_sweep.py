@@ -174,10 +174,10 @@ def test_results_do_not_depend_on_the_number_of_workers(quick, tmp_path):
     reproduces the two-worker quick run's numbers for the networks they share."""
     _, report, _ = quick
     plan = sweep.Plan(epochs=sweep.QUICK.epochs, trials=sweep.QUICK.trials, checkpoints=sweep.QUICK.checkpoints,
-                      every=sweep.QUICK.every, seeds=(0,), levels=(64,), level_presets=("ideal",), state_fracs=(8,),
+                      every=sweep.QUICK.every, seeds=(0,), levels=(64,), level_presets=("soft-bounds",), state_fracs=(8,),
                       stuck=(0.0,), stuck_preset="ideal", presets=("ideal",))
     small = sweep.run_sweep(tmp_path, jobs=1, plan=plan, progress=False)
-    assert set(small["runs"]) == {"fixed/ideal/L=64/fv=8/stuck=0/positive/seed=0",
+    assert set(small["runs"]) == {"fixed/soft-bounds/L=64/fv=8/stuck=0/positive/seed=0",
                                   "fixed/ideal/L=2048/fv=8/stuck=0/positive/seed=0",
                                   "fixed/ideal/L=2048/fv=8/stuck=0/centered/seed=0",
                                   "float/positive/seed=0", "float/centered/seed=0"}
