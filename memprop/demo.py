@@ -46,8 +46,9 @@ def _stuck_devices(cfg_fixed: Config, params_float, pats, trials: int, stuck: fl
     programmed = FixedParams.from_float(cfg, params_float.W, params_float.b)
     result = {"stuck": stuck, "in_situ": recall.evaluate(in_situ, cfg, pats, 0.1, trials, seed=1).accuracy,
               "programmed": recall.evaluate(programmed, cfg, pats, 0.1, trials, seed=1).accuracy}
-    click.echo(f"{100 * stuck:g} % stuck devices ({cfg.device.preset}, p = 0.1): in-situ EqProp {result['in_situ']:.4f}, "
-               f"float weights programmed {result['programmed']:.4f}")
+    result["line"] = (f"{100 * stuck:g} % stuck devices ({cfg.device.preset}, p = 0.1): in-situ EqProp "
+                      f"{result['in_situ']:.4f}, float weights programmed {result['programmed']:.4f}")
+    click.echo(result["line"])
     return result
 
 
@@ -133,7 +134,8 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         click.echo(f"{build_report['bitstream']}: {util}; fmax {build_report['fmax_mhz']} MHz "
                    f"(clock {build_report['clock_mhz']} MHz); image {paths['image']}")
 
-    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + sim_line + "\n")
+    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + report["stuck_devices"]["line"] +
+                                 "\n\n" + sim_line + "\n")
     (out / "demo.json").write_text(json.dumps(report, indent=2))
     click.echo(f"wrote {out}/demo.md and demo.json")
     return report

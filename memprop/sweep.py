@@ -26,7 +26,7 @@ import os
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import click
@@ -39,7 +39,7 @@ from memprop import __version__
 from memprop.demo import markdown_table
 from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training
-from memprop.model.config import Config
+from memprop.model.config import Config, DeviceConfig
 from memprop.model.device import PRESETS, parameters, resolve
 from memprop.model.fixed import FixedParams
 from memprop.model.numerics import Formats
@@ -145,28 +145,10 @@ def job_config(job: Job, n: int) -> Config:
 
 
 def device_identity(preset: str, levels: int):
-    """What a preset computes at `levels`: its parameters without name, source and default levels."""
-    p = resolve(_DeviceOnly(preset, levels if levels != PRESETS[preset].levels else None))
+    """What a preset computes at `levels`: its resolved parameters without name and source."""
+    own = PRESETS[preset].levels
+    p = resolve(DeviceConfig(preset=preset, levels=None if levels == own else levels))
     return replace(p, name="", source="")
-
-
-@dataclass(frozen=True)
-class _DeviceOnly:
-    """The DeviceConfig fields `resolve` reads, for a preset at some levels."""
-
-    preset: str
-    levels: int | None
-    d2d: None = None
-    c2c: None = None
-    d2d_classes: None = None
-    dw_min_dtod: None = None
-    dw_min_std: None = None
-    up_down: None = None
-    up_down_dtod: None = None
-    w_min_dtod: None = None
-    w_max_dtod: None = None
-    stuck: None = None
-    stuck_high: None = None
 
 
 def plan_jobs(plan: Plan) -> tuple[list[Job], dict[tuple, str]]:

@@ -421,7 +421,8 @@ def test_pulses_are_clipped_to_max_pulses(rounding):
     _, shift = fmt.lr_fixed
     C = np.array([2**30, -(2**30), 2**22, -(2**22), 0])
     assert quantise(fmt, C, shift, 9, np.arange(5)).tolist() == [3, -3, 3, -3, 0]
-    assert Formats(fixed_cfg(8, device={"preset": "linear-256"})).max_pulses == 2   # largest pulse 5 LSB
+    lin = Formats(fixed_cfg(8, device={"preset": "linear-256"}))
+    assert (lin.max_pulses, lin.device.max_pulse_step) == (3, 3)          # pulses of 2-3 LSB: floor(10.24 / 3)
 
 
 # -- pulse programming ----------------------------------------------------------------------------
@@ -833,3 +834,26 @@ def test_drift_decays_conductances_towards_gmin():
     assert np.array_equal(same.codes_w, FixedParams.from_float(off, W + W.T, np.zeros(N)).codes_w)
     with pytest.raises(ValueError, match="drift time must be >= 1"):
         fixed.drift(fmt, params, 0.5)
+
+
+@pytest.mark.parametrize("nudge", ["positive", "centered"])
+def test_pulse_rate_equals_the_float_update(nudge):
+    """For the same phases, the expected pulses (C LR_MUL / 2^LR_SHIFT) times the pulse weight are the
+    float model's lr dW (rules.eqprop_update: centered divides by 2 beta, positive by beta), to the
+    precision of LR_MUL (8 bits)."""
+    from memprop.model.rules import _correlation
+
+    n, batch = 10, 8
+    cfg = fixed_cfg(n, train={"nudge": nudge}, device={"preset": "ideal"})
+    fmt = Formats(cfg)
+    r = np.random.default_rng(0)
+    a_hi, a_lo = r.integers(fmt.lo, fmt.hi + 1, (2, batch, n))
+    mask = fmt.mask
+    C, _ = fixed.correlations(fmt, a_hi, a_lo, mask, np.zeros(n, bool))
+    mul, shift = fmt.lr_fixed
+    ii, jj = np.nonzero(np.triu(mask))
+    pulses = C[ii, jj] * mul / 2.0**shift
+    scale = 2 * cfg.train.beta if nudge == "centered" else cfg.train.beta
+    f_hi, f_lo = a_hi / 2.0**fmt.fa, a_lo / 2.0**fmt.fa
+    dW = (_correlation(f_hi, mask) - _correlation(f_lo, mask)) / (scale * batch)
+    assert np.allclose(pulses * fmt.device.pulse_weight, cfg.train.lr * dW[ii, jj], rtol=1 / 256, atol=1e-12)
