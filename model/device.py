@@ -31,7 +31,7 @@ import numpy as np
 
 from .numerics import round_half_up
 
-#: Pulses per update: draws 1 + 2p + device must stay below 64 (docs/numerics.md, section 5).
+#: Pulses per update: draws 2 + 2p + device must stay below 64 (docs/numerics.md, section 5).
 MAX_PULSES = 31
 #: Device classes M of a preset with device-to-device variation, unless it says otherwise.
 DEFAULT_D2D_CLASSES = 4

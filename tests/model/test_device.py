@@ -117,7 +117,7 @@ def test_pulse_limit_is_exact_at_integer_ratios():
 
 
 def test_more_than_31_pulses_per_update_are_rejected():
-    """P_max <= 31 keeps the c2c draw index 1 + 2p + device below 64 (docs/numerics.md, section 5)."""
+    """P_max <= 31 keeps the c2c draw index 2 + 2p + device below 64 (docs/numerics.md, section 5)."""
     assert build_tables(float_cfg(preset="ideal", levels=4096)).max_pulses == 10      # 2^-11 steps: 0/1 LSB
     with pytest.raises(ValueError, match=r"train\.max_step=0\.05 is 51 pulses .* at most 31"):
         build_tables(Config.for_algorithm("eqprop", network={"n": 8}, train={"max_step": 0.05},
