@@ -343,14 +343,17 @@ def reproduce(out, quick, pattern_file, jobs, data_dir, scheduler, resume):
 @click.option("--out", type=click.Path(file_okay=False), default="results/sweep", show_default=True)
 @click.option("--quick", is_flag=True, help="a small grid, few epochs and trials (a smoke run, seconds)")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel worker processes")
+@click.option("--readme", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="also rewrite the device tables of this README (between its memprop sweep markers)")
 @cluster_options
 @user_errors
-def sweep(out, quick, jobs, scheduler, resume):
-    """Fixed-point EqProp accuracy vs device levels (every preset) and state width (Markdown + JSON + PNG)."""
+def sweep(out, quick, jobs, readme, scheduler, resume):
+    """Fixed-point EqProp on every device preset over seeds: levels, stuck devices, nudging, state width."""
     from memprop.sweep import run_sweep
 
     with cluster_errors():
-        run_sweep(Path(out), quick=quick, jobs=jobs, scheduler=scheduler, resume=resume)
+        run_sweep(Path(out), quick=quick, jobs=jobs, readme=Path(readme) if readme else None, scheduler=scheduler,
+                  resume=resume)
 
 
 @main.command()

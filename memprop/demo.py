@@ -1,7 +1,8 @@
 """`memprop demo`: the main job, end to end.
 
   1. float model   - train EqProp on the 16 glyphs, recall table
-  2. fixed point   - in-situ EqProp with the board's device preset and widths, recall table
+  2. fixed point   - in-situ EqProp with the board's device preset and widths, recall table;
+                     the same design with 10 % stuck devices, in situ vs float weights programmed
   3. simulation    - the engine's Verilog under cocotb + Verilator with the trained devices:
                      recall and a training minibatch, bit-exact against the fixed-point model, and
                      the engine's cycle counter for a minibatch (LEARN included) and recalls
@@ -22,6 +23,7 @@ import click
 from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training, weights
 from memprop.model.config import Config
+from memprop.model.fixed import FixedParams
 
 FLIPS = (0.10, 0.15, 0.20, 0.25)
 
@@ -38,6 +40,19 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def _stage(k: int, text: str) -> float:
     click.secho(f"[{k}/4] {text}", bold=True)
     return time.perf_counter()
+
+
+def _stuck_devices(cfg_fixed: Config, params_float, pats, trials: int, stuck: float = 0.1) -> dict:
+    """The same design with 10 % stuck devices: in-situ training beside the float weights programmed."""
+    cfg = cfg_fixed.replace(device={"stuck": stuck})
+    in_situ, _ = training.train(cfg, pats, progress=False)
+    programmed = FixedParams.from_float(cfg, params_float.W, params_float.b)
+    result = {"stuck": stuck, "in_situ": recall.evaluate(in_situ, cfg, pats, 0.1, trials, seed=1).accuracy,
+              "programmed": recall.evaluate(programmed, cfg, pats, 0.1, trials, seed=1).accuracy}
+    result["line"] = (f"{100 * stuck:g} % stuck devices ({cfg.device.preset}, p = 0.1): in-situ EqProp "
+                      f"{result['in_situ']:.4f}, float weights programmed {result['programmed']:.4f}")
+    click.echo(result["line"])
+    return result
 
 
 def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator: str = "verilator",
@@ -76,6 +91,8 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         report["float_same_topology"] = {str(p): recall.evaluate(params_band, cfg_float_hw, pats, p, trials, seed=1)
                                          .accuracy for p in FLIPS}
     report["fixed_seconds"] = time.perf_counter() - t
+    report["stuck_devices"] = _stuck_devices(cfg_fixed, params_band if net.topology != "dense" else params_float,
+                                             pats, trials)
     rows = [[p, report["float"][str(p)]] + ([report["float_same_topology"][str(p)]] if "float_same_topology" in report
                                             else []) + [report["fixed"][str(p)], report["bound"][str(p)]] for p in FLIPS]
     header = ["flip p", "float, dense"] + (["float, same band"] if "float_same_topology" in report else []) + \
@@ -135,8 +152,8 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
             report["projection"] = hwbench.demo_projection(report["engine_cycles"], build_report["fmax_mhz"])
             click.echo(report["projection"]["line"])
 
-    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + sim_line + "\n\n## Classification\n\n"
-                                 + report["classification"]["markdown"])
+    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + report["stuck_devices"]["line"] +
+                                 "\n\n" + sim_line + "\n\n## Classification\n\n" + report["classification"]["markdown"])
     (out / "demo.json").write_text(json.dumps(report, indent=2))
     click.echo(f"wrote {out}/demo.md and demo.json")
     return report

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from memprop import __version__
 from memprop.demo import markdown_table
 from memprop.model import classify
-from memprop.model.device import PRESETS, get_preset
+from memprop.model.device import PRESETS
 from memprop.model.fixed import FixedParams
 from memprop.model.tasks import load_task
 from memprop.jobs import Runner, Task, run_tasks
@@ -68,8 +68,9 @@ class Job:
 
 
 def device_section(preset: str) -> dict:
-    """A preset as the sweep uses it: device-to-device variation on (4 classes) where the preset has it."""
-    return {"preset": preset, "d2d_classes": 4 if get_preset(preset).d2d > 0 else 1}
+    """A preset as the sweep uses it: with its own device-to-device variation (on by default where the
+    preset has it: 4 classes, or the preset's M; model/device.py)."""
+    return {"preset": preset}
 
 
 def task_for(name: str, plan: Plan, data: str | None):

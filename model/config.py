@@ -144,7 +144,12 @@ class FixedConfig(_Section):
 
 
 class DeviceConfig(_Section):
-    """The memristive synapse: a named preset, optionally with some parameters overridden."""
+    """The memristive synapse: a named preset, optionally with some parameters overridden.
+
+    Override names and meanings are aihwkit's (model/device.py, docs/numerics.md section 5).
+    read_noise and drift_* are model options: the hardware leaves them out (they are not part of
+    the fingerprint, so weights trained with them load into the hardware's configuration).
+    """
 
     @model_validator(mode="after")
     def _known_preset(self) -> "DeviceConfig":
@@ -155,11 +160,31 @@ class DeviceConfig(_Section):
 
     preset: str = "ideal"
     levels: int | None = Field(None, ge=2, le=4096, description="override the preset's conductance levels")
-    c2c: float | None = Field(None, ge=0.0, le=0.5, description="override: chance of a +-1 level error per pulse")
-    d2d: float | None = Field(None, ge=0.0, le=0.5, description="override: sigma of the per-device range gain")
-    d2d_classes: int = Field(1, ge=1, le=16, description="device classes M for device-to-device variation")
-    fab_seed: int = Field(0, ge=0, description="seed of the 'fabrication' (device class map)")
+    c2c: float | None = Field(None, ge=0.0, le=0.5, description="override: chance of a +-1 level error per pulse "
+                              "(default: from dw_min_std)")
+    d2d: float | None = Field(None, ge=0.0, le=0.5, description="override: one relative spread for dw_min, w_min "
+                              "and w_max")
+    dw_min_dtod: float | None = Field(None, ge=0.0, le=2.0, description="override: device-to-device spread of dw_min")
+    dw_min_std: float | None = Field(None, ge=0.0, le=10.0, description="override: cycle-to-cycle std of a step")
+    up_down: float | None = Field(None, gt=-1.0, lt=1.0, description="override: up/down step asymmetry")
+    up_down_dtod: float | None = Field(None, ge=0.0, le=1.0, description="override: device-to-device spread of up_down")
+    w_min_dtod: float | None = Field(None, ge=0.0, le=1.0, description="override: device-to-device spread of w_min")
+    w_max_dtod: float | None = Field(None, ge=0.0, le=1.0, description="override: device-to-device spread of w_max")
+    d2d_classes: int | None = Field(None, ge=1, le=16, description="device classes M for device-to-device "
+                                    "variation (None: the preset's, 4 if it varies; 1: no variation)")
+    stuck: float | None = Field(None, ge=0.0, le=0.5, description="override: fraction of stuck devices")
+    stuck_high: float | None = Field(None, ge=0.0, le=1.0, description="override: share of stuck devices at G_max")
+    fab_seed: int = Field(0, ge=0, description="seed of the 'fabrication' (device class and stuck map)")
     max_pulses: int | None = Field(None, ge=1, le=31, description="override: pulses per update limit")
+    read_noise: float = Field(0.0, ge=0.0, le=0.5, description="model only: std of every conductance read, "
+                              "relative to the device range, per relaxation step")
+    drift_nu: float = Field(0.0, ge=0.0, le=1.0, description="model only: drift exponent nu of "
+                            "G(t) = Gmin + (G - Gmin) t^-nu between training and recall")
+    drift_nu_dtod: float = Field(0.0, ge=0.0, le=1.0, description="model only: device-to-device std of nu")
+
+
+#: DeviceConfig fields the hardware does not implement (excluded from the fingerprint).
+MODEL_ONLY_DEVICE = {"read_noise", "drift_nu", "drift_nu_dtod"}
 
 
 class HardwareConfig(_Section):
@@ -280,7 +305,9 @@ class Config(_Section):
     @property
     def fingerprint(self) -> str:
         """Hash of what the network computes (not how it was trained): 16 hex digits."""
-        exclude = {"train", "hw"} | ({"fixed", "device"} if self.numerics == "float" else set())
+        exclude: dict = {"train": True, "hw": True, "device": MODEL_ONLY_DEVICE}
+        if self.numerics == "float":
+            exclude.update(fixed=True, device=True)
         what = self.model_dump(exclude=exclude)
         for section, fields in FINGERPRINT_OPTIONAL.items():   # newer fields at their defaults: the
             for name, default in fields.items():              # fingerprints of older files still hold

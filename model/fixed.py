@@ -7,13 +7,14 @@ they are exact (and 20x faster than numpy's integer matmul).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import kernels, rng
 from .config import Config
-from .device import DeviceTables, fabricate, program
+from .device import DeviceTables, fabricate, nearest_code, program
 from .masks import connectivity
 from .network import Relaxed, _clip, cached_rows, compiled_kernel_enabled, converge, units_of
 from .numerics import Formats, round_shift
@@ -46,17 +47,23 @@ class FixedParams:
         return W.astype(np.int64), b.astype(np.int64)
 
     @classmethod
-    def from_float(cls, cfg: Config, W: np.ndarray, b: np.ndarray) -> "FixedParams":
-        """Program float weights into devices (write-verify to the nearest codes)."""
+    def from_float(cls, cfg: Config, W: np.ndarray, b: np.ndarray, fault_aware: bool = True) -> "FixedParams":
+        """Program float weights into devices (write-verify to the nearest codes).
+
+        The class map (device-to-device classes and stuck devices) is the chip's, fixed by
+        device.fab_seed, and known to the programmer (a post-fabrication test): by default the
+        working partner of a stuck device carries the whole weight (`fault_aware`); False writes
+        each device of a pair to its half of the weight, as if every device worked.
+        """
         fmt = Formats(cfg)
         tables = fmt.device
         n = cfg.network.n
         mask = connectivity(cfg.network)
         class_w = _symmetric(fabricate(tables, (n, n), cfg.device.fab_seed))
         class_b = fabricate(tables, (n,), cfg.device.fab_seed + 1)
-        codes_w = program(tables, W * mask, class_w)
+        codes_w = program(tables, W * mask, class_w, fault_aware)
         codes_w = _symmetric(np.where(mask[None], codes_w, program(tables, np.zeros_like(W), class_w)))
-        codes_b = program(tables, b, class_b)
+        codes_b = program(tables, b, class_b, fault_aware)
         return cls(codes_w, codes_b, class_w, class_b, mask)
 
 
@@ -90,10 +97,12 @@ def activation(fmt: Formats, v: np.ndarray) -> np.ndarray:
 
 
 def fixed_step(fmt: Formats, W: np.ndarray, b: np.ndarray, v: np.ndarray, x: np.ndarray,
-               target: FixedTarget | None, sign: int) -> np.ndarray:
+               target: FixedTarget | None, sign: int, read_noise: "ReadNoise | None" = None) -> np.ndarray:
     """One synchronous step, docs/numerics.md section 4 (clamped units handled by the caller)."""
     a = activation(fmt, v)
     acc = exact_matmul(a, W) + (b << fmt.fa) + x * fmt.g_in
+    if read_noise is not None:
+        acc = acc + read_noise(a)
     g = acc if fmt.hard else fmt.der_lut[v - fmt.lo] * acc
     r = (g << fmt.k_frac) - (v << (fmt.s + fmt.k_frac))
     if target is not None and sign != 0:
@@ -109,8 +118,9 @@ def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
     v = (drive.v0 if v_start is None else v_start).astype(np.int64, copy=True)
     v[:, drive.clamped] = drive.v0[:, drive.clamped]
 
-    step = _Stepper(fmt, W, b, None if target is None or sign == 0 else target.units, sign)
-    if not trace and step.identity_act and not drive.clamped.any() and compiled_kernel_enabled():
+    noise = ReadNoise.for_relaxation(fmt, drive, v, sign) if fmt.cfg.device.read_noise > 0 else None
+    step = _Stepper(fmt, W, b, None if target is None or sign == 0 else target.units, sign, noise)
+    if noise is None and not trace and step.identity_act and not drive.clamped.any() and compiled_kernel_enabled():
         return _relax_compiled(fmt, step, v, drive, target, sign, limit)
     rows = cached_rows(drive.x, None if target is None else target.values)
     drive_rows = {"key": None}
@@ -138,6 +148,36 @@ def _relax_compiled(fmt: Formats, step: "_Stepper", v: np.ndarray, drive: FixedD
     return Relaxed(v=out, steps=steps, converged=converged)
 
 
+class ReadNoise:
+    """Read noise (a model option; the hardware leaves it out): every conductance read in a
+    relaxation step is G + sigma * xi, sigma = device.read_noise x the device range, independent per
+    device and step. Unit i's field then carries N(0, sigma^2 (sum_j a_j^2 + 2^(2fa)) x devices): drawn
+    as one integer per unit and step (scale 2^-(fw+fa), rounded half up), which is the same in
+    distribution and costs B x N draws instead of B x N x N. Deterministic: the generator is seeded by
+    the training seed and the relaxation's inputs (the noise of a sample depends on its batch).
+    """
+
+    def __init__(self, fmt: Formats, rng: np.random.Generator):
+        tables = fmt.device
+        p = tables.preset
+        sigma = fmt.cfg.device.read_noise * abs(p.w_max - p.w_min) * p.w_scale * 2.0**fmt.fw
+        self.sigma2 = sigma**2 * tables.devices
+        self.mask = fmt.mask.astype(np.float64)
+        self.bias = float(1 << (2 * fmt.fa))
+        self.rng = rng
+
+    @classmethod
+    def for_relaxation(cls, fmt: Formats, drive: FixedDrive, v: np.ndarray, sign: int) -> "ReadNoise":
+        key = [fmt.cfg.train.seed, zlib.crc32(np.ascontiguousarray(drive.v0).tobytes()),
+               zlib.crc32(np.ascontiguousarray(v).tobytes()), sign + 1]
+        return cls(fmt, np.random.default_rng(key))
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        a2 = a.astype(np.float64) ** 2
+        std = np.sqrt(self.sigma2 * (a2 @ self.mask + self.bias))
+        return np.floor(std * self.rng.standard_normal(a.shape) + 0.5).astype(np.int64)
+
+
 class _Stepper:
     """`fixed_step` with its constants hoisted out of the loop: the same integers, exactly.
 
@@ -146,8 +186,9 @@ class _Stepper:
     hard activations' tables (identities on the state range) are skipped.
     """
 
-    def __init__(self, fmt: Formats, W: np.ndarray, b: np.ndarray, units: np.ndarray | None, sign: int):
-        self.fmt, self.sign = fmt, sign
+    def __init__(self, fmt: Formats, W: np.ndarray, b: np.ndarray, units: np.ndarray | None, sign: int,
+                 read_noise: "ReadNoise | None" = None):
+        self.fmt, self.sign, self.read_noise = fmt, sign, read_noise
         self.Wf = W.astype(np.float64)
         self.bias = b << fmt.fa
         self.g_in, self.lo, self.hi = fmt.g_in, fmt.lo, fmt.hi
@@ -165,6 +206,8 @@ class _Stepper:
         a = v if self.identity_act else fmt.act_lut[v - self.lo]
         acc = (a.astype(np.float64) @ self.Wf).astype(np.int64)   # exact below 2^53 (Formats)
         acc += const
+        if self.read_noise is not None:
+            acc += self.read_noise(a)
         if not fmt.hard:
             acc *= fmt.der_lut[v - self.lo]
         r = acc << self.k_frac if self.k_frac else acc
@@ -278,6 +321,7 @@ def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: n
     """
     tables = fmt.device
     top = tables.levels - 1
+    noisy = bool(tables.c2c_table.any())
     for p in range(int(np.max(np.abs(pulses), initial=0))):
         active = np.nonzero(np.abs(pulses) > p)[0]
         positive = pulses[active] > 0
@@ -291,9 +335,9 @@ def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: n
             potentiate = ~saturated
         c, m = codes[dev, active], classes[dev, active]
         c = np.where(potentiate, tables.up[m, c], tables.down[m, c])
-        if tables.c2c_threshold:
+        if noisy:                  # C2C of the pulsed device's class (0 for stuck classes)
             u = rng.rand(fmt.cfg.train.seed, t, s[active], c2c_draw(p, dev))
-            hit = (u >> np.uint32(16)).astype(np.int64) < tables.c2c_threshold
+            hit = (u >> np.uint32(16)).astype(np.int64) < tables.c2c_table[m]
             step = np.where((u >> np.uint32(15)) & np.uint32(1), 1, -1)
             c = np.clip(c + np.where(hit, step, 0), 0, top)
         codes[dev, active] = c
@@ -384,3 +428,35 @@ def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, ta
     info = {"loss": float(0.5 * np.sum(err**2, axis=1).mean()),
             "steps": float(sum(ph.steps.mean() for ph in phases))}
     return step, info
+
+
+# -- retention (model option) --------------------------------------------------------------------
+
+def drift(fmt: Formats, params: FixedParams, time: float) -> FixedParams:
+    """Conductance drift / retention loss between training and recall (a model option).
+
+    Every working device's conductance decays towards its class's G_min (code 0) as
+    G(t) = G_min + (G - G_min) t^-nu, t = time since programming in units of t0 (t >= 1), with one
+    exponent per device, nu ~ max(0, N(drift_nu, drift_nu_dtod)), fixed per chip (device.fab_seed).
+    The result is snapped to the nearest code of the device's class, so the drifted devices are
+    ordinary codes: the hardware can be loaded with them (it has no drift of its own).
+    """
+    if time < 1:
+        raise ValueError(f"drift time must be >= 1 (units of t0), got {time}")
+    dev, tables = fmt.cfg.device, fmt.device
+    out = params.copy()
+    if dev.drift_nu == 0 and dev.drift_nu_dtod == 0:
+        return out
+    rng = np.random.default_rng([dev.fab_seed, 2])
+    nu_w = _symmetric(np.maximum(dev.drift_nu + dev.drift_nu_dtod * rng.standard_normal(params.codes_w.shape), 0))
+    nu_b = np.maximum(dev.drift_nu + dev.drift_nu_dtod * rng.standard_normal(params.codes_b.shape), 0)
+    for codes, classes, nu in ((out.codes_w, out.class_w, nu_w), (out.codes_b, out.class_b, nu_b)):
+        g = tables.gmap[classes, codes].astype(np.float64)
+        g0 = tables.gmap[classes, 0].astype(np.float64)
+        want = g0 + (g - g0) * float(time) ** -nu
+        for m in range(tables.classes):
+            if m in tables.stuck_classes:
+                continue
+            sel = classes == m
+            codes[sel] = nearest_code(tables.gmap[m].astype(np.float64), want[sel])
+    return out

@@ -8,11 +8,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 
 import numpy as np
 
 from .masks import connectivity
+
+
+def round_half_up(x: Fraction | float | int) -> int:
+    """floor(x + 1/2), exactly: the spec's rounding of every derived constant."""
+    return math.floor(Fraction(x) + Fraction(1, 2))
+
+
+def floor_log2(x: Fraction) -> int:
+    """floor(log2(x)) of a positive fraction, exactly."""
+    n, d = x.numerator, x.denominator
+    e = n.bit_length() - d.bit_length()
+    if (n < d << e) if e >= 0 else (n << -e < d):
+        e -= 1
+    return e
 
 
 #: A decaying learning rate's pulse shift saturates here (docs/numerics.md, section 5).
@@ -167,15 +182,24 @@ class Formats:
         return self.device.w_max
 
     @cached_property
+    def mask(self) -> np.ndarray:
+        return connectivity(self.cfg.network)
+
+    @cached_property
     def degree_max(self) -> int:
-        return int(connectivity(self.cfg.network).sum(axis=1).max())
+        return int(self.mask.sum(axis=1).max())
 
     def lr_constants(self, lr: float) -> tuple[int, int]:
-        """(LR_MUL, LR_SHIFT): LR_MUL / 2^LR_SHIFT ~ lr / (beta B dw 2^(2 fa)), LR_MUL in [128, 255]."""
+        """(LR_MUL, LR_SHIFT): LR_MUL / 2^LR_SHIFT ~ lr / (beta' B dw 2^(2 fa)), LR_MUL in [128, 255].
+
+        beta' = 2 beta for centered nudging (the float model divides its contrast by 2 beta), else
+        beta. Computed exactly from the binary values of lr, beta and dw, rounded half up.
+        """
         tr = self.cfg.train
-        scale = lr / (tr.beta * tr.batch_size * self.device.pulse_weight * 2.0 ** (2 * self.fa))
-        shift = 7 - math.floor(math.log2(scale))
-        mul = int(round(scale * 2**shift))
+        beta = Fraction(tr.beta) * (2 if tr.nudge == "centered" else 1)
+        scale = Fraction(lr) / (beta * tr.batch_size * Fraction(self.device.pulse_weight) * 2 ** (2 * self.fa))
+        shift = 7 - floor_log2(scale)
+        mul = round_half_up(scale * 2**shift)
         if mul == 256:
             mul, shift = 128, shift - 1
         if not 1 <= shift <= 31:
@@ -291,5 +315,7 @@ class Formats:
                 "acc_bits_min": self.acc_bits_min, "r_bits": self.r_bits, "w_max": self.w_max,
                 "a_max": self.a_max, "degree_max": self.degree_max, "lr_mul": mul, "lr_shift": shift,
                 "lr_layers": [list(c) for c in self.lr_layers], "decay_shift": self.decay_shift,
-                "max_pulses": self.max_pulses, "levels": self.device.levels,
-                "devices_per_weight": self.device.devices}
+                "max_pulses": self.max_pulses, "max_pulse_step": self.device.max_pulse_step,
+                "levels": self.device.levels, "devices_per_weight": self.device.devices,
+                "classes": self.device.classes, "stuck_classes": list(self.device.stuck_classes),
+                "c2c": [int(c) for c in self.device.c2c_table]}

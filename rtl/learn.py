@@ -82,6 +82,9 @@ class Learner(wiring.Component):
     """The learning unit of one Config, behind its `LearnerPort` (ports.py)."""
 
     def __init__(self, cfg: Config, layout: hm.Layout):
+        if cfg.device.read_noise:
+            raise ValueError(f"device.read_noise={cfg.device.read_noise} is a model option the hardware leaves out "
+                             "(docs/numerics.md, section 5): set it to 0 for the RTL")
         self.cfg = cfg
         self.layout = layout
         self.plan = plan = LearnPlan(cfg)

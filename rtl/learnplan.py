@@ -30,12 +30,8 @@ RNG_TIMING = {"pipelined": (PIPELINE_LATENCY, 1), "iterative": (ITERATIVE_LATENC
 
 
 def c2c_thresholds(fmt: Formats) -> list[int]:
-    """The c2c noise threshold of each device class (one value for every class today)."""
-    tables = fmt.device
-    per_class = getattr(tables, "c2c_thresholds", None)
-    if per_class is not None:
-        return [int(v) for v in np.broadcast_to(per_class, (tables.classes,))]
-    return [int(tables.c2c_threshold)] * tables.classes
+    """The c2c noise threshold C2C[m] of each device class m (0 for the stuck classes)."""
+    return [int(v) for v in fmt.device.c2c_table]
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,8 @@ def _random_config(r: np.random.Generator, max_n: int, max_lanes: int) -> Config
     preset = str(r.choice(sorted(PRESETS)))
     device = {"preset": preset, "levels": int(r.choice([16, 32, 64, 128])) if preset != "ideal" else None,
               "d2d_classes": int(r.choice([1, 2, 4])), "d2d": float(r.choice([0.0, 0.1])),
-              "c2c": float(r.choice([0.0, 0.05]))}
+              "c2c": [None, 0.0, 0.05][int(r.integers(0, 3))], "stuck": float(r.choice([0.0, 0.15, 0.4])),
+              "stuck_high": float(r.choice([0.0, 0.5, 1.0]))}
     fixed_ = {"state_frac": int(r.integers(4, 9)), "weight_frac": int(r.integers(6, 11)),
               "rounding": str(r.choice(["stochastic", "nearest", "truncate"])), "tol_lsb": int(r.choice([0, 0, 1]))}
     train = {"batch_size": int(r.integers(1, 4)), "beta": float(r.choice([1.0, 0.5, 2.0])),
@@ -95,6 +96,13 @@ def make_case(cfg: Config, seed: int) -> Case:
     init = Params.initial(net, 0.4, r)
     params = fixed.FixedParams.from_float(cfg, init.W, r.uniform(-0.3, 0.3, net.n))
     params.updates = int(r.integers(0, 1000))
+    if fmt.device.stuck_classes and r.random() < 0.5:
+        # stuck devices at any code (programming leaves them at L-1): LEARN must keep every one
+        top = fmt.device.levels
+        stuck_w, stuck_b = fmt.device.is_stuck(params.class_w), fmt.device.is_stuck(params.class_b)
+        codes_w = np.where(stuck_w, r.integers(0, top, params.codes_w.shape), params.codes_w)
+        params.codes_w = np.triu(codes_w) + np.swapaxes(np.triu(codes_w, 1), -1, -2)
+        params.codes_b = np.where(stuck_b, r.integers(0, top, params.codes_b.shape), params.codes_b)
     batch = cfg.train.batch_size
     if net.layered:
         x = r.uniform(0.0, 1.0, (batch, net.layers[0]))

@@ -61,7 +61,7 @@ def test_bench_bad_device_is_a_one_line_error():
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
         "Error: invalid config: device: unknown device preset 'nope'; choose one of "
-        "['ideal', 'linear-256', 'linear-64', 'rram-nonlinear', 'soft-bounds']"]
+        "['ideal', 'linear-256', 'linear-64', 'reram-array-om', 'rram-nonlinear', 'soft-bounds']"]
 
 
 def test_bench_reports_classification_cost_per_board(tmp_path):

@@ -213,7 +213,7 @@ def test_accumulator_worst_case_reaches_the_bound_and_fits(preset, levels, act, 
     one bit less would not. (tanh at fv >= 10 has a_max < 2^fa: the bias term is w_max * 2^fa.)"""
     n = 12
     cfg = fixed_cfg(n, network={"activation": act, "dynamics": "euler" if act == "tanh" else "bounded"},
-                    fixed={"state_frac": fv}, device={"preset": preset, "levels": levels})
+                    fixed={"state_frac": fv}, device={"preset": preset, "levels": levels, "d2d_classes": 1})
     fmt = Formats(cfg)
     t = fmt.device
     assert fmt.degree_max == n - 1
@@ -423,7 +423,8 @@ def test_pulses_are_clipped_to_max_pulses(rounding):
     _, shift = fmt.lr_fixed
     C = np.array([2**30, -(2**30), 2**22, -(2**22), 0])
     assert quantise(fmt, C, shift, 9, np.arange(5)).tolist() == [3, -3, 3, -3, 0]
-    assert Formats(fixed_cfg(8, device={"preset": "linear-256"})).max_pulses == 3   # round(0.01 * 255)
+    lin = Formats(fixed_cfg(8, device={"preset": "linear-256"}))
+    assert (lin.max_pulses, lin.device.max_pulse_step) == (3, 3)          # pulses of 2-3 LSB: floor(10.24 / 3)
 
 
 # -- pulse programming ----------------------------------------------------------------------------
@@ -442,21 +443,21 @@ def spec_apply(fmt: Formats, codes, classes, pulses, s, t) -> list[list[int]]:
                 dev, pot = (primary, True) if codes[primary][k] < top else (1 - primary, False)
             c, m = codes[dev][k], int(classes[dev][k])
             c = int(tb.up[m][c] if pot else tb.down[m][c])
-            if tb.c2c_threshold:
+            if tb.c2c_table.any():                          # the pulsed device's class threshold
                 u = threefry_first_word(fmt.cfg.train.seed, t, int(s[k]), 2 + 2 * p + dev)
-                if (u >> 16) < tb.c2c_threshold:
+                if (u >> 16) < tb.c2c_table[m]:
                     c = min(max(c + (1 if (u >> 15) & 1 else -1), 0), top)
             codes[dev][k] = c
     return codes
 
 
 @settings(max_examples=120, deadline=None)
-@given(preset=st.sampled_from(["ideal", "linear-64", "rram-nonlinear", "soft-bounds"]),
+@given(preset=st.sampled_from(["ideal", "linear-64", "rram-nonlinear", "soft-bounds", "reram-array-om"]),
        c2c=st.sampled_from([None, 0.0, 0.25]), levels=st.sampled_from([None, 16]),
-       seed=st.integers(0, 2**20), t=st.integers(0, 1000))
-def test_apply_pulses_matches_the_spec(preset, c2c, levels, seed, t):
+       stuck=st.sampled_from([None, 0.3]), seed=st.integers(0, 2**20), t=st.integers(0, 1000))
+def test_apply_pulses_matches_the_spec(preset, c2c, levels, stuck, seed, t):
     fmt = Formats(fixed_cfg(8, train={"seed": seed}, device={"preset": preset, "c2c": c2c, "levels": levels,
-                                                               "d2d_classes": 3}))
+                                                               "d2d_classes": 3, "stuck": stuck}))
     tb = fmt.device
     r = np.random.default_rng(seed)
     k = 12
@@ -467,9 +468,12 @@ def test_apply_pulses_matches_the_spec(preset, c2c, levels, seed, t):
     pulses = r.integers(-31, 32, k)
     s = r.integers(0, 10_000, k)
     expect = spec_apply(fmt, codes, classes, pulses, s, t)
+    before = codes.copy()
     apply_pulses(fmt, codes, classes, pulses, s, t)
     assert codes.tolist() == expect
     assert codes.min() >= 0 and codes.max() <= tb.levels - 1
+    stuck_devices = tb.is_stuck(classes)
+    assert np.array_equal(codes[stuck_devices], before[stuck_devices])      # a stuck code never changes
 
 
 def test_levels_saturate_at_both_ends():
@@ -746,3 +750,112 @@ def _bad_class(d):
 def test_corrupted_fixed_weight_files_are_one_line_errors(fixed_file, tmp_path, edit, message):
     bad = _corrupt(fixed_file, tmp_path / "bad.npz", edit)
     assert_clean_error(run("eval", "--weights", bad, "--flip", "0.1", "--trials", "2"), message)
+
+
+# -- device options: stuck devices, read noise, drift (docs/numerics.md, sections 3 and 5) -----------
+
+def test_stuck_devices_never_change_in_training(pats):
+    """In-situ training with cycle-to-cycle noise on: every stuck device keeps its code (L-1, from
+    programming) and its weight; the working devices learn."""
+    cfg = fixed_cfg(train={"epochs": 3, "lr": 0.2}, device={"preset": "rram-nonlinear", "stuck": 0.2, "c2c": 0.3,
+                                                             "levels": 32})
+    fmt = Formats(cfg)
+    tables = fmt.device
+    init = FixedParams.from_float(cfg, *(lambda p: (p.W, p.b))(
+        Params.initial(cfg.network, cfg.train.init_scale, np.random.default_rng(cfg.train.seed))))
+    params, _ = training.train(cfg, pats, progress=False)
+    for codes, start, classes in ((params.codes_w, init.codes_w, params.class_w),
+                                  (params.codes_b, init.codes_b, params.class_b)):
+        stuck = tables.is_stuck(classes)
+        assert stuck.any() and np.all(codes[stuck] == tables.levels - 1) and np.all(start[stuck] == tables.levels - 1)
+        assert np.any(codes[~stuck] != start[~stuck])
+    assert np.array_equal(params.class_w, init.class_w)
+
+
+def test_fabrication_gives_each_seed_its_own_stuck_map():
+    cfgs = [fixed_cfg(device={"preset": "linear-64", "stuck": 0.1, "fab_seed": s}) for s in (0, 0, 1)]
+    maps = [FixedParams.from_float(c, np.zeros((N, N)), np.zeros(N)).class_w for c in cfgs]
+    assert np.array_equal(maps[0], maps[1]) and not np.array_equal(maps[0], maps[2])
+    assert np.array_equal(maps[0], np.swapaxes(maps[0], 1, 2))                      # one map per pair
+
+
+def test_read_noise_is_a_deterministic_model_option(pats):
+    cfg = fixed_cfg(device={"preset": "linear-256"})
+    noisy_cfg = fixed_cfg(device={"preset": "linear-256", "read_noise": 0.02})
+    r = np.random.default_rng(4)
+    init = Params.initial(cfg.network, 0.3, r)
+    x = corrupt(np.repeat(pats.values, 20, axis=0), 0.1, r)
+    results = []
+    for c in (cfg, noisy_cfg, noisy_cfg):
+        fmt = Formats(c)
+        W, b = FixedParams.from_float(c, init.W, init.b).weights(fmt.device)
+        results.append(fixed_relax(fmt, W, b, fixed_drive_for(fmt, x), max_steps=30))
+    clean, noisy, again = results
+    assert np.array_equal(noisy.v, again.v) and np.array_equal(noisy.steps, again.steps)     # deterministic
+    assert not np.array_equal(clean.v, noisy.v)
+    # the field noise has the variance of independent per-device read noise: sigma^2 (sum_j a_j^2 + 2^2fa) x 2
+    fmt = Formats(noisy_cfg)
+    noise = fixed.ReadNoise(fmt, np.random.default_rng(0))
+    a = np.full((4000, N), 1 << fmt.fa)
+    sigma = 0.02 * 1.0 * 0.5 * 2**fmt.fw                                   # range [0, 1] x w_scale 0.5
+    expect = sigma * np.sqrt(2 * (fmt.mask.sum(axis=1) * 2.0 ** (2 * fmt.fa) + 2.0 ** (2 * fmt.fa)))
+    assert np.allclose(noise(a).std(axis=0), expect, rtol=0.06)
+    assert abs(noise(a).mean()) < 0.05 * expect.mean()
+
+
+def test_hardware_refuses_read_noise():
+    from memprop.rtl import hostmap as hm
+    from memprop.rtl.learn import Learner
+
+    cfg = fixed_cfg(8, device={"preset": "linear-64", "read_noise": 0.01})
+    with pytest.raises(ValueError, match=r"device\.read_noise=0\.01 is a model option"):
+        Learner(cfg, hm.Layout(Formats(cfg)))
+
+
+def test_drift_decays_conductances_towards_gmin():
+    cfg = fixed_cfg(device={"preset": "rram-nonlinear", "stuck": 0.1, "drift_nu": 0.05, "drift_nu_dtod": 0.02})
+    fmt = Formats(cfg)
+    t = fmt.device
+    r = np.random.default_rng(2)
+    W = np.triu(r.uniform(-0.3, 0.3, (N, N)), 1)
+    params = FixedParams.from_float(cfg, W + W.T, r.uniform(-0.2, 0.2, N))
+    assert np.array_equal(fixed.drift(fmt, params, 1.0).weights(t)[0], params.weights(t)[0])   # t = t0
+    late = fixed.drift(fmt, params, 1e4)
+    assert np.array_equal(late.codes_w, fixed.drift(fmt, params, 1e4).codes_w)                  # fixed per chip
+    assert np.array_equal(late.codes_w, np.swapaxes(late.codes_w, 1, 2))
+    assert late.codes_w.min() >= 0 and late.codes_w.max() < t.levels
+    g = t.gmap[params.class_w, params.codes_w]
+    g_late = t.gmap[late.class_w, late.codes_w]
+    stuck = t.is_stuck(params.class_w)
+    assert np.array_equal(late.codes_w[stuck], params.codes_w[stuck])
+    moved = g_late[~stuck] - t.gmap[params.class_w, 0][~stuck]
+    assert np.all(moved <= g[~stuck] - t.gmap[params.class_w, 0][~stuck])                       # only downwards
+    assert moved.sum() < 0.7 * (g[~stuck] - t.gmap[params.class_w, 0][~stuck]).sum()            # about 1e4^-0.05
+    off = fixed_cfg(device={"preset": "rram-nonlinear"})
+    same = fixed.drift(Formats(off), FixedParams.from_float(off, W + W.T, np.zeros(N)), 1e6)
+    assert np.array_equal(same.codes_w, FixedParams.from_float(off, W + W.T, np.zeros(N)).codes_w)
+    with pytest.raises(ValueError, match="drift time must be >= 1"):
+        fixed.drift(fmt, params, 0.5)
+
+
+@pytest.mark.parametrize("nudge", ["positive", "centered"])
+def test_pulse_rate_equals_the_float_update(nudge):
+    """For the same phases, the expected pulses (C LR_MUL / 2^LR_SHIFT) times the pulse weight are the
+    float model's lr dW (rules.eqprop_update: centered divides by 2 beta, positive by beta), to the
+    precision of LR_MUL (8 bits)."""
+    from memprop.model.rules import _correlation
+
+    n, batch = 10, 8
+    cfg = fixed_cfg(n, train={"nudge": nudge}, device={"preset": "ideal"})
+    fmt = Formats(cfg)
+    r = np.random.default_rng(0)
+    a_hi, a_lo = r.integers(fmt.lo, fmt.hi + 1, (2, batch, n))
+    mask = fmt.mask
+    C, _ = fixed.correlations(fmt, a_hi, a_lo, mask, np.zeros(n, bool))
+    mul, shift = fmt.lr_fixed
+    ii, jj = np.nonzero(np.triu(mask))
+    pulses = C[ii, jj] * mul / 2.0**shift
+    scale = 2 * cfg.train.beta if nudge == "centered" else cfg.train.beta
+    f_hi, f_lo = a_hi / 2.0**fmt.fa, a_lo / 2.0**fmt.fa
+    dW = (_correlation(f_hi, mask) - _correlation(f_lo, mask)) / (scale * batch)
+    assert np.allclose(pulses * fmt.device.pulse_weight, cfg.train.lr * dW[ii, jj], rtol=1 / 256, atol=1e-12)

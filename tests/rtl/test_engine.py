@@ -82,6 +82,40 @@ def test_a_wrong_model_is_reported_as_a_mismatch():
         simulate(case, exp)
 
 
+def test_stuck_devices_and_per_class_c2c_are_bit_exact():
+    """Stuck classes (constant GMAP, identity UP/DOWN) next to noisy working classes: the learner's
+    per-class C2C lookup gives every code the model gives, and no stuck code ever changes."""
+    import numpy as np
+
+    from memprop.model.numerics import Formats
+
+    cfg = Config.for_algorithm("eqprop", network={"n": 8}, numerics="fixed",
+                               train={"batch_size": 2, "lr": 0.5, "max_step": 0.05, "seed": 5},
+                               device={"preset": "linear-64", "levels": 16, "stuck": 0.3, "c2c": 0.3, "d2d": 0.1,
+                                       "d2d_classes": 2}, hw={"lanes": 2})
+    tables = Formats(cfg).device
+    assert tables.stuck_classes == (2, 3) and list(tables.c2c_table) == [19661, 19661, 0, 0]
+    case = make_case(cfg, 1)
+    exp = expected(case)
+    simulate(case, exp)
+    stuck = tables.is_stuck(case.params.class_w) & case.params.mask[None]
+    assert stuck.any()
+    assert np.array_equal(exp.params.codes_w[stuck], case.params.codes_w[stuck])
+    partner_stuck = stuck.any(axis=0) & ~stuck.all(axis=0)
+    assert np.any(exp.pulses.pulses_w[np.triu(partner_stuck)] != 0)          # pulses reached such pairs
+    assert np.any(exp.params.codes_w != case.params.codes_w)
+
+
+def test_random_campaign_covers_stuck_devices_and_per_class_c2c():
+    from memprop.model.numerics import Formats
+
+    tables = [Formats(random_config(seed, max_n=20, max_lanes=8)).device for seed in range(60)]
+    both = [t for t in tables if t.stuck_classes and t.c2c_table.any()]
+    assert len(both) >= 5 and any(t.devices == 2 for t in both) and any(t.devices == 1 for t in both)
+    default = [Formats(random_config(seed, max_n=12, max_lanes=6)).device for seed in range(6)]
+    assert any(t.stuck_classes and t.c2c_table.any() for t in default)     # in the default suite too
+
+
 def spram_config(cfg):
     """`cfg` with its codes in SPRAM, with as many of its lanes as the four blocks hold."""
     from memprop.rtl.codemem import spram_fits

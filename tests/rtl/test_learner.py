@@ -107,9 +107,9 @@ def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np
     return {**out, "layout": lay}
 
 
-def check_learn(cfg: Config, seed: int) -> dict:
+def check_learn(cfg: Config, seed: int, case=None) -> dict:
     """One LEARN on a random case: codes of every streamed copy and every bias, and the cycles."""
-    case = make_case(cfg, seed)
+    case = make_case(cfg, seed) if case is None else case
     fmt = case.fmt
     r = np.random.default_rng(seed + 1000)
     B, n = cfg.train.batch_size, cfg.network.n
@@ -137,7 +137,8 @@ def check_learn(cfg: Config, seed: int) -> dict:
         assert codes == want.codes_b[:, i].tolist(), f"bias {i}: rtl {codes}, model {want.codes_b[:, i].tolist()}"
     model_cycles = cycles.learner_cycles(LearnPlan(cfg), step.pulses_w, step.pulses_b)
     assert got["cycles"] == model_cycles, f"LEARN took {got['cycles']} cycles, the cycle model says {model_cycles}"
-    return {"cycles": got["cycles"], "pulses": int(np.abs(step.pulses_w).sum() + np.abs(step.pulses_b).sum())}
+    return {"cycles": got["cycles"], "pulses": int(np.abs(step.pulses_w).sum() + np.abs(step.pulses_b).sum()),
+            "step": step, "after": want}
 
 
 def small(**sections) -> Config:
@@ -153,6 +154,8 @@ def small(**sections) -> Config:
     {"hw": {"lanes": 3}, "network": {"n": 7}},
     {"hw": {"lanes": 5, "learn_lanes": 2, "threefry": "iterative"}, "fixed": {"rounding": "stochastic"}},
     {"device": {"preset": "rram-nonlinear", "d2d_classes": 3}, "train": {"lr": 0.2}},
+    {"device": {"preset": "rram-nonlinear", "stuck": 0.3, "stuck_high": 0.5}, "train": {"lr": 0.2},
+     "hw": {"lanes": 4, "learn_lanes": 2}},
     {"network": {"n": 10, "topology": "band", "band": 5}, "fixed": {"rounding": "nearest"}, "hw": {"lanes": 2}},
     {"network": {"n": 10, "topology": "layered", "layers": (3, 4, 3)}, "hw": {"lanes": 4, "learn_lanes": 3}},
     {"network": {"n": 8, "activation": "tanh", "dynamics": "euler", "self_connections": True},
@@ -169,3 +172,24 @@ def test_learn_unit_random_configs(seed):
     lanes = cfg.hw.lanes
     cfg = cfg.replace(hw={"learn_lanes": int(np.random.default_rng(seed).integers(1, lanes + 1))})
     check_learn(cfg, seed)
+
+
+def test_learn_unit_never_changes_a_stuck_code():
+    """Stuck devices at codes other than their programmed one, with pulses reaching their pairs:
+    the parallel learner leaves every stuck code as it is (and equals the model everywhere)."""
+    cfg = small(device={"preset": "linear-64", "levels": 16, "stuck": 0.3, "c2c": 0.3, "d2d": 0.1,
+                        "d2d_classes": 2}, train={"lr": 0.5, "max_step": 0.05}, hw={"lanes": 4, "learn_lanes": 3})
+    fmt = formats(cfg)
+    case = make_case(cfg, 1)
+    params = case.params
+    stuck = fmt.device.is_stuck(params.class_w) & params.mask[None]
+    assert stuck.any() and fmt.device.c2c_table.any()
+    r = np.random.default_rng(7)
+    params.codes_w = np.where(stuck, r.integers(0, fmt.device.levels, params.codes_w.shape), params.codes_w)
+    params.codes_w = np.triu(params.codes_w) + np.swapaxes(np.triu(params.codes_w, 1), -1, -2)
+    before = params.codes_w.copy()
+    result = check_learn(cfg, 1, case)          # the RTL equals the model on every copy
+    pair_stuck = stuck.any(axis=0) & ~stuck.all(axis=0)
+    assert np.any(result["step"].pulses_w[np.triu(pair_stuck)] != 0)      # pulses reached such pairs
+    assert np.array_equal(result["after"].codes_w[stuck], before[stuck])
+    assert np.any(result["after"].codes_w != before)

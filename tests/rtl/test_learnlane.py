@@ -91,6 +91,10 @@ PULSE_CONFIGS = [
     {"device": {"preset": "rram-nonlinear", "d2d_classes": 3}},
     {"device": {"preset": "soft-bounds", "levels": 32, "c2c": 0.25, "d2d": 0.1, "d2d_classes": 4}},
     {"device": {"preset": "ideal", "levels": 128, "c2c": 0.3}, "train": {"max_step": 0.1}},
+    # stuck classes (identity UP/DOWN, C2C 0) beside noisy working classes, pair and single device
+    {"device": {"preset": "linear-64", "levels": 16, "stuck": 0.3, "stuck_high": 0.5, "c2c": 0.3, "d2d": 0.1,
+                "d2d_classes": 2}, "train": {"max_step": 0.2}},
+    {"device": {"preset": "ideal", "levels": 64, "stuck": 0.2, "c2c": 0.2}, "train": {"max_step": 0.1}},
 ]
 
 
@@ -114,6 +118,8 @@ def test_pulse_lane_equals_model_apply_pulses(sections):
     t = int(r.integers(0, 1000))
     want = codes.copy()
     fixed.apply_pulses(fmt, want, classes, pulses, s, t)
+    stuck = tables.is_stuck(classes)
+    assert np.array_equal(want[stuck], codes[stuck])          # the model keeps every stuck code
     image = PulseLane.table_image(fmt)
     dut = PulseLane(fmt)
 
