@@ -66,9 +66,11 @@ class Proof:
 
 def default_proofs() -> list[Proof]:
     """Every proof `memprop formal` runs, with its default-suite depths."""
+    from memprop.rtl import link_formal as lf
     from memprop.rtl import uart_formal as uf
 
     return [
+        Proof("link", lambda props, cfg: lf.LinkProof(props), "prove", 4, 40),
         Proof("uart_tx", lambda props, cfg: uf.UartTxProof(props), "prove", 3, 50),
         Proof("uart_rx", lambda props, cfg: uf.UartRxProof(props), "prove", 3, 90),
         Proof("uart_loopback", lambda props, cfg: uf.UartLoopbackProof(props), "prove", 4, 50),
@@ -246,6 +248,8 @@ def _sby_text(il_name: str, mode: str, depth: int, timeout: int) -> str:
         "[script]",
         f"read_rtlil {il_name}",
         "prep -top top",
+        # a cover run only searches for the covers: the assertions are the prove/bmc job's
+        *(["chformal -assert -remove"] if mode == "cover" else []),
         "",
         "[files]",
         il_name,

@@ -117,13 +117,15 @@ def past(m: Module, value, name: str, init: int = 0) -> Signal:
     return reg
 
 
-def crc16_bitwise(crc, byte):
+def crc16_bitwise(m: Module, crc, byte, name: str) -> Signal:
     """CRC-16/CCITT-FALSE of one byte, bit by bit (MSB first): a second, independent form of
-    the link's table-free CRC step (`link.crc16_next` derives XOR taps instead)."""
-    from amaranth import Mux
+    the link's CRC step (`link.crc16_next` derives XOR taps instead). Each bit step is a named
+    signal: nested expressions would repeat the whole tree at every step."""
+    from amaranth import Cat, Const, Mux
 
     for bit in reversed(range(8)):
-        feedback = crc[15] ^ byte[bit]
-        shifted = (crc << 1)[:16]
-        crc = Mux(feedback, shifted ^ 0x1021, shifted)
+        nxt = Signal(16, name=f"{name}_bit{bit}")
+        shifted = Cat(Const(0, 1), crc[:15])
+        m.d.comb += nxt.eq(Mux(crc[15] ^ byte[bit], shifted ^ 0x1021, shifted))
+        crc = nxt
     return crc
