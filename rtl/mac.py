@@ -13,6 +13,8 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import formal
+
 #: Cycles from a block at the inputs to its row sum at the outputs.
 MAC_LATENCY = 3
 
@@ -67,4 +69,5 @@ class MacArray(wiring.Component):
             with m.Else():
                 m.d.sync += running.eq(running + head)
         m.d.sync += [self.row_valid.eq(s2_valid & ends), self.row_sum.eq(running + head)]
+        formal.hook(self, m, running=running)
         return m
