@@ -277,21 +277,23 @@ BOARD_NAMES = ("icebreaker", "ulx3s", "ulx3s-25f")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="build directory")
 @click.option("--baud", type=click.IntRange(min=1), default=None, help="UART baud rate (default 1000000)")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="nextpnr placement seed")
+@click.option("--clock", "clock_mhz", type=click.FloatRange(min=1, max=400), default=None,
+              help="core clock from the board PLL in MHz (default: the board's, where its design closes)")
 @user_errors
-def build_board(board, config_file, out, baud, seed):
+def build_board(board, config_file, out, baud, seed, clock_mhz):
     """Build a bitstream for a board: engine + host link + UART (YoWASP toolchain)."""
     from memprop.boards.build import DEFAULT_BAUD, BuildError, build
 
     cfg = hardware_config(config_file) if config_file is not None else None
     try:
-        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed)
+        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed, clock_mhz=clock_mhz)
     except BuildError as exc:
         raise click.ClickException(str(exc)) from None
     util = ", ".join(f"{name} {u['used']}/{u['available']}" for name, u in report["utilisation"].items()
                      if u.get("available"))
     click.echo(f"wrote {report['bitstream']} for {board} ({report['device']}): N={report['n']}, P={report['lanes']}, "
                f"fingerprint {report['fingerprint']}")
-    click.echo(f"  {util}; fmax {report['fmax_mhz']} MHz at a {report['clock_mhz']} MHz clock; "
+    click.echo(f"  {util}; fmax {report['fmax_mhz']} MHz at a {report['clock_mhz']} MHz PLL clock; "
                f"{report['wall_s']} s; report {out}/build.json")
     if not report["timing_met"]:
         raise click.ClickException(f"timing not met: fmax {report['fmax_mhz']} MHz is below the "

@@ -17,7 +17,7 @@ from memprop.model.config import Config
 from memprop.model.numerics import bitlen_signed
 
 from .formal import Properties, attach, past
-from .mac import MAC_LATENCY, MacArray
+from .mac import MacArray
 from .schedule import formats
 
 __all__ = ["MacProof", "SHADOW_EXTRA"]
@@ -73,7 +73,7 @@ class MacProof(Elaboratable):
                      block["tail_n"].eq(sum(Mux(in_head[i], 0, dut.entry[i]) for i in range(P))),
                      block["ends"].eq(dut.last.any()), block["valid"].eq(dut.valid)]
         # ... and summed, in the shadow, when the MAC's last stage sees the block
-        for d in range(MAC_LATENCY - 1):
+        for d in range(dut.latency - 1):
             block = {k: past(m, v, f"ref_{k}_d{d + 1}") for k, v in block.items()}
         running = Signal(wide, name="ref_running")                 # the open row's exact sum
         running_n = Signal(range(f.degree_max + 1), name="ref_running_n")   # and its synapses
@@ -90,7 +90,7 @@ class MacProof(Elaboratable):
         row_valid = past(m, block["valid"] & block["ends"], "ref_row_valid")
         row_value = past(m, running + block["head"], "ref_row_value")
         props.check(m, "mac.row_sum_exact", (dut.row_valid == row_valid) & (~row_valid | (dut.row_sum == row_value)),
-                    f"every row sum leaves the MAC {MAC_LATENCY} cycles after its row's last block and equals a "
+                    f"every row sum leaves the MAC {dut.latency} cycles (mac_latency(P)) after its row's last block and equals a "
                     f"shadow sum {SHADOW_EXTRA} bits wider: the {self.acc_bits}-bit accumulator never wraps")
         bound = f.degree_max * pmax
         props.check(m, "mac.row_sum_within_bound",

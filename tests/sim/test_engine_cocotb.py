@@ -14,7 +14,7 @@ import pytest
 
 from memprop.model.config import Config
 from memprop.rtl.verify import random_config
-from memprop.sim.engine import run_campaign, run_engine
+from memprop.sim.engine import engine_verilog, run_campaign, run_engine
 from memprop.sim.simulators import unavailable_reason
 
 
@@ -47,6 +47,42 @@ def test_gate_level_ice40_netlist(tmp_path):
     cfg = Config.for_algorithm("eqprop", network={"n": 6, "max_steps": 10}, numerics="fixed",
                                train={"batch_size": 1}, device={"preset": "linear-64"}, hw={"lanes": 2})
     assert_clean(run_engine(cfg, [1], netlist="ice40", build_root=tmp_path))
+
+
+@needs("verilator")
+def test_spram_code_memory_with_the_yosys_cell_model(tmp_path):
+    """Codes in SB_SPRAM256KA cells (yosys' model) under Verilator: bit-exact like block RAM."""
+    cfg = Config.for_algorithm("eqprop", network={"n": 7, "max_steps": 10}, numerics="fixed",
+                               train={"batch_size": 2}, device={"preset": "linear-256"},
+                               hw={"lanes": 4, "code_memory": "spram"})
+    assert "SB_SPRAM256KA" in engine_verilog(cfg, tmp_path).read_text()
+    assert_clean(run_engine(cfg, [2], build_root=tmp_path))
+
+
+def board_gate_level(board: str, workloads: list, root):
+    """The board's default configuration, synthesized for its FPGA family, under Verilator."""
+    from memprop.boards.build import get_board
+
+    spec = get_board(board)
+    return run_engine(spec.default_config(), [], workloads, netlist=spec.family, build_root=root)
+
+
+@needs("verilator")
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s-25f"])
+def test_gate_level_board_default_steps_and_learn(board, tmp_path):
+    """Each board's default design (iCE40 netlist with SPRAM and SB_MAC16; ECP5 netlist) at gate
+    level: a few relaxation steps and one LEARN, bit-exact, with every cycle counter."""
+    run = board_gate_level(board, [{"kind": "steps_and_learn", "seed": 1, "steps": 2}], tmp_path)
+    assert_clean(run)
+    assert run.results[0]["steps"] == 2 and run.results[0]["pulses"] > 0
+
+
+@pytest.mark.slow
+@needs("verilator")
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s", "ulx3s-25f"])
+def test_gate_level_board_default_training_minibatch(board, tmp_path):
+    """A training minibatch on the 16 glyphs through each board's default netlist."""
+    assert_clean(board_gate_level(board, [{"kind": "training", "epochs": 1, "minibatches": 1}], tmp_path))
 
 
 SMALL = dict(network={"n": 8}, numerics="fixed", train={"batch_size": 1}, device={"preset": "linear-64"},
