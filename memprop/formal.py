@@ -18,15 +18,14 @@ named wires each property drives (rtl/formal.py) at the trace's last step.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -55,10 +54,13 @@ class Proof:
     `mode` "prove" runs k-induction to `depth`; "bmc" a bounded check to `depth`.
     """
 
+    def depth_for(self, cfg: Config | None) -> int:
+        return self.depth(cfg) if callable(self.depth) else self.depth
+
     name: str
     build: Callable
     mode: Mode
-    depth: int
+    depth: int | Callable            # an int, or depth(cfg) for per-config proofs (pipeline latencies)
     cover_depth: int
     per_config: bool = False
     timeout: int = 900                # seconds per SymbiYosys job
@@ -70,14 +72,19 @@ def default_proofs() -> list[Proof]:
     from memprop.rtl import mac_formal as mf
     from memprop.rtl import neuron_formal as nf
     from memprop.rtl import uart_formal as uf
+    from memprop.rtl.mac import mac_latency
+    from memprop.rtl.neuron import NEURON_LATENCY
 
     return [
         Proof("link", lambda props, cfg: lf.LinkProof(props), "prove", 4, 40),
         Proof("uart_tx", lambda props, cfg: uf.UartTxProof(props), "prove", 3, 50),
         Proof("uart_rx", lambda props, cfg: uf.UartRxProof(props), "prove", 3, 90),
         Proof("uart_loopback", lambda props, cfg: uf.UartLoopbackProof(props), "prove", 4, 50),
-        Proof("neuron", lambda props, cfg: nf.NeuronProof(props, cfg), "prove", 3, 6, per_config=True),
-        Proof("mac", lambda props, cfg: mf.MacProof(props, cfg), "prove", 4, 12, per_config=True),
+        # feed-forward pipelines: the induction reaches back over the pipeline's latency
+        Proof("neuron", lambda props, cfg: nf.NeuronProof(props, cfg), "prove", lambda cfg: NEURON_LATENCY + 1, 10,
+              per_config=True),
+        Proof("mac", lambda props, cfg: mf.MacProof(props, cfg), "prove", lambda cfg: mac_latency(cfg.hw.lanes) + 1,
+              14, per_config=True),
     ]
 
 
@@ -98,8 +105,68 @@ def default_configs() -> list[tuple[str, Config]]:
         ("layered-tanh", Config.for_algorithm(
             "eqprop", **fixed, network={"n": 6, "topology": "layered", "layers": [2, 2, 2], "activation": "tanh",
                                         "dynamics": "euler", "eps": 0.25},
-            train={"beta": 2.0}, fixed=small, device={"preset": "rram-nonlinear"}, hw={"lanes": 3})),
+            train={"beta": 2.0}, fixed={**small, "deriv_frac": 2}, device={"preset": "rram-nonlinear"},
+            hw={"lanes": 3})),
     ]
+
+
+# -- deliberately broken designs (the checker must be able to fail) ------------------------------
+
+@dataclass(frozen=True)
+class Mutant:
+    """A design with a planted bug: `patch()` is a context manager active while the proof's
+    harness elaborates; the listed proofs run as bounded checks (without lemmas) to `depth`."""
+
+    name: str
+    proofs: tuple[str, ...]
+    patch: Callable
+    depth: int
+    text: str
+
+
+@contextmanager
+def _link_skips_crc():
+    from amaranth import Const
+
+    from memprop.rtl import link
+
+    saved = link.crc16_next
+
+    def no_check(crc, byte):
+        # the request parser's CRC (the register named `crc`) always "passes"; the responses'
+        # CRC (`out_crc`) is left intact, so only the missing check is planted
+        return Const(0, 16) if getattr(crc, "name", None) == "crc" else saved(crc, byte)
+
+    link.crc16_next = no_check
+    try:
+        yield
+    finally:
+        link.crc16_next = saved
+
+
+@contextmanager
+def _narrow_accumulator():
+    from memprop.rtl import mac
+
+    saved = mac.MacArray.__init__
+
+    def narrow(self, lanes, w_bits, a_bits, acc_bits):
+        saved(self, lanes, w_bits, a_bits, acc_bits - 1)
+    mac.MacArray.__init__ = narrow
+    try:
+        yield
+    finally:
+        mac.MacArray.__init__ = saved
+
+
+MUTANTS = {
+    m.name: m for m in (
+        Mutant("link-skips-crc", ("link",), _link_skips_crc, 20,
+               "a host link that executes a frame without checking its CRC"),
+        Mutant("mac-narrow-accumulator", ("mac",), _narrow_accumulator, 10,
+               "a MAC array whose accumulator is one bit narrower than numerics.md derives"),
+    )
+}
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -329,16 +396,17 @@ class _Built:
     config: str
     props: object                # rtl.formal.Properties
     il: Path
+    depth: int = 0               # the proof's own depth for its configuration
 
 
 def _build(proof: Proof, cfg: Config | None, config_label: str, workroot: Path,
-           mutate: Callable | None = None) -> _Built:
+           mutate: Callable | None = None, lemmas: bool = True) -> _Built:
     from amaranth.back import rtlil
 
     from memprop.rtl.formal import Properties
 
     label = f"{proof.name}-{config_label}" if proof.per_config else proof.name
-    props = Properties(config_label if proof.per_config else "")
+    props = Properties(config_label if proof.per_config else "", lemmas=lemmas)
     harness = proof.build(props, cfg)
     workdir = workroot / label
     workdir.mkdir(parents=True, exist_ok=True)
@@ -349,7 +417,7 @@ def _build(proof: Proof, cfg: Config | None, config_label: str, workroot: Path,
             raise FormalError(f"{label}: the harness does not elaborate: {type(exc).__name__}: {exc}") from exc
     il = workdir / "design.il"
     il.write_text(text)
-    return _Built(proof, label, props.config, props, il)
+    return _Built(proof, label, props.config, props, il, proof.depth_for(cfg))
 
 
 def _assert_results(b: _Built, job: JobOutcome, depth: int, mode: Mode) -> tuple[list[PropertyResult], str | None]:
@@ -413,26 +481,31 @@ def _cover_results(b: _Built, job: JobOutcome, depth: int) -> tuple[list[Propert
 
 def run(proofs: Iterable[Proof] | None = None, configs: Sequence[tuple[str, Config]] = (), *,
         out_dir: Path, depth: int | None = None, jobs: int = 2, covers: bool = True,
-        mutate: Callable | None = None, progress: Callable[[str], None] | None = None) -> Report:
+        mutant: Mutant | None = None, progress: Callable[[str], None] | None = None) -> Report:
     """Run `proofs` (default: all) and return the per-property report.
 
     `configs` are (label, Config) pairs for the per-config proofs; `depth` replaces every
-    proof's default depth (and raises the cover depth to at least it); `mutate` is a context
-    manager factory active while the harnesses elaborate (the broken-design tests use it).
+    proof's default depth (and raises the cover depth to at least it). With a `mutant`, its
+    proofs run on the broken design as bounded checks to the mutant's depth, without covers.
     """
     check_tools()
     proofs = list(default_proofs() if proofs is None else proofs)
+    mutate = None
+    if mutant is not None:
+        proofs = [replace(p, mode="bmc", depth=max(depth or 0, mutant.depth)) for p in proofs
+                  if p.name in mutant.proofs]
+        mutate, covers, depth = mutant.patch, False, None
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     built: list[_Built] = []
     for proof in proofs:
         for label, cfg in (configs if proof.per_config else [("", None)]):
-            built.append(_build(proof, cfg, label, out_dir, mutate))
+            built.append(_build(proof, cfg, label, out_dir, mutate, lemmas=mutant is None))
 
     tasks = []
     for b in built:
-        d = depth if depth is not None else b.proof.depth
+        d = depth if depth is not None else b.depth
         mode = b.proof.mode
         tasks.append((b, mode, d))
         if covers and b.props.covers:
@@ -473,4 +546,32 @@ def summary_lines(report: Report) -> list[str]:
             f"covers {d['covers_reached']}/{d['covers']} reached; {d['seconds']} s"]
 
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+def markdown_table(report: Report) -> str:
+    """The property table of docs/rtl.md: one row per property, its proofs merged."""
+    rows: dict[tuple[str, str], dict] = {}
+    for r in report.results:
+        row = rows.setdefault((r.kind, r.name), {"r": r, "statuses": [], "configs": []})
+        row["statuses"].append(r)
+        if r.config:
+            row["configs"].append(r.config)
+
+    def how(results: list[PropertyResult]) -> str:
+        worst = {"failed": 0, "unreached": 0, "bounded": 1, "proven": 2, "reached": 2}
+        r = min(results, key=lambda x: worst[x.status])
+        if r.status == "proven":
+            return f"proven, k-induction k={r.depth}"
+        if r.status == "bounded":
+            return f"bounded, depth {r.depth}"
+        if r.status == "reached":
+            return f"reached (step {max(x.step or 0 for x in results)})"
+        return f"**{r.status}**"
+
+    lines = ["| property | component | guarantees | status | configs |", "|---|---|---|---|---|"]
+    for (kind, name), row in sorted(rows.items(), key=lambda kv: (kv[0][0] != "assert", kv[1]["r"].lemma, kv[0][1])):
+        r = row["r"]
+        label = f"`{name}`" + (" (lemma)" if r.lemma else "") + (" (cover)" if kind == "cover" else "")
+        text = r.text.removeprefix("lemma: ")
+        configs = ", ".join(sorted(set(row["configs"]))) or "-"
+        lines.append(f"| {label} | {r.component} | {text} | {how(row['statuses'])} | {configs} |")
+    return "\n".join(lines) + "\n"

@@ -25,7 +25,10 @@ __all__ = ["NeuronProof", "neuron_reference"]
 def neuron_reference(m: Module, fmt, acc, bias, x, target, v, is_output, sign, deriv) -> dict:
     """The spec's update of one unit, exact: named signals for v', the step, r and the clamp."""
     f = fmt
-    u = acc + (bias << f.fa) + x * f.g_in
+    # |u| <= the accumulator bound of numerics.md section 6 < 2^(acc_bits - 1): exact in acc_bits + 1
+    u = Signal(signed(f.acc_bits + 1), name="ref_u")
+    u_wide = Signal(signed(f.acc_bits + 16), name="ref_u_wide")
+    m.d.comb += [u.eq(acc + (bias << f.fa) + x * f.g_in), u_wide.eq(acc + (bias << f.fa) + x * f.g_in)]
     g = u if f.hard else u * deriv
     sigma = Mux(is_output, sign, 0)
     r = Signal(signed(f.r_bits + 16), name="ref_r")
@@ -38,7 +41,7 @@ def neuron_reference(m: Module, fmt, acc, bias, x, target, v, is_output, sign, d
     v_new = Signal(signed(f.state_bits + 1), name="ref_v_new")
     m.d.comb += v_new.eq(Mux(moved < f.lo, f.lo, Mux(moved > f.hi, f.hi, moved)))
     tie = (r[:R] == (1 << (R - 1))) if R > 0 else 0
-    return {"v_new": v_new, "moved": moved, "r": r, "tie": tie}
+    return {"v_new": v_new, "moved": moved, "r": r, "tie": tie, "u": u, "u_wide": u_wide}
 
 
 class NeuronProof(Elaboratable):
@@ -68,6 +71,10 @@ class NeuronProof(Elaboratable):
         delayed = {"valid": dut.valid, "row": dut.row, "v": dut.v, "v_new": ref["v_new"]}
         for stage in range(NEURON_LATENCY):
             delayed = {k: past(m, val, f"ref_{k}_d{stage + 1}") for k, val in delayed.items()}
+        props.check(m, "neuron.field_within_bound",
+                    (ref["u_wide"] == ref["u"]) & (ref["u_wide"] <= f.acc_bound) & (ref["u_wide"] >= -f.acc_bound),
+                    f"the field acc + b 2^fa + x G_in stays within the accumulator bound {f.acc_bound} of "
+                    f"numerics.md section 6 (so the reference's own widths are exact)")
         props.check(m, "neuron.state_in_range", (dut.v_new >= f.lo) & (dut.v_new <= f.hi),
                     f"the new state is always within [lo, hi] = [{f.lo}, {f.hi}]")
         props.check(m, "neuron.update_exact",
