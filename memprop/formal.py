@@ -68,6 +68,7 @@ class Proof:
 
 def default_proofs() -> list[Proof]:
     """Every proof `memprop formal` runs, with its default-suite depths."""
+    from memprop.rtl import controller_formal as cf
     from memprop.rtl import link_formal as lf
     from memprop.rtl import mac_formal as mf
     from memprop.rtl import neuron_formal as nf
@@ -85,6 +86,7 @@ def default_proofs() -> list[Proof]:
               per_config=True),
         Proof("mac", lambda props, cfg: mf.MacProof(props, cfg), "prove", lambda cfg: mac_latency(cfg.hw.lanes) + 1,
               14, per_config=True),
+        Proof("controller", lambda props, cfg: cf.ControllerProof(props, cfg), "prove", 3, 70, per_config=True),
     ]
 
 
@@ -97,7 +99,8 @@ def default_configs() -> list[tuple[str, Config]]:
     fixed = {"numerics": "fixed"}
     return [
         ("dense-hard_tanh", Config.for_algorithm(
-            "eqprop", **fixed, network={"n": 6}, fixed=small, device={"preset": "linear-64"}, hw={"lanes": 3})),
+            "eqprop", **fixed, network={"n": 6, "max_steps": 2}, fixed=small, device={"preset": "linear-64"},
+            hw={"lanes": 3})),
         ("band-hard_sigmoid", Config.for_algorithm(
             "eqprop", **fixed, network={"n": 6, "topology": "band", "band": 2, "activation": "hard_sigmoid"},
             train={"beta": 0.5}, fixed={**small, "weight_frac": 4}, device={"preset": "soft-bounds"},

@@ -21,6 +21,7 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import formal
 from . import hostmap as hm
 
 #: The command register's fields: opcode | sign << 4 | set << 6 | slot << 8.
@@ -82,7 +83,7 @@ class Controller(wiring.Component):
 
         block = Signal(range(max(D, 2)))
         first = Signal()
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.command_valid):
                     m.d.sync += [busy.eq(1), self.cycles.eq(0), error.eq(0)]
@@ -146,6 +147,8 @@ class Controller(wiring.Component):
                     m.d.comb += self.learned.eq(1)
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
+        formal.hook(self, m, fsm=fsm, op=op, item=item, block=block, rows_done=rows_done, delta_max=delta_max,
+                    first=first)
         return m
 
     def _next_item(self, m: Module, item) -> None:
