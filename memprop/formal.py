@@ -57,11 +57,14 @@ class Proof:
     def depth_for(self, cfg: Config | None) -> int:
         return self.depth(cfg) if callable(self.depth) else self.depth
 
+    def cover_depth_for(self, cfg: Config | None) -> int:
+        return self.cover_depth(cfg) if callable(self.cover_depth) else self.cover_depth
+
     name: str
     build: Callable
     mode: Mode
     depth: int | Callable            # an int, or depth(cfg) for per-config proofs (pipeline latencies)
-    cover_depth: int
+    cover_depth: int | Callable
     per_config: bool = False
     timeout: int = 900                # seconds per SymbiYosys job
 
@@ -73,7 +76,9 @@ def default_proofs() -> list[Proof]:
     from memprop.rtl import mac_formal as mf
     from memprop.rtl import neuron_formal as nf
     from memprop.rtl import uart_formal as uf
+    from memprop.rtl.cycles import step_cycles
     from memprop.rtl.mac import mac_latency
+    from memprop.rtl.schedule import Schedule
     from memprop.rtl.neuron import NEURON_LATENCY
 
     return [
@@ -86,7 +91,8 @@ def default_proofs() -> list[Proof]:
               per_config=True),
         Proof("mac", lambda props, cfg: mf.MacProof(props, cfg), "prove", lambda cfg: mac_latency(cfg.hw.lanes) + 1,
               14, per_config=True),
-        Proof("controller", lambda props, cfg: cf.ControllerProof(props, cfg), "prove", 3, 70, per_config=True),
+        Proof("controller", lambda props, cfg: cf.ControllerProof(props, cfg), "prove", 3,
+              lambda cfg: step_cycles(Schedule(cfg)) + 4, per_config=True),
     ]
 
 
@@ -400,6 +406,7 @@ class _Built:
     props: object                # rtl.formal.Properties
     il: Path
     depth: int = 0               # the proof's own depth for its configuration
+    cover_depth: int = 0
 
 
 def _build(proof: Proof, cfg: Config | None, config_label: str, workroot: Path,
@@ -420,7 +427,7 @@ def _build(proof: Proof, cfg: Config | None, config_label: str, workroot: Path,
             raise FormalError(f"{label}: the harness does not elaborate: {type(exc).__name__}: {exc}") from exc
     il = workdir / "design.il"
     il.write_text(text)
-    return _Built(proof, label, props.config, props, il, proof.depth_for(cfg))
+    return _Built(proof, label, props.config, props, il, proof.depth_for(cfg), proof.cover_depth_for(cfg))
 
 
 def _assert_results(b: _Built, job: JobOutcome, depth: int, mode: Mode) -> tuple[list[PropertyResult], str | None]:
@@ -512,7 +519,7 @@ def run(proofs: Iterable[Proof] | None = None, configs: Sequence[tuple[str, Conf
         mode = b.proof.mode
         tasks.append((b, mode, d))
         if covers and b.props.covers:
-            tasks.append((b, "cover", max(b.proof.cover_depth, d)))
+            tasks.append((b, "cover", max(b.cover_depth, d)))
 
     def work(task):
         b, mode, d = task

@@ -18,7 +18,7 @@ their own.
 
 from __future__ import annotations
 
-from amaranth import Cat, Elaboratable, Module, ResetSignal, Signal, Value
+from amaranth import Cat, Elaboratable, Module, Mux, ResetSignal, Signal, Value
 from amaranth.asserts import AnySeq
 from amaranth.lib import wiring
 
@@ -44,7 +44,7 @@ def engine_controller(cfg: Config) -> Controller:
     sch = lay.schedule
     return Controller(n=cfg.network.n, n_rows=len(sch.rows), words=sch.depth, v_bits=lay.fmt.state_bits,
                       n_bits=lay.n_bits, slot_bits=lay.slot_bits, tol=cfg.fixed.tol_lsb,
-                      max_steps=cfg.network.max_steps)
+                      max_steps=cfg.network.max_steps, slots=lay.batch)
 
 
 def _defined_opcodes() -> set[int]:
@@ -102,11 +102,11 @@ class ControllerProof(Elaboratable):
             m.d.sync += learning.eq(0)
         props.assume(m, ~ctrl.learn_done | (learning & ~ctrl.learn_start))
 
-        attach(ctrl, self._properties(since, written, learning, step_len, last_row_at, N, n_rows, D,
+        attach(ctrl, self._properties(since, started, written, learning, step_len, last_row_at, N, n_rows, D,
                                       max_steps, tol))
         return m
 
-    def _properties(self, since, written, learning, step_len, last_row_at, N, n_rows, D, max_steps, tol):
+    def _properties(self, since, started, written, learning, step_len, last_row_at, N, n_rows, D, max_steps, tol):
         props, lay = self.props, self.lay
         sch = lay.schedule
 
@@ -119,11 +119,14 @@ class ControllerProof(Elaboratable):
             stepping = op == hm.OP_RELAX
             # the cycle model (rtl/cycles.py) of the command that just ended
             expected = Signal(32, name="mon_expected_cycles")
+            refused = Signal(name="mon_refused")       # an unknown opcode, or STORE / RESTORE fields out of range
+            invalid = ~Cat(*(op == c for c in _defined_opcodes())).any()
+            m.d.comb += refused.eq(invalid | (((op == hm.OP_STORE) | (op == hm.OP_RESTORE)) & ~i.fields_ok))
             with m.Switch(op):
                 with m.Case(hm.OP_STORE):
-                    m.d.comb += expected.eq(store_cycles(N))
+                    m.d.comb += expected.eq(Mux(i.fields_ok, store_cycles(N), 1))
                 with m.Case(hm.OP_RESTORE):
-                    m.d.comb += expected.eq(restore_cycles(N))
+                    m.d.comb += expected.eq(Mux(i.fields_ok, restore_cycles(N), 1))
                 with m.Case(hm.OP_STEP):
                     m.d.comb += expected.eq(relax_cycles(sch, 1))
                 with m.Case(hm.OP_RELAX):
@@ -132,19 +135,17 @@ class ControllerProof(Elaboratable):
                     m.d.comb += expected.eq(1)
             modelled_end = ended & (op != hm.OP_LEARN)
             props.check(m, "controller.command_cycles", ~modelled_end | (ctrl.cycles == expected),
-                        "RELAX, STEP, STORE, RESTORE and a refused opcode end (busy falls) after exactly the "
+                        "RELAX, STEP, STORE, RESTORE and a refused command end (busy falls) after exactly the "
                         "cycles of the cycle model (rtl/cycles.py: 1 + k (D + L), 1 + 2N, 1 + 3N, 1)")
             bound = Signal(32, name="mon_bound")
             with m.Switch(op):
                 with m.Case(hm.OP_RELAX):
                     m.d.comb += bound.eq(relax_cycles(sch, max_steps))
-                with m.Case(hm.OP_LEARN):
-                    m.d.comb += bound.eq(0xFFFFFFFF)
                 with m.Default():
                     m.d.comb += bound.eq(expected)
             was_done = past(m, ctrl.learn_done, "mon_was_learn_done")
             props.check(m, "controller.busy_ends_within_bound",
-                        (~busy | (ctrl.cycles < bound) | st["IDLE"])
+                        (~busy | (ctrl.cycles < bound) | (op == hm.OP_LEARN))
                         & (~(busy & (op == hm.OP_LEARN) & was_done) | st["IDLE"] | st["DISPATCH"])
                         & (~(ended & (op == hm.OP_LEARN)) | was_done),
                         f"every command ends: RELAX within its cycle-model bound (max_steps = {max_steps} steps), "
@@ -157,20 +158,21 @@ class ControllerProof(Elaboratable):
                         "a relaxation stops when max|dv| <= tol_lsb (converged) or after max_steps steps (STEP: one)")
             selected = ctrl.store_read | ctrl.store_write | ctrl.restore_read | ctrl.restore_write
             props.check(m, "controller.addresses_in_range",
-                        (~selected | ((ctrl.item < N) & (ctrl.set <= hm.SET_FREE)))
+                        (~selected | ((ctrl.item < N) & (ctrl.set <= hm.SET_FREE) & (ctrl.slot < lay.batch)))
                         & (~(ctrl.advance | ctrl.restart) | (i.block < D)),
-                        "STORE / RESTORE address only units below N and the three fixed-point sets (no write "
-                        "outside the fixed-point memory); a step issues only words below D")
+                        "STORE / RESTORE address only units below N, the three fixed-point sets and the batch's "
+                        "slots (nothing outside the fixed-point memory, no slot aliased); a step issues only "
+                        "words below D")
             held = [past(m, x, f"mon_was_{name}") for name, x in (("set", ctrl.set), ("slot", ctrl.slot),
                                                                    ("sign", ctrl.sign), ("op", op))]
             was_fault = past(m, ctrl.fault, "mon_was_fault")
-            invalid = ~Cat(*(op == c for c in _defined_opcodes())).any()
             props.check(m, "controller.busy_refuses_commands",
                         (~(was_busy & busy) | ((ctrl.set == held[0]) & (ctrl.slot == held[1])
                                                & (ctrl.sign == held[2]) & (op == held[3])))
-                        & (~was_fault | ctrl.error) & (~(ended & invalid) | ctrl.error),
+                        & (~was_fault | ctrl.error) & (~(ended & refused) | ctrl.error),
                         "while a command runs its opcode and fields never change; a host write the engine "
-                        "refused (while busy) sets the error bit; an unknown opcode is refused with the error bit")
+                        "refused (while busy) sets the error bit; an unknown opcode, or a STORE / RESTORE of a "
+                        "set or slot that does not exist, is refused with the error bit")
 
             # -- lemmas ---------------------------------------------------------------------------
             def lemma(name, test, text):
@@ -179,7 +181,8 @@ class ControllerProof(Elaboratable):
             base = 1 + ctrl.steps * step_len
             lemma("state", Cat(*st.values()).any() & (busy == ~st["IDLE"])
                   & (~st["DISPATCH"] | (ctrl.cycles == 0))
-                  & (~(st["COPY"] | st["STORE_WRITE"] | st["RESTORE_HALF0"] | st["RESTORE_HALF1"]) | (i.item < N))
+                  & (~(st["COPY"] | st["STORE_WRITE"] | st["RESTORE_HALF0"] | st["RESTORE_HALF1"])
+                     | ((i.item < N) & i.fields_ok & (ctrl.set <= hm.SET_FREE) & (ctrl.slot < lay.batch)))
                   & (~(st["COPY"] & (op == hm.OP_STORE)) | (ctrl.cycles == 1 + 2 * i.item))
                   & (~st["STORE_WRITE"] | ((op == hm.OP_STORE) & (ctrl.cycles == 2 + 2 * i.item)))
                   & (~(st["COPY"] & (op != hm.OP_STORE)) | ((op == hm.OP_RESTORE) & (ctrl.cycles == 1 + 3 * i.item)))
@@ -195,22 +198,25 @@ class ControllerProof(Elaboratable):
                   & (~st["DRAIN"] | (steps_ok & (ctrl.cycles == base + since) & (since >= D + 1)
                                      & (since <= last_row_at + 1) & ~ctrl.issuing))
                   & (~st["STEP_END"] | (steps_ok & (ctrl.cycles == base + since) & (since == last_row_at + 2)))
-                  & (~(st["ISSUE"] | st["DRAIN"] | st["STEP_END"]) | ((i.rows_done == written)
+                  & (~(st["ISSUE"] | st["DRAIN"] | st["STEP_END"]) | ((i.rows_done == written) & started
                                                                       & (written <= n_rows)))
                   & (~(st["DRAIN"] & (since > last_row_at)) | (written == n_rows))
-                  & (~(st["DRAIN"] & (since <= last_row_at)) | (written < n_rows))
+                  & (~((st["DRAIN"] & (since <= last_row_at)) | st["ISSUE"]) | (written < n_rows))
                   & (~(st["STEP_END"]) | (written == n_rows))
-                  & (ctrl.issuing == st["ISSUE"]) & (ctrl.steps <= max_steps),
+                  & (ctrl.issuing == st["ISSUE"]) & (ctrl.steps <= max_steps)
+                  & (~(st["STEP_START"] | st["ISSUE"] | st["DRAIN"] | st["STEP_END"]) | ~ctrl.converged),
                   "a step's cycle, block and row counters follow the step's clock")
 
             props.cover(m, "controller.relax_converged", ended & (op == hm.OP_RELAX) & ctrl.converged,
                         "a RELAX that converges")
-            props.cover(m, "controller.relax_step_limit", ended & (op == hm.OP_RELAX) & ~ctrl.converged,
-                        "a RELAX that stops at max_steps")
+            props.cover(m, "controller.relax_second_step", st["STEP_START"] & (op == hm.OP_RELAX) & (ctrl.steps == 1),
+                        "a RELAX goes on to a second step")
             props.cover(m, "controller.store_done", ended & (op == hm.OP_STORE), "a STORE completes")
             props.cover(m, "controller.restore_done", ended & (op == hm.OP_RESTORE), "a RESTORE completes")
             props.cover(m, "controller.learn_done", ended & (op == hm.OP_LEARN), "a LEARN completes")
             props.cover(m, "controller.refused", ended & invalid & ctrl.error, "an unknown opcode is refused")
+            props.cover(m, "controller.refused_fields", ended & refused & ~invalid & ctrl.error,
+                        "a STORE / RESTORE of a set or slot that does not exist is refused")
             props.cover(m, "controller.fault_while_busy", was_busy & busy & was_fault & ctrl.error,
                         "a host write while busy raises the error bit")
 
