@@ -7,6 +7,7 @@ figure of merit is the ratio fixed / float (target: at most 2), not an absolute 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -40,18 +41,35 @@ def _timed(fn):
     return value, time.perf_counter() - wall, time.process_time() - cpu
 
 
+#: --quick: (epochs, repeats, trials) of the model section and of the hardware section.
+QUICK = {"epochs": 2, "repeats": 1, "trials": 20, "hw_epochs": 2, "hw_trials": 8}
+
+
 def run_bench(out: Path | None = None, epochs: int = 50, repeats: int = 3, trials: int = 1000,
-              device: str = "ideal") -> dict:
-    """Time `repeats` trainings of each model and `repeats` evaluations; print and return the table."""
-    if epochs < 1 or repeats < 1 or trials < 1:
-        raise ValueError(f"epochs, repeats and trials must be at least 1, got {epochs}, {repeats}, {trials}")
+              device: str = "ideal", *, quick: bool = False, hardware: bool = True, hw_epochs: int = 20,
+              hw_trials: int = 50, builds: Path | None = None, simulate: bool | None = None,
+              boards: tuple[str, ...] | None = None, as_json: bool = False) -> dict:
+    """Time `repeats` trainings of each model and `repeats` evaluations; print and return the table.
+
+    The hardware section (memprop/hwbench.py) follows unless `hardware` is false. `quick`
+    shrinks both to a smoke run without simulation; `as_json` prints only the JSON report.
+    """
+    if quick:
+        epochs, repeats, trials = QUICK["epochs"], QUICK["repeats"], QUICK["trials"]
+        hw_epochs, hw_trials = QUICK["hw_epochs"], QUICK["hw_trials"]
+    if simulate is None:
+        simulate = not quick
+    if epochs < 1 or repeats < 1 or trials < 1 or hw_epochs < 1 or hw_trials < 1:
+        raise ValueError(f"epochs, repeats and trials must be at least 1, got {epochs}, {repeats}, {trials}, "
+                         f"{hw_epochs}, {hw_trials}")
+    echo = functools.partial(click.echo, err=as_json)     # --json: stdout carries the JSON only
     pats = pattern_sets.load()
     cfgs = configs(pats.size, epochs, device)
     runs = {name: {"train_seconds": [], "train_cpu_seconds": [], "eval_seconds": [], "steps": [],
                    "accuracy": []} for name in cfgs}
     start = time.perf_counter()
     load_before = os.getloadavg()
-    click.echo(f"bench: EqProp on {pats.source} (N={pats.size}, {pats.count} patterns), {epochs} epochs, "
+    echo(f"bench: EqProp on {pats.source} (N={pats.size}, {pats.count} patterns), {epochs} epochs, "
                f"{repeats} repeats, float vs fixed ({device} device); {trials} trials per pattern for recall")
     for _ in range(repeats):
         for name, cfg in cfgs.items():      # interleaved: float, fixed, float, fixed, ...
@@ -85,13 +103,38 @@ def run_bench(out: Path | None = None, epochs: int = 50, repeats: int = 3, trial
                         **{var: os.environ.get(var) for var in BLAS_THREAD_VARS}},
         "wall_seconds": time.perf_counter() - start,
     }
-    click.echo(markdown(report))
+    text = markdown(report)
+    echo(text)
+    if hardware:
+        from memprop import hwbench
+
+        boards = tuple(boards or hwbench.BOARDS)
+        echo(f"bench, hardware: {', '.join(boards)}; {hw_epochs} epochs of in-situ training each"
+             + (", engines simulated under Verilator" if simulate else ""))
+        section = hwbench.run_hardware(pats, hw_epochs, repeats, hw_trials, builds or hwbench.DEFAULT_BUILDS,
+                                       simulate=simulate, boards=boards,
+                                       progress=lambda msg: click.echo(f"  {msg}", err=True))
+        report.update(hardware=section.pop("hardware"), hardware_run=section)
+        hw_text = hwbench.markdown({**section, "hardware": report["hardware"]})
+        echo(hw_text)
+        text += "\n\n## Hardware\n\n" + hw_text
+        report["wall_seconds"] = time.perf_counter() - start
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-        click.echo(f"wrote {out}/bench.json")
+        (out / "bench.json").write_text(json.dumps(report, indent=2, default=_plain) + "\n")
+        (out / "bench.md").write_text(text + "\n")
+        echo(f"wrote {out}/bench.json and {out}/bench.md")
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=_plain))
     return report
+
+
+def _plain(value):
+    """JSON for numpy scalars."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def markdown(report: dict) -> str:

@@ -176,12 +176,26 @@ def sweep(out, quick, jobs):
 @click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True,
               help="corrupted copies per pattern for the recall throughput")
 @click.option("--device", "preset", default="ideal", show_default=True, help="device preset of the fixed-point run")
+@click.option("--quick", is_flag=True, help="a smoke run of both sections (under 2 minutes, no simulation)")
+@click.option("--hardware/--no-hardware", default=True, show_default=True,
+              help="the per-board hardware section (cycles, fmax, projected samples/s vs the float model)")
+@click.option("--hw-epochs", type=click.IntRange(min=1), default=20, show_default=True,
+              help="epochs of in-situ training costed per board")
+@click.option("--builds", type=click.Path(file_okay=False), default=None,
+              help="where `memprop build --out DIR/<board>` left build.json (fmax); default results/build")
+@click.option("--simulate/--no-simulate", default=None,
+              help="measure the engines under Verilator too (default: yes, except with --quick)")
+@click.option("--board", "boards", multiple=True, type=click.Choice(["icebreaker", "ulx3s", "ulx3s-25f"]),
+              help="limit the hardware section to these boards (repeatable; default: all)")
+@click.option("--json", "as_json", is_flag=True, help="print the JSON report (and nothing else) on stdout")
 @user_errors
-def bench(out, epochs, repeats, trials, preset):
-    """Wall time of float vs fixed-point EqProp training (ratio) and recall throughput."""
+def bench(out, epochs, repeats, trials, preset, quick, hardware, hw_epochs, builds, simulate, boards, as_json):
+    """Float vs fixed-point training time, recall throughput, and each board's engine vs the float model."""
     from memprop.bench import run_bench
 
-    run_bench(None if out is None else Path(out), epochs=epochs, repeats=repeats, trials=trials, device=preset)
+    run_bench(None if out is None else Path(out), epochs=epochs, repeats=repeats, trials=trials, device=preset,
+              quick=quick, hardware=hardware, hw_epochs=hw_epochs, builds=None if builds is None else Path(builds),
+              simulate=simulate, boards=boards or None, as_json=as_json)
 
 
 DEFAULT_HW_CONFIG = {"numerics": "fixed", "device": {"preset": "linear-256"}}

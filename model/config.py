@@ -138,9 +138,19 @@ class HardwareConfig(_Section):
     """Parameters of the generated RTL that do not change what it computes."""
 
     lanes: int = Field(4, ge=1, le=64, description="multiply-accumulate lanes P")
+    learn_lanes: int | None = Field(None, ge=1, le=64,
+                                    description="learning lanes W <= P of the LEARN unit; None: P")
+    threefry: Literal["pipelined", "iterative"] = Field(
+        "pipelined", description="the learner's random numbers: one per cycle (pipelined) or one per 18 (small)")
     code_memory: Literal["auto", "block", "spram"] = Field(
         "auto", description="device-code memory: block RAM, iCE40 UltraPlus SPRAM, or auto (SPRAM when the "
         "build platform has it)")
+
+    @model_validator(mode="after")
+    def _check_learn_lanes(self) -> "HardwareConfig":
+        if self.learn_lanes is not None and self.learn_lanes > self.lanes:
+            raise ValueError(f"learn_lanes={self.learn_lanes} exceeds lanes={self.lanes} (a stream word's entries)")
+        return self
 
 
 #: Per-algorithm defaults, applied by `Config.for_algorithm` (and the CLI) before user overrides.

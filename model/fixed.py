@@ -191,6 +191,15 @@ def quantise(fmt: Formats, C: np.ndarray, shift: np.ndarray | int, t: int, s: np
     return np.clip(np.sign(q) * n, -fmt.max_pulses, fmt.max_pulses)
 
 
+def c2c_draw(p, dev):
+    """Draw index of the c2c noise after pulse p on device dev: 2 + 2p + dev (docs/numerics.md, section 5).
+
+    Both devices' draws of one pulse come from one Threefry call (words x0 and x1), so the
+    hardware can fetch a pulse's noise before it knows which device the pulse will move.
+    """
+    return 2 + 2 * p + dev
+
+
 def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: np.ndarray,
                  s: np.ndarray, t: int) -> None:
     """Program |n| pulses per synapse, one pulse at a time, with optional c2c noise (in place).
@@ -217,7 +226,7 @@ def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: n
         c, m = codes[dev, active], classes[dev, active]
         c = np.where(potentiate, tables.up[m, c], tables.down[m, c])
         if tables.c2c_threshold:
-            u = rng.rand(fmt.cfg.train.seed, t, s[active], 1 + 2 * p + dev)
+            u = rng.rand(fmt.cfg.train.seed, t, s[active], c2c_draw(p, dev))
             hit = (u >> np.uint32(16)).astype(np.int64) < tables.c2c_threshold
             step = np.where((u >> np.uint32(15)) & np.uint32(1), 1, -1)
             c = np.clip(c + np.where(hit, step, 0), 0, top)
