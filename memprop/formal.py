@@ -72,11 +72,13 @@ class Proof:
 def default_proofs() -> list[Proof]:
     """Every proof `memprop formal` runs, with its default-suite depths."""
     from memprop.rtl import controller_formal as cf
+    from memprop.rtl import learnlane_formal as lf2
     from memprop.rtl import link_formal as lf
     from memprop.rtl import mac_formal as mf
     from memprop.rtl import neuron_formal as nf
     from memprop.rtl import uart_formal as uf
     from memprop.rtl.cycles import step_cycles
+    from memprop.rtl.learnlane import CORRELATOR_LATENCY
     from memprop.rtl.mac import mac_latency
     from memprop.rtl.schedule import Schedule
     from memprop.rtl.neuron import NEURON_LATENCY
@@ -91,6 +93,8 @@ def default_proofs() -> list[Proof]:
               per_config=True),
         Proof("mac", lambda props, cfg: mf.MacProof(props, cfg), "prove", lambda cfg: mac_latency(cfg.hw.lanes) + 1,
               14, per_config=True),
+        Proof("learner", lambda props, cfg: lf2.LearnLaneProof(props, cfg), "prove", CORRELATOR_LATENCY + 2, 12,
+              per_config=True),
         Proof("controller", lambda props, cfg: cf.ControllerProof(props, cfg), "prove", 3,
               lambda cfg: step_cycles(Schedule(cfg)) + 4, per_config=True),
     ]
@@ -98,23 +102,25 @@ def default_proofs() -> list[Proof]:
 
 def default_configs() -> list[tuple[str, Config]]:
     """Small hardware configurations for the Config-dependent proofs: every topology, every
-    activation, beta below, at and above 1, a device preset of each family, and narrow
+    activation, beta below, at and above 1, a device preset of each family (one with device
+    classes), every pulse rounding, small minibatches (one not a power of two), and narrow
     fixed-point formats (3 fractional bits) so that the multipliers stay small for the solver.
     `--config` proves one's own configuration instead."""
     small = {"state_frac": 3, "weight_frac": 3, "deriv_frac": 3}
     fixed = {"numerics": "fixed"}
     return [
         ("dense-hard_tanh", Config.for_algorithm(
-            "eqprop", **fixed, network={"n": 6, "max_steps": 2}, fixed=small, device={"preset": "linear-64"},
-            hw={"lanes": 3})),
+            "eqprop", **fixed, network={"n": 6, "max_steps": 2}, train={"batch_size": 2}, fixed=small,
+            device={"preset": "linear-64"}, hw={"lanes": 3})),
         ("band-hard_sigmoid", Config.for_algorithm(
             "eqprop", **fixed, network={"n": 6, "topology": "band", "band": 2, "activation": "hard_sigmoid"},
-            train={"beta": 0.5}, fixed={**small, "weight_frac": 4}, device={"preset": "soft-bounds"},
-            hw={"lanes": 2})),
+            train={"beta": 0.5, "batch_size": 3}, fixed={**small, "weight_frac": 4, "rounding": "nearest"},
+            device={"preset": "soft-bounds", "d2d": 0.1, "d2d_classes": 2}, hw={"lanes": 2})),
         ("layered-tanh", Config.for_algorithm(
             "eqprop", **fixed, network={"n": 6, "topology": "layered", "layers": [2, 2, 2], "activation": "tanh",
                                         "dynamics": "euler", "eps": 0.25},
-            train={"beta": 2.0}, fixed={**small, "deriv_frac": 2}, device={"preset": "rram-nonlinear"},
+            train={"beta": 2.0, "batch_size": 2}, fixed={**small, "deriv_frac": 2, "rounding": "truncate"},
+            device={"preset": "rram-nonlinear"},
             hw={"lanes": 3})),
     ]
 
@@ -349,6 +355,10 @@ def _sby_text(il_name: str, mode: str, depth: int, timeout: int) -> str:
         "[script]",
         f"read_rtlil {il_name}",
         "prep -top top",
+        # read-only memories (tables) become constant logic: as memories their contents would
+        # be free state in the induction step
+        "memory_map -rom-only",
+        "opt -fast",
         # a cover run only searches for the covers: the assertions are the prove/bmc job's
         *(["chformal -assert -remove"] if mode == "cover" else []),
         "",

@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from memprop.model.numerics import Formats, bitlen_signed
 
+from . import formal
 from .learnplan import c2c_thresholds
 from .schedule import ceil_log2
 
@@ -149,6 +150,7 @@ class Quantiser(wiring.Component):
                 m.d.comb += pulses.eq((q + add) >> sh)
         with m.If(self.round):
             m.d.sync += [self.n_mag.eq(Mux(pulses > f.max_pulses, f.max_pulses, pulses)), self.neg.eq(neg)]
+        formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q)
         return m
 
 
