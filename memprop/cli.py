@@ -360,16 +360,23 @@ FORMAL_MUTANTS = ("link-skips-crc", "mac-narrow-accumulator")     # memprop.form
               help="run only the proofs whose name starts with NAME (repeatable): link, uart, neuron, mac, ...")
 @click.option("--mutant", type=click.Choice(FORMAL_MUTANTS), default=None,
               help="check a deliberately broken design instead: it must be reported failed, with a trace")
+@click.option("--equiv", is_flag=True,
+              help="instead: check yosys's iCE40 and ECP5 netlists of a small engine (or --config's) against "
+                   "the RTL, a bounded miter to --depth cycles (default 6); minutes")
 @click.option("--out", type=click.Path(file_okay=False), default="results/formal", show_default=True,
               help="work directory: SymbiYosys runs, traces, formal.json and formal.md")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel SymbiYosys jobs")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @user_errors
-def formal_(config_file, depth, only, mutant, out, jobs, as_json):
+def formal_(config_file, depth, only, mutant, equiv, out, jobs, as_json):
     """Prove the RTL's properties with SymbiYosys (k-induction, bounded checks, covers)."""
     from tqdm.auto import tqdm
 
     from memprop import formal
+
+    if equiv:
+        _formal_equivalence(config_file, depth, out, jobs, as_json)
+        return
 
     chosen = formal.MUTANTS[mutant] if mutant else None
     proofs = [p for p in formal.default_proofs()
@@ -410,4 +417,32 @@ def formal_(config_file, depth, only, mutant, out, jobs, as_json):
             verdict = "found" if result["failed"] else "did NOT find"
             click.echo(f"mutant {mutant} ({chosen.text}): the checker {verdict} the planted bug")
     if not report.ok:
+        sys.exit(1)
+
+
+def _formal_equivalence(config_file, depth, out, jobs, as_json):
+    """`memprop formal --equiv`: synthesised netlists against the RTL."""
+    from tqdm.auto import tqdm
+
+    from memprop import formal
+
+    cfg = hardware_config(config_file) if config_file is not None else None
+    bar = tqdm(total=len(formal.EQUIV_ARCHES), desc="equivalence", unit="arch", disable=as_json)
+    try:
+        results = formal.run_equivalence(cfg, out_dir=Path(out), depth=depth or 6, jobs=jobs,
+                                         progress=lambda name: bar.update(1))
+    except formal.FormalError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+    ok = all(r.status == "equivalent" for r in results)
+    report = {"equivalence": [{k: v for k, v in vars(r).items()} for r in results], "ok": ok}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "equivalence.json").write_text(json.dumps(report, indent=1))
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        for r in results:
+            click.echo(r.line())
+    if not ok:
         sys.exit(1)

@@ -9,6 +9,8 @@
   4. bitstream     - YoWASP yosys + nextpnr for the board, and the trained weights exported
                      as the image the host link loads; at its fmax, the projected training
                      samples/s and recall latency (the full comparison: `memprop bench`)
+  formal           - the host link's properties proven by k-induction, and a link without its
+                     CRC check caught by them (the whole suite: `memprop formal`)
 """
 
 from __future__ import annotations
@@ -129,6 +131,11 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         if measured and build_report["fmax_mhz"]:
             report["projection"] = hwbench.demo_projection(report["engine_cycles"], build_report["fmax_mhz"])
             click.echo(report["projection"]["line"])
+
+    click.secho("[formal] SymbiYosys: the host link's properties, and a broken link", bold=True)
+    from memprop import formal
+
+    report["formal"] = formal.demo(out / "formal", echo=click.echo)
 
     (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + sim_line + "\n")
     (out / "demo.json").write_text(json.dumps(report, indent=2))
