@@ -247,6 +247,12 @@ class Report:
     def ok(self) -> bool:
         return not self.errors and all(r.ok for r in self.results)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Report":
+        """The report of a `formal.json` (its property records and jobs)."""
+        return cls([PropertyResult(**p) for p in d["properties"]], d.get("seconds", 0.0), d.get("jobs", []),
+                   d.get("errors", []))
+
     def to_dict(self) -> dict:
         asserts = [r for r in self.results if r.kind == "assert"]
         covers = [r for r in self.results if r.kind == "cover"]
@@ -568,33 +574,46 @@ def summary_lines(report: Report) -> list[str]:
 
 
 def markdown_table(report: Report) -> str:
-    """The property table of docs/rtl.md: one row per property, its proofs merged."""
-    rows: dict[tuple[str, str], dict] = {}
+    """The property table of docs/rtl.md: one row per property (its configurations merged), the
+    covers, then the lemmas in one line."""
+    rows: dict[tuple[str, str], list[PropertyResult]] = {}
     for r in report.results:
-        row = rows.setdefault((r.kind, r.name), {"r": r, "statuses": [], "configs": []})
-        row["statuses"].append(r)
-        if r.config:
-            row["configs"].append(r.config)
+        rows.setdefault((r.kind, r.name), []).append(r)
 
     def how(results: list[PropertyResult]) -> str:
-        worst = {"failed": 0, "unreached": 0, "bounded": 1, "proven": 2, "reached": 2}
-        r = min(results, key=lambda x: worst[x.status])
+        rank = {"failed": 0, "unreached": 0, "bounded": 1, "proven": 2, "reached": 2}
+        r = min(results, key=lambda x: rank[x.status])
         if r.status == "proven":
-            return f"proven, k-induction k={r.depth}"
+            depths = sorted({x.depth for x in results})
+            return "proven, k-induction, k = " + "/".join(map(str, depths))
         if r.status == "bounded":
             return f"bounded, depth {r.depth}"
         if r.status == "reached":
-            return f"reached (step {max(x.step or 0 for x in results)})"
+            return "reached at step " + "/".join(str(x.step) for x in results)
         return f"**{r.status}**"
 
-    lines = ["| property | component | guarantees | status | configs |", "|---|---|---|---|---|"]
-    for (kind, name), row in sorted(rows.items(), key=lambda kv: (kv[0][0] != "assert", kv[1]["r"].lemma, kv[0][1])):
-        r = row["r"]
-        label = f"`{name}`" + (" (lemma)" if r.lemma else "") + (" (cover)" if kind == "cover" else "")
-        text = r.text.removeprefix("lemma: ")
-        configs = ", ".join(sorted(set(row["configs"]))) or "-"
-        lines.append(f"| {label} | {r.component} | {text} | {how(row['statuses'])} | {configs} |")
-    return "\n".join(lines) + "\n"
+    def configs(results):
+        return ", ".join(x.config for x in results if x.config) or "-"
+
+    lines = ["| property | guarantees | status | configs |", "|---|---|---|---|"]
+    ordered = sorted(rows.items(), key=lambda kv: (kv[0][0] != "assert", kv[0][1]))
+    lemmas = []
+    for (kind, name), results in ordered:
+        r = results[0]
+        if r.lemma:
+            lemmas.append(name)
+            continue
+        label = f"`{name}`" + (" (cover)" if kind == "cover" else "")
+        text = r.text.replace("|", "\\|")
+        lines.append(f"| {label} | {text} | {how(results)} | {configs(results)} |")
+    failed_lemmas = [n for (k, n), rs in rows.items() if rs[0].lemma and any(x.status == "failed" for x in rs)]
+    text = "\n".join(lines) + "\n"
+    if lemmas:
+        text += "\nLemmas: " + ", ".join(f"`{n}`" for n in lemmas)
+        text += (" (all proven)" if all(x.status == "proven" for (k, n), rs in rows.items() if rs[0].lemma
+                                        for x in rs) else f" (failed: {', '.join(failed_lemmas) or 'none'})")
+        text += ".\n"
+    return text
 
 
 # -- equivalence of synthesised netlists with the RTL ------------------------------------------------

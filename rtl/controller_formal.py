@@ -116,7 +116,6 @@ class ControllerProof(Elaboratable):
             busy = ctrl.busy
             was_busy = past(m, busy, "mon_was_busy")
             ended = was_busy & ~busy
-            stepping = op == hm.OP_RELAX
             # the cycle model (rtl/cycles.py) of the command that just ended
             expected = Signal(32, name="mon_expected_cycles")
             refused = Signal(name="mon_refused")       # an unknown opcode, or STORE / RESTORE fields out of range
@@ -148,8 +147,8 @@ class ControllerProof(Elaboratable):
                         (~busy | (ctrl.cycles < bound) | (op == hm.OP_LEARN))
                         & (~(busy & (op == hm.OP_LEARN) & was_done) | st["IDLE"] | st["DISPATCH"])
                         & (~(ended & (op == hm.OP_LEARN)) | was_done),
-                        f"every command ends: RELAX within its cycle-model bound (max_steps = {max_steps} steps), "
-                        "the others when the model says; LEARN in the cycle after the learning unit's done")
+                        "every command ends: RELAX within its cycle-model bound (max_steps steps), the others "
+                        "when the model says; LEARN in the cycle after the learning unit's done")
             props.check(m, "controller.relax_stops_as_specified",
                         ~(ended & ((op == hm.OP_RELAX) | (op == hm.OP_STEP)))
                         | ((ctrl.converged == (ctrl.last_delta <= tol))

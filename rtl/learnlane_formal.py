@@ -77,8 +77,8 @@ class LearnLaneProof(Elaboratable):
             m.d.sync += [shadow.eq(Mux(ops["sub"], shadow - prod, shadow + prod)), terms.eq(terms + 1)]
         pmax = f.a_max * max(f.a_max, 1 << f.fa)
         props.check(m, "learner.correlation_exact", lane.corr == shadow,
-                    f"the correlation C equals a shadow sum {SHADOW_EXTRA} bits wider over any 2B = {batch_terms} "
-                    f"products: the {len(lane.corr)}-bit sum never wraps (|C| <= {f.corr_bound})")
+                    f"the correlation C equals a shadow sum {SHADOW_EXTRA} bits wider over any 2B products of a "
+                    "minibatch: its width never wraps (|C| <= 2 B Amax max(Amax, 2^fa), numerics.md section 6)")
         props.check(m, "learner.correlation_bounded", (shadow <= terms * pmax) & (shadow >= -(terms * pmax)),
                     "lemma: the shadow is bounded by its number of products", lemma=True)
         props.cover(m, "learner.correlation_at_bound", lane.corr == f.corr_bound, "C at its bound 2 B Amax^2")
@@ -86,7 +86,6 @@ class LearnLaneProof(Elaboratable):
     # -- quantisation --------------------------------------------------------------------------
     def _quantiser(self, m: Module):
         props, f = self.props, self.fmt
-        w = learn_widths(f)
         mul, shift = f.lr_fixed
         p_max = f.max_pulses
         mode = self.cfg.fixed.rounding
@@ -116,10 +115,10 @@ class LearnLaneProof(Elaboratable):
         with m.If(q.round):
             m.d.sync += [expect_mag.eq(Mux(n_ref > p_max, p_max, n_ref)), expect_neg.eq(s_c < 0)]
         props.check(m, "learner.pulse_count_exact", (q.n_mag == expect_mag) & (q.neg == expect_neg),
-                    f"the pulse count is sign(C) ((|C| LR_MUL + rho) >> LR_SHIFT) ({mode} rounding, one more "
-                    f"shift on the diagonal), clamped to +-P_max: LR_MUL = {mul} as shifts and adds is exact")
+                    "the pulse count is sign(C) ((|C| LR_MUL + rho) >> LR_SHIFT) with the configured rounding "
+                    "(one more shift on the diagonal), clamped to +-P_max: LR_MUL as shifts and adds is exact")
         props.check(m, "learner.pulse_count_within_limit", q.n_mag <= p_max,
-                    f"a pulse count never exceeds the pulse limit P_max = {p_max}")
+                    "a pulse count never exceeds the pulse limit P_max")
 
         def lemmas(m_q, quant, i):
             props.check(m_q, "learner.quantiser_registers",
@@ -166,7 +165,7 @@ class LearnLaneProof(Elaboratable):
             props.assume(m, ~lane.load | ((code <= top) & (cls < tables.classes)))
         out = fields(lane.entry_out)
         props.check(m, "learner.codes_in_range", Cat(*(code <= top for code, _ in out)).all(),
-                    f"every device code stays within [0, L - 1] = [0, {top}] while it is programmed")
+                    "every device code stays within [0, L - 1] while it is programmed")
         # the spec's pulse: device choice, table step, c2c noise
         neg = lane.neg
         if devices == 1:

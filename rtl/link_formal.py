@@ -322,9 +322,9 @@ def link_properties(props: Properties, *, rvalid_pipe: tuple):
         lemma("quiet_budget", (phi == 0) | (phi + quiet_for <= bound),
               "the progress measure is at most the quiet cycles left")
         props.check(m, "link.idle_after_quiet_line", (quiet_for != bound) | idle,
-                    f"after any byte sequence, {bound} cycles without input (not counting cycles in which "
-                    f"the host stalls a response byte) leave the link idle: parser waiting for a frame, FIFO "
-                    f"empty, every response sent (no deadlock)")
+                    f"after any byte sequence, B cycles without input (not counting cycles in which the host "
+                    f"stalls a response byte) leave the link idle: parser waiting for a frame, FIFO empty, every "
+                    f"response sent (no deadlock); B = quiet_bound(timeout, burst, FIFO) = {bound} here")
 
         # -- covers ----------------------------------------------------------------------------
         props.cover(m, "link.error_reply", i.queue & (i.status != ST_OK), "an error response")

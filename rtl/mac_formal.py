@@ -90,12 +90,12 @@ class MacProof(Elaboratable):
         row_valid = past(m, block["valid"] & block["ends"], "ref_row_valid")
         row_value = past(m, running + block["head"], "ref_row_value")
         props.check(m, "mac.row_sum_exact", (dut.row_valid == row_valid) & (~row_valid | (dut.row_sum == row_value)),
-                    f"every row sum leaves the MAC {dut.latency} cycles (mac_latency(P)) after its row's last block and equals a "
-                    f"shadow sum {SHADOW_EXTRA} bits wider: the {self.acc_bits}-bit accumulator never wraps")
+                    f"every row sum leaves the MAC mac_latency(P) cycles after its row's last word and equals a "
+                    f"shadow sum {SHADOW_EXTRA} bits wider: the acc_bits accumulator never wraps")
         bound = f.degree_max * pmax
         props.check(m, "mac.row_sum_within_bound",
                     ~dut.row_valid | ((dut.row_sum <= bound) & (dut.row_sum >= -bound)),
-                    f"|row sum| <= degree_max * Wmax * Amax = {bound} (numerics.md section 6)")
+                    "|row sum| <= degree_max Wmax Amax (numerics.md section 6)")
 
         def lemmas(m_mac, mac, internals):
             props.check(m_mac, "mac.running_matches_shadow",

@@ -73,15 +73,15 @@ class NeuronProof(Elaboratable):
             delayed = {k: past(m, val, f"ref_{k}_d{stage + 1}") for k, val in delayed.items()}
         props.check(m, "neuron.field_within_bound",
                     (ref["u_wide"] == ref["u"]) & (ref["u_wide"] <= f.acc_bound) & (ref["u_wide"] >= -f.acc_bound),
-                    f"the field acc + b 2^fa + x G_in stays within the accumulator bound {f.acc_bound} of "
-                    f"numerics.md section 6 (so the reference's own widths are exact)")
+                    "the field acc + b 2^fa + x G_in stays within the accumulator bound of numerics.md section 6 "
+                    "(so the reference's own widths are exact)")
         props.check(m, "neuron.state_in_range", (dut.v_new >= f.lo) & (dut.v_new <= f.hi),
-                    f"the new state is always within [lo, hi] = [{f.lo}, {f.hi}]")
+                    "the new state is always within [lo, hi]")
         props.check(m, "neuron.update_exact",
                     (dut.o_valid == delayed["valid"]) & (dut.o_row == delayed["row"])
                     & (dut.v_new == delayed["v_new"]),
                     f"{NEURON_LATENCY} cycles after its operands, the new state is v + the one round-half-up "
-                    f"(shift R = {f.round_shift}) of the exact update r, clamped once to [lo, hi]: no other "
+                    f"(shift R) of the exact update r, clamped once to [lo, hi]: no other "
                     "rounding, saturation or wrap-around in the pipeline (numerics.md section 4)")
         diff = delayed["v_new"] - delayed["v"]
         props.check(m, "neuron.delta_exact", dut.delta == Mux(diff < 0, -diff, diff),

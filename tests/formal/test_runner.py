@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from amaranth.back import rtlil
 
@@ -146,8 +144,8 @@ def test_report_json_and_table():
         {"proven": 2, "bounded": 1, "failed": 1, "covers": 1, "covers_reached": 1}
     assert d["distinct_properties"] == 3 and d["lemmas"] == 1 and not report.ok
     table = formal.markdown_table(report)
-    assert "| `link.a` | link | guarantees | proven, k-induction k=4 |" in table
-    assert "**failed**" in table
+    assert "| `link.a` | guarantees | proven, k-induction, k = 4 | - |" in table
+    assert "**failed**" in table and "Lemmas: `link.l`" in table
 
 
 def test_missing_tools_are_named(monkeypatch):
