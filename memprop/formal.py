@@ -31,7 +31,8 @@ from typing import Literal
 
 from memprop.model.config import Config
 
-__all__ = ["FormalError", "Proof", "PropertyResult", "Report", "default_proofs", "parse_vcd", "run",
+__all__ = ["EQUIV_ARCHES", "MUTANTS", "FormalError", "Mutant", "Proof", "PropertyResult", "Report",
+           "default_configs", "default_proofs", "markdown_table", "parse_vcd", "run", "run_equivalence",
            "tools_missing"]
 
 Mode = Literal["prove", "bmc"]
@@ -54,12 +55,6 @@ class Proof:
     `mode` "prove" runs k-induction to `depth`; "bmc" a bounded check to `depth`.
     """
 
-    def depth_for(self, cfg: Config | None) -> int:
-        return self.depth(cfg) if callable(self.depth) else self.depth
-
-    def cover_depth_for(self, cfg: Config | None) -> int:
-        return self.cover_depth(cfg) if callable(self.cover_depth) else self.cover_depth
-
     name: str
     build: Callable
     mode: Mode
@@ -67,6 +62,12 @@ class Proof:
     cover_depth: int | Callable
     per_config: bool = False
     timeout: int = 900                # seconds per SymbiYosys job
+
+    def depth_for(self, cfg: Config | None) -> int:
+        return self.depth(cfg) if callable(self.depth) else self.depth
+
+    def cover_depth_for(self, cfg: Config | None) -> int:
+        return self.cover_depth(cfg) if callable(self.cover_depth) else self.cover_depth
 
 
 def default_proofs() -> list[Proof]:
@@ -80,8 +81,8 @@ def default_proofs() -> list[Proof]:
     from memprop.rtl.cycles import step_cycles
     from memprop.rtl.learnlane import CORRELATOR_LATENCY
     from memprop.rtl.mac import mac_latency
-    from memprop.rtl.schedule import Schedule
     from memprop.rtl.neuron import NEURON_LATENCY
+    from memprop.rtl.schedule import Schedule
 
     return [
         Proof("link", lambda props, cfg: lf.LinkProof(props), "prove", 4, 40),
@@ -106,8 +107,12 @@ def default_configs() -> list[tuple[str, Config]]:
     classes), every pulse rounding, small minibatches (one not a power of two), and narrow
     fixed-point formats (3 fractional bits) so that the multipliers stay small for the solver.
     `--config` proves one's own configuration instead."""
+    from memprop.model.config import DeviceConfig
+
     small = {"state_frac": 3, "weight_frac": 3, "deriv_frac": 3}
     fixed = {"numerics": "fixed"}
+    # stuck devices, where the device model has them (their classes then get the stuck-device property)
+    stuck = {"stuck": 0.2} if "stuck" in DeviceConfig.model_fields else {}
     return [
         ("dense-hard_tanh", Config.for_algorithm(
             "eqprop", **fixed, network={"n": 6, "max_steps": 2}, train={"batch_size": 2}, fixed=small,
@@ -120,8 +125,7 @@ def default_configs() -> list[tuple[str, Config]]:
             "eqprop", **fixed, network={"n": 6, "topology": "layered", "layers": [2, 2, 2], "activation": "tanh",
                                         "dynamics": "euler", "eps": 0.25},
             train={"beta": 2.0, "batch_size": 2}, fixed={**small, "deriv_frac": 2, "rounding": "truncate"},
-            device={"preset": "rram-nonlinear"},
-            hw={"lanes": 3})),
+            device={"preset": "rram-nonlinear", **stuck}, hw={"lanes": 3})),
     ]
 
 

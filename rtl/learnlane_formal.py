@@ -32,8 +32,12 @@ SHADOW_EXTRA = 8
 
 
 def stuck_classes(fmt) -> list[int]:
-    """Device classes whose UP and DOWN tables keep every code (stuck devices)."""
+    """Device classes of stuck devices: those the device tables name, else every class whose UP
+    and DOWN tables keep every code."""
     t = fmt.device
+    named = getattr(t, "stuck_classes", None)
+    if named:
+        return [int(m) for m in named]
     codes = np.arange(t.levels)
     return [m for m in range(t.classes) if (t.up[m] == codes).all() and (t.down[m] == codes).all()]
 
