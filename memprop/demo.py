@@ -57,8 +57,9 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
     cfg_float = Config.for_algorithm("eqprop", network={"n": pats.size}, train={"epochs": epochs})
     params_float, _ = training.train(cfg_float, pats)
     weights.save(out / "eqprop_float.npz", params_float, cfg_float, patterns=pats.source)
-    report["float"] = {str(p): recall.evaluate(params_float, cfg_float, pats, p, trials, seed=1).accuracy
-                       for p in FLIPS}
+    float_results = {str(p): recall.evaluate(params_float, cfg_float, pats, p, trials, seed=1) for p in FLIPS}
+    report["float"] = {p: r.accuracy for p, r in float_results.items()}
+    report["bound"] = {p: r.bound for p, r in float_results.items()}   # nearest-pattern decoder, same inputs
     report["float_seconds"] = time.perf_counter() - t
 
     hw = get_board(board).default_config()
@@ -78,9 +79,9 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
                                          .accuracy for p in FLIPS}
     report["fixed_seconds"] = time.perf_counter() - t
     rows = [[p, report["float"][str(p)]] + ([report["float_same_topology"][str(p)]] if "float_same_topology" in report
-                                            else []) + [report["fixed"][str(p)]] for p in FLIPS]
+                                            else []) + [report["fixed"][str(p)], report["bound"][str(p)]] for p in FLIPS]
     header = ["flip p", "float, dense"] + (["float, same band"] if "float_same_topology" in report else []) + \
-        [f"fixed, {cfg_fixed.device.preset}"]
+        [f"fixed, {cfg_fixed.device.preset}", "nearest-pattern bound"]
     recall_table = markdown_table(header, rows)
     click.echo(recall_table)
 
@@ -111,6 +112,10 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         raise click.ClickException("the engine differs from the model: " +
                                    "; ".join(str(m.get("mismatch")) for m in run.mismatches)[:2000])
 
+    from memprop.classdemo import run_classification_demo
+
+    report["classification"] = run_classification_demo(out, board, quick, simulator)
+
     if skip_bitstream:
         click.echo("[4/4] bitstream: skipped (--no-bitstream)")
     else:
@@ -137,7 +142,8 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
 
     report["formal"] = formal.demo(out / "formal", echo=click.echo)
 
-    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + sim_line + "\n")
+    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + sim_line + "\n\n## Classification\n\n"
+                                 + report["classification"]["markdown"])
     (out / "demo.json").write_text(json.dumps(report, indent=2))
     click.echo(f"wrote {out}/demo.md and demo.json")
     return report

@@ -152,7 +152,7 @@ class Learner(wiring.Component):
             noise_rd = noise_mem.read_port()
 
         # -- slot control ---------------------------------------------------------------------------
-        cyc = Signal(16)                           # cycle within the slot
+        cyc = Signal(range(plan.slot_bound + 1))   # cycle within the slot
         running = Signal()
         done_a, done_b, done_c, done_d = Signal(), Signal(), Signal(), Signal()
         slot_end = Signal()
@@ -207,7 +207,8 @@ class Learner(wiring.Component):
 
         # the request register and the issue loop
         req_valid = Signal()
-        req_s = Signal(32)
+        s_bits = (N * N + N).bit_length()        # synapse indices s < N N + N
+        req_s = Signal(s_bits)
         req_k = Signal(5)
         req_tag = Signal(2 + tag_lane_bits + tag_call_bits)
         accept = Signal()
@@ -219,7 +220,7 @@ class Learner(wiring.Component):
                 m.d.sync += req_valid.eq(0)
         remaining = Signal(W)
         kk = Signal(range(max(K, 2)))
-        a_rowN = Signal(32)                        # r0 * N of the latched group
+        a_rowN = Signal(s_bits)                    # r0 * N of the latched group
         sel, sel_any = _lowest(remaining, W, m, "a_sel")
         sel_col, sel_rsel = Signal(n_bits + 1), Signal()
         with m.Switch(sel):
@@ -228,17 +229,17 @@ class Learner(wiring.Component):
                     m.d.comb += [sel_col.eq(ga.col[lane]), sel_rsel.eq(ga.rsel[lane])]
         sel_row = Signal(n_bits + 1)
         m.d.comb += sel_row.eq(ga.r0 + sel_rsel)
-        s_val = Signal(32)
+        s_val = Signal(s_bits)
         with m.If(ga.bias):
             m.d.comb += s_val.eq(N * N + sel_col)
         with m.Elif(sel_col >= sel_row):
             m.d.comb += s_val.eq(a_rowN + Mux(sel_rsel, N, 0) + sel_col)
         if first_row:
             with m.Else():                         # a clamped (input) column: s = j N + i
-                m.d.comb += s_val.eq(mul_const(sel_col, N, 32) + sel_row)
+                m.d.comb += s_val.eq(mul_const(sel_col, N, s_bits) + sel_row)
         can_load = ~req_valid | accept
 
-        rowN = Signal(32)                          # ra * N
+        rowN = Signal(s_bits)                      # ra * N
         with m.FSM(name="walk"):
             with m.State("SCAN"):
                 m.d.comb += a_scan.eq(running)
@@ -344,6 +345,10 @@ class Learner(wiring.Component):
             act_a, act_b = act_port("act_row_a"), act_port("act_row_b")
             m.d.comb += [act_a.addr.eq(self.fp_a.data - f.lo), act_b.addr.eq(self.fp_b.data - f.lo)]
             row_a, row_b = act_a.data, act_b.data
+        # the rows' operands, signed for the set (or +-2^fa for biases), once for all lanes
+        op_a, op_b = Signal(signed(a_bits)), Signal(signed(a_bits))
+        m.d.comb += [op_a.eq(CorrelatorLane.row_operand(f, row_a, sub_pipe[-1], gb.bias)),
+                     op_b.eq(CorrelatorLane.row_operand(f, row_b, sub_pipe[-1], gb.bias))]
         for lane in range(W):
             rd = lane_rd[lane]
             m.d.comb += rd.addr.eq(Cat(gb.col[lane][:n_bits], b_slot, b_hi))
@@ -356,16 +361,17 @@ class Learner(wiring.Component):
             m.d.comb += rsel_d.eq(gb.rsel[lane])
             cl = CorrelatorLane(f)
             m.submodules[f"corr{lane}"] = cl
-            m.d.comb += [cl.clear.eq(gb.valid & (cyc == 0)), cl.valid.eq(valid_pipe[-1]), cl.sub.eq(sub_pipe[-1]),
-                         cl.bias.eq(gb.bias), cl.a_row.eq(Mux(rsel_d, row_b, row_a)), cl.a_col.eq(col_a)]
+            m.d.comb += [cl.clear.eq(gb.valid & (cyc == 0)), cl.valid.eq(valid_pipe[-1]),
+                         cl.a_row.eq(Mux(rsel_d, op_b, op_a)), cl.a_col.eq(col_a)]
             corr.append(cl.corr)
         b_cycles = 2 * B - 1 + read_lat + CORRELATOR_LATENCY
         m.d.comb += done_b.eq(~gb.valid | (cyc >= b_cycles))
 
         # -- stage C: quantise and program ----------------------------------------------------------
         quant, pulse = [], []
+        narrow = W <= 2            # few quantisers: x LR_MUL in DSP blocks, whose lanes are few too
         for lane in range(W):
-            qz = Quantiser(f)
+            qz = Quantiser(f, dsp=narrow)
             pl = PulseLane(f)
             m.submodules[f"quant{lane}"] = qz
             m.submodules[f"pulse{lane}"] = pl
@@ -447,18 +453,24 @@ class Learner(wiring.Component):
             m.d.sync += [d_entry[lane].eq(pulse[lane].entry_out) for lane in range(W)]
             m.d.sync += d_nz.eq(Cat(*[quant[lane].n_mag != 0 for lane in range(W)]))
         own_en = gd.prim & d_nz
-        # own write (cycle 1): the group's primary lanes at their stream lanes
+        # own write (cycle 1): the group's primary lanes at their stream lanes. When W divides P,
+        # stream lane q always carries learning lane q mod W's entry: wiring, no multiplexer.
         own_data = Signal(P * E)
         own_mask = Signal(P)
+        aligned = P % W == 0
         for part in range(parts):
             with m.If(gd.part == part):
                 slices, mask = [], []
                 for q in range(P):
                     lane = q - part * W
                     inside = 0 <= lane < W
-                    slices.append(d_entry[lane] if inside else Const(0, E))
+                    slices.append(d_entry[q % W] if aligned else (d_entry[lane] if inside else Const(0, E)))
                     mask.append(own_en[lane] if inside else Const(0, 1))
-                m.d.comb += [own_data.eq(Cat(*slices)), own_mask.eq(Cat(*mask))]
+                m.d.comb += own_mask.eq(Cat(*mask))
+                if not aligned:
+                    m.d.comb += own_data.eq(Cat(*slices))
+        if aligned:
+            m.d.comb += own_data.eq(Cat(*[d_entry[q % W] for q in range(P)]))
         # mirrors: lookup at cycle c, write at c + 1 (power-of-two P) or c + 2
         base = [int(v) for v in plan.mirror_base]
         mbits = plan.mirror_bits
@@ -505,11 +517,15 @@ class Learner(wiring.Component):
             pending = mw_valid
         # one port each: the code word of stage C is read in cycle 0, D writes from cycle 1 on
         m.d.comb += self.codes.addr.eq(gc.word)
-        with m.If(gd.valid & ~gd.bias & (cyc == 1)):
-            m.d.comb += [self.codes.addr.eq(gd.word), self.codes.w_en.eq(own_mask), self.codes.w_data.eq(own_data)]
+        own = gd.valid & ~gd.bias & (cyc == 1)
+        if W == 1:                                # every write carries the one lane's entry
+            m.d.comb += self.codes.w_data.eq(own_data)
+        else:
+            m.d.comb += self.codes.w_data.eq(Mux(own, own_data, Cat(*[w_entry] * P)))
+        with m.If(own):
+            m.d.comb += [self.codes.addr.eq(gd.word), self.codes.w_en.eq(own_mask)]
         with m.Elif(w_valid):
-            m.d.comb += [self.codes.addr.eq(w_word), self.codes.w_en.eq(1 << w_lane),
-                         self.codes.w_data.eq(Cat(*[w_entry] * P))]
+            m.d.comb += [self.codes.addr.eq(w_word), self.codes.w_en.eq(1 << w_lane)]
         # bias entries: C reads lane l in cycle l, D writes lane l in cycle W + l
         bias_count = Signal(range(W + 1))
         m.d.comb += [bias_count.eq(sum(gd.prim[lane] for lane in range(W))), self.bias.addr.eq(bias_read_addr)]

@@ -72,10 +72,12 @@ def learn_widths(fmt: Formats) -> dict:
 
 
 class CorrelatorLane(wiring.Component):
-    """sum of +-a_row * a_col (or +-a_col << fa for a bias), pipelined: operands, product, sum.
+    """The sum of a_row * a_col over the minibatch, pipelined: operands, product, sum.
 
-    `clear` zeroes the sum (it may coincide with nothing in flight only); operands presented
-    with `valid` reach the sum CORRELATOR_LATENCY edges later.
+    The caller gives the row's operand already signed for its set (-a_i for the LO set) or,
+    for a bias, the constant +-2^fa: the lane only multiplies and adds, and the sign and
+    the bias case are worked out once for all lanes. `clear` zeroes the sum (nothing may be
+    in flight); operands presented with `valid` reach the sum CORRELATOR_LATENCY edges later.
     """
 
     def __init__(self, fmt: Formats):
@@ -83,25 +85,29 @@ class CorrelatorLane(wiring.Component):
         w = learn_widths(fmt)
         self.a_bits, self.corr_bits = w["a_bits"], w["corr_bits"]
         super().__init__({
-            "clear": In(1), "valid": In(1), "sub": In(1), "bias": In(1),
+            "clear": In(1), "valid": In(1),
             "a_row": In(signed(self.a_bits)), "a_col": In(signed(self.a_bits)),
             "corr": Out(signed(self.corr_bits)),
         })
 
+    @staticmethod
+    def row_operand(fmt: Formats, a_row, sub, bias) -> Value:
+        """What the lanes multiply by: +-a_row, or +-2^fa for a bias (sub: the LO set)."""
+        x = Mux(bias, 1 << fmt.fa, a_row)
+        return Mux(sub, -x, x)
+
     def elaborate(self, platform):
         m = Module()
         a_row, a_col = Signal(signed(self.a_bits)), Signal(signed(self.a_bits))
-        i_valid, i_sub, i_bias = Signal(), Signal(), Signal()
-        m.d.sync += [a_row.eq(self.a_row), a_col.eq(self.a_col), i_valid.eq(self.valid), i_sub.eq(self.sub),
-                     i_bias.eq(self.bias)]
-        prod = Signal(signed(2 * self.a_bits + 1))
-        p_valid, p_sub = Signal(), Signal()
-        m.d.sync += [prod.eq(Mux(i_bias, a_col << self.fmt.fa, a_row * a_col)),
-                     p_valid.eq(i_valid), p_sub.eq(i_sub)]
+        i_valid = Signal()
+        m.d.sync += [a_row.eq(self.a_row), a_col.eq(self.a_col), i_valid.eq(self.valid)]
+        prod = Signal(signed(2 * self.a_bits))
+        p_valid = Signal()
+        m.d.sync += [prod.eq(a_row * a_col), p_valid.eq(i_valid)]
         with m.If(self.clear):
             m.d.sync += self.corr.eq(0)
         with m.Elif(p_valid):
-            m.d.sync += self.corr.eq(Mux(p_sub, self.corr - prod, self.corr + prod))
+            m.d.sync += self.corr.eq(self.corr + prod)
         return m
 
 
@@ -114,8 +120,9 @@ class Quantiser(wiring.Component):
     hold until the next `round`.
     """
 
-    def __init__(self, fmt: Formats):
+    def __init__(self, fmt: Formats, *, dsp: bool = False):
         self.fmt = fmt
+        self.dsp = bool(dsp)           # x LR_MUL in a DSP block (narrow learners) or shifts and adds
         w = learn_widths(fmt)
         self.widths = w
         super().__init__({
@@ -135,19 +142,17 @@ class Quantiser(wiring.Component):
                          diag.eq(self.diag)]
         q = Signal(w["q_bits"])
         with m.If(self.scale):
-            m.d.sync += q.eq(mul_const(mag, mul, w["q_bits"]))
+            m.d.sync += q.eq(mag * mul if self.dsp else mul_const(mag, mul, w["q_bits"]))
         mode = f.cfg.fixed.rounding
+        if mode == "truncate":
+            add = Const(0, 1)
+        elif mode == "nearest":
+            add = Mux(diag, 1 << shift, 1 << (shift - 1))
+        else:
+            add = Mux(diag, self.rho, self.rho >> 1)     # the top sh bits of the draw
+        total = Signal(w["q_bits"] + 1)
         pulses = Signal(w["q_bits"] + 1)
-        for extra in (0, 1):
-            sh = shift + extra
-            if mode == "truncate":
-                add = Const(0, 1)
-            elif mode == "nearest":
-                add = Const(1 << (sh - 1), sh)
-            else:
-                add = self.rho >> (1 - extra)       # the top sh bits of the draw
-            with m.If(diag == extra):
-                m.d.comb += pulses.eq((q + add) >> sh)
+        m.d.comb += [total.eq(q + add), pulses.eq(Mux(diag, total >> (shift + 1), total >> shift))]
         with m.If(self.round):
             m.d.sync += [self.n_mag.eq(Mux(pulses > f.max_pulses, f.max_pulses, pulses)), self.neg.eq(neg)]
         formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q)

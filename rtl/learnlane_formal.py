@@ -59,13 +59,18 @@ class LearnLaneProof(Elaboratable):
     def _correlator(self, m: Module):
         props, f = self.props, self.fmt
         m.submodules.corr = lane = CorrelatorLane(f)
-        for port in (lane.clear, lane.valid, lane.sub, lane.bias, lane.a_row, lane.a_col):
+        for port in (lane.clear, lane.valid, lane.a_col):
             m.d.comb += port.eq(AnySeq(port.shape()))
+        # the row operand as the Learner forms it once for all lanes: +-a_row, or +-2^fa for a bias
+        sub, bias = Signal(name="env_corr_sub"), Signal(name="env_corr_bias")
+        a_row = Signal(signed(len(lane.a_row)), name="env_corr_a_row")
+        m.d.comb += [sub.eq(AnySeq(1)), bias.eq(AnySeq(1)), a_row.eq(AnySeq(a_row.shape())),
+                     lane.a_row.eq(CorrelatorLane.row_operand(f, a_row, sub, bias))]
         a_top = f.a_max
-        for a in (lane.a_row, lane.a_col):
+        for a in (a_row, lane.a_col):
             props.assume(m, (a <= a_top) & (a >= -a_top))
-        # the shadow at the sum stage: operands two cycles behind the inputs
-        ops = {"valid": lane.valid, "sub": lane.sub, "bias": lane.bias, "a_row": lane.a_row, "a_col": lane.a_col}
+        # the shadow at the sum stage: operands CORRELATOR_LATENCY - 1 cycles behind the inputs
+        ops = {"valid": lane.valid, "sub": sub, "bias": bias, "a_row": a_row, "a_col": lane.a_col}
         for d in range(CORRELATOR_LATENCY - 1):
             ops = {k: past(m, v, f"ref_corr_{k}_d{d + 1}") for k, v in ops.items()}
         wide = signed(len(lane.corr) + SHADOW_EXTRA)
@@ -93,7 +98,8 @@ class LearnLaneProof(Elaboratable):
         mul, shift = f.lr_fixed
         p_max = f.max_pulses
         mode = self.cfg.fixed.rounding
-        q = Quantiser(f)
+        learn_lanes = self.cfg.hw.learn_lanes or self.cfg.hw.lanes
+        q = Quantiser(f, dsp=learn_lanes <= 2)      # as the Learner builds it: x LR_MUL in a DSP when narrow
         m.submodules.quant = q
         for port in (q.load, q.scale, q.round, q.corr, q.diag, q.rho):
             m.d.comb += port.eq(AnySeq(port.shape()))

@@ -230,6 +230,15 @@ class LearnPlan:
             "bias_lanes": np.concatenate([np.zeros(len(n), dtype=np.int64), bias_lanes]),
         }
 
+    @property
+    def slot_bound(self) -> int:
+        """A bound on any slot's length (sizes the learner's cycle counter)."""
+        sw = self._static_walk
+        skips = max(int(sw["skipped"].max(initial=0)), int(sw["trailing"]))
+        issue = self.width * self.calls * self.rng_interval + self.rng_interval
+        return (skips + 2 + issue + self.rng_latency + 2 * self.batch + 8 + 2 * self.fmt.max_pulses
+                + 2 * self.width + 8)
+
     # -- memories -----------------------------------------------------------------------------
     @property
     def slot_bits(self) -> int:

@@ -36,6 +36,10 @@ def test_bench_runs_and_writes_json(tmp_path):
     assert report["meets_target"] == (report["ratio"] <= 2.0)
     assert report["float"]["fingerprint"] != report["fixed"]["fingerprint"]
     assert {"python", "numpy", "cpus", "load_average_before"} <= set(report["environment"])
+    speed = report["float_speed"]
+    assert speed["speedup"] == report["float-reference"]["train_seconds"] / report["float"]["train_seconds"]
+    assert len(report["runs"]["float-reference"]["train_seconds"]) == 2
+    assert "Float speed-up over the original loop" in out
 
 
 def test_bench_without_out_prints_only(tmp_path, monkeypatch):
@@ -53,6 +57,24 @@ def test_bench_bad_device_is_a_one_line_error():
     assert result.output.strip().splitlines() == [
         "Error: invalid config: device: unknown device preset 'nope'; choose one of "
         "['ideal', 'linear-256', 'linear-64', 'rram-nonlinear', 'soft-bounds']"]
+
+
+def test_bench_reports_classification_cost_per_board(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "--epochs", "1", "--repeats", "1", "--trials", "1",
+                                       "--no-hardware", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Digits classifier 64-100-10" in result.output and "images/s" in result.output
+    section = json.loads((tmp_path / "bench.json").read_text())["classification"]
+    assert section["epochs"] == 1 and section["images"] == 450
+    for board in section["boards"]:
+        assert board["board"] in ("icebreaker", "ulx3s")
+        steps = board["steps_per_image"]
+        # cycles per image = the cycle model at the mean step count (RELAX = 1 + steps x step cycles)
+        assert board["cycles_per_image"] == pytest.approx(1 + steps * board["step_cycles"])
+        assert board["images_per_s"] == pytest.approx(board["clock_mhz"] * 1e6 / board["cycles_per_image"])
+        assert board["ratio"] == pytest.approx(board["images_per_s"] / section["numpy_float"]["images_per_s"])
+        assert board["train_sample_cycles"] > 2 * board["cycles_per_image"] > 0
+    assert section["boards"][1]["step_cycles"] < section["boards"][0]["step_cycles"]   # 16 lanes vs 4
 
 
 # -- the hardware section -------------------------------------------------------------------------

@@ -46,8 +46,9 @@ QUANT_CONFIGS = [
 ]
 
 
+@pytest.mark.parametrize("dsp", [False, True])
 @pytest.mark.parametrize("sections", QUANT_CONFIGS)
-def test_quantiser_equals_model_quantise(sections):
+def test_quantiser_equals_model_quantise(sections, dsp):
     cfg = cfg_of(**sections)
     fmt = Formats(cfg)
     _, shift = fmt.lr_fixed
@@ -61,7 +62,7 @@ def test_quantiser_equals_model_quantise(sections):
     want = fixed.quantise(fmt, C, shift + diag, t, s)
     rho_bits = learn_widths(fmt)["rho_bits"]
     rho = rng.rand(cfg.train.seed, t, s, 0).astype(np.int64) >> (32 - rho_bits)
-    dut = Quantiser(fmt)
+    dut = Quantiser(fmt, dsp=dsp)
     got = []
 
     async def bench(ctx):
@@ -193,10 +194,9 @@ def test_correlator_lane_equals_model_correlations(sections):
                 ctx.set(dut.clear, 0)
                 for b in range(B):
                     for sub, a in ((0, a_hi), (1, a_lo)):
+                        row = (1 << fmt.fa) if bias else int(a[b, 1])       # CorrelatorLane.row_operand
                         ctx.set(dut.valid, 1)
-                        ctx.set(dut.sub, sub)
-                        ctx.set(dut.bias, bias)
-                        ctx.set(dut.a_row, int(a[b, 1]))
+                        ctx.set(dut.a_row, -row if sub else row)
                         ctx.set(dut.a_col, int(a[b, 0]))
                         await ctx.tick()
                 ctx.set(dut.valid, 0)
