@@ -5,7 +5,8 @@ drives them (strobes in any order the ports allow; the UP/DOWN table as the real
 `table_addr`), with every operand free within its documented range:
 
 - `CorrelatorLane`: the correlation equals a shadow sum kept wider, so it never wraps over a
-  minibatch (at most 2B products between clears);
+  minibatch (at most 2B products between clears); the row operand comes from
+  `CorrelatorLane.row_operand` as in the Learner, so its sign and bias cases are checked too;
 - `Quantiser`: the pulse count is numerics.md section 5's, rounding included, never above P_max;
 - `PulseLane`: codes stay in [0, L - 1]; a round pulses only while p < |n|, the device the
   potentiate-first rule picks, by exactly the table and the c2c noise rule; a stuck device
@@ -87,7 +88,8 @@ class LearnLaneProof(Elaboratable):
         pmax = f.a_max * max(f.a_max, 1 << f.fa)
         props.check(m, "learner.correlation_exact", lane.corr == shadow,
                     f"the correlation C equals a shadow sum {SHADOW_EXTRA} bits wider over any 2B products of a "
-                    "minibatch: its width never wraps (|C| <= 2 B Amax max(Amax, 2^fa), numerics.md section 6)")
+                    "minibatch, the row operand signed as the Learner forms it (-a_i for the LO set, +-2^fa for "
+                    "a bias): its width never wraps (|C| <= 2 B Amax max(Amax, 2^fa), numerics.md section 6)")
         props.check(m, "learner.correlation_bounded", (shadow <= terms * pmax) & (shadow >= -(terms * pmax)),
                     "lemma: the shadow is bounded by its number of products", lemma=True)
         props.cover(m, "learner.correlation_at_bound", lane.corr == f.corr_bound, "C at its bound 2 B Amax^2")
@@ -126,7 +128,8 @@ class LearnLaneProof(Elaboratable):
             m.d.sync += [expect_mag.eq(Mux(n_ref > p_max, p_max, n_ref)), expect_neg.eq(s_c < 0)]
         props.check(m, "learner.pulse_count_exact", (q.n_mag == expect_mag) & (q.neg == expect_neg),
                     "the pulse count is sign(C) ((|C| LR_MUL + rho) >> LR_SHIFT) with the configured rounding "
-                    "(one more shift on the diagonal), clamped to +-P_max: LR_MUL as shifts and adds is exact")
+                    "(one more shift on the diagonal), clamped to +-P_max: x LR_MUL, as shifts and adds or in a DSP block "
+                    "(a learner of W <= 2 lanes), is exact")
         props.check(m, "learner.pulse_count_within_limit", q.n_mag <= p_max,
                     "a pulse count never exceeds the pulse limit P_max")
 
