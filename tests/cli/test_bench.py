@@ -73,7 +73,9 @@ def test_bench_reports_classification_cost_per_board(tmp_path):
         assert board["cycles_per_image"] == pytest.approx(1 + steps * board["step_cycles"])
         assert board["images_per_s"] == pytest.approx(board["clock_mhz"] * 1e6 / board["cycles_per_image"])
         assert board["ratio"] == pytest.approx(board["images_per_s"] / section["numpy_float"]["images_per_s"])
-        assert board["train_sample_cycles"] > 2 * board["cycles_per_image"] > 0
+        # a training sample: its free and nudged relaxations, two STOREs and one LEARN
+        assert board["train_sample_cycles"] > board["learn_cycles"] > 0
+        assert board["train_sample_cycles"] > board["step_cycles"] * 2
     assert section["boards"][1]["step_cycles"] < section["boards"][0]["step_cycles"]   # 16 lanes vs 4
 
 
