@@ -543,6 +543,109 @@ def export(weight_file, out, config_file, board, from_float):
                f"N={image.cfg.network.n}, P={image.cfg.hw.lanes}, fingerprint {image.fingerprint}{extra}")
 
 
+# -- formal proofs (memprop.formal) -----------------------------------------------------------------
+
+FORMAL_MUTANTS = ("link-skips-crc", "mac-narrow-accumulator")     # memprop.formal.MUTANTS
+
+
+@main.command(name="formal")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="prove the Config-dependent blocks for this fixed-point config "
+                   "(default: small configs of every topology and activation)")
+@click.option("--depth", type=click.IntRange(1, 1000), default=None,
+              help="induction length / bounded depth of every proof (default: each proof's own)")
+@click.option("--only", multiple=True, metavar="NAME",
+              help="run only the proofs whose name starts with NAME (repeatable): link, uart, neuron, mac, ...")
+@click.option("--mutant", type=click.Choice(FORMAL_MUTANTS), default=None,
+              help="check a deliberately broken design instead: it must be reported failed, with a trace")
+@click.option("--equiv", is_flag=True,
+              help="instead: check yosys's iCE40 and ECP5 netlists of a small engine (or --config's) against "
+                   "the RTL, a bounded miter to --depth cycles (default 6); minutes")
+@click.option("--out", type=click.Path(file_okay=False), default="results/formal", show_default=True,
+              help="work directory: SymbiYosys runs, traces, formal.json and formal.md")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel SymbiYosys jobs")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@user_errors
+def formal_(config_file, depth, only, mutant, equiv, out, jobs, as_json):
+    """Prove the RTL's properties with SymbiYosys (k-induction, bounded checks, covers)."""
+    from tqdm.auto import tqdm
+
+    from memprop import formal
+
+    if equiv:
+        _formal_equivalence(config_file, depth, out, jobs, as_json)
+        return
+
+    chosen = formal.MUTANTS[mutant] if mutant else None
+    proofs = [p for p in formal.default_proofs()
+              if chosen or not only or any(p.name.startswith(o) for o in only)]
+    if not proofs:
+        names = ", ".join(p.name for p in formal.default_proofs())
+        raise click.UsageError(f"--only {' '.join(only)} matches no proof; proofs: {names}")
+    if config_file is not None:
+        cfg = hardware_config(config_file)
+        configs = [(Path(config_file).stem, cfg)]
+    else:
+        configs = formal.default_configs()
+    n_jobs = sum(2 if not chosen else 1 for p in proofs for _ in (configs if p.per_config else [None])
+                 if not chosen or p.name in chosen.proofs)
+    bar = tqdm(total=n_jobs, desc="formal", unit="job", disable=as_json)
+    try:
+        report = formal.run(proofs, configs, out_dir=Path(out), depth=depth, jobs=jobs, mutant=chosen,
+                            progress=lambda name: bar.update(1))
+    except formal.FormalError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+    result = report.to_dict()
+    result.update({"configs": [label for label, _ in configs], "depth": depth, "mutant": mutant})
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "formal.json").write_text(json.dumps(result, indent=1))
+    (Path(out) / "formal.md").write_text(formal.markdown_table(report))
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        for r in report.results:
+            click.echo(r.line())
+        for line in formal.summary_lines(report):
+            click.echo(line)
+        for error in report.errors:
+            click.echo(f"error: {error}", err=True)
+        if chosen:
+            verdict = "found" if result["failed"] else "did NOT find"
+            click.echo(f"mutant {mutant} ({chosen.text}): the checker {verdict} the planted bug")
+    if not report.ok:
+        sys.exit(1)
+
+
+def _formal_equivalence(config_file, depth, out, jobs, as_json):
+    """`memprop formal --equiv`: synthesised netlists against the RTL."""
+    from tqdm.auto import tqdm
+
+    from memprop import formal
+
+    cfg = hardware_config(config_file) if config_file is not None else None
+    bar = tqdm(total=len(formal.EQUIV_ARCHES), desc="equivalence", unit="arch", disable=as_json)
+    try:
+        results = formal.run_equivalence(cfg, out_dir=Path(out), depth=depth or 6, jobs=jobs,
+                                         progress=lambda name: bar.update(1))
+    except formal.FormalError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        bar.close()
+    ok = all(r.status == "equivalent" for r in results)
+    report = {"equivalence": [{k: v for k, v in vars(r).items()} for r in results], "ok": ok}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "equivalence.json").write_text(json.dumps(report, indent=1))
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        for r in results:
+            click.echo(r.line())
+    if not ok:
+        sys.exit(1)
+
+
 # -- recall near the bound: the recipe and its ablation (memprop.recipe) ----------------------------
 
 @main.command()

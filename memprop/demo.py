@@ -10,6 +10,8 @@
   4. bitstream     - YoWASP yosys + nextpnr for the board, and the trained weights exported
                      as the image the host link loads; at its fmax, the projected training
                      samples/s and recall latency (the full comparison: `memprop bench`)
+  formal           - the host link's properties proven by k-induction, and a link without its
+                     CRC check caught by them (the whole suite: `memprop formal`)
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
     if measured:
         report["engine_cycles"] = hwbench.demo_cycles(cfg_fixed, measured)
         click.echo(hwbench.demo_line(report["engine_cycles"]))
+    if not run.passed:
         raise click.ClickException("the engine differs from the model: " +
                                    "; ".join(str(m.get("mismatch")) for m in run.mismatches)[:2000])
 
@@ -152,8 +155,29 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
             report["projection"] = hwbench.demo_projection(report["engine_cycles"], build_report["fmax_mhz"])
             click.echo(report["projection"]["line"])
 
-    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + report["stuck_devices"]["line"] +
-                                 "\n\n" + sim_line + "\n\n## Classification\n\n" + report["classification"]["markdown"])
+    click.secho("[formal] SymbiYosys: the host link's properties, and a broken link", bold=True)
+    from memprop import formal
+
+    missing = formal.tools_missing()
+    if missing:
+        formal_line = f"formal: skipped ({', '.join(missing)} missing: pip install -e '.[formal]')"
+        click.echo(formal_line)
+        report["formal"] = {"skipped": formal_line}
+    else:
+        try:
+            report["formal"] = formal.demo(out / "formal", echo=click.echo)
+        except formal.FormalError as exc:
+            raise click.ClickException(str(exc)) from None
+        if not report["formal"]["ok"]:
+            raise click.ClickException("the host link's proofs failed or the broken link went unnoticed: "
+                                       f"see {out / 'formal'}")
+        link = report["formal"]["link"]
+        formal_line = (f"formal: the host link's {link['distinct_properties']} properties proven by k-induction; "
+                       f"a link without its CRC check fails {', '.join(report['formal']['mutant_failures'])}")
+
+    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + report["stuck_devices"]["line"]
+                                 + "\n\n" + sim_line + "\n\n" + formal_line + "\n\n## Classification\n\n"
+                                 + report["classification"]["markdown"])
     (out / "demo.json").write_text(json.dumps(report, indent=2))
     click.echo(f"wrote {out}/demo.md and demo.json")
     return report

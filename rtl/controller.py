@@ -21,6 +21,7 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import formal
 from . import hostmap as hm
 
 #: The command register's fields: opcode | sign << 4 | set << 6 | slot << 8.
@@ -33,9 +34,10 @@ STEP_OVERHEAD = 3
 
 class Controller(wiring.Component):
     def __init__(self, *, n: int, n_rows: int, words: int, v_bits: int, n_bits: int, slot_bits: int,
-                 tol: int, max_steps: int):
+                 tol: int, max_steps: int, slots: int | None = None):
         self.n, self.n_rows, self.words = n, n_rows, words
         self.n_bits, self.slot_bits = n_bits, slot_bits
+        self.slots = (1 << slot_bits) if slots is None else slots    # fixed-point slots per set (the batch)
         self.tol, self.max_steps = tol, max_steps
         super().__init__({
             # host side
@@ -69,8 +71,13 @@ class Controller(wiring.Component):
             m.d.sync += error.eq(1)
 
         cmd = self.command
+        # STORE / RESTORE address fixed point (set, slot): only sets LO, HI, FREE and slots below
+        # the batch exist (a larger set would address past the fixed-point memory, a larger slot
+        # would be truncated onto another slot), so other fields are refused like an unknown opcode
+        fields_ok = Signal()
         with m.If(self.command_valid):
-            m.d.sync += [op.eq(cmd.op), self.set.eq(cmd.set), self.slot.eq(cmd.slot),
+            m.d.sync += [fields_ok.eq((cmd.set <= hm.SET_FREE) & (cmd.slot < self.slots)),
+                         op.eq(cmd.op), self.set.eq(cmd.set), self.slot.eq(cmd.slot),
                          self.sign.eq(Mux(cmd.sign == hm.SIGN_PLUS, 1, Mux(cmd.sign == hm.SIGN_MINUS, -1, 0)))]
 
         # rows written back and max|dv| of the step in flight
@@ -82,7 +89,7 @@ class Controller(wiring.Component):
 
         block = Signal(range(max(D, 2)))
         first = Signal()
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.command_valid):
                     m.d.sync += [busy.eq(1), self.cycles.eq(0), error.eq(0)]
@@ -93,8 +100,12 @@ class Controller(wiring.Component):
                         m.d.sync += [self.steps.eq(0), converged.eq(0)]
                         m.next = "STEP_START"
                     with m.Case(hm.OP_STORE, hm.OP_RESTORE):
-                        m.d.sync += item.eq(0)
-                        m.next = "COPY"
+                        with m.If(fields_ok):
+                            m.d.sync += item.eq(0)
+                            m.next = "COPY"
+                        with m.Else():
+                            m.d.sync += [busy.eq(0), error.eq(1)]
+                            m.next = "IDLE"
                     with m.Case(hm.OP_LEARN):
                         m.d.comb += self.learn_start.eq(1)
                         m.next = "LEARN"
@@ -146,6 +157,8 @@ class Controller(wiring.Component):
                     m.d.comb += self.learned.eq(1)
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
+        formal.hook(self, m, fsm=fsm, op=op, item=item, block=block, rows_done=rows_done, delta_max=delta_max,
+                    first=first, fields_ok=fields_ok)
         return m
 
     def _next_item(self, m: Module, item) -> None:

@@ -92,7 +92,7 @@ class Engine(wiring.Component):
 
         m.submodules.ctrl = ctrl = Controller(
             n=N, n_rows=len(sch.rows), words=sch.depth, v_bits=vb, n_bits=nb, slot_bits=lay.slot_bits,
-            tol=cfg.fixed.tol_lsb, max_steps=cfg.network.max_steps)
+            tol=cfg.fixed.tol_lsb, max_steps=cfg.network.max_steps, slots=lay.batch)
         m.submodules.stream = stream = StreamGenerator(sch)
         m.submodules.codes = codes = CodeMemory(sch.depth, P, E, backend=self.code_memory_backend(platform),
                                                 primitive=self.primitives)

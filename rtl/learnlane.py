@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from memprop.model.numerics import Formats, bitlen_signed
 
+from . import formal
 from .learnplan import c2c_thresholds
 from .schedule import ceil_log2
 
@@ -154,6 +155,7 @@ class Quantiser(wiring.Component):
         m.d.comb += [total.eq(q + add), pulses.eq(Mux(diag, total >> (shift + 1), total >> shift))]
         with m.If(self.round):
             m.d.sync += [self.n_mag.eq(Mux(pulses > f.max_pulses, f.max_pulses, pulses)), self.neg.eq(neg)]
+        formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q)
         return m
 
 

@@ -28,6 +28,7 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import formal
 from . import hostmap as hm
 from .engine import HostBus
 
@@ -191,7 +192,7 @@ class HostLink(wiring.Component):
                 m.d.sync += [status.eq(ST_TIMEOUT), data.eq(0)]
                 m.next = "RESPOND"
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += inp.ready.eq(1)
                 m.d.sync += [op.eq(0), k.eq(0), index.eq(0), crc.eq(crc16_next(CRC_INIT, byte))]
@@ -331,4 +332,7 @@ class HostLink(wiring.Component):
             m.d.sync += [sent.eq(sent + 1), out.eq(out << 8)]
             with m.If(sent < 7):
                 m.d.sync += out_crc.eq(crc16_next(out_crc, tx.payload))
+        formal.hook(self, m, fsm=fsm, rx_fifo=rx_fifo, burst_mem=burst_mem, buf_rd=buf_rd, buf_wr=buf_wr, op=op,
+                    addr=addr, data=data, count=count, index=index, k=k, crc=crc, quiet=quiet, lost=lost,
+                    status=status, queue=queue, sending=sending, out=out, sent=sent, out_crc=out_crc)
         return m

@@ -24,6 +24,8 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import formal
+
 #: Adder levels between two registers of the reduction tree.
 ADDS_PER_STAGE = 2
 
@@ -102,6 +104,7 @@ class MacArray(wiring.Component):
             with m.Else():
                 m.d.sync += running.eq(running + head_sum)
         m.d.sync += [self.row_valid.eq(valid & ends), self.row_sum.eq(running + head_sum)]
+        formal.hook(self, m, running=running)
         return m
 
     def _reg(self, m: Module, value, name: str) -> Signal:

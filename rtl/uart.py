@@ -22,6 +22,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from . import formal
+
 #: Fewest clock cycles per bit: the receiver samples at divisor // 2 and needs room around it.
 MIN_DIVISOR = 4
 #: Largest relative difference between the requested baud rate and clk_freq / divisor.
@@ -71,6 +73,7 @@ class UARTTransmitter(wiring.Component):
             m.d.sync += [self.tx.eq(shreg[0]), shreg.eq(shreg >> 1), left.eq(left - 1), timer.eq(d - 1)]
         with m.Elif(self.i.valid):
             m.d.sync += [self.tx.eq(0), shreg.eq(Cat(self.i.payload, 1)), left.eq(9), timer.eq(d - 1)]
+        formal.hook(self, m, timer=timer, left=left, shreg=shreg)
         return m
 
 
@@ -98,7 +101,7 @@ class UARTReceiver(wiring.Component):
             m.d.sync += self.o.valid.eq(0)
         with m.If(timer != 0):
             m.d.sync += timer.eq(timer - 1)
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(~line):
                     m.d.sync += timer.eq(d // 2 - 1)
@@ -127,4 +130,5 @@ class UARTReceiver(wiring.Component):
             with m.State("BREAK"):
                 with m.If(line):
                     m.next = "IDLE"
+        formal.hook(self, m, fsm=fsm, line=line, timer=timer, bits=bits, shreg=shreg)
         return m

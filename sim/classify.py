@@ -69,7 +69,7 @@ async def check_classification(driver: EngineDriver, cfg: Config, workload: dict
     outputs = slice(cfg.network.n - cfg.network.layers[-1], cfg.network.n)
     relax_cycles = []
     for s, result in enumerate(got):
-        _fixed_points_agree(f"test image {s}", result, model, s)
+        _fixed_points_agree(f"test image {s}", result, model.v[s], model.steps[s])
         want = cycles.relax_cycles(driver.layout.schedule, result.steps)
         if result.cycles != want:
             raise Mismatch(f"test image {s}: RELAX took {result.cycles} cycles, the cycle model says {want}")
@@ -92,7 +92,7 @@ async def check_classification(driver: EngineDriver, cfg: Config, workload: dict
         before = params.copy()
         phases = await driver.train_minibatch(drive, target, params.updates)
         for s, result in enumerate(phases["free"]):
-            _fixed_points_agree(f"training image {s}, free phase", result, free, s)
+            _fixed_points_agree(f"training image {s}, free phase", result, free.v[s], free.steps[s])
         step, _ = fixed.eqprop_fixed_update(fmt, params, drive, target)
         rtl = await driver.read_params(before)
         compare_codes(Case(cfg, 0, before, drive, target), rtl, params)

@@ -1,0 +1,226 @@
+"""Formal properties of the engine's controller (rtl/controller.py) and the harness.
+
+The controller is proven on its own, with the datapath and the learning unit replaced by an
+environment that keeps their documented contracts:
+
+- a command arrives (`command_valid`) only while the controller is idle: the engine's bus
+  decode gates it with `~busy` and turns a write while busy into `fault`;
+- a relaxation step's datapath writes back each of the `n_rows` free rows once, in any order
+  of cycles, the last one exactly when the cycle model puts it (the pipeline latency after the
+  last issued word: READ_LATENCY + mac_latency(P) + FINAL_LATENCY), with any max|dv|;
+- the learning unit answers `learn_done` once per `learn_start`, whenever.
+
+Every other input (host faults, the opcodes and fields of commands) is free. The commands are
+those of the engine's version 1 (RELAX, STEP, STORE, RESTORE, LEARN) and every opcode that
+hostmap does not define (which must be refused); opcodes added later need properties of
+their own.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Elaboratable, Module, Mux, ResetSignal, Signal, Value
+from amaranth.asserts import AnySeq
+from amaranth.lib import wiring
+
+from memprop.model.config import Config
+
+from . import hostmap as hm
+from .controller import Controller
+from .cycles import relax_cycles, restore_cycles, step_cycles, store_cycles
+from .engine import FINAL_LATENCY, READ_LATENCY
+from .formal import Properties, attach, past
+from .mac import mac_latency
+from .schedule import formats
+
+__all__ = ["ControllerProof", "engine_controller"]
+
+#: the commands whose behaviour these properties specify
+MODELLED = (hm.OP_RELAX, hm.OP_STEP, hm.OP_STORE, hm.OP_RESTORE, hm.OP_LEARN)
+#: the controller states those commands use (a state for another command is never entered)
+KNOWN_STATES = ("IDLE", "DISPATCH", "STEP_START", "ISSUE", "DRAIN", "STEP_END", "COPY", "STORE_WRITE",
+                "RESTORE_HALF0", "RESTORE_HALF1", "LEARN")
+
+
+def engine_controller(cfg: Config) -> Controller:
+    """The controller exactly as `Engine` builds it for `cfg`."""
+    lay = hm.Layout(formats(cfg))
+    sch = lay.schedule
+    return Controller(n=cfg.network.n, n_rows=len(sch.rows), words=sch.depth, v_bits=lay.fmt.state_bits,
+                      n_bits=lay.n_bits, slot_bits=lay.slot_bits, tol=cfg.fixed.tol_lsb,
+                      max_steps=cfg.network.max_steps, slots=lay.batch)
+
+
+def _defined_opcodes() -> set[int]:
+    return {v for k, v in vars(hm).items() if k.startswith("OP_") and isinstance(v, int)}
+
+
+class ControllerProof(Elaboratable):
+    def __init__(self, props: Properties, cfg: Config):
+        self.props, self.cfg = props, cfg
+        self.lay = hm.Layout(formats(cfg))
+
+    def elaborate(self, platform):
+        m = Module()
+        props, cfg, lay = self.props, self.cfg, self.lay
+        sch = lay.schedule
+        Properties.assume(m, ~ResetSignal())
+        m.submodules.ctrl = ctrl = engine_controller(cfg)
+        N, n_rows, D = cfg.network.n, len(sch.rows), sch.depth
+        max_steps, tol = cfg.network.max_steps, cfg.fixed.tol_lsb
+        pipe = READ_LATENCY + mac_latency(cfg.hw.lanes) + FINAL_LATENCY
+        last_row_at = D + pipe                 # the step's cycle (STEP_START = 0) of the last write-back
+        step_len = step_cycles(sch)            # = D + pipe + 3, the cycle model
+
+        # every input free, then the contracts of the engine around the controller
+        for path, member, value in ctrl.signature.flatten(ctrl):
+            if member.flow == wiring.In:
+                value = Value.cast(value)
+                m.d.comb += value.eq(AnySeq(len(value)))
+        cmd = ctrl.command
+        props.assume(m, ~ctrl.command_valid | ~ctrl.busy)
+        props.assume(m, ~(ctrl.command_valid & ctrl.fault))          # one bus write per cycle
+        invalid = ~Cat(*(cmd.op == op for op in _defined_opcodes())).any()
+        props.assume(m, ~ctrl.command_valid | Cat(*(cmd.op == op for op in MODELLED)).any() | invalid)
+
+        # the datapath: rows written back during a step
+        since = Signal(range(step_len + 2), name="env_step_cycle")   # cycle of the step, STEP_START = 0
+        started = Signal(name="env_started")
+        written = Signal(range(n_rows + 1), name="env_rows_written")
+        with m.If(ctrl.step_start):
+            m.d.sync += [since.eq(1), started.eq(1), written.eq(0)]
+        with m.Else():
+            with m.If(since != step_len + 1):
+                m.d.sync += since.eq(since + 1)
+            with m.If(ctrl.row_written):
+                m.d.sync += written.eq(written + 1)
+        in_step = started & ~ctrl.step_start & (since <= last_row_at)
+        props.assume(m, ~ctrl.row_written | (in_step & (written < n_rows)))
+        props.assume(m, ~(in_step & (since == last_row_at)) | (ctrl.row_written & (written == n_rows - 1)))
+        props.assume(m, ~(ctrl.row_written & (written == n_rows - 1)) | (since == last_row_at))
+        # the learning unit: one done per start
+        learning = Signal(name="env_learning")
+        with m.If(ctrl.learn_start):
+            m.d.sync += learning.eq(1)
+        with m.Elif(ctrl.learn_done):
+            m.d.sync += learning.eq(0)
+        props.assume(m, ~ctrl.learn_done | (learning & ~ctrl.learn_start))
+
+        attach(ctrl, self._properties(since, started, written, learning, step_len, last_row_at, N, n_rows, D,
+                                      max_steps, tol))
+        return m
+
+    def _properties(self, since, started, written, learning, step_len, last_row_at, N, n_rows, D, max_steps, tol):
+        props, lay = self.props, self.lay
+        sch = lay.schedule
+
+        def attach_fn(m: Module, ctrl: Controller, i):
+            st = {name: i.fsm.ongoing(name) for name in i.fsm.encoding}
+            op = i.op
+            busy = ctrl.busy
+            was_busy = past(m, busy, "mon_was_busy")
+            ended = was_busy & ~busy
+            # the cycle model (rtl/cycles.py) of the command that just ended
+            expected = Signal(32, name="mon_expected_cycles")
+            refused = Signal(name="mon_refused")       # an unknown opcode, or STORE / RESTORE fields out of range
+            invalid = ~Cat(*(op == c for c in _defined_opcodes())).any()
+            m.d.comb += refused.eq(invalid | (((op == hm.OP_STORE) | (op == hm.OP_RESTORE)) & ~i.fields_ok))
+            with m.Switch(op):
+                with m.Case(hm.OP_STORE):
+                    m.d.comb += expected.eq(Mux(i.fields_ok, store_cycles(N), 1))
+                with m.Case(hm.OP_RESTORE):
+                    m.d.comb += expected.eq(Mux(i.fields_ok, restore_cycles(N), 1))
+                with m.Case(hm.OP_STEP):
+                    m.d.comb += expected.eq(relax_cycles(sch, 1))
+                with m.Case(hm.OP_RELAX):
+                    m.d.comb += expected.eq(1 + ctrl.steps * step_len)
+                with m.Default():
+                    m.d.comb += expected.eq(1)
+            modelled_end = ended & (op != hm.OP_LEARN)
+            props.check(m, "controller.command_cycles", ~modelled_end | (ctrl.cycles == expected),
+                        "RELAX, STEP, STORE, RESTORE and a refused command end (busy falls) after exactly the "
+                        "cycles of the cycle model (rtl/cycles.py: 1 + k (D + L), 1 + 2N, 1 + 3N, 1)")
+            bound = Signal(32, name="mon_bound")
+            with m.Switch(op):
+                with m.Case(hm.OP_RELAX):
+                    m.d.comb += bound.eq(relax_cycles(sch, max_steps))
+                with m.Default():
+                    m.d.comb += bound.eq(expected)
+            was_done = past(m, ctrl.learn_done, "mon_was_learn_done")
+            props.check(m, "controller.busy_ends_within_bound",
+                        (~busy | (ctrl.cycles < bound) | (op == hm.OP_LEARN))
+                        & (~(busy & (op == hm.OP_LEARN) & was_done) | st["IDLE"] | st["DISPATCH"])
+                        & (~(ended & (op == hm.OP_LEARN)) | was_done),
+                        "every command ends: RELAX within its cycle-model bound (max_steps steps), the others "
+                        "when the model says; LEARN in the cycle after the learning unit's done")
+            props.check(m, "controller.relax_stops_as_specified",
+                        ~(ended & ((op == hm.OP_RELAX) | (op == hm.OP_STEP)))
+                        | ((ctrl.converged == (ctrl.last_delta <= tol))
+                           & (ctrl.converged | (op == hm.OP_STEP) | (ctrl.steps == max_steps))
+                           & (ctrl.steps <= max_steps)),
+                        "a relaxation stops when max|dv| <= tol_lsb (converged) or after max_steps steps (STEP: one)")
+            selected = ctrl.store_read | ctrl.store_write | ctrl.restore_read | ctrl.restore_write
+            props.check(m, "controller.addresses_in_range",
+                        (~selected | ((ctrl.item < N) & (ctrl.set <= hm.SET_FREE) & (ctrl.slot < lay.batch)))
+                        & (~(ctrl.advance | ctrl.restart) | (i.block < D)),
+                        "STORE / RESTORE address only units below N, the three fixed-point sets and the batch's "
+                        "slots (nothing outside the fixed-point memory, no slot aliased); a step issues only "
+                        "words below D")
+            held = [past(m, x, f"mon_was_{name}") for name, x in (("set", ctrl.set), ("slot", ctrl.slot),
+                                                                   ("sign", ctrl.sign), ("op", op))]
+            was_fault = past(m, ctrl.fault, "mon_was_fault")
+            props.check(m, "controller.busy_refuses_commands",
+                        (~(was_busy & busy) | ((ctrl.set == held[0]) & (ctrl.slot == held[1])
+                                               & (ctrl.sign == held[2]) & (op == held[3])))
+                        & (~was_fault | ctrl.error) & (~(ended & refused) | ctrl.error),
+                        "while a command runs its opcode and fields never change; a host write the engine "
+                        "refused (while busy) sets the error bit; an unknown opcode, or a STORE / RESTORE of a "
+                        "set or slot that does not exist, is refused with the error bit")
+
+            # -- lemmas ---------------------------------------------------------------------------
+            def lemma(name, test, text):
+                props.check(m, f"controller.{name}", test, f"lemma: {text}", lemma=True)
+
+            base = 1 + ctrl.steps * step_len
+            known = Cat(*(st[name] for name in KNOWN_STATES if name in st)).any()
+            lemma("state", known & (busy == ~st["IDLE"])
+                  & (~st["DISPATCH"] | (ctrl.cycles == 0))
+                  & (~(st["COPY"] | st["STORE_WRITE"] | st["RESTORE_HALF0"] | st["RESTORE_HALF1"])
+                     | ((i.item < N) & i.fields_ok & (ctrl.set <= hm.SET_FREE) & (ctrl.slot < lay.batch)))
+                  & (~(st["COPY"] & (op == hm.OP_STORE)) | (ctrl.cycles == 1 + 2 * i.item))
+                  & (~st["STORE_WRITE"] | ((op == hm.OP_STORE) & (ctrl.cycles == 2 + 2 * i.item)))
+                  & (~(st["COPY"] & (op != hm.OP_STORE)) | ((op == hm.OP_RESTORE) & (ctrl.cycles == 1 + 3 * i.item)))
+                  & (~st["RESTORE_HALF0"] | ((op == hm.OP_RESTORE) & (ctrl.cycles == 2 + 3 * i.item)))
+                  & (~st["RESTORE_HALF1"] | ((op == hm.OP_RESTORE) & (ctrl.cycles == 3 + 3 * i.item)))
+                  & (~st["LEARN"] | ((op == hm.OP_LEARN) & learning)) & (learning == st["LEARN"]),
+                  "state, item and cycle counter of STORE / RESTORE / LEARN")
+            steps_ok = (op == hm.OP_RELAX) & (ctrl.steps < max_steps) | (op == hm.OP_STEP) & (ctrl.steps == 0)
+            lemma("step",
+                  (~st["STEP_START"] | (steps_ok & (ctrl.cycles == base)))
+                  & (~st["ISSUE"] | (steps_ok & (ctrl.cycles == base + since) & (i.block == since - 1)
+                                     & (i.first == (since == 1)) & (since >= 1) & (since <= D) & ctrl.issuing))
+                  & (~st["DRAIN"] | (steps_ok & (ctrl.cycles == base + since) & (since >= D + 1)
+                                     & (since <= last_row_at + 1) & ~ctrl.issuing))
+                  & (~st["STEP_END"] | (steps_ok & (ctrl.cycles == base + since) & (since == last_row_at + 2)))
+                  & (~(st["ISSUE"] | st["DRAIN"] | st["STEP_END"]) | ((i.rows_done == written) & started
+                                                                      & (written <= n_rows)))
+                  & (~(st["DRAIN"] & (since > last_row_at)) | (written == n_rows))
+                  & (~((st["DRAIN"] & (since <= last_row_at)) | st["ISSUE"]) | (written < n_rows))
+                  & (~(st["STEP_END"]) | (written == n_rows))
+                  & (ctrl.issuing == st["ISSUE"]) & (ctrl.steps <= max_steps)
+                  & (~(st["STEP_START"] | st["ISSUE"] | st["DRAIN"] | st["STEP_END"]) | ~ctrl.converged),
+                  "a step's cycle, block and row counters follow the step's clock")
+
+            props.cover(m, "controller.relax_converged", ended & (op == hm.OP_RELAX) & ctrl.converged,
+                        "a RELAX that converges")
+            props.cover(m, "controller.relax_second_step", st["STEP_START"] & (op == hm.OP_RELAX) & (ctrl.steps == 1),
+                        "a RELAX goes on to a second step")
+            props.cover(m, "controller.store_done", ended & (op == hm.OP_STORE), "a STORE completes")
+            props.cover(m, "controller.restore_done", ended & (op == hm.OP_RESTORE), "a RESTORE completes")
+            props.cover(m, "controller.learn_done", ended & (op == hm.OP_LEARN), "a LEARN completes")
+            props.cover(m, "controller.refused", ended & invalid & ctrl.error, "an unknown opcode is refused")
+            props.cover(m, "controller.refused_fields", ended & refused & ~invalid & ctrl.error,
+                        "a STORE / RESTORE of a set or slot that does not exist is refused")
+            props.cover(m, "controller.fault_while_busy", was_busy & busy & was_fault & ctrl.error,
+                        "a host write while busy raises the error bit")
+
+        return attach_fn
