@@ -261,6 +261,10 @@ class LinkClient:
             out.append((await self._collect()).data)
         return out
 
+    async def push(self) -> None:
+        """Send the gathered writes now, without waiting for their responses."""
+        await self._send_run()
+
     async def flush(self) -> None:
         """Send the gathered writes and check every outstanding response."""
         await self._send_run()

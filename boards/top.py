@@ -30,9 +30,10 @@ LED_HOLD_S = 0.05
 class LinkedEngine(wiring.Component):
     """`HostLink` driving `Engine`: request bytes in on `rx`, response bytes out on `tx`."""
 
-    def __init__(self, cfg: Config, *, timeout: int, max_burst: int = MAX_BURST, fifo_depth: int = 16):
+    def __init__(self, cfg: Config, *, timeout: int, max_burst: int = MAX_BURST, fifo_depth: int = 16,
+                 clock_hz: float = 0):
         self.engine = Engine(cfg)
-        self.link = HostLink(timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth)
+        self.link = HostLink(timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth, clock_hz=clock_hz)
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)), "rx_lost": In(1),
                           "busy": Out(1), "error": Out(1)})
 
@@ -76,7 +77,7 @@ class SerialEngine(wiring.Component):
         check_serial(clk_freq, baud, max_burst, fifo_depth)
         self.uart_rx = UARTReceiver(clk_freq, baud)
         self.uart_tx = UARTTransmitter(clk_freq, baud)
-        self.core = LinkedEngine(cfg, timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth)
+        self.core = LinkedEngine(cfg, timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth, clock_hz=clk_freq)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(1)})
 
     def elaborate(self, platform):

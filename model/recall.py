@@ -53,16 +53,20 @@ def reconstruct(params: Params | FixedParams, cfg: Config, noisy: np.ndarray) ->
     return np.concatenate(out) if out else np.zeros((0, cfg.network.n), np.int8)
 
 
-def evaluate(params: Params | FixedParams, cfg: Config, patterns: PatternSet, flip: float, trials: int,
-             seed: int = 0) -> RecallResult:
-    """Success rate over `trials` corrupted copies of every pattern."""
+def evaluate(params: Params | FixedParams | None, cfg: Config, patterns: PatternSet, flip: float, trials: int,
+             seed: int = 0, reconstruct_with=None) -> RecallResult:
+    """Success rate over `trials` corrupted copies of every pattern.
+
+    `reconstruct_with(noisy) -> reconstructions` replaces the model (a board recalls them:
+    memprop.boards.session); the corrupted copies and the result are the same as the model's."""
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
     check_size(patterns, cfg.network.n)
     rng = np.random.default_rng(seed)
     clean = np.repeat(patterns.values, trials, axis=0)
     noisy = corrupt(clean, flip, rng)
-    ok = np.all(reconstruct(params, cfg, noisy) == clean, axis=1).reshape(patterns.count, trials)
+    recon = reconstruct(params, cfg, noisy) if reconstruct_with is None else reconstruct_with(noisy)
+    ok = np.all(recon == clean, axis=1).reshape(patterns.count, trials)
     per_class = ok.mean(axis=1)
     return RecallResult(accuracy=float(ok.mean()), per_class=[float(a) for a in per_class], flip=flip,
                         trials=trials, algo=cfg.train.algo, seed=seed,
