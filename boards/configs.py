@@ -4,10 +4,10 @@ A bitstream identifies itself over the link by its Config fingerprint (what the 
 computes), its lanes, units and minibatch slots (`R_INFO`) and, from engine version 2 on, a
 design id: a hash of its whole Config, training constants included (`rtl/hostmap.py`). The
 host needs the Config itself to talk to it (widths, device tables, the learning constants of
-the model twin), so every command that makes or meets a design remembers its Config here:
-`memprop build`, `memprop board serve` and `memprop board load` (the weight file's). A board
-whose design is in none of these is identified by `--config FILE` (the `config.json` that
-`memprop build` writes next to the bitstream).
+the model twin), so the commands that make a design remember its Config here: `memprop
+build` and `memprop board serve`. A board whose design is in none of these (or the boards'
+defaults) is identified by `--config FILE` (the `config.json` that `memprop build` writes
+next to the bitstream).
 
 The registry is a directory of JSON files, `$MEMPROP_CACHE/configs` (default
 `~/.cache/memprop/configs`), one per design; deleting it only forgets.

@@ -158,6 +158,7 @@ class LoadReport:
     atomic: bool
     seconds: float
     baud: int | None
+    verify_bytes: int = 0          # both directions, checking the checksum (and committing)
 
     @property
     def efficiency(self) -> float:
@@ -166,7 +167,8 @@ class LoadReport:
 
     @property
     def wire_seconds(self) -> float | None:
-        """Time on the wire at the baud rate (10 bits a byte; the two directions overlap)."""
+        """The transfer's time on the wire at the baud rate (10 bits a byte, 8N1; the two
+        directions overlap, the host's is the longer)."""
         if not self.baud:
             return None
         return 10 * max(self.bytes_sent, self.bytes_received) / self.baud
@@ -174,6 +176,7 @@ class LoadReport:
     def to_dict(self) -> dict:
         return {"words": self.words, "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
                 "payload_bytes": self.payload_bytes, "efficiency": round(self.efficiency, 4),
+                "verify_bytes": self.verify_bytes,
                 "checksum": f"{self.checksum:08x}", "atomic": self.atomic, "seconds": round(self.seconds, 3),
                 "baud": self.baud, "wire_seconds": None if self.wire_seconds is None else round(self.wire_seconds, 4)}
 
@@ -437,6 +440,7 @@ class BoardSession:
             if progress is not None:
                 progress(min(chunk, len(writes) - at))
         await t.flush()
+        sent = (t.bytes_sent - before[0], t.bytes_received - before[1], t.payload_bytes - before[2])
         want = image.checksum
         if atomic:
             got = await self._checksum(hm.BANK_SHADOW)
@@ -451,9 +455,10 @@ class BoardSession:
             got = await self._read_checksum()
         if got != want:
             raise BoardError(f"the board holds weights with checksum {got:08x}, expected {want:08x}")
-        return LoadReport(words=len(writes), bytes_sent=t.bytes_sent - before[0],
-                          bytes_received=t.bytes_received - before[1], payload_bytes=t.payload_bytes - before[2],
-                          checksum=got, atomic=atomic, seconds=time.monotonic() - start, baud=self.baud)
+        verify = t.bytes_sent + t.bytes_received - before[0] - before[1] - sent[0] - sent[1]
+        return LoadReport(words=len(writes), bytes_sent=sent[0], bytes_received=sent[1], payload_bytes=sent[2],
+                          checksum=got, atomic=atomic, seconds=time.monotonic() - start, baud=self.baud,
+                          verify_bytes=verify)
 
     async def _checksum(self, bank: int) -> int:
         await self.driver.run(hm.OP_CHECKSUM, set_=bank)

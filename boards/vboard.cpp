@@ -29,6 +29,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "verilated.h"
@@ -94,6 +95,7 @@ static void write_stats(const Options& o, const Counters& c, double wall_s) {
 
 int main(int argc, char** argv) {
     Options o = parse(argc, argv);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);   // the process that opened the terminal is gone: stop too
     std::signal(SIGTERM, on_signal);
     std::signal(SIGINT, on_signal);
     std::signal(SIGPIPE, SIG_IGN);

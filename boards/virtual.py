@@ -125,7 +125,7 @@ def _run_with_progress(cmd, cwd: Path, env: dict, log: Path, progress: bool, wha
 
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        with tqdm(desc=what, unit="s", disable=not progress, leave=False,
+        with tqdm(desc=what, unit="s", disable=None if progress else True, leave=False,
                   bar_format="{desc}: {elapsed}") as bar:
             while proc.poll() is None:
                 time.sleep(1.0)
