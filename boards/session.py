@@ -343,15 +343,17 @@ class BoardSession:
         return ident
 
     def _find_config(self, ident: Identity) -> configs.Known | None:
-        extra = [configs.Known(self._user_config, "--config")] if self._user_config is not None else []
-        for k in configs.known(extra):
-            if configs.matches(k.cfg, ident.fingerprint, ident.lanes, ident.n, ident.batch, ident.design):
-                return k
+        """The user's --config (it must match), else the first known Config that matches."""
         if self._user_config is not None:
             cfg = self._user_config
-            raise BoardError(f"the board runs a design with {ident.summary}; --config describes "
-                             f"fingerprint {cfg.fingerprint}, N={cfg.network.n}, P={cfg.hw.lanes}, "
-                             f"{cfg.train.batch_size} minibatch slots")
+            if not configs.matches(cfg, ident.fingerprint, ident.lanes, ident.n, ident.batch, ident.design):
+                raise BoardError(f"the board runs a design with {ident.summary}; --config describes "
+                                 f"fingerprint {cfg.fingerprint}, N={cfg.network.n}, P={cfg.hw.lanes}, "
+                                 f"{cfg.train.batch_size} minibatch slots")
+            return configs.Known(cfg, "--config")
+        for k in configs.known():
+            if configs.matches(k.cfg, ident.fingerprint, ident.lanes, ident.n, ident.batch, ident.design):
+                return k
         return None
 
     @property
