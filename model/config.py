@@ -138,6 +138,9 @@ class HardwareConfig(_Section):
     """Parameters of the generated RTL that do not change what it computes."""
 
     lanes: int = Field(4, ge=1, le=64, description="multiply-accumulate lanes P")
+    code_memory: Literal["auto", "block", "spram"] = Field(
+        "auto", description="device-code memory: block RAM, iCE40 UltraPlus SPRAM, or auto (SPRAM when the "
+        "build platform has it)")
 
 
 #: Per-algorithm defaults, applied by `Config.for_algorithm` (and the CLI) before user overrides.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import STEP_LATENCY
+from .engine import step_latency
 from .schedule import Schedule
 from memprop.model.numerics import Formats
 from memprop.model.rng import ROUNDS
@@ -24,7 +24,7 @@ THREEFRY_LATENCY = len(threefry_schedule(ROUNDS)) + 1   # Threefry2x32.latency, 
 
 def step_cycles(schedule: Schedule) -> int:
     """One relaxation step: ceil(S'/P) blocks plus the constant pipeline latency."""
-    return schedule.depth + STEP_LATENCY
+    return schedule.depth + step_latency(schedule.lanes)
 
 
 def relax_cycles(schedule: Schedule, steps: int) -> int:

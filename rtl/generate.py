@@ -10,7 +10,8 @@ from amaranth.back import verilog
 from memprop.model.config import Config
 
 from . import cycles
-from .engine import STEP_LATENCY, Engine
+from .engine import Engine, step_latency
+from .stream import default_backend
 
 TOP = "memprop_engine"
 
@@ -27,8 +28,9 @@ def parameters(engine: Engine) -> dict:
         "stream": {"entries": sch.length, "synapses": sch.synapses, "words": sch.depth,
                    "rows": int(len(sch.rows))},
         "memory": {"entry_bits": lay.entry_bits, "code_bits": lay.code_bits, "class_bits": lay.class_bits,
-                   "devices_per_weight": lay.devices, "batch_slots": lay.batch},
-        "cycles": {"per_step": cycles.step_cycles(sch), "step_latency": STEP_LATENCY,
+                   "devices_per_weight": lay.devices, "batch_slots": lay.batch,
+                   "code_memory": engine.code_memory_backend(), "stream": default_backend(sch)},
+        "cycles": {"per_step": cycles.step_cycles(sch), "step_latency": step_latency(engine.cfg.hw.lanes),
                    "store": cycles.store_cycles(engine.cfg.network.n),
                    "restore": cycles.restore_cycles(engine.cfg.network.n)},
     }
@@ -36,7 +38,7 @@ def parameters(engine: Engine) -> dict:
 
 def generate(cfg: Config, out: Path, name: str = TOP) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    engine = Engine(cfg)
+    engine = Engine(cfg, primitives=True)
     text = verilog.convert(engine, name=name, emit_src=False)
     (out / f"{name}.v").write_text(text)
     params = parameters(engine)

@@ -19,6 +19,7 @@ from memprop.model.config import Config
 from memprop.model.numerics import bitlen_signed
 
 from . import hostmap as hm
+from .ports import LearnerPort
 from .schedule import ceil_log2
 from .threefry import RAND_KEY1, Threefry2x32
 
@@ -33,17 +34,7 @@ class Learner(wiring.Component):
         self.word_bits = max(ceil_log2(sch.depth), 1)
         self.n_bits = layout.n_bits
         self.fp_addr_bits = 2 + layout.slot_bits + layout.n_bits
-        super().__init__({
-            "start": In(1), "active": Out(1), "done": Out(1),
-            "seed": In(32), "updates": In(32),
-            "idx_addr": Out(self.word_bits), "idx_data": In(P * (layout.n_bits + 2)),
-            "code_rd_addr": Out(self.word_bits), "code_rd_data": In(P * E),
-            "code_wr_addr": Out(self.word_bits), "code_wr_en": Out(P), "code_wr_data": Out(P * E),
-            "bias_rd_addr": Out(self.n_bits), "bias_rd_data": In(E),
-            "bias_wr_addr": Out(self.n_bits), "bias_wr_en": Out(1), "bias_wr_data": Out(E),
-            "fp_addr_a": Out(self.fp_addr_bits), "fp_addr_b": Out(self.fp_addr_bits),
-            "fp_data_a": In(signed(f.state_bits)), "fp_data_b": In(signed(f.state_bits)),
-        })
+        super().__init__(LearnerPort.for_layout(layout))
 
     def elaborate(self, platform):
         m = Module()
@@ -93,14 +84,11 @@ class Learner(wiring.Component):
         diag = Signal()
         bias_row = Signal(range(n_rows + 1))
 
-        m.d.comb += [self.idx_addr.eq(word), self.code_rd_addr.eq(word), self.code_wr_addr.eq(word),
-                     self.bias_rd_addr.eq(i_reg), self.bias_wr_addr.eq(i_reg)]
+        m.d.comb += [self.codes.addr.eq(word), self.bias.addr.eq(i_reg)]
 
-        # entry fields of the current lane
-        fields_w = n_bits + 2
-        idx_entry = Signal(fields_w)
-        m.d.comb += idx_entry.eq(self.idx_data.word_select(lane if lane_bits else 0, fields_w))
-        e_valid, e_last, e_col = idx_entry[0], idx_entry[1], idx_entry[2:]
+        # entry fields of the current lane (the stream presents the word of position k)
+        entry = self.stream.entries[lane if lane_bits else 0]
+        e_valid, e_last, e_col = entry.valid, entry.last, entry.col
 
         # -- correlation ---------------------------------------------------------------------
         phase = Signal(range(2 * B + 1))       # issue counter: even = HI set, odd = LO set
@@ -112,15 +100,15 @@ class Learner(wiring.Component):
         issuing = Signal()
         slot = phase[1:]
         set_bits = Mux(phase[0], hm.SET_LO, hm.SET_HI)
-        m.d.comb += [self.fp_addr_a.eq(Cat(i_reg, slot[:lay.slot_bits], Const(0, 2) | set_bits)),
-                     self.fp_addr_b.eq(Cat(j_reg, slot[:lay.slot_bits], Const(0, 2) | set_bits))]
+        m.d.comb += [self.fp_a.addr.eq(Cat(i_reg, slot[:lay.slot_bits], Const(0, 2) | set_bits)),
+                     self.fp_b.addr.eq(Cat(j_reg, slot[:lay.slot_bits], Const(0, 2) | set_bits))]
         m.d.sync += [valid_pipe[0].eq(issuing), neg_pipe[0].eq(phase[0])]
         for d in range(1, depth):
             m.d.sync += [valid_pipe[d].eq(valid_pipe[d - 1]), neg_pipe[d].eq(neg_pipe[d - 1])]
         if f.hard:
-            act_i, act_j = self.fp_data_a, self.fp_data_b
+            act_i, act_j = self.fp_a.data, self.fp_b.data
         else:
-            m.d.comb += [act_a_rd.addr.eq(self.fp_data_a - f.lo), act_b_rd.addr.eq(self.fp_data_b - f.lo)]
+            m.d.comb += [act_a_rd.addr.eq(self.fp_a.data - f.lo), act_b_rd.addr.eq(self.fp_b.data - f.lo)]
             act_i, act_j = act_a_rd.data, act_b_rd.data
         product = Signal(signed(2 * a_bits + 1))
         m.d.comb += product.eq(Mux(is_bias, act_i << f.fa, act_i * act_j))
@@ -171,8 +159,8 @@ class Learner(wiring.Component):
         codes = [Signal(code_bits, name=f"code{d}") for d in range(devices)]
         classes = [Signal(max(class_bits, 1), name=f"class{d}") for d in range(devices)]
         entry_in = Signal(E)
-        m.d.comb += entry_in.eq(Mux(is_bias, self.bias_rd_data,
-                                    self.code_rd_data.word_select(lane if lane_bits else 0, E)))
+        m.d.comb += entry_in.eq(Mux(is_bias, self.bias.r_data,
+                                    self.codes.r_data.word_select(lane if lane_bits else 0, E)))
         pulse = Signal(range(p_max + 1))
         dev = Signal()
         potentiate = Signal()
@@ -193,7 +181,7 @@ class Learner(wiring.Component):
         for d in range(devices):
             parts += [codes[d]] + ([classes[d][:class_bits]] if class_bits else [])
         m.d.comb += entry_out.eq(Cat(*parts))
-        m.d.comb += [self.code_wr_data.eq(Cat(*[entry_out] * P)), self.bias_wr_data.eq(entry_out)]
+        m.d.comb += [self.codes.w_data.eq(Cat(*[entry_out] * P)), self.bias.w_data.eq(entry_out)]
 
         def set_code(d_sel, value):
             for d in range(devices):
@@ -209,7 +197,8 @@ class Learner(wiring.Component):
                     m.d.sync += [k.eq(0), word.eq(0), lane.eq(0), row.eq(first_row), is_bias.eq(0),
                                  bias_row.eq(0)]
                     m.next = "FETCH"
-            with m.State("FETCH"):            # idx word of position k is being read
+            with m.State("FETCH"):            # the stream presents the word of position k next
+                m.d.comb += [self.stream.restart.eq(k == 0), self.stream.advance.eq((k != 0) & (lane == 0))]
                 m.next = "ENTRY"
             with m.State("ENTRY"):
                 lo = Mux(row < e_col, row, e_col)
@@ -292,9 +281,9 @@ class Learner(wiring.Component):
                     m.next = "PULSE"
             with m.State("WRITE"):
                 with m.If(is_bias):
-                    m.d.comb += self.bias_wr_en.eq(1)
+                    m.d.comb += self.bias.w_en.eq(1)
                 with m.Else():
-                    m.d.comb += self.code_wr_en.eq(1 << lane if lane_bits else 1)
+                    m.d.comb += self.codes.w_en.eq(1 << lane if lane_bits else 1)
                 m.next = "ADVANCE"
             with m.State("ADVANCE"):
                 with m.If(is_bias):

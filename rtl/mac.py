@@ -1,10 +1,20 @@
 """Multiply-accumulate lanes with a segmented reduction over the synapse stream.
 
-Each clock, P lanes multiply P (weight, activation) pairs of one block of the stream. A
-block may hold the end of one row and the start of the next (never two row ends, see
+Each clock, P lanes multiply P (weight, activation) pairs of one word of the stream. A word
+may hold the end of one row and the start of the next (never two row ends, see
 schedule.py), so the lanes are summed as two segments: lanes up to the row end finish the
 current row, the rest start the next. Integer addition is associative, so the tree shape
 does not change the result: the model's row sums are matched exactly.
+
+Pipeline (`mac_latency(P)` cycles from a word at the inputs to its row sum):
+
+  1  input registers (a padding entry's activation is zeroed here)  -- the DSP's A/B registers
+  2  products                                                       -- the DSP's output register
+  3… two adder trees (head, tail), ADDS_PER_STAGE levels per register stage
+  last  the running sum of the open row; a row sum leaves when its row ends
+
+Registering both sides of every multiplier puts it wholly inside a DSP block with its
+clock, so the timing analysis sees (and times) every multiplier path.
 """
 
 from __future__ import annotations
@@ -13,8 +23,19 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-#: Cycles from a block at the inputs to its row sum at the outputs.
-MAC_LATENCY = 3
+#: Adder levels between two registers of the reduction tree.
+ADDS_PER_STAGE = 2
+
+
+def tree_stages(lanes: int) -> int:
+    """Register stages of a pairwise adder tree over `lanes` values (at least one)."""
+    levels = max((lanes - 1).bit_length(), 0)
+    return max(-(-levels // ADDS_PER_STAGE), 1)
+
+
+def mac_latency(lanes: int) -> int:
+    """Cycles from a word at the MacArray's inputs to its row sum at the outputs."""
+    return 2 + tree_stages(lanes) + 1
 
 
 class MacArray(wiring.Component):
@@ -22,9 +43,10 @@ class MacArray(wiring.Component):
         self.lanes = lanes
         self.acc_bits = acc_bits
         self.p_bits = w_bits + a_bits
+        self.latency = mac_latency(lanes)
         super().__init__({
             "start": In(1),                                   # clear the running sum (step start)
-            "valid": In(1),                                   # a block is present
+            "valid": In(1),                                   # a word is present
             "w": In(data.ArrayLayout(signed(w_bits), lanes)),
             "a": In(data.ArrayLayout(signed(a_bits), lanes)),
             "entry": In(lanes),                               # entry holds a real synapse
@@ -36,35 +58,52 @@ class MacArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         P = self.lanes
-        # stage 1: products (zero for padding), registered: maps onto DSP output registers
+        valid, last = self.valid, self.last
+
+        def delay(name, value):
+            reg = Signal.like(value, name=name)
+            m.d.sync += reg.eq(value)
+            return reg
+
+        # 1: input registers
+        w_r = [delay(f"w{i}", self.w[i]) for i in range(P)]
+        a_r = [Signal(signed(len(self.a[i])), name=f"a{i}") for i in range(P)]
+        for i in range(P):
+            m.d.sync += a_r[i].eq(Mux(self.entry[i], self.a[i], 0))
+        valid, last = delay("valid1", valid), delay("last1", last)
+        # 2: products
         prod = [Signal(signed(self.p_bits), name=f"prod{i}") for i in range(P)]
-        s1_valid, s1_last = Signal(), Signal(P)
         for i in range(P):
-            m.d.sync += prod[i].eq(Mux(self.entry[i], self.w[i] * self.a[i], 0))
-        m.d.sync += [s1_valid.eq(self.valid), s1_last.eq(self.last)]
-        # stage 2: two segments split at the (at most one) row end of the block
-        head = Signal(signed(self.acc_bits))   # lanes up to and including the row end
-        tail = Signal(signed(self.acc_bits))   # lanes after it (start of the next row)
-        ends = Signal()
-        in_head = [Signal(name=f"in_head{i}") for i in range(P)]
+            m.d.sync += prod[i].eq(w_r[i] * a_r[i])
+        valid, last = delay("valid2", valid), delay("last2", last)
+        # 3...: head (lanes up to and including the row end) and tail (the next row's start)
+        head, tail = [], []
         for i in range(P):
-            # lane i belongs to the head when no row end precedes it within the block
-            m.d.comb += in_head[i].eq(~s1_last[:i].any() if i else 1)
-        m.d.sync += [
-            head.eq(sum(Mux(in_head[i], prod[i], 0) for i in range(P))),
-            tail.eq(sum(Mux(in_head[i], 0, prod[i]) for i in range(P))),
-            ends.eq(s1_valid & s1_last.any()),
-        ]
-        s2_valid = Signal()
-        m.d.sync += s2_valid.eq(s1_valid)
-        # stage 3: running sum of the open row; emit when the row ends
+            in_head = ~last[:i].any() if i else 1
+            head.append(Mux(in_head, prod[i], 0))
+            tail.append(Mux(in_head, 0, prod[i]))
+        ends = last.any()
+        for k in range(tree_stages(P)):
+            for _ in range(ADDS_PER_STAGE):
+                head = [sum(head[j:j + 2]) for j in range(0, len(head), 2)]
+                tail = [sum(tail[j:j + 2]) for j in range(0, len(tail), 2)]
+            head = [self._reg(m, x, f"head{k}_{j}") for j, x in enumerate(head)]
+            tail = [self._reg(m, x, f"tail{k}_{j}") for j, x in enumerate(tail)]
+            valid, ends = delay(f"valid_t{k}", valid), delay(f"ends_t{k}", ends & valid if k == 0 else ends)
+        head_sum, tail_sum = head[0], tail[0]
+        # last: running sum of the open row; emit when the row ends
         running = Signal(signed(self.acc_bits))
         with m.If(self.start):
             m.d.sync += running.eq(0)
-        with m.Elif(s2_valid):
+        with m.Elif(valid):
             with m.If(ends):
-                m.d.sync += running.eq(tail)
+                m.d.sync += running.eq(tail_sum)
             with m.Else():
-                m.d.sync += running.eq(running + head)
-        m.d.sync += [self.row_valid.eq(s2_valid & ends), self.row_sum.eq(running + head)]
+                m.d.sync += running.eq(running + head_sum)
+        m.d.sync += [self.row_valid.eq(valid & ends), self.row_sum.eq(running + head_sum)]
         return m
+
+    def _reg(self, m: Module, value, name: str) -> Signal:
+        reg = Signal(signed(self.acc_bits), name=name)
+        m.d.sync += reg.eq(value)
+        return reg

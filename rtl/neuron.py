@@ -1,8 +1,19 @@
 """The neuron update: one row's accumulated field in, the new state out (numerics.md, section 4).
 
-Two pipeline stages (NEURON_LATENCY): the field g, then the exact update r, the one rounding
-(round half up) and the one saturation. Every width comes from `Formats`, so the proven
-bounds of the spec hold and nothing wraps.
+    v' = clamp(v + round((g << k') - (v << (s + k')) + sigma((T - v) << (s + m)), R), lo, hi)
+
+Pipelined so that every stage holds about one carry chain (the unpipelined update was 39
+logic levels on iCE40 and set the clock): NEURON_LATENCY stages,
+
+  1  the field u = acc + (b << fa) + x G_in
+  2  g = u (hard activations) or u rho'(v) (tanh: a multiplier with registered ports);
+     the nudge sigma (T - v) << (s + m) and v << (s + k') beside it
+  3  r = (g << k') - (v << (s + k')) + nudge, exact
+  4  the one rounding (round half up) and + v
+  5  the one saturation: v'
+  6  |v' - v| (for the convergence test)
+
+Every width comes from `Formats`, so the proven bounds of the spec hold and nothing wraps.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from memprop.model.numerics import Formats, bitlen_signed
 
-NEURON_LATENCY = 2
+NEURON_LATENCY = 6
 
 
 class NeuronUpdate(wiring.Component):
@@ -43,35 +54,63 @@ class NeuronUpdate(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         f = self.fmt
-        g_bits = self.acc_bits + (0 if f.hard else self.d_bits + 1)
-        # stage A: the field
-        u = Signal(signed(self.acc_bits + 1))
-        m.d.comb += u.eq(self.acc + (self.bias << f.fa) + Mux(self.x > 0, f.g_in, Mux(self.x < 0, -f.g_in, 0)))
-        g = Signal(signed(g_bits))
-        a_valid, a_row = Signal(), Signal.like(self.row)
-        a_v, a_t, a_out, a_sign = (Signal.like(self.v), Signal.like(self.target), Signal(), Signal.like(self.sign))
-        m.d.sync += [g.eq(u if f.hard else u * self.deriv), a_valid.eq(self.valid), a_row.eq(self.row),
-                     a_v.eq(self.v), a_t.eq(self.target), a_out.eq(self.is_output), a_sign.eq(self.sign)]
-        # stage B: exact update, one rounding, one saturation
         r_bits = f.r_bits + 2
-        nudge = Signal(signed(r_bits))
+        g_bits = self.acc_bits + (0 if f.hard else self.d_bits + 1)
+
+        def stage(name, *pairs):
+            """Register (signal, value) pairs into a new stage; returns the registers."""
+            regs = []
+            for k, (like, value) in enumerate(pairs):
+                reg = Signal.like(like, name=f"{name}_{k}")
+                m.d.sync += reg.eq(value)
+                regs.append(reg)
+            return regs
+
+        # the row's bookkeeping travels beside the arithmetic
+        valid, row, v, t, out, sign = self.valid, self.row, self.v, self.target, self.is_output, self.sign
+
+        def carry(name):
+            nonlocal valid, row, v, t, out, sign
+            valid, row, v, t, out, sign = stage(name, (valid, valid), (row, row), (v, v), (t, t), (out, out),
+                                                (sign, sign))
+
+        # 1: the field
+        u = Signal(signed(self.acc_bits + 1), name="u")
+        m.d.sync += u.eq(self.acc + (self.bias << f.fa) + Mux(self.x > 0, f.g_in, Mux(self.x < 0, -f.g_in, 0)))
+        deriv = Signal.like(self.deriv, name="deriv1")
+        m.d.sync += deriv.eq(self.deriv)
+        carry("s1")
+        # 2: g, the nudge and v << (s + k')
+        g = Signal(signed(g_bits), name="g")
+        m.d.sync += g.eq(u if f.hard else u * deriv)
+        nudge = Signal(signed(r_bits), name="nudge")
         diff = Signal(signed(self.v_bits + 1))
-        m.d.comb += diff.eq(a_t - a_v)
-        with m.If(a_out & (a_sign > 0)):
-            m.d.comb += nudge.eq(diff << (f.s + f.k_mul))
-        with m.Elif(a_out & (a_sign < 0)):
-            m.d.comb += nudge.eq(-(diff << (f.s + f.k_mul)))
-        r = Signal(signed(r_bits))
-        m.d.comb += r.eq((g << f.k_frac) - (a_v << (f.s + f.k_frac)) + nudge)
+        m.d.comb += diff.eq(t - v)
+        with m.If(out & (sign > 0)):
+            m.d.sync += nudge.eq(diff << (f.s + f.k_mul))
+        with m.Elif(out & (sign < 0)):
+            m.d.sync += nudge.eq(-(diff << (f.s + f.k_mul)))
+        with m.Else():
+            m.d.sync += nudge.eq(0)
+        vs = Signal(signed(r_bits), name="vs")
+        m.d.sync += vs.eq(v << (f.s + f.k_frac))
+        carry("s2")
+        # 3: the exact update
+        r = Signal(signed(r_bits), name="r")
+        m.d.sync += r.eq((g << f.k_frac) - vs + nudge)
+        carry("s3")
+        # 4: the one rounding, then + v
         R = f.round_shift
-        step = Signal(signed(r_bits))
-        m.d.comb += step.eq(((r + (1 << (R - 1))) >> R) if R > 0 else r)
-        moved = Signal(signed(r_bits + 1))
-        m.d.comb += moved.eq(a_v + step)
-        v_new = Signal(signed(self.v_bits))
-        m.d.comb += v_new.eq(Mux(moved < f.lo, f.lo, Mux(moved > f.hi, f.hi, moved)))
-        delta = Signal(signed(self.v_bits + 1))
-        m.d.comb += delta.eq(v_new - a_v)
-        m.d.sync += [self.o_valid.eq(a_valid), self.o_row.eq(a_row), self.v_new.eq(v_new),
-                     self.delta.eq(Mux(delta < 0, -delta, delta))]
+        moved = Signal(signed(r_bits + 1), name="moved")
+        m.d.sync += moved.eq(v + (((r + (1 << (R - 1))) >> R) if R > 0 else r))
+        carry("s4")
+        # 5: the one saturation
+        v_new = Signal(signed(self.v_bits), name="v_new5")
+        m.d.sync += v_new.eq(Mux(moved < f.lo, f.lo, Mux(moved > f.hi, f.hi, moved)))
+        carry("s5")
+        # 6: |v' - v|
+        up, down = Signal(signed(self.v_bits + 1)), Signal(signed(self.v_bits + 1))
+        m.d.comb += [up.eq(v_new - v), down.eq(v - v_new)]
+        m.d.sync += [self.o_valid.eq(valid), self.o_row.eq(row), self.v_new.eq(v_new),
+                     self.delta.eq(Mux(up[-1], down, up))]
         return m

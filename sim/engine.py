@@ -20,7 +20,7 @@ from memprop.rtl.generate import TOP
 from memprop.rtl.verify import random_config
 
 from .runner import SimResult, default_build_root, run_cocotb
-from .netlist import run_cocotb_netlist, synthesize
+from .netlist import cell_model, primitives_in, run_cocotb_netlist, synthesize
 
 TEST_MODULE = "memprop.sim.tests.test_engine_tb"
 CLOCK_NS = 10
@@ -49,14 +49,24 @@ class EngineRun:
 
 
 def engine_verilog(cfg: Config, root: Path) -> Path:
-    """The engine's Verilog for this Config, written once per fingerprint and lane count."""
-    path = root / f"{TOP}-{cfg.fingerprint}-p{cfg.hw.lanes}" / f"{TOP}.v"
-    if not path.exists():
+    """The engine's Verilog for this Config (vendor cells instantiated, e.g. SB_SPRAM256KA),
+    in a directory per fingerprint, lane count and code memory; rewritten only when the text
+    changes, so the simulator's build stays cached while the design does."""
+    memory = "" if cfg.hw.code_memory == "auto" else f"-{cfg.hw.code_memory}"
+    path = root / f"{TOP}-{cfg.fingerprint}-p{cfg.hw.lanes}{memory}" / f"{TOP}.v"
+    text = verilog.convert(Engine(cfg, primitives=True), name=TOP, emit_src=False)
+    if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(verilog.convert(Engine(cfg), name=TOP, emit_src=False))
+        tmp.write_text(text)
         tmp.replace(path)
     return path
+
+
+def rtl_sources(source: Path) -> list[Path]:
+    """The engine's Verilog and the yosys model of every vendor cell it instantiates."""
+    cells = primitives_in(source.read_text())
+    return [source, *(cell_model(arch, cell, source.parent) for arch, cell in cells)]
 
 
 def run_engine(cfg: Config, cases: list[int], workloads: list[dict] | None = None, *,
@@ -75,9 +85,13 @@ def run_engine(cfg: Config, cases: list[int], workloads: list[dict] | None = Non
     env = {"MEMPROP_ENGINE_JOB": str(job)}
     start = time.perf_counter()
     if netlist == "rtl":
-        sim = run_cocotb([source], TOP, TEST_MODULE, simulator, extra_env=env, waves=waves,
+        sim = run_cocotb(rtl_sources(source), TOP, TEST_MODULE, simulator, extra_env=env, waves=waves,
                          build_root=root, run_name=stamp)
     else:
+        foreign = [cell for arch, cell in primitives_in(source.read_text()) if arch != netlist]
+        if foreign:
+            raise ValueError(f"this design instantiates {', '.join(foreign)}, which {netlist} does not have "
+                             f"(set hw.code_memory to 'block')")
         net = synthesize([source], TOP, netlist, out_root=root)
         sim = run_cocotb_netlist(net, TEST_MODULE, simulator, extra_env=env, waves=waves,
                                  build_root=root, run_name=stamp)

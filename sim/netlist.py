@@ -44,8 +44,8 @@ from pathlib import Path
 
 from .runner import SimResult, default_build_root, run_cocotb
 
-__all__ = ["ARCHES", "Netlist", "SynthesisError", "cell_models_dir", "run_cocotb_netlist",
-           "run_yosys", "synthesize"]
+__all__ = ["ARCHES", "Netlist", "SynthesisError", "cell_model", "cell_models_dir", "primitives_in",
+           "run_cocotb_netlist", "run_yosys", "synthesize"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,32 @@ def cell_models_dir(arch: str) -> Path:
     missing = [m for m in a.models if not (path / m).is_file()]
     if missing:
         raise SynthesisError(f"yosys cell models {missing} not found in {path}")
+    return path
+
+
+#: Vendor cells that the engine's RTL may instantiate, by architecture (memprop.rtl.spram).
+RTL_PRIMITIVES = {"ice40": ("SB_SPRAM256KA",)}
+
+
+def primitives_in(verilog: str) -> list[tuple[str, str]]:
+    """(arch, cell) of every vendor cell that Verilog text instantiates (RTL_PRIMITIVES)."""
+    return [(arch, cell) for arch, cells in RTL_PRIMITIVES.items() for cell in cells
+            if re.search(rf"^\s*{cell}\b", verilog, re.MULTILINE)]
+
+
+def cell_model(arch: str, cell: str, out_dir: Path) -> Path:
+    """One cell's behavioural model cut out of yosys' `cells_sim.v` (the model the gate-level
+    flow compiles), as `out_dir/<cell>.v`, so RTL that instantiates the cell simulates with the
+    very same model. Rewritten only when it changes."""
+    text = (cell_models_dir(arch) / ARCHES[arch].models[0]).read_text()
+    found = re.search(rf"^module {cell}\b.*?^endmodule\b", text, re.MULTILINE | re.DOTALL)
+    if found is None:
+        raise SynthesisError(f"yosys' {arch} cell models have no module {cell}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{cell}.v"
+    body = f"// {cell} from yosys share/{ARCHES[arch].share}/{ARCHES[arch].models[0]}\n" + found.group(0) + "\n"
+    if not path.is_file() or path.read_text() != body:
+        path.write_text(body)
     return path
 
 

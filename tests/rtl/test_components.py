@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 from memprop.model.config import Config
 from memprop.model.fixed import FixedTarget, fixed_step
 from memprop.model.numerics import Formats, bitlen_signed
-from memprop.rtl.mac import MAC_LATENCY, MacArray
+from memprop.rtl.mac import MacArray, mac_latency
 from memprop.rtl.neuron import NEURON_LATENCY, NeuronUpdate
 
 CONFIGS = [
@@ -72,7 +72,7 @@ def test_neuron_update_equals_the_model_step(sections):
     _sim(dut, bench)
 
 
-@pytest.mark.parametrize("lanes", [1, 3, 4])
+@pytest.mark.parametrize("lanes", [1, 3, 4, 8, 32])
 def test_mac_array_row_sums_over_a_segmented_stream(lanes):
     """Blocks holding a row end and the next row's start give exact per-row sums."""
     rng = np.random.default_rng(lanes)
@@ -106,7 +106,7 @@ def test_mac_array_row_sums_over_a_segmented_stream(lanes):
             ctx.set(dut.last, sum(1 << i for i, (_, _, last) in enumerate(block) if last))
             await ctx.tick()
         ctx.set(dut.valid, 0)
-        await ctx.tick().repeat(MAC_LATENCY + 2)
+        await ctx.tick().repeat(mac_latency(lanes) + 2)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -10,7 +10,7 @@ from memprop.model import fixed
 from memprop.model.config import Config
 from memprop.rtl import cycles
 from memprop.rtl.driver import EngineDriver
-from memprop.rtl.engine import Engine
+from memprop.rtl.engine import Engine, step_latency
 from memprop.rtl.simbus import AmaranthBus
 from memprop.rtl.verify import expected, make_case, random_config
 
@@ -55,5 +55,5 @@ def test_step_cost_is_proportional_to_synapses(network, lanes):
     sch = cycles.Schedule(cfg)
     synapses = int(sch.mask[sch.rows].sum())
     assert sch.synapses == synapses
-    bound = 1.1 * np.ceil(synapses / lanes) + cycles.STEP_LATENCY
+    bound = 1.1 * np.ceil(synapses / lanes) + step_latency(lanes)
     assert cycles.step_cycles(sch) <= bound

@@ -6,6 +6,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from memprop.model.config import Config
+from memprop.model.numerics import Formats
+from memprop.rtl import hostmap as hm
 from memprop.rtl.driver import EngineDriver
 from memprop.rtl.engine import Engine
 from memprop.rtl.simbus import AmaranthBus
@@ -50,3 +52,20 @@ def test_a_wrong_model_is_reported_as_a_mismatch():
     exp.traces[key][0][5] += 1          # the model is off by one LSB in neuron 5 at step 1
     with pytest.raises(Mismatch, match=r"sample 0, free phase, step 1, neuron 5"):
         simulate(case, exp)
+
+
+def spram_config(cfg):
+    """`cfg` with its codes in SPRAM, with as many of its lanes as the four blocks hold."""
+    from memprop.rtl.codemem import spram_fits
+
+    lanes = cfg.hw.lanes
+    while lanes > 1 and spram_fits(1, lanes, hm.Layout(Formats(cfg)).entry_bits):
+        lanes -= 1
+    return cfg.replace(hw={"lanes": lanes, "code_memory": "spram"})
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_spram_code_memory_is_bit_exact(seed):
+    """The SPRAM back end (the cell's Amaranth model) behind the same engine: every step, every code."""
+    cfg = spram_config(random_config(seed, max_n=12, max_lanes=6))
+    simulate(make_case(cfg, seed))

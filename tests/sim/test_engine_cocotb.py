@@ -14,7 +14,7 @@ import pytest
 
 from memprop.model.config import Config
 from memprop.rtl.verify import random_config
-from memprop.sim.engine import run_campaign, run_engine
+from memprop.sim.engine import engine_verilog, run_campaign, run_engine
 from memprop.sim.simulators import unavailable_reason
 
 
@@ -47,6 +47,16 @@ def test_gate_level_ice40_netlist(tmp_path):
     cfg = Config.for_algorithm("eqprop", network={"n": 6, "max_steps": 10}, numerics="fixed",
                                train={"batch_size": 1}, device={"preset": "linear-64"}, hw={"lanes": 2})
     assert_clean(run_engine(cfg, [1], netlist="ice40", build_root=tmp_path))
+
+
+@needs("verilator")
+def test_spram_code_memory_with_the_yosys_cell_model(tmp_path):
+    """Codes in SB_SPRAM256KA cells (yosys' model) under Verilator: bit-exact like block RAM."""
+    cfg = Config.for_algorithm("eqprop", network={"n": 7, "max_steps": 10}, numerics="fixed",
+                               train={"batch_size": 2}, device={"preset": "linear-256"},
+                               hw={"lanes": 4, "code_memory": "spram"})
+    assert "SB_SPRAM256KA" in engine_verilog(cfg, tmp_path).read_text()
+    assert_clean(run_engine(cfg, [2], build_root=tmp_path))
 
 
 SMALL = dict(network={"n": 8}, numerics="fixed", train={"batch_size": 1}, device={"preset": "linear-64"},

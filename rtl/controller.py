@@ -1,0 +1,157 @@
+"""The engine's controller: one command at a time (RELAX, STEP, STORE, RESTORE, LEARN).
+
+It owns the status the host reads (busy, converged, error, steps, cycles, max|dv|) and the
+Jacobi half `cur`, and sequences the datapath:
+
+- a relaxation step: `step_start` (clears the MAC's running sum and the step's row count
+  and max|dv|), D cycles of issue (`restart` then `advance` on the stream), drain until
+  every free row is written back, then STEP_END (flip `cur`, convergence and step limit);
+- STORE: per unit, read state[cur][i] (COPY) and write it to fixed point (set, slot, i)
+  (STORE_WRITE): 2 cycles per unit;
+- RESTORE: per unit, read the fixed point (COPY), write it to both state halves
+  (RESTORE_HALF0/1): 3 cycles per unit;
+- LEARN: start the learning unit and wait for its `done`.
+
+Cycle counts are docs/rtl.md's cycle model (rtl/cycles.py).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import hostmap as hm
+
+#: The command register's fields: opcode | sign << 4 | set << 6 | slot << 8.
+COMMAND = data.StructLayout({"op": 4, "sign": 2, "set": 2, "slot": 8})
+
+#: Controller cycles per relaxation step besides the stream and the pipeline: STEP_START,
+#: the cycle in which DRAIN sees the last row, STEP_END.
+STEP_OVERHEAD = 3
+
+
+class Controller(wiring.Component):
+    def __init__(self, *, n: int, n_rows: int, words: int, v_bits: int, n_bits: int, slot_bits: int,
+                 tol: int, max_steps: int):
+        self.n, self.n_rows, self.words = n, n_rows, words
+        self.n_bits, self.slot_bits = n_bits, slot_bits
+        self.tol, self.max_steps = tol, max_steps
+        super().__init__({
+            # host side
+            "command": In(COMMAND), "command_valid": In(1),   # a write of R_CMD while idle
+            "fault": In(1),                                   # a host write the engine refused
+            "busy": Out(1), "converged": Out(1), "error": Out(1),
+            "steps": Out(32), "cycles": Out(32), "last_delta": Out(v_bits),
+            "learned": Out(1),                                # LEARN finished (t += 1)
+            # relaxation
+            "cur": Out(1), "sign": Out(signed(2)),
+            "step_start": Out(1), "restart": Out(1), "advance": Out(1), "issuing": Out(1),
+            "row_written": In(1), "row_delta": In(v_bits),    # write-back of one free row
+            # STORE / RESTORE
+            "store_read": Out(1), "store_write": Out(1),
+            "restore_read": Out(1), "restore_write": Out(1), "restore_half": Out(1),
+            "item": Out(n_bits), "set": Out(2), "slot": Out(slot_bits),
+            # LEARN
+            "learn_start": Out(1), "learn_done": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        N, n_rows, D = self.n, self.n_rows, self.words
+        op = Signal(4)
+        busy, converged, error = self.busy, self.converged, self.error
+        item = Signal(self.n_bits + 1)
+        m.d.comb += self.item.eq(item[:self.n_bits])
+        with m.If(busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.If(self.fault):
+            m.d.sync += error.eq(1)
+
+        cmd = self.command
+        with m.If(self.command_valid):
+            m.d.sync += [op.eq(cmd.op), self.set.eq(cmd.set), self.slot.eq(cmd.slot),
+                         self.sign.eq(Mux(cmd.sign == hm.SIGN_PLUS, 1, Mux(cmd.sign == hm.SIGN_MINUS, -1, 0)))]
+
+        # rows written back and max|dv| of the step in flight
+        rows_done = Signal(range(n_rows + 1))
+        delta_max = Signal.like(self.last_delta)
+        with m.If(self.row_written):
+            m.d.sync += [rows_done.eq(rows_done + 1),
+                         delta_max.eq(Mux(self.row_delta > delta_max, self.row_delta, delta_max))]
+
+        block = Signal(range(max(D, 2)))
+        first = Signal()
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.command_valid):
+                    m.d.sync += [busy.eq(1), self.cycles.eq(0), error.eq(0)]
+                    m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                with m.Switch(op):
+                    with m.Case(hm.OP_RELAX, hm.OP_STEP):
+                        m.d.sync += [self.steps.eq(0), converged.eq(0)]
+                        m.next = "STEP_START"
+                    with m.Case(hm.OP_STORE, hm.OP_RESTORE):
+                        m.d.sync += item.eq(0)
+                        m.next = "COPY"
+                    with m.Case(hm.OP_LEARN):
+                        m.d.comb += self.learn_start.eq(1)
+                        m.next = "LEARN"
+                    with m.Default():
+                        m.d.sync += [busy.eq(0), error.eq(1)]
+                        m.next = "IDLE"
+            with m.State("STEP_START"):
+                m.d.comb += self.step_start.eq(1)
+                m.d.sync += [block.eq(0), rows_done.eq(0), delta_max.eq(0), self.issuing.eq(1), first.eq(1)]
+                m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += [self.restart.eq(first), self.advance.eq(~first)]
+                m.d.sync += [block.eq(block + 1), first.eq(0)]
+                with m.If(block == D - 1):
+                    m.d.sync += self.issuing.eq(0)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(rows_done == n_rows):
+                    m.next = "STEP_END"
+            with m.State("STEP_END"):
+                m.d.sync += [self.steps.eq(self.steps + 1), self.cur.eq(~self.cur), self.last_delta.eq(delta_max)]
+                with m.If(delta_max <= self.tol):
+                    m.d.sync += [converged.eq(1), busy.eq(0)]
+                    m.next = "IDLE"
+                with m.Elif((self.steps + 1 == self.max_steps) | (op == hm.OP_STEP)):
+                    m.d.sync += busy.eq(0)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "STEP_START"
+            with m.State("COPY"):
+                # STORE: state[cur][i] -> fp[set][slot][i]; RESTORE: fp -> state, both halves
+                with m.If(op == hm.OP_STORE):
+                    m.d.comb += self.store_read.eq(1)
+                    m.next = "STORE_WRITE"
+                with m.Else():
+                    m.d.comb += self.restore_read.eq(1)
+                    m.next = "RESTORE_HALF0"
+            with m.State("STORE_WRITE"):
+                m.d.comb += self.store_write.eq(1)
+                self._next_item(m, item)
+            with m.State("RESTORE_HALF0"):
+                m.d.comb += [self.restore_write.eq(1), self.restore_half.eq(0)]
+                m.next = "RESTORE_HALF1"
+            with m.State("RESTORE_HALF1"):
+                m.d.comb += [self.restore_write.eq(1), self.restore_half.eq(1)]
+                self._next_item(m, item)
+            with m.State("LEARN"):
+                with m.If(self.learn_done):
+                    m.d.comb += self.learned.eq(1)
+                    m.d.sync += busy.eq(0)
+                    m.next = "IDLE"
+        return m
+
+    def _next_item(self, m: Module, item) -> None:
+        with m.If(item == self.n - 1):
+            m.d.sync += self.busy.eq(0)
+            m.next = "IDLE"
+        with m.Else():
+            m.d.sync += item.eq(item + 1)
+            m.next = "COPY"

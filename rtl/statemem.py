@@ -1,0 +1,63 @@
+"""State memory: the neuron states and one activation copy per MAC lane, double-buffered.
+
+Relaxation is Jacobi: a step reads the current half (`cur`) and writes the other. The
+states (for the neuron update, the host and STORE) sit in one memory with one read port;
+each lane has its own copy of the activations ρ(v) (it reads a different column every
+clock), two halves deep. A state write updates the state at once and every activation copy
+one cycle later, after a synchronous read of the activation table (tanh; for the hard
+activations ρ(v) = v inside the box and the value is only registered). Nothing reads the
+half being written in that cycle, so the delay is invisible to the controller.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Signal, signed
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from memprop.model.numerics import bitlen_signed
+
+
+class StateMemory(wiring.Component):
+    def __init__(self, fmt, n_bits: int, lanes: int):
+        self.fmt = fmt
+        self.n_bits = n_bits
+        self.lanes = lanes
+        self.v_bits = fmt.state_bits
+        self.a_bits = bitlen_signed(fmt.a_max)
+        super().__init__({
+            "cur": In(1),                                          # the half relaxation reads
+            "w_en": In(1), "w_unit": In(n_bits), "w_half": In(1), "w_value": In(signed(self.v_bits)),
+            "rd_unit": In(n_bits), "rd_half": In(1), "rd_data": Out(signed(self.v_bits)),
+            "act_col": In(data.ArrayLayout(n_bits, lanes)),        # per lane: unit j (half cur)
+            "act": Out(data.ArrayLayout(signed(self.a_bits), lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        f, nb = self.fmt, self.n_bits
+        depth = 2 << nb
+        m.submodules.state = state = memory.Memory(shape=signed(self.v_bits), depth=depth, init=[])
+        rd, wr = state.read_port(), state.write_port()
+        m.d.comb += [rd.addr.eq(Cat(self.rd_unit, self.rd_half)), self.rd_data.eq(rd.data),
+                     wr.en.eq(self.w_en), wr.addr.eq(Cat(self.w_unit, self.w_half)), wr.data.eq(self.w_value)]
+
+        # the activation of the value written, one cycle later
+        a_en, a_addr = Signal(), Signal(nb + 1)
+        m.d.sync += [a_en.eq(self.w_en), a_addr.eq(Cat(self.w_unit, self.w_half))]
+        a_value = Signal(signed(self.a_bits))
+        if f.hard:
+            m.d.sync += a_value.eq(self.w_value)
+        else:
+            table = [int(v) for v in f.act_lut]
+            m.submodules.act_lut = lut = memory.Memory(shape=signed(self.a_bits), depth=len(table), init=table)
+            lut_rd = lut.read_port()
+            m.d.comb += [lut_rd.addr.eq(self.w_value - f.lo), a_value.eq(lut_rd.data)]
+
+        for lane in range(self.lanes):
+            mem = memory.Memory(shape=signed(self.a_bits), depth=depth, init=[])
+            m.submodules[f"act{lane}"] = mem
+            a_rd, a_wr = mem.read_port(), mem.write_port()
+            m.d.comb += [a_rd.addr.eq(Cat(self.act_col[lane], self.cur)), self.act[lane].eq(a_rd.data),
+                         a_wr.en.eq(a_en), a_wr.addr.eq(a_addr), a_wr.data.eq(a_value)]
+        return m

@@ -1,0 +1,152 @@
+"""Synapse stream and address generation: which (row, column) each lane of a word holds.
+
+The stream is `Schedule.stream` (schedule.py), one word of P entries per clock. Two back
+ends produce the same entries, registered one cycle after the request like a block-RAM read:
+
+- **counters** (dense and band masks): each row's columns form one range
+  [max(0, i - b), min(N - 1, i + b)] (b = N - 1 - K; dense: b = N - 1) without the diagonal
+  unless self-connections are on, so a row pointer and an offset decode every lane with a few
+  comparators. No memory at all: for N = 100 dense at P = 4 the index table would take 22
+  iCE40 block RAMs.
+- **rom** (irregular masks, e.g. layered): the per-entry (valid, last, column) table.
+
+`addr` is the word index the code memory must read in the same cycle so that its data lines
+up with the entries.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .ports import StreamPort
+from .schedule import Schedule, ceil_log2
+
+BACKENDS = ("counters", "rom")
+
+
+def default_backend(schedule: Schedule) -> str:
+    """Counters wherever every row's columns are one range (dense, band); a ROM otherwise."""
+    return "rom" if schedule.cfg.network.layered else "counters"
+
+
+class StreamGenerator(wiring.Component):
+    """`port`: restart / advance in, entries out; `addr`: the word being read this cycle."""
+
+    def __init__(self, schedule: Schedule, backend: str | None = None):
+        backend = backend or default_backend(schedule)
+        if backend not in BACKENDS:
+            raise ValueError(f"stream backend must be one of {BACKENDS}, not {backend!r}")
+        if backend == "counters" and schedule.cfg.network.layered:
+            raise ValueError("the counter stream covers dense and band masks only; use backend='rom'")
+        self.schedule = schedule
+        self.backend = backend
+        self.lanes = schedule.lanes
+        self.n_bits = max(ceil_log2(schedule.n), 1)
+        self.word_bits = max(ceil_log2(schedule.depth), 1)
+        super().__init__({"port": In(StreamPort(self.lanes, self.n_bits)), "addr": Out(self.word_bits)})
+
+    def elaborate(self, platform):
+        m = Module()
+        sch, P, port = self.schedule, self.lanes, self.port
+        # the word address: 0 on restart, the next word on advance, else the presented one
+        word = Signal(self.word_bits)
+        with m.If(port.restart):
+            m.d.sync += word.eq(0)
+        with m.Elif(port.advance):
+            m.d.sync += word.eq(word + 1)
+        m.d.comb += self.addr.eq(Mux(port.restart, 0, Mux(port.advance, word + 1, word)))
+        if self.backend == "rom":
+            self._rom(m)
+        else:
+            self._counters(m)
+        return m
+
+    # -- a table of (valid, last, col) per entry; rows from a running count of row ends ----------
+    def _rom(self, m: Module) -> None:
+        sch, P, nb, port = self.schedule, self.lanes, self.n_bits, self.port
+        st = sch.stream
+        fields = nb + 2
+        init = []
+        for w in range(sch.depth):
+            word = 0
+            for lane in range(P):
+                k = w * P + lane
+                word |= (int(st["valid"][k]) | (int(st["last"][k]) << 1) | (int(st["col"][k]) << 2)) << (lane * fields)
+            init.append(word)
+        m.submodules.rom = rom = memory.Memory(shape=unsigned(P * fields), depth=max(len(init), 1),
+                                               init=init or [0])
+        rd = rom.read_port()
+        m.d.comb += rd.addr.eq(self.addr)
+        # row of lane 0 of the presented word: the first row, plus one per row end passed
+        first_row = int(sch.rows[0])
+        row0 = Signal(nb, init=first_row)
+        ends = Signal()
+        with m.If(port.restart):
+            m.d.sync += row0.eq(first_row)
+        with m.Elif(port.advance):
+            m.d.sync += row0.eq(row0 + ends)
+        last_row = int(sch.rows[-1])
+        for lane in range(P):
+            e = port.entries[lane]
+            base = lane * fields
+            m.d.comb += [e.valid.eq(rd.data[base]), e.last.eq(rd.data[base + 1]),
+                         e.col.eq(rd.data[base + 2: base + fields])]
+            before = Cat(*(rd.data[k * fields + 1] for k in range(lane))).any() if lane else Const(0, 1)
+            # padding after the last row stays on the last row (as Schedule.stream says)
+            m.d.comb += e.row.eq(Mux(before & (row0 != last_row), row0 + 1, row0))
+        m.d.comb += ends.eq(Cat(*(rd.data[k * fields + 1] for k in range(P))).any())
+
+    # -- dense / band: a (row, offset) pointer and per-lane decoding ---------------------------------
+    def _counters(self, m: Module) -> None:
+        sch, P, nb, port = self.schedule, self.lanes, self.n_bits, self.port
+        net = sch.cfg.network
+        n = net.n
+        b = n - 1 - net.band                     # half-width of the band (dense: n - 1)
+        no_self = 0 if net.self_connections else 1
+        count_bits = max((n + P).bit_length(), 1)
+        wide = count_bits + 1
+
+        def row_shape(r):
+            """(lo, count, length) of row r: first column, real entries, streamed entries."""
+            lo = Signal(nb + 1, name=None)
+            hi = Signal(nb + 1, name=None)
+            cnt = Signal(count_bits)
+            length = Signal(count_bits)
+            m.d.comb += [lo.eq(Mux(r > b, r - b, 0)), hi.eq(Mux(r + b < n - 1, r + b, n - 1)),
+                         cnt.eq(hi - lo + 1 - no_self), length.eq(Mux(cnt < P, P, cnt))]
+            return lo, cnt, length
+
+        # the pointer: row and offset of the word to present next
+        row, off = Signal(nb + 1), Signal(count_bits)
+        src_row, src_off = Signal(nb + 1), Signal(count_bits)
+        m.d.comb += [src_row.eq(Mux(port.restart, 0, row)), src_off.eq(Mux(port.restart, 0, off))]
+        lo0, cnt0, len0 = row_shape(src_row)
+        nxt = Signal(nb + 1)
+        m.d.comb += nxt.eq(src_row + 1)
+        lo1, cnt1, len1 = row_shape(nxt)
+        step = Signal(wide)
+        m.d.comb += step.eq(src_off + P)
+        with m.If(port.restart | port.advance):
+            with m.If(step >= len0):
+                m.d.sync += [row.eq(nxt), off.eq(step - len0)]
+            with m.Else():
+                m.d.sync += [row.eq(src_row), off.eq(step)]
+            for lane in range(P):
+                e = port.entries[lane]
+                pos = Signal(wide, name=f"pos{lane}")
+                m.d.comb += pos.eq(src_off + lane)
+                spill = pos >= len0
+                r = Mux(spill, nxt, src_row)
+                t = Signal(wide, name=f"t{lane}")
+                m.d.comb += t.eq(Mux(spill, pos - len0, pos))
+                lo, cnt, length = Mux(spill, lo1, lo0), Mux(spill, cnt1, cnt0), Mux(spill, len1, len0)
+                col = Signal(nb + 2, name=f"col{lane}")
+                m.d.comb += col.eq(lo + t)
+                if no_self:
+                    col = Mux(col >= r, col + 1, col)
+                past = r >= n                               # padding after the last row
+                valid = ~past & (t < cnt)
+                m.d.sync += [e.valid.eq(valid), e.last.eq(~past & (t == length - 1)),
+                             e.col.eq(Mux(valid, col, 0)), e.row.eq(Mux(past, n - 1, r))]
