@@ -162,7 +162,8 @@ class LoadReport:
 
     @property
     def efficiency(self) -> float:
-        """Payload bytes (the data words) / bytes the host sent."""
+        """Payload (the image's data words, 4 bytes each) / every byte the host sent for the load
+        (frame headers, CRCs, the identity reads and the BEGIN_LOAD command included)."""
         return self.payload_bytes / self.bytes_sent if self.bytes_sent else 0.0
 
     @property
@@ -379,6 +380,7 @@ class BoardSession:
         words = self._run(self.transport.read_many([hm.address(hm.REG, r) for r in names.values()]))
         out = dict(zip(names, words))
         out["busy"] = bool(out["status"] & hm.STATUS_BUSY)
+        out["loading"] = bool(out["status"] & hm.STATUS_LOADING)
         return out
 
     def info(self) -> dict:
@@ -442,7 +444,7 @@ class BoardSession:
             if progress is not None:
                 progress(min(chunk, len(writes) - at))
         await t.flush()
-        sent = (t.bytes_sent - before[0], t.bytes_received - before[1], t.payload_bytes - before[2])
+        sent = (t.bytes_sent - before[0], t.bytes_received - before[1], 4 * len(writes))
         want = image.checksum
         if atomic:
             got = await self._checksum(hm.BANK_SHADOW)

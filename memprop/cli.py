@@ -433,7 +433,9 @@ def board_info(port, baud, config_file, timeout, as_json):
                 + (", busy" if regs["busy"] else ", idle"))
     click.echo(f"counters: {counters}")
     if "checksum" in info:
-        click.echo(f"weights: checksum {info['checksum']}")
+        click.echo(f"weights: checksum {info['checksum']}"
+                   + (" (a load was begun and not committed: these are the weights from before it)"
+                      if regs["loading"] else ""))
 
 
 @board_group.command(name="load")

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -224,3 +225,74 @@ def test_damaged_bytes_are_retried_and_results_stay_exact(work, fault):
     assert result.to_dict() == recall.evaluate(params, wcfg, pats, 0.1, 4, seed=9).to_dict()
     assert retried > 0
     assert stats["flipped_out" if "flip_reply" in fault else "flipped_in"] > 0
+
+
+PARTIAL_LOAD = """
+import asyncio, sys, time
+from memprop.boards.host import SerialTransport, encode_burst
+from memprop.boards.image import image_of
+from memprop.model import weights
+from memprop.rtl import hostmap as hm
+
+port, path = sys.argv[1], sys.argv[2]
+params, cfg, _ = weights.load(path)
+writes = image_of(params, cfg).writes()
+
+async def main():
+    t = SerialTransport(port)
+    await t.info()
+    await t.write(hm.address(hm.REG, hm.R_CMD), hm.command(hm.OP_BEGIN_LOAD))
+    for addr, word in writes[: len(writes) // 2]:
+        await t.write(addr, word)
+    await t.flush()
+    frame = encode_burst(*writes[len(writes) // 2][:1], [w for _, w in writes[len(writes) // 2:][:40]])
+    t.port.write(frame[: len(frame) // 2])     # and then the host dies in the middle of a frame
+    t.port.flush()
+    print("ready", flush=True)
+    time.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def test_a_host_that_dies_mid_load_leaves_the_old_weights(work, served, tmp_path):
+    """Old weights A on the board; a host begins loading B and is killed half-way through a
+    frame: the engine is idle, computes with A (checksum and recall), and a later load of B
+    takes effect whole. Then `board load` killed at random moments: always A or B."""
+    import signal
+
+    from memprop.boards.image import image_of
+    from memprop.model import recall
+
+    params_a, cfg_a, _ = weights.load(work / "cpu.npz")
+    code, out = cli("train", "--algo", "eqprop", "--numerics", "fixed", "--config", work / "cfg.json", "--patterns",
+                    work / "glyphs.txt", "--epochs", 3, "--seed", 8, "--out", tmp_path / "b.npz", "--quiet")
+    assert code == 0, out
+    params_b, cfg_b, _ = weights.load(tmp_path / "b.npz")
+    crc_a = f"{image_of(params_a, CFG, seed=cfg_a.train.seed).checksum:08x}"
+    crc_b = f"{image_of(params_b, CFG, seed=cfg_b.train.seed).checksum:08x}"
+    assert cli_json("board", "load", "--port", served, "--weights", work / "cpu.npz")["checksum"] == crc_a
+
+    proc = subprocess.Popen([sys.executable, "-c", PARTIAL_LOAD, served, str(tmp_path / "b.npz")],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    info = cli_json("board", "info", "--port", served)
+    assert not info["registers"]["busy"] and info["registers"]["loading"]
+    assert info["checksum"] == crc_a
+    pats = pattern_sets.load(work / "glyphs.txt")
+    on_board = cli_json("board", "recall", "--port", served, "--patterns", work / "glyphs.txt", "--flip", 0.1,
+                        "--trials", 4)
+    assert on_board["per_class"] == recall.evaluate(params_a, cfg_a, pats, 0.1, 4, seed=0).per_class
+    assert cli_json("board", "load", "--port", served, "--weights", tmp_path / "b.npz")["checksum"] == crc_b
+
+    for delay, weights_file in ((0.3, work / "cpu.npz"), (0.9, tmp_path / "b.npz"), (1.5, work / "cpu.npz")):
+        proc = subprocess.Popen([sys.executable, "-c", "from memprop.cli import main; main()", "board", "load",
+                                 "--port", served, "--weights", str(weights_file)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        info = cli_json("board", "info", "--port", served)
+        assert not info["registers"]["busy"] and info["checksum"] in (crc_a, crc_b)
