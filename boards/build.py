@@ -111,7 +111,7 @@ def toolchain_env(base: dict | None = None) -> dict:
 
 
 def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int = DEFAULT_BAUD,
-          seed: int = 1) -> dict:
+          seed: int = 1, init=None) -> dict:
     """Build the bitstream of `cfg` (default: the board's) into `out_dir`; return the report."""
     from .top import BoardTop
 
@@ -122,7 +122,7 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     platform = board.make_platform()
-    top = BoardTop(cfg, baud=baud, max_burst=board.max_burst, fifo_depth=board.fifo_depth)
+    top = BoardTop(cfg, baud=baud, max_burst=board.max_burst, fifo_depth=board.fifo_depth, init=init)
     overrides = dict(board.overrides)
     overrides["nextpnr_opts"] = f"--report {NAME}_report.json --timing-allow-fail --seed {seed}"
     start = time.monotonic()

@@ -476,18 +476,18 @@ class SimulatedLinkTransport(LinkClient):
 
 
 def run_simulated(cfg, session, *, timeout: int = 64, max_burst: int = 32, fifo_depth: int = 16,
-                  window: int = 4, posted: bool = True, vcd: str | None = None):
+                  window: int = 4, posted: bool = True, vcd: str | None = None, init=None):
     """Run `await session(transport, design)` against the engine behind the link; return its result.
 
     The design is `memprop.boards.top.LinkedEngine` (what the board puts behind its UART),
-    clocked at 100 MHz; `timeout` is the link's in cycles. The transport is flushed when the
-    session returns.
+    clocked at 100 MHz; `timeout` is the link's in cycles; `init` bakes weights in (an
+    `image.Image`, as `memprop build --weights`). The transport is flushed when the session returns.
     """
     from amaranth.sim import Simulator
 
     from .top import LinkedEngine
 
-    design = LinkedEngine(cfg, timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth)
+    design = LinkedEngine(cfg, timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth, init=init)
     received: deque[int] = deque()
     result = {}
 

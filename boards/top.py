@@ -31,8 +31,8 @@ class LinkedEngine(wiring.Component):
     """`HostLink` driving `Engine`: request bytes in on `rx`, response bytes out on `tx`."""
 
     def __init__(self, cfg: Config, *, timeout: int, max_burst: int = MAX_BURST, fifo_depth: int = 16,
-                 clock_hz: float = 0):
-        self.engine = Engine(cfg)
+                 clock_hz: float = 0, init=None):
+        self.engine = Engine(cfg, init=init)      # init: weights baked in (boards.image.Image)
         self.link = HostLink(timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth, clock_hz=clock_hz)
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)), "rx_lost": In(1),
                           "busy": Out(1), "error": Out(1)})
@@ -73,11 +73,12 @@ class SerialEngine(wiring.Component):
     in tests/boards/test_serial.py). `timeout` is the link's, in clock cycles."""
 
     def __init__(self, cfg: Config, *, clk_freq, baud: int, timeout: int, max_burst: int = MAX_BURST,
-                 fifo_depth: int = 16):
+                 fifo_depth: int = 16, init=None):
         check_serial(clk_freq, baud, max_burst, fifo_depth)
         self.uart_rx = UARTReceiver(clk_freq, baud)
         self.uart_tx = UARTTransmitter(clk_freq, baud)
-        self.core = LinkedEngine(cfg, timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth, clock_hz=clk_freq)
+        self.core = LinkedEngine(cfg, timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth, clock_hz=clk_freq,
+                                 init=init)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(1)})
 
     def elaborate(self, platform):
@@ -95,8 +96,10 @@ class SerialEngine(wiring.Component):
 class BoardTop(Elaboratable):
     """Engine + link + UART (8N1 at `baud`) on an amaranth-boards platform's `uart` and LEDs."""
 
-    def __init__(self, cfg: Config, *, baud: int = DEFAULT_BAUD, max_burst: int = MAX_BURST, fifo_depth: int = 16):
+    def __init__(self, cfg: Config, *, baud: int = DEFAULT_BAUD, max_burst: int = MAX_BURST, fifo_depth: int = 16,
+                 init=None):
         self.cfg = cfg
+        self.init = init
         self.baud = baud
         self.max_burst = max_burst
         self.fifo_depth = fifo_depth
@@ -105,7 +108,7 @@ class BoardTop(Elaboratable):
         clk = platform.default_clk_frequency
         check_serial(clk, self.baud, self.max_burst, self.fifo_depth)
         serial = SerialEngine(self.cfg, clk_freq=clk, baud=self.baud, timeout=round(LINK_TIMEOUT_S * clk),
-                              max_burst=self.max_burst, fifo_depth=self.fifo_depth)
+                              max_burst=self.max_burst, fifo_depth=self.fifo_depth, init=self.init)
         m = Module()
         m.submodules.serial = serial
         uart = platform.request("uart", 0, dir="-")

@@ -277,16 +277,26 @@ BOARD_NAMES = ("icebreaker", "ulx3s", "ulx3s-25f")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="build directory")
 @click.option("--baud", type=click.IntRange(min=1), default=None, help="UART baud rate (default 1000000)")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="nextpnr placement seed")
+@click.option("--weights", "weight_file", type=click.Path(dir_okay=False), default=None,
+              help="bake these fixed-point weights into the bitstream (block-RAM code memory only)")
 @user_errors
-def build_board(board, config_file, out, baud, seed):
+def build_board(board, config_file, out, baud, seed, weight_file):
     """Build a bitstream for a board: engine + host link + UART (YoWASP toolchain)."""
-    from memprop.boards.build import DEFAULT_BAUD, BuildError, build
+    from memprop.boards.build import DEFAULT_BAUD, BuildError, build, get_board
+    from memprop.boards.configs import board_clock_hz, remember
 
     cfg = hardware_config(config_file) if config_file is not None else None
+    init = None
+    if weight_file is not None:
+        init = _baked_weights(board, cfg or get_board(board).default_config(), weight_file)
     try:
-        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed)
+        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed, init=init)
     except BuildError as exc:
         raise click.ClickException(str(exc)) from None
+    remember(Config.from_json(json.dumps(report["config"])), f"memprop build {out}", board=board,
+             clock_hz=board_clock_hz(board))
+    if init is not None:
+        click.echo(f"baked in {weight_file}: checksum {init.checksum:08x} (memprop board info shows it)")
     util = ", ".join(f"{name} {u['used']}/{u['available']}" for name, u in report["utilisation"].items()
                      if u.get("available"))
     click.echo(f"wrote {report['bitstream']} for {board} ({report['device']}): N={report['n']}, P={report['lanes']}, "
@@ -330,6 +340,22 @@ def export(weight_file, out, config_file, board, from_float):
 
 
 # -- a board in the user's hands: program, board {info,load,read,recall,train,serve} (boards/) ------
+
+
+def _baked_weights(board: str, cfg: Config, weight_file: str):
+    """The image of `weight_file` for `cfg`, when the board's code memory can hold it from power-up."""
+    from memprop.boards.build import get_board
+    from memprop.boards.image import from_weights
+    from memprop.rtl.codemem import resolve_backend
+
+    backend = resolve_backend(cfg.hw.code_memory, get_board(board).make_platform())
+    if backend == "spram":
+        raise click.ClickException(f"the {board} design keeps its codes in SPRAM, which a bitstream cannot "
+                                   "initialise: build without --weights, then `memprop board load --weights "
+                                   f"{weight_file}` after `memprop program`")
+    params, wcfg, _ = weights.load(weight_file)
+    image, _ = from_weights(params, wcfg, cfg, source=str(weight_file))
+    return image
 
 DEFAULT_PORT_BAUD = 1_000_000
 

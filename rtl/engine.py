@@ -83,9 +83,13 @@ class Engine(wiring.Component):
     without a platform, for Verilog that a simulator compiles with the cell models; without
     it (Amaranth's simulator) the cells' Amaranth models are used."""
 
-    def __init__(self, cfg: Config, *, primitives: bool = False, atomic_load: bool = True):
+    def __init__(self, cfg: Config, *, primitives: bool = False, atomic_load: bool = True, init=None):
         self.cfg = cfg
         self.atomic_load = atomic_load
+        # weights baked into the bitstream (`memprop build --weights`): an object with `codes` (one
+        # packed entry per stream position), `bias` (one per unit), `updates` and `seed`
+        # (boards.image.Image); block-RAM code memory only
+        self.init = init
         self.fmt = formats(cfg)
         self.layout = hm.Layout(self.fmt)
         self.schedule: Schedule = self.layout.schedule
@@ -114,8 +118,12 @@ class Engine(wiring.Component):
         m.submodules.stream = stream = StreamGenerator(sch)
         word_bits = max(ceil_log2(sch.depth), 1)
         banked_depth = (1 << word_bits) + sch.depth if self.atomic_load else sch.depth
+        code_init = None
+        if self.init is not None:
+            code_init = [sum(int(self.init.codes[w * P + lane]) << (lane * E) for lane in range(P))
+                         for w in range(sch.depth)]
         m.submodules.codes = codes = CodeMemory(banked_depth, P, E, backend=self.code_memory_backend(platform),
-                                                primitive=self.primitives)
+                                                primitive=self.primitives, init=code_init)
         # the code memory's address: the word, and (atomic_load) the bank above it
         self._code_word, self._code_bank = Signal(word_bits), Signal()
         m.d.comb += codes.port.addr.eq(Cat(self._code_word, self._code_bank) if self.atomic_load
@@ -126,7 +134,8 @@ class Engine(wiring.Component):
         # weight banks: which one is in use, a load in progress, the shadow bank's t and seed
         self._active, self._loading = Signal(), Signal()
         self._shadow_updates = Signal(32)
-        self._shadow_seed = Signal(32, init=cfg.train.seed & 0xFFFFFFFF)
+        seed0 = (cfg.train.seed if self.init is None else int(self.init.seed)) & 0xFFFFFFFF
+        self._shadow_seed = Signal(32, init=seed0)
         self._write_bank = Signal()
         m.submodules.lookup = lookup = WeightLookup(lay, P)
         m.submodules.state = state = StateMemory(f, nb, P)
@@ -161,7 +170,7 @@ class Engine(wiring.Component):
 
         # biases: two banks when atomic_load (bank bit above the unit); ports seen by unit
         bias = memory.Memory(shape=unsigned(lay.entry_bits), depth=(1 << lay.n_bits) + N if self.atomic_load else N,
-                             init=[])
+                             init=[] if self.init is None else [int(w) for w in self.init.bias])
         m.submodules.bias_mem = bias
         rd, wr = bias.read_port(), bias.write_port()
         r_unit, w_unit, r_bank, w_bank = Signal(lay.n_bits), Signal(lay.n_bits), Signal(), Signal()
@@ -251,8 +260,9 @@ class Engine(wiring.Component):
         offset = bus.addr[:hm.REGION_SHIFT]
         busy = ctrl.busy
         host_write = bus.we & ~busy
-        self._updates = updates = Signal(32)
-        self._seed = seed = Signal(32, init=cfg.train.seed & 0xFFFFFFFF)
+        init = self.init
+        self._updates = updates = Signal(32, init=0 if init is None else int(init.updates) & 0xFFFFFFFF)
+        self._seed = seed = Signal(32, init=(cfg.train.seed if init is None else int(init.seed)) & 0xFFFFFFFF)
         loading = self._loading
 
         m.d.comb += [ctrl.command.eq(bus.wdata[:16]),

@@ -114,3 +114,40 @@ def test_checksum_matches_host_for_the_fixed_model():
     img = image_of(case.params, CFG)
     assert run_simulated(CFG, session) == checksum(img.codes, img.bias, case.params.updates, CFG.train.seed,
                                                    img.layout.entry_bits)
+
+
+def test_weights_baked_into_the_design():
+    """`memprop build --weights`: the block-RAM code memory, biases, t and seed start with the image."""
+    case = make_case(CFG, 7)
+    img = image_of(case.params, CFG, seed=21)
+    fmt = fixed.Formats(CFG)
+    drive = make_case(CFG, 8).drive
+    one = fixed.FixedDrive(drive.v0[:1], drive.x[:1], drive.clamped)
+
+    async def session(t, design):
+        d = EngineDriver(hm.Layout(fmt), t)
+        [r] = await d.recall(one)
+        return (await engine_checksum(d))[0], await d.reg(hm.R_UPDATES), await d.reg(hm.R_SEED), r.v
+
+    crc, updates, seed, v = run_simulated(CFG, session, init=img)
+    W, b = case.params.weights(fmt.device)
+    assert (crc, updates, seed) == (img.checksum, case.params.updates, 21)
+    assert np.array_equal(v, fixed.fixed_relax(fmt, W, b, one).v[0])
+
+
+def test_build_refuses_to_bake_into_spram(tmp_path):
+    from click.testing import CliRunner
+
+    from memprop.cli import main
+
+    result = CliRunner().invoke(main, ["build", "--board", "icebreaker", "--weights", str(tmp_path / "w.npz"),
+                                       "--config", str(_spram_config(tmp_path)), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "SPRAM, which a bitstream cannot initialise" in result.output and "memprop board load" in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def _spram_config(tmp_path):
+    path = tmp_path / "spram.json"
+    path.write_text(CFG.replace(hw={"code_memory": "spram"}).to_json())
+    return path
