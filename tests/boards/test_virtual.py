@@ -296,3 +296,28 @@ def test_a_host_that_dies_mid_load_leaves_the_old_weights(work, served, tmp_path
         proc.wait()
         info = cli_json("board", "info", "--port", served)
         assert not info["registers"]["busy"] and info["checksum"] in (crc_a, crc_b)
+
+
+@pytest.mark.slow
+def test_round_trip_n100(tmp_path):
+    """The ULX3S design (N = 100 dense, P = 16) on the virtual board: load <= 1 s at 1 Mbaud from the
+    bytes on the wire, recall and one epoch of training bit-exact, codes read back bit-exact."""
+    from memprop.boards.build import get_board
+    from memprop.model import recall, training
+
+    os.environ.setdefault("MEMPROP_CACHE", str(tmp_path / "cache"))
+    cfg = get_board("ulx3s").default_config().replace(train={"epochs": 3})
+    pats = pattern_sets.load()
+    params, _ = training.train(cfg, pats, progress=False)
+    with virtual.VirtualBoard(cfg, clock_hz=25_000_000, progress=False) as vb:
+        with BoardSession.open(vb.port) as session:
+            report = session.load(params, cfg)
+            assert report.wire_seconds <= 1.0 and report.efficiency > 0.95, report.to_dict()
+            result, stats = session.recall(pats, 0.1, 2, seed=5)
+            assert result.to_dict() == recall.evaluate(params, cfg, pats, 0.1, 2, seed=5).to_dict()
+            session.train(pats, 1, seed=6)
+            back, _, _ = session.read()
+    want = model_train(cfg, params, pats.values, 1, 6)
+    for name in ("codes_w", "codes_b", "class_w", "class_b"):
+        assert np.array_equal(getattr(back, name), getattr(want, name)), name
+    assert back.updates == want.updates
