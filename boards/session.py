@@ -334,6 +334,10 @@ class BoardSession:
                          batch=(info >> 20) & 0xFFF, link_version=version, max_burst=burst,
                          clock_hz=t.clock_hz)
         self._commands = None
+        # a command a previous host started may still run (a LEARN): let it finish first
+        deadline = time.monotonic() + 30
+        while await t.read(hm.address(hm.REG, hm.R_CMD)) & hm.STATUS_BUSY and time.monotonic() < deadline:
+            pass
         word = await t.read(hm.address(hm.REG, hm.R_VERSION))     # 0 on a version-1 engine
         ident.engine_version, ident.features = max(word >> 24, 1), word & 0xFFFF
         if ident.engine_version >= 2:

@@ -131,13 +131,15 @@ def eval_(weight_file, pattern_file, flip, trials, seed, as_json):
 @click.option("--board", type=click.Choice(["icebreaker", "ulx3s", "ulx3s-25f"]), default=None,
               help="target board (default: ulx3s; icebreaker with --quick)")
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
-@click.option("--no-bitstream", is_flag=True, help="stop after the bit-exact simulation")
+@click.option("--no-bitstream", is_flag=True, help="skip the bitstream build")
+@click.option("--no-board", is_flag=True, help="skip the virtual board (load and recall over a pseudo-terminal)")
 @user_errors
-def demo(out, quick, board, simulator, no_bitstream):
-    """Train -> fixed point -> bit-exact simulation -> bitstream, with tables on the way."""
+def demo(out, quick, board, simulator, no_bitstream, no_board):
+    """Train -> fixed point -> bit-exact simulation -> virtual board -> bitstream, with tables on the way."""
     from memprop.demo import run_demo
 
-    run_demo(Path(out), quick=quick, board=board, simulator=simulator, skip_bitstream=no_bitstream)
+    run_demo(Path(out), quick=quick, board=board, simulator=simulator, skip_bitstream=no_bitstream,
+             skip_board=no_board)
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m memprop`
