@@ -5,16 +5,18 @@ runs Yosys, nextpnr and the packer (the YoWASP WebAssembly builds; the environme
 points Amaranth at them is set here, in code), and returns (and writes to
 `out_dir/build.json`) the utilisation and the achieved fmax read from nextpnr's `--report`.
 
-Each board has a default Config that fits it (see `BOARDS` and docs/hostlink.md):
+Each board has a default Config that fits it and a core clock that its design closes at (the
+board PLL makes it from the oscillator; see `BOARDS` and docs/hostlink.md):
 
-- `icebreaker` (iCE40UP5K: 5280 LCs, 30 x 4 kbit EBR, 8 SB_MAC16, 12 MHz): N = 100 with a
-  band of |i - j| <= 9 (1710 synapses instead of 9900), linear-64 device pairs, P = 4
-  lanes, minibatch 2. Every iCE40 block RAM has one read port, so each conductance-table
-  port and each lane's activation copy costs a whole EBR; the batch sets the fixed-point
-  store (3 sets x slots x 128 states).
+- `icebreaker` (iCE40UP5K: 5280 LCs, 30 x 4 kbit EBR, 4 x 256 kbit SPRAM, 8 SB_MAC16, 12 MHz
+  oscillator): the seeds' network, N = 100 dense, on linear-256 device pairs. The device codes
+  (9900 entries of 16 bits) live in the four SPRAMs, one lane per SPRAM (16 bits each per
+  cycle): P = 4. SPRAM cannot be initialised by the bitstream: the codes are loaded over the
+  host link. Column indices come from counters (no index table). Minibatch 2: the fixed-point
+  store (3 sets x slots x 128 states, two read ports) is what block RAM has room for.
 - `ulx3s` (ECP5 LFE5U-85F: 84k LUTs, 208 DP16KD, 156 multipliers, 25 MHz): N = 100 dense on
-  linear-256 pairs (the project's default network), P = 16 lanes, minibatch 8.
-- `ulx3s-25f` (LFE5U-25F: 24k LUTs, 56 DP16KD, 28 multipliers): the same network at P = 8.
+  linear-256 pairs, P = 32 lanes, minibatch 8.
+- `ulx3s-25f` (LFE5U-25F: 24k LUTs, 56 DP16KD, 28 multipliers): the same network at P = 16.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Board:
     platform: str            # amaranth_boards module:class
     family: str              # "ice40" or "ecp5"
     config: dict             # the default Config's sections (fixed-point EqProp)
+    clock_mhz: float         # the core clock, from the board PLL
     max_burst: int = 256
     fifo_depth: int = 16
     overrides: dict = field(default_factory=dict)
@@ -70,17 +73,17 @@ class Board:
 BOARDS = {
     "icebreaker": Board(
         "icebreaker", "icebreaker:ICEBreakerPlatform", "ice40",
-        {"network": {"n": 100, "topology": "band", "band": 90}, "device": {"preset": "linear-64"},
-         "train": {"batch_size": 2}, "hw": {"lanes": 4}},
+        {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 2},
+         "hw": {"lanes": 4, "code_memory": "spram"}}, clock_mhz=30,
         overrides={"synth_opts": "-dsp"}),
     "ulx3s": Board(
         "ulx3s", "ulx3s:ULX3S_85F_Platform", "ecp5",
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 8},
-         "hw": {"lanes": 16}}),
+         "hw": {"lanes": 32}}, clock_mhz=75),
     "ulx3s-25f": Board(
         "ulx3s-25f", "ulx3s:ULX3S_25F_Platform", "ecp5",
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 8},
-         "hw": {"lanes": 8}}),
+         "hw": {"lanes": 16}}, clock_mhz=75),
 }
 
 
@@ -111,8 +114,14 @@ def toolchain_env(base: dict | None = None) -> dict:
 
 
 def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int = DEFAULT_BAUD,
-          seed: int = 1, init=None) -> dict:
-    """Build the bitstream of `cfg` (default: the board's) into `out_dir`; return the report."""
+          seed: int = 1, clock_mhz: float | None = None, init=None) -> dict:
+    """Build the bitstream of `cfg` (default: the board's) into `out_dir` with the core on the
+    board PLL at `clock_mhz` (default: the board's); return the report. `init`: weights baked
+    into the code memory (`memprop build --weights`, an `image.Image`).
+
+    Every timing path must belong to the core clock: a path that nextpnr times on another
+    clock (a `$PACKER_GND_NET` pseudo-clock is an unregistered DSP or RAM port) fails the build
+    with a `BuildError` naming it, and so does a clock the report does not show at all."""
     from .top import BoardTop
 
     board = get_board(board_name)
@@ -122,7 +131,8 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     platform = board.make_platform()
-    top = BoardTop(cfg, baud=baud, max_burst=board.max_burst, fifo_depth=board.fifo_depth, init=init)
+    top = BoardTop(cfg, baud=baud, max_burst=board.max_burst, fifo_depth=board.fifo_depth,
+                   clock_hz=(clock_mhz or board.clock_mhz) * 1e6, init=init)
     overrides = dict(board.overrides)
     overrides["nextpnr_opts"] = f"--report {NAME}_report.json --timing-allow-fail --seed {seed}"
     start = time.monotonic()
@@ -134,12 +144,12 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
                          f"{out}/{NAME}.tim (nextpnr)") from None
     wall = time.monotonic() - start
     bitstream = out / (f"{NAME}.bin" if board.family == "ice40" else f"{NAME}.bit")
-    report = parse_report(board.family, out / f"{NAME}_report.json", out / f"{NAME}.rpt")
-    clock = platform.default_clk_frequency / 1e6
+    clock = top.frequency / 1e6
+    report = parse_report(board.family, out / f"{NAME}_report.json", out / f"{NAME}.rpt", clock)
     fmax = report["fmax_mhz"]
     result = {
         "board": board.name, "device": platform.device, "package": platform.package,
-        "clock_mhz": clock, "fmax_mhz": fmax, "timing_met": fmax is not None and fmax >= clock,
+        "clock_mhz": clock, "oscillator_mhz": platform.default_clk_frequency / 1e6, "fmax_mhz": fmax, "timing_met": fmax is not None and fmax >= clock,
         "clocks_mhz": report["clocks_mhz"], "utilisation": report["utilisation"], "synthesis": report["synthesis"],
         "baud": baud, "bitstream": str(bitstream), "wall_s": round(wall, 1),
         "fingerprint": cfg.fingerprint, "config": json.loads(cfg.to_json()),
@@ -158,11 +168,14 @@ CELLS = {
 }
 
 
-def parse_report(family: str, report_json: Path, yosys_log: Path) -> dict:
+def parse_report(family: str, report_json: Path, yosys_log: Path, clock_mhz: float) -> dict:
     """Utilisation and fmax from nextpnr's `--report` JSON, LUT/FF counts from Yosys' `stat`.
 
-    fmax is the design clock's; nextpnr also times pseudo-clocks such as the constant net that
-    ties unused DSP clock pins (`$PACKER_GND_NET`), which are left out.
+    fmax is the core clock's (the one constrained to `clock_mhz`). Every clock in the report
+    must be accounted for: nextpnr times a DSP or RAM whose ports are not registered on a
+    pseudo-clock (`$PACKER_GND_NET`, the constant that ties its clock pin), and any other clock
+    is not the core's; either fails with a `BuildError`, and so does a report without the core
+    clock (nothing was timed).
     """
     data = json.loads(report_json.read_text())
     util = {}
@@ -177,9 +190,20 @@ def parse_report(family: str, report_json: Path, yosys_log: Path) -> dict:
         util["lut"] = {"used": synth.get("SB_LUT4", 0), "available": lc}
         util["ff"] = {"used": sum(v for k, v in synth.items() if k.startswith("SB_DFF")), "available": lc}
     clocks = {name: round(clk["achieved"], 2) for name, clk in data.get("fmax", {}).items()
-              if clk.get("achieved") is not None and not name.startswith("$PACKER")}
-    return {"utilisation": util, "synthesis": synth, "clocks_mhz": clocks,
-            "fmax_mhz": min(clocks.values()) if clocks else None}
+              if clk.get("achieved") is not None}
+    for name, clk in data.get("fmax", {}).items():
+        if name.startswith("$PACKER"):
+            raise BuildError(f"nextpnr timed paths on {name}, a constant that ties a clock pin: a DSP or RAM "
+                             f"has unregistered ports, so those paths are not timed against the core clock; "
+                             f"register them ({report_json})")
+        constraint = clk.get("constraint")
+        if constraint is None or abs(float(constraint) - clock_mhz) > 0.01 * clock_mhz:
+            raise BuildError(f"nextpnr timed paths on clock {name} (constraint {constraint} MHz), which is not "
+                             f"the core clock of {clock_mhz:g} MHz; every flip-flop must run on the core clock "
+                             f"({report_json})")
+    if not clocks:
+        raise BuildError(f"nextpnr's report has no timed clock, so nothing was timed ({report_json})")
+    return {"utilisation": util, "synthesis": synth, "clocks_mhz": clocks, "fmax_mhz": min(clocks.values())}
 
 
 def yosys_cells(log: Path) -> dict[str, int]:

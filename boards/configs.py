@@ -72,13 +72,13 @@ def _registered() -> list[Known]:
 
 
 def board_clock_hz(name: str) -> int:
-    """The clock a board's design runs at: the board's own `clock_hz` when it has one (a PLL),
+    """The clock a board's design runs at: the board PLL's (`Board.clock_mhz`) when it has one,
     else its oscillator (amaranth-boards `default_clk_frequency`)."""
     from .build import get_board
 
     board = get_board(name)
-    clock = getattr(board, "clock_hz", None)
-    return int(clock) if clock else int(board.make_platform().default_clk_frequency)
+    clock = getattr(board, "clock_mhz", None)
+    return int(round(clock * 1e6)) if clock else int(board.make_platform().default_clk_frequency)
 
 
 def board_defaults() -> list[Known]:

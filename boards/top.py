@@ -1,4 +1,4 @@
-"""Board tops: the engine behind the host link behind a UART, on the board's default clock.
+"""Board tops: the engine behind the host link behind a UART, clocked by the board PLL.
 
 `LinkedEngine` is the byte-level design (link + engine) that the simulated transport runs;
 `BoardTop` adds the UART on the board's `uart` resource and two LEDs:
@@ -6,7 +6,9 @@
 - LED 0: the engine is busy (stretched to at least `LED_HOLD_S` so a short command shows);
 - LED 1: the link answered an error (stretched the same way).
 
-No PLL: everything runs on `platform.default_clk` (iCEBreaker 12 MHz, ULX3S 25 MHz).
+With `clock_hz`, the whole design runs from the board PLL at that frequency (boards/clock.py:
+the dividers come from yowasp-icepll / yowasp-ecppll and the UART divisor and link timeout
+follow the achieved frequency); without it, on the board oscillator (`platform.default_clk`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from memprop.rtl.link import MAX_BURST, HostLink
 from memprop.rtl.uart import UARTReceiver, UARTTransmitter, uart_divisor
 
 from .build import DEFAULT_BAUD
+from .clock import PLLClock, pll_params
 #: Quiet time that ends a truncated frame and the discarding after an error.
 LINK_TIMEOUT_S = 0.02
 #: LEDs stay on at least this long after an event.
@@ -97,19 +100,28 @@ class BoardTop(Elaboratable):
     """Engine + link + UART (8N1 at `baud`) on an amaranth-boards platform's `uart` and LEDs."""
 
     def __init__(self, cfg: Config, *, baud: int = DEFAULT_BAUD, max_burst: int = MAX_BURST, fifo_depth: int = 16,
-                 init=None):
+                 clock_hz: float | None = None, init=None):
         self.cfg = cfg
         self.init = init
         self.baud = baud
         self.max_burst = max_burst
         self.fifo_depth = fifo_depth
+        self.clock_hz = clock_hz
+        self.frequency = None          # the core clock, known after elaboration
 
     def elaborate(self, platform):
-        clk = platform.default_clk_frequency
+        osc = clk = platform.default_clk_frequency
+        if self.clock_hz is not None:
+            family = "ice40" if platform.device.startswith("iCE40") else "ecp5"
+            params = pll_params(family, osc, self.clock_hz)
+            clk = params["f_out_hz"]
         check_serial(clk, self.baud, self.max_burst, self.fifo_depth)
+        self.frequency = clk
+        m = Module()
+        if self.clock_hz is not None:
+            m.submodules.pll = PLLClock(family, osc, params, platform.request(platform.default_clk, dir="-"))
         serial = SerialEngine(self.cfg, clk_freq=clk, baud=self.baud, timeout=round(LINK_TIMEOUT_S * clk),
                               max_burst=self.max_burst, fifo_depth=self.fifo_depth, init=self.init)
-        m = Module()
         m.submodules.serial = serial
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)

@@ -279,10 +279,12 @@ BOARD_NAMES = ("icebreaker", "ulx3s", "ulx3s-25f")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="build directory")
 @click.option("--baud", type=click.IntRange(min=1), default=None, help="UART baud rate (default 1000000)")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="nextpnr placement seed")
+@click.option("--clock", "clock_mhz", type=click.FloatRange(min=1, max=400), default=None,
+              help="core clock from the board PLL in MHz (default: the board's, where its design closes)")
 @click.option("--weights", "weight_file", type=click.Path(dir_okay=False), default=None,
               help="bake these fixed-point weights into the bitstream (block-RAM code memory only)")
 @user_errors
-def build_board(board, config_file, out, baud, seed, weight_file):
+def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file):
     """Build a bitstream for a board: engine + host link + UART (YoWASP toolchain)."""
     from memprop.boards.build import DEFAULT_BAUD, BuildError, build, get_board
     from memprop.boards.configs import board_clock_hz, remember
@@ -292,18 +294,19 @@ def build_board(board, config_file, out, baud, seed, weight_file):
     if weight_file is not None:
         init = _baked_weights(board, cfg or get_board(board).default_config(), weight_file)
     try:
-        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed, init=init)
+        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed, clock_mhz=clock_mhz,
+                       init=init)
     except BuildError as exc:
         raise click.ClickException(str(exc)) from None
     remember(Config.from_json(json.dumps(report["config"])), f"memprop build {out}", board=board,
-             clock_hz=board_clock_hz(board))
+             clock_hz=int(report["clock_mhz"] * 1e6) if report.get("clock_mhz") else board_clock_hz(board))
     if init is not None:
         click.echo(f"baked in {weight_file}: checksum {init.checksum:08x} (memprop board info shows it)")
     util = ", ".join(f"{name} {u['used']}/{u['available']}" for name, u in report["utilisation"].items()
                      if u.get("available"))
     click.echo(f"wrote {report['bitstream']} for {board} ({report['device']}): N={report['n']}, P={report['lanes']}, "
                f"fingerprint {report['fingerprint']}")
-    click.echo(f"  {util}; fmax {report['fmax_mhz']} MHz at a {report['clock_mhz']} MHz clock; "
+    click.echo(f"  {util}; fmax {report['fmax_mhz']} MHz at a {report['clock_mhz']} MHz PLL clock; "
                f"{report['wall_s']} s; report {out}/build.json")
     if not report["timing_met"]:
         raise click.ClickException(f"timing not met: fmax {report['fmax_mhz']} MHz is below the "

@@ -8,7 +8,7 @@ in ROM exactly as the model builds them, two read ports per copy.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 

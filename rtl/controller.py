@@ -68,7 +68,7 @@ class Controller(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        N, n_rows, D = self.n, self.n_rows, self.words
+        n_rows, D = self.n_rows, self.words
         op = Signal(4)
         busy, converged, error = self.busy, self.converged, self.error
         item = Signal(self.n_bits + 1)

@@ -42,7 +42,7 @@ def restore_cycles(n: int) -> int:
 def _synapse_cycles(cfg, pulses: int) -> int:
     """SETUP through ADVANCE for one synapse or bias with `pulses` programmed pulses."""
     hard = cfg.network.activation != "tanh"
-    corr = 2 * cfg.train.batch_size + (1 if hard else 2) + 3          # SETUP, CORR, drain, QUANT
+    corr = 2 * cfg.train.batch_size + (1 if hard else 2) + 1 + 3      # SETUP, CORR, drain (operand regs), QUANT
     if cfg.fixed.rounding == "stochastic":
         corr = max(corr, THREEFRY_LATENCY + 2)
     if pulses == 0:

@@ -85,19 +85,28 @@ class EngineDriver:
         await self.set_reg(hm.R_SEED, self.cfg.train.seed)
 
     async def read_params(self, template: FixedParams) -> FixedParams:
-        """Device codes as the engine holds them (streamed copies and biases)."""
+        """Device codes and device classes as the engine holds them (streamed copies and biases)."""
         sch = self.layout.schedule
         codes = np.zeros((self.layout.devices, sch.length), dtype=np.int64)
+        classes = np.zeros_like(codes)
         for k in np.nonzero(sch.stream["valid"])[0]:
             word = await self.bus.read(hm.address(hm.CODES, self.layout.code_offset(int(k))))
-            codes[:, k] = self.layout.unpack_entry(word)[0]
+            codes[:, k], classes[:, k] = self.layout.unpack_entry(word)
         out = template.copy()
         out.codes_w = sch.codes_from_image(codes, template.codes_w)
+        out.class_w = sch.codes_from_image(classes, template.class_w)
         for i in range(self.n):
             word = await self.bus.read(hm.address(hm.BIAS, i))
-            out.codes_b[:, i] = self.layout.unpack_entry(word)[0]
+            out.codes_b[:, i], out.class_b[:, i] = self.layout.unpack_entry(word)
         out.updates = await self.reg(hm.R_UPDATES)
         return out
+
+    async def read_fixpoint(self, set_: int, slot: int) -> np.ndarray:
+        """The state stored by STORE(set_, slot)."""
+        bits = self.layout.fmt.state_bits
+        return np.array([hm.Layout.signed(await self.bus.read(
+            hm.address(hm.FIXPOINT, self.layout.fixpoint_offset(set_, slot, i))), 32) for i in range(self.n)],
+            dtype=np.int64).clip(-(1 << bits), 1 << bits)
 
     async def load_sample(self, v0: np.ndarray, x: np.ndarray, target: np.ndarray | None) -> None:
         for i in range(self.n):
@@ -165,30 +174,34 @@ class EngineDriver:
         if tr.nudge == "random_sign":
             draw = rng.rand(tr.seed, params_updates, self.n * self.n + self.n, 0)
             sign = 1 if int(draw) >> 31 else -1
-        phases = {"free": [], "hi": [], "lo": []}
+        phases = {"free": [], "hi": [], "lo": [], "store_cycles": [], "restore_cycles": []}
+
+        async def store(set_, slot):
+            phases["store_cycles"].append(await self.run(hm.OP_STORE, set_=set_, slot=slot))
+
         for b in range(self.layout.batch):
             if b >= batch:  # an unused slot contributes nothing: HI == LO
-                await self.run(hm.OP_STORE, set_=hm.SET_HI, slot=b)
-                await self.run(hm.OP_STORE, set_=hm.SET_LO, slot=b)
+                await store(hm.SET_HI, b)
+                await store(hm.SET_LO, b)
                 continue
             await self.load_sample(drive.v0[b], drive.x[b], target.values[b])
             free = await self.relax(hm.SIGN_FREE, watch(b, "free"))
             phases["free"].append(free)
             if tr.nudge == "centered":
-                await self.run(hm.OP_STORE, set_=hm.SET_FREE, slot=b)
+                await store(hm.SET_FREE, b)
                 plus = await self.relax(hm.SIGN_PLUS, watch(b, "plus"))
-                await self.run(hm.OP_STORE, set_=hm.SET_HI, slot=b)
-                await self.run(hm.OP_RESTORE, set_=hm.SET_FREE, slot=b)
+                await store(hm.SET_HI, b)
+                phases["restore_cycles"].append(await self.run(hm.OP_RESTORE, set_=hm.SET_FREE, slot=b))
                 minus = await self.relax(hm.SIGN_MINUS, watch(b, "minus"))
-                await self.run(hm.OP_STORE, set_=hm.SET_LO, slot=b)
+                await store(hm.SET_LO, b)
                 phases["hi"].append(plus)
                 phases["lo"].append(minus)
                 continue
             free_set, nudged_set = (hm.SET_LO, hm.SET_HI) if sign > 0 else (hm.SET_HI, hm.SET_LO)
-            await self.run(hm.OP_STORE, set_=free_set, slot=b)
+            await store(free_set, b)
             nudged = await self.relax(hm.SIGN_PLUS if sign > 0 else hm.SIGN_MINUS,
                                       watch(b, "plus" if sign > 0 else "minus"))
-            await self.run(hm.OP_STORE, set_=nudged_set, slot=b)
+            await store(nudged_set, b)
             phases["hi" if sign > 0 else "lo"].append(nudged)
         learn_cycles = await self.run(hm.OP_LEARN)
         phases["learn_cycles"] = learn_cycles

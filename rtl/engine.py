@@ -42,13 +42,13 @@ from . import hostmap as hm
 from .checksum import WeightChecksum
 from .codemem import CodeMemory, resolve_backend
 from .conductance import WeightLookup
-from .controller import COMMAND, STEP_OVERHEAD, Controller
+from .controller import STEP_OVERHEAD, Controller
 from .learn import Learner
 from .mac import MacArray, mac_latency
 from .neuron import NEURON_LATENCY, NeuronUpdate
 from .statemem import StateMemory
 from .stream import StreamGenerator
-from .schedule import Schedule, ceil_log2, formats
+from .schedule import Schedule, formats
 
 #: Cycles from a word address to its operands at the MAC inputs (stream/code read + table reads).
 READ_LATENCY = 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
-from amaranth.lib.wiring import In, Out
 
 from memprop.model.config import Config
 from memprop.model.numerics import bitlen_signed
@@ -24,16 +23,18 @@ from .schedule import ceil_log2
 from .threefry import RAND_KEY1, Threefry2x32
 
 
+def _times(value, constant: int):
+    """value * constant as shifts and adds (a constant multiply needs no DSP block)."""
+    terms = [value << k for k in range(int(constant).bit_length()) if constant >> k & 1]
+    return sum(terms[1:], terms[0]) if terms else value * 0
+
+
 class Learner(wiring.Component):
     def __init__(self, cfg: Config, layout: hm.Layout):
         self.cfg = cfg
         self.layout = layout
-        f = layout.fmt
-        sch = layout.schedule
-        P, E = cfg.hw.lanes, layout.entry_bits
-        self.word_bits = max(ceil_log2(sch.depth), 1)
+        self.word_bits = max(ceil_log2(layout.schedule.depth), 1)
         self.n_bits = layout.n_bits
-        self.fp_addr_bits = 2 + layout.slot_bits + layout.n_bits
         super().__init__(LearnerPort.for_layout(layout))
 
     def elaborate(self, platform):
@@ -94,7 +95,8 @@ class Learner(wiring.Component):
         phase = Signal(range(2 * B + 1))       # issue counter: even = HI set, odd = LO set
         corr = Signal(signed(corr_bits))
         # pipeline: issue (addresses) -> data (state) [-> activation table] -> accumulate
-        depth = 1 if f.hard else 2
+        # (+1: the multiplier's operands are registered, so it sits wholly inside a DSP block)
+        depth = (1 if f.hard else 2) + 1
         valid_pipe = [Signal(name=f"cv{d}") for d in range(depth)]
         neg_pipe = [Signal(name=f"cn{d}") for d in range(depth)]
         issuing = Signal()
@@ -110,8 +112,10 @@ class Learner(wiring.Component):
         else:
             m.d.comb += [act_a_rd.addr.eq(self.fp_a.data - f.lo), act_b_rd.addr.eq(self.fp_b.data - f.lo)]
             act_i, act_j = act_a_rd.data, act_b_rd.data
+        op_i, op_j = Signal(signed(a_bits), name="op_i"), Signal(signed(a_bits), name="op_j")
+        m.d.sync += [op_i.eq(act_i), op_j.eq(Mux(is_bias, 1 << f.fa, act_j))]
         product = Signal(signed(2 * a_bits + 1))
-        m.d.comb += product.eq(Mux(is_bias, act_i << f.fa, act_i * act_j))
+        m.d.comb += product.eq(op_i * op_j)
         clear_corr = Signal()
         with m.If(clear_corr):
             m.d.sync += corr.eq(0)
@@ -135,8 +139,9 @@ class Learner(wiring.Component):
             m.d.sync += rand_busy.eq(0)
 
         # -- quantisation (combinational from corr and the draw) --------------------------------
+        # registered: the correlation is final one cycle before QUANT (the drain's last cycle)
         q = Signal(signed(q_bits))
-        m.d.comb += q.eq(corr * mul)
+        m.d.sync += q.eq(_times(corr, mul))
         mag = Signal(q_bits)
         m.d.comb += mag.eq(Mux(q < 0, -q, q))
         pulses_mag = Signal(max(q_bits, lr_shift + 2) + 2)
@@ -203,7 +208,7 @@ class Learner(wiring.Component):
             with m.State("ENTRY"):
                 lo = Mux(row < e_col, row, e_col)
                 hi = Mux(row < e_col, e_col, row)
-                m.d.sync += [i_reg.eq(row), j_reg.eq(e_col), s_reg.eq(lo * N + hi), diag.eq(row == e_col),
+                m.d.sync += [i_reg.eq(row), j_reg.eq(e_col), s_reg.eq(_times(lo, N) + hi), diag.eq(row == e_col),
                              draw.eq(0)]
                 with m.If(e_last):
                     m.d.sync += row.eq(row + 1)

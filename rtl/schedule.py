@@ -94,28 +94,9 @@ class Schedule:
 
     @cached_property
     def position(self) -> dict[tuple[int, int], int]:
-        """Stream position of every (i, j) entry."""
+        """Stream position of every (i, j) entry (the parallel learner's plan uses it)."""
         st = self.stream
         return {(int(i), int(j)): k for k, (i, j, v) in enumerate(zip(st["row"], st["col"], st["valid"])) if v}
-
-    @cached_property
-    def learn_list(self) -> dict[str, np.ndarray]:
-        """The learning unit's order: every synapse {i <= j} of the mask, then every bias.
-
-        For a weight: i, j, the stream positions of its two copies (k1 for (i, j), k2 for
-        (j, i); a copy of a clamped unit's row is not streamed: then k = -1) and the random
-        index s = i N + j. For a bias: i, j = -1, k1 = k2 = -1, s = N N + i.
-        """
-        n = self.n
-        ii, jj = np.nonzero(np.triu(self.mask))
-        pos = self.position
-        k1 = np.array([pos.get((int(i), int(j)), -1) for i, j in zip(ii, jj)], np.int64)
-        k2 = np.array([pos.get((int(j), int(i)), -1) for i, j in zip(ii, jj)], np.int64)
-        bias = np.arange(n)
-        return {"i": np.concatenate([ii, bias]), "j": np.concatenate([jj, -np.ones(n, np.int64)]),
-                "k1": np.concatenate([k1, -np.ones(n, np.int64)]), "k2": np.concatenate([k2, -np.ones(n, np.int64)]),
-                "s": np.concatenate([ii * n + jj, n * n + bias]), "bias": np.concatenate([np.zeros(len(ii), bool),
-                                                                                          np.ones(n, bool)])}
 
     # -- memory images -----------------------------------------------------------------------
     def code_image(self, codes_w: np.ndarray, class_w: np.ndarray) -> dict[str, np.ndarray]:

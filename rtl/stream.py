@@ -49,7 +49,7 @@ class StreamGenerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        sch, P, port = self.schedule, self.lanes, self.port
+        port = self.port
         # the word address: 0 on restart, the next word on advance, else the presented one
         word = Signal(self.word_bits)
         with m.If(port.restart):
@@ -110,6 +110,9 @@ class StreamGenerator(wiring.Component):
 
         def row_shape(r):
             """(lo, count, length) of row r: first column, real entries, streamed entries."""
+            if b >= n - 1:            # dense: every row has the same range (short logic paths)
+                cnt = n - no_self
+                return Const(0, 1), Const(cnt, count_bits), Const(max(cnt, P), count_bits)
             lo = Signal(nb + 1, name=None)
             hi = Signal(nb + 1, name=None)
             cnt = Signal(count_bits)
@@ -144,8 +147,10 @@ class StreamGenerator(wiring.Component):
                 lo, cnt, length = Mux(spill, lo1, lo0), Mux(spill, cnt1, cnt0), Mux(spill, len1, len0)
                 col = Signal(nb + 2, name=f"col{lane}")
                 m.d.comb += col.eq(lo + t)
-                if no_self:
-                    col = Mux(col >= r, col + 1, col)
+                if no_self:             # skip the diagonal: col and col + 1 side by side, then choose
+                    col_up = Signal(nb + 2, name=f"col_up{lane}")
+                    m.d.comb += col_up.eq(lo + t + 1)
+                    col = Mux(col >= r, col_up, col)
                 past = r >= n                               # padding after the last row
                 valid = ~past & (t < cnt)
                 m.d.sync += [e.valid.eq(valid), e.last.eq(~past & (t == length - 1)),

@@ -148,12 +148,31 @@ def compare_codes(case: Case, got: fixed.FixedParams, want: fixed.FixedParams) -
         d, i = (int(v) for v in bad[0])
         raise Mismatch(f"after LEARN: device {d} of bias {i}: rtl code {got.codes_b[d, i]}, "
                        f"model {want.codes_b[d, i]} (was {case.params.codes_b[d, i]})")
+    bad = np.argwhere((got.class_w != want.class_w) & mask[None])
+    if bad.size:
+        d, i, j = (int(v) for v in bad[0])
+        raise Mismatch(f"after LEARN: device {d} of synapse ({i}, {j}) has class {got.class_w[d, i, j]} in the rtl, "
+                       f"{want.class_w[d, i, j]} in the model; {len(bad)} classes differ")
+    bad = np.argwhere((got.class_b != want.class_b) & rows[None])
+    if bad.size:
+        d, i = (int(v) for v in bad[0])
+        raise Mismatch(f"after LEARN: device {d} of bias {i} has class {got.class_b[d, i]} in the rtl, "
+                       f"{want.class_b[d, i]} in the model")
     if got.updates != want.updates:
         raise Mismatch(f"update counter: rtl {got.updates}, model {want.updates}")
 
 
-async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = None) -> dict:
-    """Run the case on the engine, comparing every step; returns cycle counts and step counts."""
+async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = None, mode: str = "step") -> dict:
+    """Run the case on the engine and compare it with the model; returns cycle and step counts.
+
+    `mode` "step": every relaxation step is a STEP command and every intermediate state is
+    compared; "relax": each phase is one RELAX command (the engine decides when it has
+    converged) and its fixed point, step count and cycles are compared. Either way the fixed
+    points the engine stored are read back, STORE / RESTORE / LEARN take the cycles of the
+    cycle model, and every device code and class after LEARN equals the model's.
+    """
+    if mode not in ("step", "relax"):
+        raise ValueError(f"mode must be 'step' or 'relax', not {mode!r}")
     exp = exp or expected(case)
     await driver.check_identity()
     await driver.load_params(case.params)
@@ -170,16 +189,27 @@ async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = No
                            f"model v={int(trace[step - 1][i])}")
         seen[(sample, phase)] = step
 
-    phases = await driver.train_minibatch(case.drive, case.target, case.params.updates, observe=observe)
+    phases = await driver.train_minibatch(case.drive, case.target, case.params.updates,
+                                          observe=observe if mode == "step" else None)
     from . import cycles
 
     sch = driver.layout.schedule
-    for phase in ("free", "hi", "lo"):
-        for r in phases[phase]:
-            want = r.steps * cycles.relax_cycles(sch, 1)      # one STEP command per step
-            if r.cycles != want:
-                raise Mismatch(f"cycle counter: {r.steps} STEP commands took {r.cycles} cycles, "
-                               f"the cycle model says {want}")
+    n = case.cfg.network.n
+    results = _phase_results(case, exp, phases)
+    for (sample, phase), r in results.items():
+        want = r.steps * cycles.relax_cycles(sch, 1) if mode == "step" else cycles.relax_cycles(sch, r.steps)
+        if r.cycles != want:
+            raise Mismatch(f"cycle counter: sample {sample}, {phase} phase: {r.steps} steps took {r.cycles} "
+                           f"cycles, the cycle model says {want}")
+        if mode == "relax":
+            trace = exp.traces[(sample, phase)]
+            _fixed_points_agree(f"sample {sample}, {phase} phase (RELAX)", r, trace[-1], len(trace))
+            seen[(sample, phase)] = r.steps
+    for what, got, want in (("STORE", phases["store_cycles"], cycles.store_cycles(n)),
+                            ("RESTORE", phases["restore_cycles"], cycles.restore_cycles(n))):
+        bad = [c for c in got if c != want]
+        if bad:
+            raise Mismatch(f"cycle counter: {what} took {bad[0]} cycles, the cycle model says {want}")
     want = cycles.learn_cycles(sch, exp.pulses.pulses_w, exp.pulses.pulses_b)
     if phases["learn_cycles"] != want:
         raise Mismatch(f"cycle counter: LEARN took {phases['learn_cycles']} cycles, the cycle model says {want}")
@@ -187,19 +217,65 @@ async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = No
         if seen.get(key) != len(trace):
             raise Mismatch(f"sample {key[0]}, {key[1]} phase: rtl stopped after {seen.get(key)} steps, "
                            f"model after {len(trace)}")
+    for (set_, slot), state in _stored_states(case, exp).items():
+        got = await driver.read_fixpoint(set_, slot)
+        i = first_difference(got, state)
+        if i is not None:
+            raise Mismatch(f"stored fixed point (set {set_}, slot {slot}), neuron {i}: rtl v={int(got[i])}, "
+                           f"model v={int(state[i])}")
     got = await driver.read_params(case.params)
     compare_codes(case, got, exp.params)
     return {"steps": {f"{k[0]}/{k[1]}": v for k, v in seen.items()}, "learn_cycles": phases["learn_cycles"],
-            "step_cycles": [r.cycles for r in phases["free"]],
+            "step_cycles": [r.cycles for r in phases["free"]], "mode": mode,
+            "store_cycles": phases["store_cycles"][:1], "restore_cycles": phases["restore_cycles"][:1],
             "pulses": int(np.abs(exp.pulses.pulses_w).sum() + np.abs(exp.pulses.pulses_b).sum())}
 
 
-def _fixed_points_agree(what: str, got, model: fixed.FixedRelaxed, index: int) -> None:
-    i = first_difference(got.v, model.v[index])
+def _nudge_sign(case: Case) -> int:
+    cfg = case.cfg
+    if cfg.train.nudge != "random_sign":
+        return 1
+    n = cfg.network.n
+    return 1 if int(rng.rand(cfg.train.seed, case.params.updates, n * n + n, 0)) >> 31 else -1
+
+
+def _phase_results(case: Case, exp: Expected, phases: dict) -> dict:
+    """(sample, phase name of the model's traces) -> the driver's RelaxResult."""
+    out = {}
+    for s, r in enumerate(phases["free"]):
+        out[(s, "free")] = r
+    if case.cfg.train.nudge == "centered":
+        out.update({(s, "plus"): r for s, r in enumerate(phases["hi"])})
+        out.update({(s, "minus"): r for s, r in enumerate(phases["lo"])})
+    elif _nudge_sign(case) > 0:
+        out.update({(s, "plus"): r for s, r in enumerate(phases["hi"])})
+    else:
+        out.update({(s, "minus"): r for s, r in enumerate(phases["lo"])})
+    return out
+
+
+def _stored_states(case: Case, exp: Expected) -> dict:
+    """(set, slot) -> the state STORE must have kept, for every sample of the minibatch."""
+    out = {}
+    for s in range(case.drive.v0.shape[0]):
+        free = exp.traces[(s, "free")][-1]
+        if case.cfg.train.nudge == "centered":
+            out[(hm.SET_FREE, s)] = free
+            out[(hm.SET_HI, s)] = exp.traces[(s, "plus")][-1]
+            out[(hm.SET_LO, s)] = exp.traces[(s, "minus")][-1]
+        elif _nudge_sign(case) > 0:
+            out[(hm.SET_LO, s)], out[(hm.SET_HI, s)] = free, exp.traces[(s, "plus")][-1]
+        else:
+            out[(hm.SET_HI, s)], out[(hm.SET_LO, s)] = free, exp.traces[(s, "minus")][-1]
+    return out
+
+
+def _fixed_points_agree(what: str, got, state: np.ndarray, steps: int) -> None:
+    i = first_difference(got.v, state)
     if i is not None:
-        raise Mismatch(f"{what}: neuron {i}: rtl v={int(got.v[i])}, model v={int(model.v[index][i])}")
-    if got.steps != int(model.steps[index]):
-        raise Mismatch(f"{what}: rtl took {got.steps} steps, model {int(model.steps[index])}")
+        raise Mismatch(f"{what}: neuron {i}: rtl v={int(got.v[i])}, model v={int(state[i])}")
+    if got.steps != int(steps):
+        raise Mismatch(f"{what}: rtl took {got.steps} steps, model {int(steps)}")
 
 
 def trained_start(cfg: Config) -> tuple[np.random.Generator, fixed.FixedParams]:
@@ -229,7 +305,8 @@ async def check_training(driver: EngineDriver, cfg: Config, workload: dict) -> d
             free = fixed.fixed_relax(fmt, W, b, drive)
             phases = await driver.train_minibatch(drive, target, params.updates)
             for s, got in enumerate(phases["free"]):
-                _fixed_points_agree(f"epoch {epoch}, minibatch {batches}, sample {s}, free phase", got, free, s)
+                _fixed_points_agree(f"epoch {epoch}, minibatch {batches}, sample {s}, free phase", got, free.v[s],
+                                    free.steps[s])
             fixed.eqprop_fixed_update(fmt, params, drive, target)
             batches += 1
         got = await driver.read_params(params)
@@ -265,7 +342,52 @@ async def check_recall(driver: EngineDriver, cfg: Config, workload: dict) -> dic
     results = await driver.recall(drive)
     cycles = 0
     for s, got in enumerate(results):
-        _fixed_points_agree(f"recall sample {s}", got, model, s)
+        _fixed_points_agree(f"recall sample {s}", got, model.v[s], model.steps[s])
         cycles += got.cycles
     correct = np.all(fixed.fixed_readout(fmt, model.v) == clean, axis=1)
     return {"samples": len(results), "accuracy": float(correct.mean()), "relax_cycles": cycles}
+
+
+async def check_steps_and_learn(driver: EngineDriver, case: Case, steps: int = 3) -> dict:
+    """A short check for slow simulations (gate level): `steps` STEP commands of the first sample
+    compared state by state, then one LEARN from fixed points written over the bus (every slot,
+    HI and LO), compared code by code and class by class, with every cycle counter."""
+    from . import cycles
+
+    fmt, cfg = case.fmt, case.cfg
+    sch = driver.layout.schedule
+    exp = expected(case)
+    await driver.check_identity()
+    await driver.load_params(case.params)
+    await driver.load_sample(case.drive.v0[0], case.drive.x[0], case.target.values[0])
+    trace = exp.traces[(0, "free")]
+    done = 0
+    for step in range(1, min(steps, len(trace)) + 1):
+        r = await driver.step(hm.SIGN_FREE)
+        i = first_difference(r.v, trace[step - 1])
+        if i is not None:
+            raise Mismatch(f"sample 0, free phase, step {step}, neuron {i}: rtl v={int(r.v[i])}, "
+                           f"model v={int(trace[step - 1][i])}")
+        if r.cycles != cycles.relax_cycles(sch, 1):
+            raise Mismatch(f"cycle counter: a STEP took {r.cycles} cycles, the cycle model says "
+                           f"{cycles.relax_cycles(sch, 1)}")
+        done = step
+    # fixed points: random states, the nudged ones a few LSBs from the free ones
+    r = np.random.default_rng([case.seed, 1])
+    n, B = cfg.network.n, driver.layout.batch
+    lo = r.integers(fmt.lo, fmt.hi + 1, (B, n))
+    hi = np.clip(lo + r.integers(-40, 41, (B, n)), fmt.lo, fmt.hi)
+    for set_, states in ((hm.SET_LO, lo), (hm.SET_HI, hi)):
+        for slot in range(B):
+            for i in range(n):
+                await driver.bus.write(hm.address(hm.FIXPOINT, driver.layout.fixpoint_offset(set_, slot, i)),
+                                       int(states[slot, i]) & 0xFFFFFFFF)
+    want = case.params.copy()
+    pulses = fixed.learn(fmt, want, fixed.activation(fmt, hi), fixed.activation(fmt, lo), case.drive.clamped)
+    learn = await driver.run(hm.OP_LEARN)
+    model_cycles = cycles.learn_cycles(sch, pulses.pulses_w, pulses.pulses_b)
+    if learn != model_cycles:
+        raise Mismatch(f"cycle counter: LEARN took {learn} cycles, the cycle model says {model_cycles}")
+    compare_codes(case, await driver.read_params(case.params), want)
+    return {"steps": done, "learn_cycles": learn,
+            "pulses": int(np.abs(pulses.pulses_w).sum() + np.abs(pulses.pulses_b).sum())}

@@ -52,19 +52,47 @@ def test_toolchain_env():
     assert "OPENFPGALOADER" in env
 
 
-def test_parse_report(tmp_path):
+def _report(tmp_path, fmax: dict):
     (tmp_path / "r.json").write_text(json.dumps({
         "utilization": {"TRELLIS_COMB": {"used": 100, "available": 1000}, "TRELLIS_FF": {"used": 50, "available": 1000},
                         "DP16KD": {"used": 3, "available": 56}, "MULT18X18D": {"used": 2, "available": 28}},
-        "fmax": {"$PACKER_GND_NET_$glb_clk": {"achieved": 300.0, "constraint": 25},
-                 "cd_sync.clk": {"achieved": 61.234, "constraint": 25.0}}}))
+        "fmax": fmax}))
     (tmp_path / "y.rpt").write_text("=== design hierarchy ===\n\n       57 cells\n      100   LUT4\n"
                                     "       50   TRELLIS_FF\n        3   DP16KD\n")
-    r = bb.parse_report("ecp5", tmp_path / "r.json", tmp_path / "y.rpt")
-    assert r["fmax_mhz"] == 61.23 and r["clocks_mhz"] == {"cd_sync.clk": 61.23}
+    return tmp_path / "r.json", tmp_path / "y.rpt"
+
+
+def test_parse_report(tmp_path):
+    r = bb.parse_report("ecp5", *_report(tmp_path, {"pll.clk": {"achieved": 61.234, "constraint": 75.0}}), 75.0)
+    assert r["fmax_mhz"] == 61.23 and r["clocks_mhz"] == {"pll.clk": 61.23}
     assert r["utilisation"]["lut"] == {"used": 100, "available": 1000}
     assert r["utilisation"]["dsp"] == {"used": 2, "available": 28}
     assert r["synthesis"] == {"LUT4": 100, "TRELLIS_FF": 50, "DP16KD": 3}
+
+
+def test_a_clock_the_report_cannot_account_for_fails_the_build(tmp_path):
+    """An unregistered DSP is timed on nextpnr's $PACKER_GND_NET pseudo-clock: the build fails."""
+    paths = _report(tmp_path, {"$PACKER_GND_NET_$glb_clk": {"achieved": 300.0, "constraint": 12},
+                               "pll.clk": {"achieved": 61.2, "constraint": 30.0}})
+    with pytest.raises(bb.BuildError, match=r"\$PACKER_GND_NET.*unregistered ports"):
+        bb.parse_report("ice40", *paths, 30.0)
+    paths = _report(tmp_path, {"clk12_0__io": {"achieved": 200.0, "constraint": 12.0},
+                               "pll.clk": {"achieved": 61.2, "constraint": 30.0}})
+    with pytest.raises(bb.BuildError, match="clk12_0__io .* not the core clock of 30 MHz"):
+        bb.parse_report("ice40", *paths, 30.0)
+    with pytest.raises(bb.BuildError, match="no timed clock"):
+        bb.parse_report("ice40", *_report(tmp_path, {}), 30.0)
+
+
+@pytest.mark.parametrize("name", sorted(bb.BOARDS))
+def test_board_pll_reaches_the_core_clock(name):
+    """The PLL dividers from yowasp-icepll / yowasp-ecppll give the board's core clock, and the
+    UART divisor follows it."""
+    board = bb.get_board(name)
+    top = BoardTop(TINY, clock_hz=board.clock_mhz * 1e6, max_burst=board.max_burst, fifo_depth=board.fifo_depth)
+    Fragment.get(top, board.make_platform())
+    assert abs(top.frequency - board.clock_mhz * 1e6) <= 0.005 * board.clock_mhz * 1e6
+    assert board.clock_mhz * 1e6 > board.make_platform().default_clk_frequency
 
 
 def test_build_refuses_float_config(tmp_path):

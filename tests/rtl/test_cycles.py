@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from memprop.model import fixed
 from memprop.model.config import Config
 from memprop.rtl import cycles
 from memprop.rtl.driver import EngineDriver

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
@@ -11,16 +12,16 @@ from memprop.rtl import hostmap as hm
 from memprop.rtl.driver import EngineDriver
 from memprop.rtl.engine import Engine
 from memprop.rtl.simbus import AmaranthBus
-from memprop.rtl.verify import Mismatch, check_case, expected, make_case, random_config
+from memprop.rtl.verify import Mismatch, check_case, check_steps_and_learn, expected, make_case, random_config
 
 
-def simulate(case, exp=None):
+def simulate(case, exp=None, mode="step"):
     dut = Engine(case.cfg)
     out = {}
 
     async def bench(ctx):
         driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
-        out["report"] = await check_case(driver, case, exp)
+        out["report"] = await check_case(driver, case, exp, mode)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -31,15 +32,42 @@ def simulate(case, exp=None):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_random_config_is_bit_exact(seed):
+    """Odd seeds relax with RELAX commands (the engine decides convergence), even ones step by step."""
     cfg = random_config(seed, max_n=12, max_lanes=6)
-    simulate(make_case(cfg, seed))
+    report = simulate(make_case(cfg, seed), mode="relax" if seed % 2 else "step")
+    assert report["mode"] == ("relax" if seed % 2 else "step")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6, 60))
 def test_random_config_is_bit_exact_sweep(seed):
     cfg = random_config(seed, max_n=20, max_lanes=8)
-    simulate(make_case(cfg, seed))
+    simulate(make_case(cfg, seed), mode="relax" if seed % 2 else "step")
+
+
+def test_learn_compares_device_classes():
+    """A device class that LEARN (or anything) changed is a mismatch: the engine's entries carry them."""
+    cfg = Config.for_algorithm("eqprop", network={"n": 6}, numerics="fixed", train={"batch_size": 1},
+                               device={"preset": "linear-64", "d2d_classes": 4, "d2d": 0.1}, hw={"lanes": 2})
+    case = make_case(cfg, 4)
+    exp = expected(case)
+    i, j = map(int, np.argwhere(case.params.mask)[0])
+    exp.params.class_w = exp.params.class_w.copy()
+    exp.params.class_w[0, i, j] = (exp.params.class_w[0, i, j] + 1) % 4
+    with pytest.raises(Mismatch, match=rf"synapse \({i}, {j}\) has class"):
+        simulate(case, exp)
+
+
+def test_a_wrong_stored_fixed_point_is_reported():
+    cfg = Config.for_algorithm("eqprop", network={"n": 6}, numerics="fixed", train={"batch_size": 2},
+                               device={"preset": "linear-64"}, hw={"lanes": 2})
+    case = make_case(cfg, 2)
+    exp = expected(case)
+    key = (1, "plus")
+    exp.traces[key][-1] = exp.traces[key][-1].copy()
+    exp.traces[key][-1][3] += 1
+    with pytest.raises(Mismatch, match=r"sample 1, plus phase \(RELAX\): neuron 3"):
+        simulate(case, exp, mode="relax")
 
 
 def test_a_wrong_model_is_reported_as_a_mismatch():
@@ -69,3 +97,22 @@ def test_spram_code_memory_is_bit_exact(seed):
     """The SPRAM back end (the cell's Amaranth model) behind the same engine: every step, every code."""
     cfg = spram_config(random_config(seed, max_n=12, max_lanes=6))
     simulate(make_case(cfg, seed))
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_steps_and_learn_check(seed):
+    """The short check that gate-level runs use: a few steps, then LEARN from written fixed points."""
+    cfg = random_config(seed, max_n=10, max_lanes=4)
+    case = make_case(cfg, seed)
+    dut = Engine(cfg)
+    out = {}
+
+    async def bench(ctx):
+        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
+        out["report"] = await check_steps_and_learn(driver, case, steps=3)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert out["report"]["steps"] >= 1 and out["report"]["learn_cycles"] > 0

@@ -42,14 +42,6 @@ def test_icarus_random_config(tmp_path):
 
 
 @needs("verilator")
-def test_gate_level_ice40_netlist(tmp_path):
-    """The post-synthesis iCE40 netlist (SB_MAC16, SB_RAM40_4K cell models) is bit-exact too."""
-    cfg = Config.for_algorithm("eqprop", network={"n": 6, "max_steps": 10}, numerics="fixed",
-                               train={"batch_size": 1}, device={"preset": "linear-64"}, hw={"lanes": 2})
-    assert_clean(run_engine(cfg, [1], netlist="ice40", build_root=tmp_path))
-
-
-@needs("verilator")
 def test_spram_code_memory_with_the_yosys_cell_model(tmp_path):
     """Codes in SB_SPRAM256KA cells (yosys' model) under Verilator: bit-exact like block RAM."""
     cfg = Config.for_algorithm("eqprop", network={"n": 7, "max_steps": 10}, numerics="fixed",
@@ -57,6 +49,42 @@ def test_spram_code_memory_with_the_yosys_cell_model(tmp_path):
                                hw={"lanes": 4, "code_memory": "spram"})
     assert "SB_SPRAM256KA" in engine_verilog(cfg, tmp_path).read_text()
     assert_clean(run_engine(cfg, [2], build_root=tmp_path))
+
+
+def board_gate_level(board: str, workloads: list, root, **network):
+    """The board's default configuration (with `network` overrides), synthesized for its FPGA
+    family (iCE40: SB_SPRAM256KA, SB_MAC16, SB_RAM40_4K; ECP5: DP16KD, LUT multipliers), under
+    Verilator with yosys' cell models."""
+    from memprop.boards.build import get_board
+
+    spec = get_board(board)
+    cfg = spec.default_config()
+    if network:
+        cfg = cfg.replace(network=network, hw={"lanes": min(cfg.hw.lanes, 4)})
+    return run_engine(cfg, [], workloads, netlist=spec.family, build_root=root)
+
+
+@needs("verilator")
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
+def test_gate_level_board_design(board, tmp_path):
+    """Each board's design family at gate level, on a small network (N = 8, P <= 4) so that the
+    default suite stays fast: the iCE40 netlist with its codes in SPRAM, the ECP5 netlist; a few
+    relaxation steps and one LEARN, bit-exact, with every cycle counter."""
+    run = board_gate_level(board, [{"kind": "steps_and_learn", "seed": 1, "steps": 3}], tmp_path,
+                           n=8, max_steps=10)
+    assert_clean(run)
+    assert run.results[0]["steps"] >= 1
+
+
+@pytest.mark.slow
+@needs("verilator")
+@pytest.mark.parametrize("board", ["icebreaker", "ulx3s", "ulx3s-25f"])
+def test_gate_level_board_default(board, tmp_path):
+    """Each board's default design (N = 100 dense) at gate level: a few steps and one LEARN,
+    then a training minibatch on the 16 glyphs."""
+    run = board_gate_level(board, [{"kind": "steps_and_learn", "seed": 1, "steps": 2},
+                                   {"kind": "training", "epochs": 1, "minibatches": 1}], tmp_path)
+    assert_clean(run)
 
 
 SMALL = dict(network={"n": 8}, numerics="fixed", train={"batch_size": 1}, device={"preset": "linear-64"},
