@@ -48,7 +48,7 @@ from .mac import MacArray, mac_latency
 from .neuron import NEURON_LATENCY, NeuronUpdate
 from .statemem import StateMemory
 from .stream import StreamGenerator
-from .schedule import Schedule, formats
+from .schedule import Schedule, ceil_log2, formats
 
 #: Cycles from a word address to its operands at the MAC inputs (stream/code read + table reads).
 READ_LATENCY = 2
