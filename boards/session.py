@@ -1,8 +1,9 @@
 """A board in the user's hands: identify it, load and read weights, recall and train on it.
 
-`BoardSession` is what the `memprop board` commands use, over any `LinkClient` (a serial port,
-the virtual board's pseudo-terminal, the simulated link in tests). Its methods are plain
-(synchronous) calls; inside, `BoardDriver` (an `EngineDriver`) speaks to the engine:
+`BoardSession` is what the `memprop board` commands use, over a `SerialTransport` (a board's
+USB serial port or the virtual board's pseudo-terminal). Its methods are plain (synchronous)
+calls running the async driver on the session's own event loop; inside, `BoardDriver` (an
+`EngineDriver`) speaks to the engine:
 
 - the sample is written as bursts (all states, then inputs, then targets) and states are read
   back with pipelined reads, so a recall costs a few frames instead of 3N round trips;

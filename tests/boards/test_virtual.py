@@ -321,3 +321,13 @@ def test_round_trip_n100(tmp_path):
     for name in ("codes_w", "codes_b", "class_w", "class_b"):
         assert np.array_equal(getattr(back, name), getattr(want, name)), name
     assert back.updates == want.updates
+
+
+def test_the_demo_stage(work):
+    """`memprop demo`'s virtual-board stage on the module's design: load, recall = the model's."""
+    from memprop.demo import _virtual_board
+
+    params, wcfg, _ = weights.load(work / "cpu.npz")
+    out, line = _virtual_board("ulx3s", CFG, params, pattern_sets.load(work / "glyphs.txt"), quick=True)
+    assert out["equals_model"] and out["load"]["atomic"] and out["recall"]["recalls"] == 4
+    assert "= the model's" in line and "checksum" in line
