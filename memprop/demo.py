@@ -138,14 +138,15 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
     return report
 
 
-def _virtual_board(board: str, cfg, params, pats, quick: bool) -> tuple[dict, str]:
+def _virtual_board(board: str, cfg, params, pats, quick: bool, clock_hz: int | None = None) -> tuple[dict, str]:
     """`board load` and `board recall` on the virtual board, checked against the model."""
     from memprop.boards.configs import board_clock_hz
     from memprop.boards.session import BoardSession
     from memprop.boards.virtual import VirtualBoard
 
     trials = 1 if quick else 2
-    with VirtualBoard(cfg, clock_hz=board_clock_hz(board), board=board) as vb:
+    clock_hz = clock_hz or board_clock_hz(board)
+    with VirtualBoard(cfg, clock_hz=clock_hz, board=board) as vb:
         with BoardSession.open(vb.port) as session:
             load = session.load(params, cfg, source="the fixed-point weights")
             result, stats = session.recall(pats, 0.1, trials, seed=1)
@@ -158,5 +159,5 @@ def _virtual_board(board: str, cfg, params, pats, quick: bool) -> tuple[dict, st
     line = (f"virtual board on {vb.port}: loaded {load.words} words ({load.bytes_sent} bytes, "
             f"{load.wire_seconds:.2f} s on the wire at 1 Mbaud, {load.efficiency:.1%} payload), checksum "
             f"{load.checksum:08x}; {stats.recalls} recalls at p=0.1: accuracy {result.accuracy:.4f} = the model's, "
-            f"{stats.to_dict()['us_per_recall']} us per recall at {board_clock_hz(board) / 1e6:g} MHz")
+            f"{stats.to_dict()['us_per_recall']} us per recall at {clock_hz / 1e6:g} MHz")
     return out, line

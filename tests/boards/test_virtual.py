@@ -328,6 +328,7 @@ def test_the_demo_stage(work):
     from memprop.demo import _virtual_board
 
     params, wcfg, _ = weights.load(work / "cpu.npz")
-    out, line = _virtual_board("ulx3s", CFG, params, pattern_sets.load(work / "glyphs.txt"), quick=True)
+    out, line = _virtual_board("ulx3s", CFG, params, pattern_sets.load(work / "glyphs.txt"), quick=True,
+                               clock_hz=virtual.DEFAULT_CLOCK_HZ)
     assert out["equals_model"] and out["load"]["atomic"] and out["recall"]["recalls"] == 4
     assert "= the model's" in line and "checksum" in line
