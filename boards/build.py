@@ -13,7 +13,8 @@ board PLL makes it from the oscillator; see `BOARDS` and docs/hostlink.md):
   (9900 entries of 16 bits) live in the four SPRAMs, one lane per SPRAM (16 bits each per
   cycle): P = 4. SPRAM cannot be initialised by the bitstream: the codes are loaded over the
   host link. Column indices come from counters (no index table). Minibatch 2: the fixed-point
-  store (3 sets x slots x 128 states, two read ports) is what block RAM has room for.
+  store (3 sets x slots x 128 states, two read ports) is what block RAM has room for. The
+  smallest learning unit (one learning lane, the iterative Threefry).
 - `ulx3s` (ECP5 LFE5U-85F: 84k LUTs, 208 DP16KD, 156 multipliers, 25 MHz): N = 100 dense on
   linear-256 pairs, P = 32 lanes, minibatch 8.
 - `ulx3s-25f` (LFE5U-25F: 24k LUTs, 56 DP16KD, 28 multipliers): the same network at P = 16.
@@ -74,7 +75,7 @@ BOARDS = {
     "icebreaker": Board(
         "icebreaker", "icebreaker:ICEBreakerPlatform", "ice40",
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 2},
-         "hw": {"lanes": 4, "code_memory": "spram"}}, clock_mhz=30,
+         "hw": {"lanes": 4, "code_memory": "spram", "learn_lanes": 1, "threefry": "iterative"}}, clock_mhz=30,
         overrides={"synth_opts": "-dsp"}),
     "ulx3s": Board(
         "ulx3s", "ulx3s:ULX3S_85F_Platform", "ecp5",

@@ -517,7 +517,7 @@ class BoardSession:
         from memprop.model.patterns import check_size
 
         cfg = self.cfg
-        check_size(patterns, cfg.network.n, "the board's network")
+        check_size(patterns, cfg.network.pattern_units, "the board's network")
         stats = RecallStats(clock_hz=self.clock_hz)
         fmt = Formats(cfg)
         start = time.monotonic()
@@ -537,10 +537,10 @@ class BoardSession:
                 stats.steps += r.steps
                 if progress is not None:
                     progress(1)
-            return fixed.fixed_readout(fmt, out)
+            return recall_model.fixed_outputs(fmt, out)
 
         result = recall_model.evaluate(None, cfg, patterns, flip, trials, seed,
-                                       reconstruct_with=lambda noisy: self._run(reconstruct(noisy)))
+                                       states_with=lambda noisy: self._run(reconstruct(noisy)))
         stats.seconds = time.monotonic() - start
         return result, stats
 

@@ -18,6 +18,7 @@ from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training, weights
 from memprop.model.config import Config, ConfigError
 from memprop.model.patterns import PatternError
+from memprop.model.tasks import TASKS
 from memprop.model.weights import WeightFileError
 
 USER_ERRORS = (PatternError, ConfigError, WeightFileError, ValueError, OSError)
@@ -61,8 +62,22 @@ def main() -> None:
     """Memristive recurrent networks: EqProp and RBP, from model to FPGA."""
 
 
+def task_options(fn):
+    """Options that choose a classification task (train and eval)."""
+    for option in reversed([
+        click.option("--task", type=click.Choice(TASKS), default=None,
+                     help="train a classifier instead of an associative memory: digits (scikit-learn's 8x8, "
+                          "offline) or mnist (IDX files in --data)"),
+        click.option("--data", "data_dir", type=click.Path(), default=None,
+                     help="--task mnist: the folder holding the four MNIST IDX files (plain or .gz)"),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 @main.command()
-@click.option("--algo", type=click.Choice(["eqprop", "rbp", "hebbian", "storkey"]), required=True)
+@click.option("--algo", type=click.Choice(["eqprop", "rbp", "hebbian", "storkey"]), default=None,
+              help="learning rule (required without --task; --task trains with EqProp)")
 @click.option("--patterns", "pattern_file", default=None, help="pattern file (.npy or text glyphs); default: built-in hex16")
 @click.option("--band", type=click.IntRange(min=0), default=0, show_default=True, help="outer diagonals cut (0: dense)")
 @click.option("--epochs", type=click.IntRange(min=0), default=None, help="training epochs (default: 300)")
@@ -76,12 +91,55 @@ def main() -> None:
               help="JSON config; command-line options override it")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="weight file to write (.npz)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--recipe", "use_recipe", is_flag=True,
+              help="EqProp with the recall recipe (memprop recipe): close to the nearest-pattern bound")
+@click.option("--init-state", type=click.Choice(["input", "half", "random"]), default=None,
+              help="initial state: the input (memprop), 0.5 (ICECS 2019) or random (Frontiers 2020)")
+@task_options
+@click.option("--classes", default=None, help="--task: comma-separated classes to keep, e.g. 0,1,2,3,4 (default: all)")
+@click.option("--per-class", type=click.IntRange(min=1), default=None,
+              help="--task: training samples of each class (the seed's MNIST subset: 600)")
+@click.option("--binarize", is_flag=True, help="--task: inputs thresholded to {0, 1}, as a hardware input holds them")
+@click.option("--hidden", default=None, help="--task: hidden layer sizes, e.g. 100 or 100,100 (default: digits 100, mnist 500)")
+@click.option("--layer-lr", default=None, help="--task: learning rate per weight layer (default: the seed's 0.1,0.05)")
+@click.option("--lr-decay", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="--task: learning rates are multiplied by this after every epoch (default: the seed's 0.5)")
+@click.option("--nudge", type=click.Choice(["positive", "centered", "random_sign"]), default=None,
+              help="--task: nudging of the second phase (default: the seed's positive beta = 1)")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="--task: samples per weight update (default 1)")
 @user_errors
-def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_file, out, quiet):
-    """Train a network on a pattern set and save its weights."""
+def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_file, out, quiet, use_recipe,
+          init_state, task, data_dir, classes, per_class, binarize, hidden, layer_lr, lr_decay, nudge, batch):
+    """Train a network on a pattern set (or a classifier on a --task) and save its weights."""
     weights.check_path(out)
+    task_only = {"--data": data_dir, "--classes": classes, "--per-class": per_class, "--binarize": binarize or None,
+                 "--hidden": hidden, "--layer-lr": layer_lr, "--lr-decay": lr_decay, "--nudge": nudge, "--batch": batch}
+    if task is not None:
+        if algo not in (None, "eqprop"):
+            raise click.UsageError(f"--task trains with EqProp (the seed's rule), not --algo {algo}")
+        if pattern_file is not None or band or lr is not None or use_recipe or init_state is not None:
+            raise click.UsageError("--patterns, --band, --lr, --recipe and --init-state are for pattern networks; "
+                                   "a --task classifier takes --hidden and --layer-lr")
+        _train_task(task, data_dir, classes, per_class, binarize, hidden, layer_lr, lr_decay, nudge, batch, epochs,
+                    seed, numerics, preset, config_file, out, quiet)
+        return
+    given = [name for name, value in task_only.items() if value is not None]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --task "
+                               "(a classifier)")
+    if algo is None:
+        raise click.UsageError("Missing option '--algo' (or give --task to train a classifier)")
     pats = pattern_sets.load(pattern_file)
     network = {"topology": "band", "band": band} if band else {}
+    if init_state is not None:
+        network["init_state"] = init_state
+    if use_recipe:
+        from memprop.recipe import RECIPE
+
+        if algo != "eqprop" or band or config_file:
+            raise click.UsageError("--recipe is an EqProp recipe for the dense network (no --band, no --config)")
+        n_hidden = RECIPE["hidden"]
+        network.update(RECIPE["network"], n=pats.size + n_hidden, hidden=n_hidden)
     tr = {"seed": seed}
     if epochs is not None:
         tr["epochs"] = epochs
@@ -89,7 +147,11 @@ def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_f
         tr["lr"] = lr
     if preset is not None and numerics != "fixed":
         raise click.UsageError("--device applies to --numerics fixed")
-    cfg = _train_config(algo, pats.size, config_file, network, tr)
+    if use_recipe:
+        from memprop.recipe import RECIPE_EPOCHS
+
+        tr = {"epochs": RECIPE_EPOCHS * RECIPE["epochs_factor"], **RECIPE["train"], **tr}
+    cfg = _train_config(algo, network.pop("n", pats.size), config_file, network, tr)
     if numerics == "fixed" or preset is not None:
         cfg = cfg.replace(numerics="fixed", device={"preset": preset or cfg.device.preset})
     params, history = training.train(cfg, pats, progress=not quiet)
@@ -104,25 +166,112 @@ def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_f
 @main.command(name="eval")
 @click.option("--weights", "weight_file", type=click.Path(dir_okay=False), required=True)
 @click.option("--patterns", "pattern_file", default=None, help="pattern file; default: built-in hex16")
-@click.option("--flip", type=click.FloatRange(0.0, 0.5), required=True, help="pixel-flip probability p")
+@click.option("--flip", type=click.FloatRange(0.0, 0.5), default=None,
+              help="pixel-flip probability p (pattern networks; required for them)")
 @click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True, help="corrupted copies per pattern")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@task_options
 @user_errors
-def eval_(weight_file, pattern_file, flip, trials, seed, as_json):
-    """Recall accuracy of trained weights on corrupted patterns."""
+def eval_(weight_file, pattern_file, flip, trials, seed, as_json, task, data_dir):
+    """Recall accuracy of trained weights on corrupted patterns (or a classifier's test-set accuracy)."""
     params, cfg, meta = weights.load(weight_file)
+    if task is not None or meta.get("task") is not None:
+        if flip is not None or pattern_file is not None:
+            raise click.UsageError("--flip and --patterns are for pattern networks, not a --task classifier")
+        _eval_task(weight_file, params, cfg, meta, task, data_dir, as_json)
+        return
+    if data_dir is not None:
+        raise click.UsageError("--data applies to --task mnist")
+    if flip is None:
+        raise click.UsageError("Missing option '--flip'")
     pats = pattern_sets.load(pattern_file)
-    pattern_sets.check_size(pats, cfg.network.n, f"the network in {weight_file}")
+    pattern_sets.check_size(pats, cfg.network.pattern_units, f"the network in {weight_file}")
     result = recall.evaluate(params, cfg, pats, flip, trials, seed)
     if as_json:
         click.echo(json.dumps({**result.to_dict(), "weights": str(weight_file),
                                "fingerprint": cfg.fingerprint, "patterns": pats.source}))
         return
     click.echo(f"{cfg.train.algo}: accuracy {result.accuracy:.4f} at p={flip} "
-               f"({trials} trials x {pats.count} patterns)")
-    for k, acc in enumerate(result.per_class):
-        click.echo(f"  pattern {k:2d}: {acc:.3f}")
+               f"({trials} trials x {pats.count} patterns); MSE < 0.1: {result.accuracy_mse:.4f}; "
+               f"nearest-pattern bound {result.bound:.4f}")
+    for k, (acc, bound) in enumerate(zip(result.per_class, result.per_class_bound)):
+        click.echo(f"  pattern {k:2d}: {acc:.3f} (bound {bound:.3f})")
+
+
+# -- classification tasks (--task): the Frontiers MNIST experiment and the offline digits ----------------
+
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.UsageError(f"{option} {text!r}: expected comma-separated numbers") from None
+
+
+def _ints(text: str | None, option: str) -> tuple[int, ...] | None:
+    values = _floats(text, option)
+    if values is not None and any(v != int(v) or v < 1 for v in values):
+        raise click.UsageError(f"{option} {text!r}: expected comma-separated positive integers")
+    return None if values is None else tuple(int(v) for v in values)
+
+
+def _train_task(task_name, data_dir, classes, per_class, binarize, hidden, layer_lr, lr_decay, nudge, batch, epochs,
+                seed, numerics, preset, config_file, out, quiet) -> None:
+    """memprop train --task: the seed's classifier in float or fixed point; the file records the task."""
+    from memprop.model import classify, tasks
+
+    if preset is not None and numerics != "fixed":
+        raise click.UsageError("--device applies to --numerics fixed")
+    task = tasks.load_task(task_name, data_dir, tasks.parse_classes(classes), per_class, binarize)
+    base = _load_config(config_file)
+    options = {"epochs": epochs, "batch_size": batch, "nudge": nudge, "layer_lr": _floats(layer_lr, "--layer-lr"),
+               "lr_decay": lr_decay}
+    device = {**base.get("device", {}), **({"preset": preset} if preset else {})}
+    cfg = classify.classifier_config(task, _ints(hidden, "--hidden"), seed=seed, numerics=numerics, device=device,
+                                     hw=base.get("hw"), fixed=base.get("fixed"),
+                                     **{k: v for k, v in options.items() if v is not None})
+    params, history = classify.train_classifier(cfg, task, progress=not quiet)
+    result = classify.evaluate(params, cfg, task.x_test, task.y_test, task.n_classes)
+    record = {**task.summary(), "per_class_limit": per_class,
+              "data": str(Path(data_dir).resolve()) if data_dir else None}
+    path = weights.save(out, params, cfg, task=record, history=history.to_dict(), test_accuracy=result.accuracy)
+    where = f"{cfg.numerics}" + (f", device {cfg.device.preset}" if cfg.numerics == "fixed" else "")
+    click.echo(f"wrote {path} ({task.name} classifier {'-'.join(map(str, cfg.network.layers))}, {where}, "
+               f"{cfg.train.epochs} epochs, fingerprint {cfg.fingerprint}): test accuracy {result.accuracy:.4f} "
+               f"on {result.samples} images")
+
+
+def _eval_task(weight_file, params, cfg, meta, task_name, data_dir, as_json) -> None:
+    """memprop eval on a classifier: the recorded task's full test set; a file for another task is refused."""
+    from memprop.model import classify, tasks
+
+    recorded = meta.get("task")
+    if recorded is None:
+        raise WeightFileError(f"{weight_file}: holds an associative memory trained on patterns, not a classifier "
+                              f"for --task {task_name}")
+    if task_name is not None and task_name != recorded["task"]:
+        raise WeightFileError(f"{weight_file}: a classifier for task {recorded['task']!r} "
+                              f"({len(recorded['classes'])} classes, {recorded['features']} inputs), not {task_name!r}")
+    data = data_dir or recorded.get("data")
+    task = tasks.load_task(recorded["task"], data if recorded["task"] == "mnist" else None,
+                           tuple(recorded["classes"]), recorded.get("per_class_limit"), recorded["binarized"])
+    if task.features != cfg.network.layers[0] or task.n_classes != cfg.network.layers[-1]:
+        raise WeightFileError(f"{weight_file}: network {cfg.network.layers} does not fit the task's "
+                              f"{task.features} inputs and {task.n_classes} classes")
+    result = classify.evaluate(params, cfg, task.x_test, task.y_test, task.n_classes)
+    report = {"task": task.name, "numerics": cfg.numerics, "device": cfg.device.preset if cfg.numerics == "fixed"
+              else None, "split": "test", **result.to_dict(), "classes": list(task.classes),
+              "layers": list(cfg.network.layers), "binarized": task.binarized, "weights": str(weight_file),
+              "fingerprint": cfg.fingerprint}
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{task.name} classifier ({cfg.numerics}): test accuracy {result.accuracy:.4f}, error rate "
+               f"{result.error_rate:.4f} on {result.samples} images")
+    for label, acc in zip(task.classes, result.per_class):
+        click.echo(f"  class {label}: {acc:.3f}")
 
 
 @main.command()
@@ -151,12 +300,20 @@ def run() -> None:  # pragma: no cover - console entry for `python -m memprop`
 @click.option("--quick", is_flag=True, help="a small version of every experiment (minutes -> seconds)")
 @click.option("--patterns", "pattern_file", default=None, help="pattern file; default: built-in hex16")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel worker processes")
+@click.option("--data", "data_dir", type=click.Path(), default=None,
+              help="MNIST IDX folder: adds the Frontiers 5-class MNIST experiment to the classification part")
 @user_errors
-def reproduce(out, quick, pattern_file, jobs):
-    """Table 1, the band sweep, accuracy vs epoch and the pattern set (Markdown + JSON + PNG)."""
+def reproduce(out, quick, pattern_file, jobs, data_dir):
+    """Table 1, the band sweep, accuracy vs epoch, the pattern set, and classification (Figure 5)."""
+    from memprop.figure5 import run_classification
     from memprop.reproduce import run_reproduce
 
+    if data_dir is not None:
+        from memprop.model.tasks import load_mnist
+
+        load_mnist(data_dir)    # bad MNIST files fail before an hour of pattern experiments
     run_reproduce(Path(out), quick=quick, pattern_file=pattern_file, jobs=jobs)
+    run_classification(Path(out), quick=quick, data=data_dir, jobs=jobs)
 
 
 @main.command()
@@ -178,12 +335,28 @@ def sweep(out, quick, jobs):
 @click.option("--trials", type=click.IntRange(min=1), default=1000, show_default=True,
               help="corrupted copies per pattern for the recall throughput")
 @click.option("--device", "preset", default="ideal", show_default=True, help="device preset of the fixed-point run")
+@click.option("--quick", is_flag=True, help="a smoke run of both sections (under 2 minutes, no simulation)")
+@click.option("--hardware/--no-hardware", default=True, show_default=True,
+              help="the per-board hardware section (cycles, fmax, projected samples/s vs the float model)")
+@click.option("--hw-epochs", type=click.IntRange(min=1), default=20, show_default=True,
+              help="epochs of in-situ training costed per board")
+@click.option("--builds", type=click.Path(file_okay=False), default=None,
+              help="where `memprop build --out DIR/<board>` left build.json (fmax); default results/build")
+@click.option("--simulate/--no-simulate", default=None,
+              help="measure the engines under Verilator too (default: yes, except with --quick)")
+@click.option("--board", "boards", multiple=True, type=click.Choice(["icebreaker", "ulx3s", "ulx3s-25f"]),
+              help="limit the hardware section to these boards (repeatable; default: all)")
+@click.option("--no-peer", is_flag=True, help="skip the PyTorch peer even when torch is installed")
+@click.option("--json", "as_json", is_flag=True, help="print the JSON report (and nothing else) on stdout")
 @user_errors
-def bench(out, epochs, repeats, trials, preset):
-    """Wall time of float vs fixed-point EqProp training (ratio) and recall throughput."""
+def bench(out, epochs, repeats, trials, preset, quick, hardware, hw_epochs, builds, simulate, boards, no_peer, as_json):
+    """Float vs fixed-point training time, the float model vs its original loop and its PyTorch peer,
+    recall throughput, each board's engine vs the float model, and what a digits image costs."""
     from memprop.bench import run_bench
 
-    run_bench(None if out is None else Path(out), epochs=epochs, repeats=repeats, trials=trials, device=preset)
+    run_bench(None if out is None else Path(out), epochs=epochs, repeats=repeats, trials=trials, device=preset,
+              quick=quick, hardware=hardware, hw_epochs=hw_epochs, builds=None if builds is None else Path(builds),
+              simulate=simulate, boards=boards or None, as_json=as_json, peer=not no_peer)
 
 
 DEFAULT_HW_CONFIG = {"numerics": "fixed", "device": {"preset": "linear-256"}}
@@ -361,6 +534,7 @@ def _baked_weights(board: str, cfg: Config, weight_file: str):
     params, wcfg, _ = weights.load(weight_file)
     image, _ = from_weights(params, wcfg, cfg, source=str(weight_file))
     return image
+
 
 DEFAULT_PORT_BAUD = 1_000_000
 
@@ -627,3 +801,19 @@ def board_serve(sim, board_name, config_file, clock_mhz, link, flip_reply, flip_
     if stats.get("active_s"):
         click.echo(f"stopped: {stats['cycles']} cycles simulated, {stats['bytes_in']} bytes in, {stats['bytes_out']} "
                    f"out, {stats['cycles'] / max(stats['active_s'], 1e-9):.0f} cycles/s while active")
+
+
+# -- recall near the bound: the recipe and its ablation (memprop.recipe) ----------------------------
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="results/recipe", show_default=True)
+@click.option("--quick", is_flag=True, help="a few epochs on two sets (a smoke run)")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="parallel worker processes")
+@click.option("--reuse", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="an earlier recipe.json: take over its networks that are the same jobs (same Config, set, seed)")
+@user_errors
+def recipe(out, quick, jobs, reuse):
+    """The recall recipe against the nearest-pattern bound, ingredient by ingredient (float and fixed point)."""
+    from memprop.recipe import run_recipe
+
+    run_recipe(Path(out), quick=quick, jobs=jobs, reuse=None if reuse is None else Path(reuse))

@@ -3,12 +3,15 @@
   1. float model   - train EqProp on the 16 glyphs, recall table
   2. fixed point   - in-situ EqProp with the board's device preset and widths, recall table
   3. simulation    - the engine's Verilog under cocotb + Verilator with the trained devices:
-                     recall and a training minibatch, bit-exact against the fixed-point model
+                     recall and a training minibatch, bit-exact against the fixed-point model, and
+                     the engine's cycle counter for a minibatch (LEARN included) and recalls;
+                     then the digits classification workload (memprop.classdemo)
   4. virtual board - the board design (UART + link + engine) in Verilator behind a
                      pseudo-terminal: `memprop board load` and `board recall` over it, the
                      recall equal to the fixed-point model's
   5. bitstream     - YoWASP yosys + nextpnr for the board, and the trained weights exported
-                     as the image the host link loads
+                     as the image the host link loads; at its fmax, the projected training
+                     samples/s and recall latency (the full comparison: `memprop bench`)
 """
 
 from __future__ import annotations
@@ -58,8 +61,9 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
     cfg_float = Config.for_algorithm("eqprop", network={"n": pats.size}, train={"epochs": epochs})
     params_float, _ = training.train(cfg_float, pats)
     weights.save(out / "eqprop_float.npz", params_float, cfg_float, patterns=pats.source)
-    report["float"] = {str(p): recall.evaluate(params_float, cfg_float, pats, p, trials, seed=1).accuracy
-                       for p in FLIPS}
+    float_results = {str(p): recall.evaluate(params_float, cfg_float, pats, p, trials, seed=1) for p in FLIPS}
+    report["float"] = {p: r.accuracy for p, r in float_results.items()}
+    report["bound"] = {p: r.bound for p, r in float_results.items()}   # nearest-pattern decoder, same inputs
     report["float_seconds"] = time.perf_counter() - t
 
     hw = get_board(board).default_config()
@@ -79,9 +83,9 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
                                          .accuracy for p in FLIPS}
     report["fixed_seconds"] = time.perf_counter() - t
     rows = [[p, report["float"][str(p)]] + ([report["float_same_topology"][str(p)]] if "float_same_topology" in report
-                                            else []) + [report["fixed"][str(p)]] for p in FLIPS]
+                                            else []) + [report["fixed"][str(p)], report["bound"][str(p)]] for p in FLIPS]
     header = ["flip p", "float, dense"] + (["float, same band"] if "float_same_topology" in report else []) + \
-        [f"fixed, {cfg_fixed.device.preset}"]
+        [f"fixed, {cfg_fixed.device.preset}", "nearest-pattern bound"]
     recall_table = markdown_table(header, rows)
     click.echo(recall_table)
 
@@ -89,9 +93,13 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
     from memprop.sim.engine import run_engine
 
     sim_trials = 1 if quick else 2
+    from memprop import hwbench
+
+    timing = hwbench.demo_workload(cfg_fixed, fixed_file, pats)
     run = run_engine(cfg_fixed, [], [
         {"kind": "recall", "weights": str(fixed_file), "trials": sim_trials, "flip": 0.1, "seed": 7},
         {"kind": "training", "epochs": 1, "minibatches": 1},
+        timing,
     ], simulator=simulator, run_name="demo")
     rec = next((r for r in run.results if r.get("workload") == "recall"), {})
     report["simulation"] = {"simulator": simulator, "passed": run.passed, "mismatches": len(run.mismatches),
@@ -101,9 +109,16 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
     sim_line = (f"{rec.get('samples')} recalls + 1 training minibatch: {len(run.mismatches)} mismatches, "
                 f"{run.cycles} cycles simulated ({report['simulation']['cycles_per_second']} cycles/s)")
     click.echo(sim_line)
-    if not run.passed:
+    measured = next((r for r in run.results if r.get("workload") == "hwbench" and r.get("ok")), None)
+    if measured:
+        report["engine_cycles"] = hwbench.demo_cycles(cfg_fixed, measured)
+        click.echo(hwbench.demo_line(report["engine_cycles"]))
         raise click.ClickException("the engine differs from the model: " +
                                    "; ".join(str(m.get("mismatch")) for m in run.mismatches)[:2000])
+
+    from memprop.classdemo import run_classification_demo
+
+    report["classification"] = run_classification_demo(out, board, quick, simulator)
 
     board_line = ""
     if skip_board:
@@ -130,9 +145,13 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
                          if u.get("available"))
         click.echo(f"{build_report['bitstream']}: {util}; fmax {build_report['fmax_mhz']} MHz "
                    f"(clock {build_report['clock_mhz']} MHz); image {paths['image']}")
+        if measured and build_report["fmax_mhz"]:
+            report["projection"] = hwbench.demo_projection(report["engine_cycles"], build_report["fmax_mhz"])
+            click.echo(report["projection"]["line"])
 
     (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + sim_line + "\n"
-                                 + (f"\n{board_line}\n" if board_line else ""))
+                                 + (f"\n{board_line}\n" if board_line else "")
+                                 + "\n## Classification\n\n" + report["classification"]["markdown"])
     (out / "demo.json").write_text(json.dumps(report, indent=2))
     click.echo(f"wrote {out}/demo.md and demo.json")
     return report

@@ -2,8 +2,12 @@
 
 Table 1 (four rules, dense network), the band sweep (Frontiers Figure 2), accuracy vs
 epoch (Figure 3) and the pattern set (Figure 1), written as results.md, results.json and
-PNG figures. Each training and its evaluations is one job that depends only on its own
-seeds, so the numbers are the same whatever the number of worker processes.
+PNG figures. Every accuracy comes with both success criteria (exact, the Frontiers one, and
+MSE < 0.1, ICECS Table I) and the nearest-pattern bound on the same corrupted inputs
+(`bound`); the seeds' own initial states (ICECS v(0) = 0.5, Frontiers random v(0)) are run
+beside the project's protocol. Each training and its evaluations is one job that depends
+only on its own seeds and runs with one BLAS thread, so the numbers are the same whatever
+the number of worker processes (`--jobs`) or BLAS threads.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ SUMMARY_EPOCHS = (1, 2, 5, 10, 20, 50, 100, 200, 300)
 #: ICECS 2019 Table I (p = 0.10, 1000 x 16 trials, the authors' own 16 glyphs).
 ICECS_TABLE1 = {"hebbian": 0.1792, "storkey": 0.2663, "rbp": 0.9968}
 FIGURES = ("patterns.png", "band_sweep.png", "epochs.png", "reconstructions.png")
+#: The seeds' initial states, run beside the project's (network.init_state): ICECS v(0) = 0.5, Frontiers random.
+SEED_INITS = ("half", "random")
+SEED_INIT_SOURCES = {"half": "ICECS 2019: v(0) = 0.5", "random": "Frontiers 2020: random v(0)"}
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,11 @@ class Job:
     trials: int
     curve: tuple[int, ...]      # checkpoint epochs of the accuracy-vs-epoch curve (empty: none)
     curve_trials: int
+    init_state: str = "input"   # network.init_state: the project's protocol, or a seed's v(0)
 
     @property
     def name(self) -> str:
-        return f"{self.algo}/K={self.band}"
+        return f"{self.algo}/K={self.band}" + ("" if self.init_state == "input" else f"/init={self.init_state}")
 
 
 # -- the jobs ---------------------------------------------------------------------------------
@@ -91,11 +99,14 @@ def plan_jobs(plan: Plan, ks: list[int]) -> list[Job]:
     jobs = [Job(algo, 0, None, plan.trials, (), 0) for algo in ("hebbian", "storkey")]
     for algo in TRAINED:
         jobs += [Job(algo, k, plan.epochs, plan.trials, curve if k == 0 else (), plan.curve_trials) for k in ks]
+        jobs += [Job(algo, 0, plan.epochs, plan.trials, (), 0, init) for init in SEED_INITS]
     return jobs
 
 
 def job_config(job: Job, n: int) -> Config:
     network = {"n": n, "topology": "band", "band": job.band} if job.band else {"n": n}
+    if job.init_state != "input":
+        network["init_state"] = job.init_state
     train = {} if job.epochs is None else {"epochs": job.epochs}
     return Config.for_algorithm(job.algo, network=network, train=train)
 
@@ -109,19 +120,24 @@ def run_job(job: Job, pats: PatternSet, examples: np.ndarray) -> dict:
     def checkpoint(epoch: int, params) -> dict | None:
         if epoch not in marks:
             return None
-        return {"accuracy": recall.evaluate(params, cfg, pats, CURVE_FLIP, job.curve_trials, CURVE_SEED).accuracy}
+        result = recall.evaluate(params, cfg, pats, CURVE_FLIP, job.curve_trials, CURVE_SEED)
+        return {"accuracy": result.accuracy, "bound": result.bound}
 
     params, history = training.train(cfg, pats, progress=False, on_epoch=checkpoint if marks else None)
     results = [recall.evaluate(params, cfg, pats, p, job.trials, EVAL_SEED + i) for i, p in enumerate(FLIPS)]
+    example_rng = np.random.default_rng(EXAMPLE_SEED + recall.INIT_SEED_OFFSET)
     return {
         "config": json.loads(cfg.to_json()),
         "fingerprint": cfg.fingerprint,
         "mask_entries": int(params.mask.sum()),
         "final_loss": history.loss[-1] if history.loss else None,
         "accuracy": [r.accuracy for r in results],
+        "accuracy_mse": [r.accuracy_mse for r in results],
+        "bound": [r.bound for r in results],
         "per_class": [r.per_class for r in results],
-        "curve": [(epoch, metrics["accuracy"]) for epoch, metrics in history.checkpoints],
-        "examples": recall.reconstruct(params, cfg, examples).tolist(),
+        "per_class_bound": [r.per_class_bound for r in results],
+        "curve": [(epoch, metrics) for epoch, metrics in history.checkpoints],
+        "examples": recall.reconstruct(params, cfg, examples, example_rng).tolist(),
         "seconds": time.perf_counter() - start,
     }
 
@@ -165,13 +181,28 @@ def table1(results: dict[str, dict], plan: Plan) -> dict:
     """Accuracy of the four rules at every p; per pattern at p = 0.10 (the papers' Table 1)."""
     return {"flips": list(FLIPS), "trials": plan.trials,
             "accuracy": {algo: dense(results, algo)["accuracy"] for algo in RULES},
-            "per_class": {algo: dense(results, algo)["per_class"][0] for algo in RULES}}
+            "accuracy_mse": {algo: dense(results, algo)["accuracy_mse"] for algo in RULES},
+            "bound": dense(results, "eqprop")["bound"],
+            "per_class": {algo: dense(results, algo)["per_class"][0] for algo in RULES},
+            "per_class_bound": dense(results, "eqprop")["per_class_bound"][0]}
+
+
+def seed_protocols(results: dict[str, dict]) -> dict:
+    """EqProp and RBP from the seeds' initial states beside the project's, both criteria and the bound."""
+    rows = {}
+    for algo in TRAINED:
+        for init in ("input", *SEED_INITS):
+            r = results[f"{algo}/K=0" + ("" if init == "input" else f"/init={init}")]
+            rows[f"{algo}/{init}"] = {"algo": algo, "init_state": init, "accuracy": r["accuracy"],
+                                      "accuracy_mse": r["accuracy_mse"]}
+    return {"flips": list(FLIPS), "bound": dense(results, "eqprop")["bound"], "runs": rows}
 
 
 def band_sweep(results: dict[str, dict], ks: list[int], n: int) -> dict:
     """accuracy[algo][i][j]: p = flips[i], K = k[j]; synapses counts the diagonal, as the papers do."""
     runs = {algo: [results[f"{algo}/K={k}"] for k in ks] for algo in TRAINED}
     return {"flips": list(FLIPS), "k": ks, "synapses": [n * n - k * (k + 1) for k in ks],
+            "bound": runs["eqprop"][0]["bound"],
             "mask_entries": {algo: [r["mask_entries"] for r in rs] for algo, rs in runs.items()},
             "accuracy": {algo: [[r["accuracy"][i] for r in rs] for i in range(len(FLIPS))]
                          for algo, rs in runs.items()}}
@@ -184,9 +215,10 @@ def first_epoch(epochs: list[int], accuracy: list[float], threshold: float) -> i
 
 def epoch_curves(results: dict[str, dict], plan: Plan) -> dict:
     epochs = [e for e, _ in dense(results, "eqprop")["curve"]]
-    accuracy = {algo: [a for _, a in dense(results, algo)["curve"]] for algo in TRAINED}
+    accuracy = {algo: [m["accuracy"] for _, m in dense(results, algo)["curve"]] for algo in TRAINED}
+    bound = [m["bound"] for _, m in dense(results, "eqprop")["curve"]][:1]
     return {"flip": CURVE_FLIP, "trials": plan.curve_trials, "seed": CURVE_SEED, "epochs": epochs,
-            "accuracy": accuracy,
+            "accuracy": accuracy, "bound": bound[0] if bound else None,
             "first_epoch": {algo: {str(t): first_epoch(epochs, acc, t) for t in THRESHOLDS}
                             for algo, acc in accuracy.items()}}
 
@@ -219,6 +251,7 @@ def build_report(results: dict[str, dict], plan: Plan, pats: PatternSet, ks: lis
     return {"version": __version__, "quick": quick, "protocol": protocol(results, plan),
             "patterns": pattern_summary(pats), "table1": table1(results, plan),
             "band_sweep": band_sweep(results, ks, pats.size), "epochs": epoch_curves(results, plan),
+            "seed_protocols": seed_protocols(results),
             "examples": example_section(results, indices, inputs), "runs": run_records(results)}
 
 
@@ -262,21 +295,44 @@ def protocol_md(report: dict) -> str:
 
 def table1_md(report: dict) -> str:
     t = report["table1"]
-    rows = [[plots.LABELS[algo], *acc] for algo, acc in t["accuracy"].items()]
-    per_class = [[k, *vals] for k, vals in enumerate(zip(*t["per_class"].values()))]
+    bound_row = ["nearest-pattern bound", *t["bound"]]
+    rows = [[plots.LABELS[algo], *acc] for algo, acc in t["accuracy"].items()] + [bound_row]
+    mse_rows = [[plots.LABELS[algo], *acc] for algo, acc in t["accuracy_mse"].items()] + [bound_row]
+    per_class = [[k, *vals, b] for k, (vals, b) in enumerate(zip(zip(*t["per_class"].values()), t["per_class_bound"]))]
     text = (f"## Table 1: recall accuracy, dense network ({t['trials']} trials per pattern)\n\n"
-            + markdown_table(flip_header(["rule"]), rows) + "\n")
+            "Exact reconstruction (squared error 0 after thresholding; the Frontiers criterion):\n\n"
+            + markdown_table(flip_header(["rule"]), rows) + "\n\n"
+            f"MSE of the final state against the pattern below {recall.MSE_THRESHOLD} (the ICECS Table I "
+            "criterion; states on the patterns' ±1 scale):\n\n"
+            + markdown_table(flip_header(["rule"]), mse_rows) + "\n\n"
+            "The bound is the nearest-pattern decoder on the same corrupted inputs (ties shared): no decoder "
+            "does better.\n")
     if report["patterns"]["source"] == pattern_sets.BUILTIN:
-        text += ("\nICECS 2019 Table I (p = 0.10, the authors' glyphs): Hebbian "
+        text += ("\nICECS 2019 Table I (p = 0.10, the authors' glyphs, MSE < 0.1): Hebbian "
                  f"{ICECS_TABLE1['hebbian']}, Storkey {ICECS_TABLE1['storkey']}, RBP {ICECS_TABLE1['rbp']}.\n")
-    text += (f"\nPer pattern at p = {t['flips'][0]:.2f}:\n\n"
-             + markdown_table(["pattern", *(plots.LABELS[a] for a in t["per_class"])], per_class) + "\n")
+    text += (f"\nPer pattern at p = {t['flips'][0]:.2f} (exact):\n\n"
+             + markdown_table(["pattern", *(plots.LABELS[a] for a in t["per_class"]), "bound"], per_class) + "\n")
     return text + "\n![Example reconstructions](reconstructions.png)\n"
+
+
+def seed_protocols_md(report: dict) -> str:
+    sp = report["seed_protocols"]
+    names = {"input": "memprop: v(0) = corrupted input", **SEED_INIT_SOURCES}
+    rows = []
+    for run in sp["runs"].values():
+        label = f"{plots.LABELS[run['algo']]}, {names[run['init_state']]}"
+        rows.append([label, "exact", *run["accuracy"]])
+        rows.append([label, "MSE < 0.1", *run["accuracy_mse"]])
+    rows.append(["nearest-pattern bound", "", *sp["bound"]])
+    return ("## The seeds' initial states (training and recall from the same v(0))\n\n"
+            + markdown_table(flip_header(["rule, initial state", "criterion"]), rows) + "\n")
 
 
 def band_md(report: dict) -> str:
     b = report["band_sweep"]
-    text = "## Band sweep: accuracy vs K outer diagonals cut (Frontiers Figure 2)\n"
+    text = ("## Band sweep: accuracy vs K outer diagonals cut (Frontiers Figure 2)\n\n"
+            "Nearest-pattern bound: " + ", ".join(f"{b:.4f} at p = {p:.2f}" for p, b in zip(b["flips"], b["bound"]))
+            + ".\n")
     for algo, by_flip in b["accuracy"].items():
         rows = [[k, s, m, *accs] for k, s, m, *accs in zip(b["k"], b["synapses"], b["mask_entries"][algo], *by_flip)]
         text += (f"\n### {plots.LABELS[algo]}\n\n"
@@ -314,8 +370,8 @@ def markdown(report: dict) -> str:
     head = (f"# memprop reproduce: pattern reconstruction\n\nmemprop {report['version']}"
             f"{' (--quick)' if report['quick'] else ''}, {t['jobs']} worker processes, "
             f"wall time {t['wall_seconds']:.0f} s. All numbers are also in results.json.\n")
-    sections = (head, protocol_md(report), table1_md(report), band_md(report), epochs_md(report),
-                patterns_md(report))
+    sections = (head, protocol_md(report), table1_md(report), seed_protocols_md(report), band_md(report),
+                epochs_md(report), patterns_md(report))
     return "\n".join(sections)
 
 

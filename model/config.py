@@ -18,6 +18,7 @@ Dynamics = Literal["bounded", "euler", "additive"]
 Topology = Literal["dense", "band", "layered"]
 Algorithm = Literal["eqprop", "rbp", "hebbian", "storkey"]
 Nudge = Literal["positive", "random_sign", "centered"]
+InitState = Literal["input", "half", "random"]
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,12 @@ class NetworkConfig(_Section):
     max_steps: int = Field(100, ge=1, le=100_000, description="relaxation step limit per phase")
     tol: float = Field(1e-4, ge=0.0, description="converged when max|dv| <= tol")
     input_gain: float = Field(0.5, ge=0.0, description="external current I = gain * input pattern")
+    hidden: int = Field(0, ge=0, description="hidden units of an autoassociative network: units 0 .. hidden-1 "
+                        "get no input current and no target; the pattern is on the other n - hidden units")
+    init_state: InitState = Field(
+        "input", description="initial state of an autoassociative relaxation: input: the (corrupted) input "
+        "pattern (memprop); half: v(0) = 0.5 (ICECS 2019); random: uniform over the activation range "
+        "(Frontiers 2020)")
 
     @model_validator(mode="after")
     def _check_shape(self) -> "NetworkConfig":
@@ -59,6 +66,12 @@ class NetworkConfig(_Section):
         if self.dynamics == "euler" and self.activation != "tanh":
             raise ValueError(f"{self.activation} with euler dynamics cycles at the box edge; hard "
                              "activations use dynamics='bounded' (Frontiers eq. 21)")
+        if self.hidden and (self.topology == "layered" or self.hidden > self.n - 2):
+            raise ValueError(f"hidden={self.hidden}: hidden units belong to a dense or band autoassociative "
+                             f"network and leave at least 2 pattern units (n={self.n}, topology={self.topology!r})")
+        if self.init_state != "input" and self.topology == "layered":
+            raise ValueError(f"init_state={self.init_state!r} is for autoassociative networks; a layered "
+                             "network clamps its inputs")
         if self.topology == "layered":
             if len(self.layers) < 2:
                 raise ValueError(f"layered topology needs at least (input, output) layer sizes, got {self.layers!r}")
@@ -73,6 +86,11 @@ class NetworkConfig(_Section):
     @property
     def layered(self) -> bool:
         return self.topology == "layered"
+
+    @property
+    def pattern_units(self) -> int:
+        """Units a pattern occupies in an autoassociative network (all but the hidden ones)."""
+        return self.n - self.hidden
 
 
 class TrainConfig(_Section):
@@ -90,14 +108,24 @@ class TrainConfig(_Section):
     batch_size: int = Field(8, ge=1, description="samples averaged into one weight update")
     shuffle: bool = Field(False, description="shuffle samples each epoch (seeds: fixed order)")
     train_flip: float = Field(0.1, ge=0.0, lt=0.5, description="pixel-flip probability of training inputs")
+    train_flip_end: float | None = Field(
+        None, ge=0.0, lt=0.5, description="noise curriculum: the flip probability ramps linearly from train_flip "
+        "(first epoch) to this (last epoch); None: train_flip throughout")
     init_scale: float = Field(0.1, ge=0.0, description="W ~ U[-init_scale, init_scale], symmetric")
     seed: int = Field(0, ge=0)
     side_init: float = Field(0.5, description="RBP side network y(0) (seeds: 0.5)")
+    layer_lr: tuple[float, ...] = Field(
+        (), description="layered: one learning rate per weight layer, input side first (Frontiers: 0.1, 0.05); "
+        "a unit's bias learns at the rate of the weights below it; empty: lr everywhere")
+    lr_decay: float = Field(1.0, gt=0.0, le=1.0,
+                            description="learning rates are multiplied by this after every epoch (Frontiers: 0.5)")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
         if self.nudge == "centered" and self.algo != "eqprop":
             raise ValueError(f"nudge='centered' applies to eqprop only, not {self.algo!r}")
+        if any(rate <= 0 for rate in self.layer_lr):
+            raise ValueError(f"layer_lr must be positive, got {self.layer_lr!r}")
         return self
 
 
@@ -138,9 +166,19 @@ class HardwareConfig(_Section):
     """Parameters of the generated RTL that do not change what it computes."""
 
     lanes: int = Field(4, ge=1, le=64, description="multiply-accumulate lanes P")
+    learn_lanes: int | None = Field(None, ge=1, le=64,
+                                    description="learning lanes W <= P of the LEARN unit; None: P")
+    threefry: Literal["pipelined", "iterative"] = Field(
+        "pipelined", description="the learner's random numbers: one per cycle (pipelined) or one per 18 (small)")
     code_memory: Literal["auto", "block", "spram"] = Field(
         "auto", description="device-code memory: block RAM, iCE40 UltraPlus SPRAM, or auto (SPRAM when the "
         "build platform has it)")
+
+    @model_validator(mode="after")
+    def _check_learn_lanes(self) -> "HardwareConfig":
+        if self.learn_lanes is not None and self.learn_lanes > self.lanes:
+            raise ValueError(f"learn_lanes={self.learn_lanes} exceeds lanes={self.lanes} (a stream word's entries)")
+        return self
 
 
 #: Per-algorithm defaults, applied by `Config.for_algorithm` (and the CLI) before user overrides.
@@ -171,13 +209,22 @@ class Config(_Section):
             raise ValueError("algo 'rbp' runs the additive network of the seeds: set dynamics='additive'")
         if algo == "eqprop" and net.dynamics == "additive":
             raise ValueError("algo 'eqprop' needs energy dynamics: dynamics='bounded' or 'euler', not 'additive'")
+        if algo in ("hebbian", "storkey") and net.hidden:
+            raise ValueError(f"algo {algo!r} is a Hopfield rule without hidden units (got hidden={net.hidden})")
         if algo in ("hebbian", "storkey") and net.layered:
             raise ValueError(f"algo {algo!r} is a Hopfield rule for autoassociative (dense/band) networks")
+        if self.train.layer_lr and len(self.train.layer_lr) != max(len(net.layers) - 1, 0):
+            raise ValueError(f"train.layer_lr has {len(self.train.layer_lr)} rates, but layers {net.layers!r} have "
+                             f"{max(len(net.layers) - 1, 0)} weight layers (layer_lr is for layered networks)")
         if self.numerics == "fixed":
             if algo != "eqprop":
                 raise ValueError(f"fixed-point numerics implement the hardware's in-situ EqProp, not {algo!r}")
+            if net.init_state != "input":
+                raise ValueError(f"network.init_state={net.init_state!r}: the hardware starts from the input "
+                                 "pattern (init_state='input'); the seeds' initial states are a float-model option")
             _power_of_two("network.eps", net.eps)
             _power_of_two("train.beta", self.train.beta)
+            _power_of_two("train.lr_decay", self.train.lr_decay)
             scaled = net.input_gain * 2 ** (self.fixed.weight_frac + self.fixed.state_frac)
             if scaled != int(scaled):
                 raise ValueError(f"network.input_gain={net.input_gain} is not a multiple of "
@@ -235,8 +282,16 @@ class Config(_Section):
         """Hash of what the network computes (not how it was trained): 16 hex digits."""
         exclude = {"train", "hw"} | ({"fixed", "device"} if self.numerics == "float" else set())
         what = self.model_dump(exclude=exclude)
+        for section, fields in FINGERPRINT_OPTIONAL.items():   # newer fields at their defaults: the
+            for name, default in fields.items():              # fingerprints of older files still hold
+                if section in what and what[section].get(name) == default:
+                    del what[section][name]
         blob = json.dumps(what, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+#: Fields added after weight files were first written: left out of the fingerprint at these values.
+FINGERPRINT_OPTIONAL: dict[str, dict] = {"network": {"init_state": "input", "hidden": 0}}  # train is not hashed
 
 
 def _power_of_two(name: str, value: float) -> None:

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-#: Pulses per update: draws 1 + 2p + device must stay below 64 (docs/numerics.md, section 5).
+#: Pulses per update: draws 2 + 2p + device must stay below 64 (docs/numerics.md, section 5).
 MAX_PULSES = 31
 
 Mode = Literal["single", "differential"]

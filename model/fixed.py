@@ -15,7 +15,7 @@ from . import rng
 from .config import Config
 from .device import DeviceTables, fabricate, program
 from .masks import connectivity
-from .network import Relaxed, converge, units_of
+from .network import Relaxed, _clip, cached_rows, converge, units_of
 from .numerics import Formats, round_shift
 
 
@@ -109,11 +109,58 @@ def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
     v = (drive.v0 if v_start is None else v_start).astype(np.int64, copy=True)
     v[:, drive.clamped] = drive.v0[:, drive.clamped]
 
+    step = _Stepper(fmt, W, b, None if target is None or sign == 0 else target.units, sign)
+    rows = cached_rows(drive.x, None if target is None else target.values)
+    drive_rows = {"key": None}
+
     def update(active, va):
-        sub = None if target is None else FixedTarget(target.values[active], target.units)
-        return fixed_step(fmt, W, b, va, drive.x[active], sub, sign)
+        x, values = rows(active)
+        if drive_rows["key"] is not active:            # the constant part once per active set, not per step
+            drive_rows["key"], drive_rows["const"] = active, step.constant(x)
+        return step(va, drive_rows["const"], values)
 
     return converge(v, update, limit, fmt.cfg.fixed.tol_lsb, drive.clamped, trace)
+
+
+class _Stepper:
+    """`fixed_step` with its constants hoisted out of the loop: the same integers, exactly.
+
+    Integer arithmetic is exact, so the products and sums below equal `fixed_step`'s whatever
+    their order; W is converted to float64 once per relaxation instead of every step, and the
+    hard activations' tables (identities on the state range) are skipped.
+    """
+
+    def __init__(self, fmt: Formats, W: np.ndarray, b: np.ndarray, units: np.ndarray | None, sign: int):
+        self.fmt, self.sign = fmt, sign
+        self.Wf = W.astype(np.float64)
+        self.bias = b << fmt.fa
+        self.g_in, self.lo, self.hi = fmt.g_in, fmt.lo, fmt.hi
+        self.k_frac, self.sk, self.skm = fmt.k_frac, fmt.s + fmt.k_frac, fmt.s + fmt.k_mul
+        self.shift = fmt.round_shift
+        self.identity_act = fmt.hard and np.array_equal(fmt.act_lut, np.arange(fmt.lo, fmt.hi + 1))
+        self.units = None if units is None else units.astype(np.int64)
+
+    def constant(self, x: np.ndarray) -> np.ndarray:
+        """What a step adds to W a for these inputs: (b << fa) + x g_in (integer sums, any order)."""
+        return x * self.g_in + self.bias
+
+    def __call__(self, v: np.ndarray, const: np.ndarray, target_values: np.ndarray | None) -> np.ndarray:
+        fmt = self.fmt
+        a = v if self.identity_act else fmt.act_lut[v - self.lo]
+        acc = (a.astype(np.float64) @ self.Wf).astype(np.int64)   # exact below 2^53 (Formats)
+        acc += const
+        if not fmt.hard:
+            acc *= fmt.der_lut[v - self.lo]
+        r = acc << self.k_frac if self.k_frac else acc
+        r -= v << self.sk
+        if self.units is not None:
+            pull = target_values - v
+            pull *= self.units
+            pull <<= self.skm
+            r += pull if self.sign > 0 else -pull
+        r = round_shift(r, self.shift)       # the one relaxation rounding (numerics.round_shift)
+        r += v
+        return _clip(r, self.lo, self.hi, out=r)
 
 
 def fixed_drive_for(fmt: Formats, x: np.ndarray) -> FixedDrive:
@@ -127,10 +174,13 @@ def fixed_drive_for(fmt: Formats, x: np.ndarray) -> FixedDrive:
         v0 = np.zeros((x.shape[0], net.n), dtype=np.int64)
         v0[:, :n_in] = np.clip(np.floor(np.asarray(x, np.float64) * (1 << fmt.fv) + 0.5), fmt.lo, fmt.hi)
         return FixedDrive(v0=v0, x=np.zeros_like(v0), clamped=clamped)
-    if x.shape[1] != net.n:
-        raise ValueError(f"pattern has {x.shape[1]} values, the network has {net.n} units")
-    signs = np.where(np.asarray(x) > 0, 1, -1).astype(np.int64)
+    if x.shape[1] != net.pattern_units:
+        raise ValueError(f"pattern has {x.shape[1]} values, the network has {net.pattern_units} pattern units")
+    h = net.hidden
+    signs = np.zeros((x.shape[0], net.n), dtype=np.int64)   # hidden units: no input current
+    signs[:, h:] = np.where(np.asarray(x) > 0, 1, -1)
     v0 = np.where(signs > 0, fmt.data_hi, fmt.data_lo).astype(np.int64)
+    v0[:, :h] = (fmt.data_lo + fmt.data_hi) >> 1             # hidden units start in the middle of the range
     return FixedDrive(v0=v0, x=signs, clamped=clamped)
 
 
@@ -141,7 +191,7 @@ def fixed_target_for(fmt: Formats, y: np.ndarray) -> FixedTarget:
     if net.layered:
         values[:, outputs] = np.clip(np.floor(np.asarray(y, np.float64) * (1 << fmt.fv) + 0.5), fmt.lo, fmt.hi)
     else:
-        values[:] = np.where(np.asarray(y) > 0, fmt.data_hi, fmt.data_lo)
+        values[:, net.hidden:] = np.where(np.asarray(y) > 0, fmt.data_hi, fmt.data_lo)
     return FixedTarget(values=values, units=outputs)
 
 
@@ -170,10 +220,10 @@ def correlations(fmt: Formats, a_hi: np.ndarray, a_lo: np.ndarray, mask: np.ndar
     return C, Cb
 
 
-def quantise(fmt: Formats, C: np.ndarray, shift: np.ndarray | int, t: int, s: np.ndarray) -> np.ndarray:
-    """Pulse counts from correlations: LR_MUL, shift, the configured rounding, +-P_max."""
-    mul, _ = fmt.lr_fixed
-    q = C * mul
+def quantise(fmt: Formats, C: np.ndarray, shift: np.ndarray | int, t: int, s: np.ndarray,
+             mul: np.ndarray | int | None = None) -> np.ndarray:
+    """Pulse counts from correlations: LR_MUL (per synapse or train.lr's), shift, rounding, +-P_max."""
+    q = C * (fmt.lr_fixed[0] if mul is None else mul)
     mag = np.abs(q)
     shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), q.shape)
     mode = fmt.cfg.fixed.rounding
@@ -189,6 +239,15 @@ def quantise(fmt: Formats, C: np.ndarray, shift: np.ndarray | int, t: int, s: np
             noise = (draws.astype(np.int64) >> (32 - shift[nz])).astype(np.int64)
             n[nz] = (mag[nz] + noise) >> shift[nz]
     return np.clip(np.sign(q) * n, -fmt.max_pulses, fmt.max_pulses)
+
+
+def c2c_draw(p, dev):
+    """Draw index of the c2c noise after pulse p on device dev: 2 + 2p + dev (docs/numerics.md, section 5).
+
+    Both devices' draws of one pulse come from one Threefry call (words x0 and x1), so the
+    hardware can fetch a pulse's noise before it knows which device the pulse will move.
+    """
+    return 2 + 2 * p + dev
 
 
 def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: np.ndarray,
@@ -217,7 +276,7 @@ def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: n
         c, m = codes[dev, active], classes[dev, active]
         c = np.where(potentiate, tables.up[m, c], tables.down[m, c])
         if tables.c2c_threshold:
-            u = rng.rand(fmt.cfg.train.seed, t, s[active], 1 + 2 * p + dev)
+            u = rng.rand(fmt.cfg.train.seed, t, s[active], c2c_draw(p, dev))
             hit = (u >> np.uint32(16)).astype(np.int64) < tables.c2c_threshold
             step = np.where((u >> np.uint32(15)) & np.uint32(1), 1, -1)
             c = np.clip(c + np.where(hit, step, 0), 0, top)
@@ -225,18 +284,23 @@ def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: n
 
 
 def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
-          clamped: np.ndarray) -> LearnStep:
-    """One in-situ EqProp update from two sets of fixed-point activations (in place)."""
+          clamped: np.ndarray, decay_steps: int = 0) -> LearnStep:
+    """One in-situ EqProp update from two sets of fixed-point activations (in place).
+
+    Each synapse learns at its weight layer's (LR_MUL, LR_SHIFT), the shift grown by
+    `decay_steps` epochs of learning-rate decay (Formats.learn_shifts).
+    """
     n = params.mask.shape[0]
     t = params.updates
     C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
-    _, shift = fmt.lr_fixed
     ii, jj = np.nonzero(np.triu(params.mask))
     s_w = ii * n + jj
-    shift_w = shift + (ii == jj)                       # diagonal: tied-pair factor 1/2
-    pw = quantise(fmt, C[ii, jj], shift_w, t, s_w)
+    mul_w, shift_w = fmt.learn_shifts(fmt.synapse_layer[ii, jj], decay_steps)
+    shift_w = shift_w + (ii == jj)                     # diagonal: tied-pair factor 1/2
+    pw = quantise(fmt, C[ii, jj], shift_w, t, s_w, mul_w)
     s_b = n * n + np.arange(n)
-    pb = quantise(fmt, Cb, shift, t, s_b)
+    mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay_steps)
+    pb = quantise(fmt, Cb, shift_b, t, s_b, mul_b)
     codes_w = params.codes_w[:, ii, jj]
     apply_pulses(fmt, codes_w, params.class_w[:, ii, jj], pw, s_w, t)
     params.codes_w[:, ii, jj] = codes_w
@@ -249,7 +313,7 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
 
 
 def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, target: FixedTarget,
-                        ) -> tuple[LearnStep, dict]:
+                        decay_steps: int = 0) -> tuple[LearnStep, dict]:
     """Free phase, nudged phase(s), learning: exactly what the hardware learning loop does."""
     W, b = params.weights(fmt.device)
     free = fixed_relax(fmt, W, b, drive)
@@ -266,7 +330,7 @@ def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, ta
         nudged = fixed_relax(fmt, W, b, drive, target, sign, v_start=free.v)
         hi, lo = (nudged, free) if sign > 0 else (free, nudged)
         phases = (free, nudged)
-    step = learn(fmt, params, activation(fmt, hi.v), activation(fmt, lo.v), drive.clamped)
+    step = learn(fmt, params, activation(fmt, hi.v), activation(fmt, lo.v), drive.clamped, decay_steps)
     err = ((target.values - free.v) * target.units) / float(1 << fmt.fv)
     info = {"loss": float(0.5 * np.sum(err**2, axis=1).mean()),
             "steps": float(sum(ph.steps.mean() for ph in phases))}

@@ -15,6 +15,10 @@ import numpy as np
 from .masks import connectivity
 
 
+#: A decaying learning rate's pulse shift saturates here (docs/numerics.md, section 5).
+LR_SHIFT_MAX = 31
+
+
 def bitlen_signed(bound: int) -> int:
     """Two's-complement width that holds every integer in [-bound, bound]."""
     return max(int(bound).bit_length() + 1, 2)
@@ -166,18 +170,71 @@ class Formats:
     def degree_max(self) -> int:
         return int(connectivity(self.cfg.network).sum(axis=1).max())
 
-    @cached_property
-    def lr_fixed(self) -> tuple[int, int]:
+    def lr_constants(self, lr: float) -> tuple[int, int]:
         """(LR_MUL, LR_SHIFT): LR_MUL / 2^LR_SHIFT ~ lr / (beta B dw 2^(2 fa)), LR_MUL in [128, 255]."""
         tr = self.cfg.train
-        scale = tr.lr / (tr.beta * tr.batch_size * self.device.pulse_weight * 2.0 ** (2 * self.fa))
+        scale = lr / (tr.beta * tr.batch_size * self.device.pulse_weight * 2.0 ** (2 * self.fa))
         shift = 7 - math.floor(math.log2(scale))
         mul = int(round(scale * 2**shift))
         if mul == 256:
             mul, shift = 128, shift - 1
         if not 1 <= shift <= 31:
-            raise ValueError(f"learning rate {tr.lr} needs a pulse shift of {shift}, outside 1..31")
+            raise ValueError(f"learning rate {lr} needs a pulse shift of {shift}, outside 1..31")
         return mul, shift
+
+    @cached_property
+    def lr_fixed(self) -> tuple[int, int]:
+        """(LR_MUL, LR_SHIFT) of train.lr: every synapse's unless train.layer_lr sets per-layer rates."""
+        return self.lr_constants(self.cfg.train.lr)
+
+    # -- per-layer learning rates and their decay (docs/numerics.md, section 5) ------------------
+    @cached_property
+    def lr_layers(self) -> tuple[tuple[int, int], ...]:
+        """(LR_MUL_l, LR_SHIFT_l) per weight layer l (input side first); one entry without layer_lr."""
+        rates = self.cfg.train.layer_lr
+        return tuple(self.lr_constants(r) for r in rates) if rates else (self.lr_fixed,)
+
+    @property
+    def uniform_lr(self) -> bool:
+        """One (LR_MUL, LR_SHIFT) for every synapse: what a learner with a single constant implements."""
+        return len(set(self.lr_layers)) == 1 and self.lr_layers[0] == self.lr_fixed
+
+    @property
+    def decay_shift(self) -> int:
+        """log2(1 / lr_decay): LR_SHIFT grows by this after every epoch (0: no decay)."""
+        return int(round(-math.log2(self.cfg.train.lr_decay)))
+
+    @cached_property
+    def unit_layer(self) -> np.ndarray:
+        """Layer index of every unit (all 0 unless layered)."""
+        layers = self.cfg.network.layers if self.cfg.network.layered else (self.cfg.network.n,)
+        return np.repeat(np.arange(len(layers)), layers)
+
+    @cached_property
+    def synapse_layer(self) -> np.ndarray:
+        """(N, N) weight layer of each synapse {i, j}: the lower of its two units' layers."""
+        if len(self.lr_layers) == 1:
+            return np.zeros((self.cfg.network.n,) * 2, dtype=np.int64)
+        return np.minimum(self.unit_layer[:, None], self.unit_layer[None, :])
+
+    @cached_property
+    def bias_layer(self) -> np.ndarray:
+        """(N,) the weight layer whose rate a unit's bias learns at: the layer below the unit."""
+        if len(self.lr_layers) == 1:
+            return np.zeros(self.cfg.network.n, dtype=np.int64)
+        return np.maximum(self.unit_layer - 1, 0)
+
+    def learn_shifts(self, layer: np.ndarray, decay_steps: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(LR_MUL, LR_SHIFT) of each synapse of the given weight layers after `decay_steps` epochs.
+
+        The shift grows by decay_shift per epoch and saturates at LR_SHIFT_MAX (the rate stops
+        decaying there; the stochastic draw has 32 bits for the diagonal's extra shift).
+        """
+        if decay_steps < 0:
+            raise ValueError(f"decay_steps must be >= 0, got {decay_steps}")
+        mul = np.array([m for m, _ in self.lr_layers], dtype=np.int64)[layer]
+        shift = np.array([s for _, s in self.lr_layers], dtype=np.int64)[layer]
+        return mul, np.minimum(shift + decay_steps * self.decay_shift, LR_SHIFT_MAX)
 
     @property
     def max_pulses(self) -> int:
@@ -222,7 +279,7 @@ class Formats:
                 f"{self.acc_bits_min} bits")
         if self.r_bound >= 2**53:
             raise ValueError(f"update intermediate needs {self.r_bits} bits; the model's exact range is 53")
-        if self.lr_fixed[1] + 1 > 32:
+        if max(shift for _, shift in self.lr_layers) + 1 > 32:
             raise ValueError("stochastic rounding needs more than 32 random bits; raise the learning rate")
 
     def summary(self) -> dict:
@@ -233,5 +290,6 @@ class Formats:
                 "g_in": self.g_in, "round_shift": self.round_shift, "acc_bits": self.acc_bits,
                 "acc_bits_min": self.acc_bits_min, "r_bits": self.r_bits, "w_max": self.w_max,
                 "a_max": self.a_max, "degree_max": self.degree_max, "lr_mul": mul, "lr_shift": shift,
+                "lr_layers": [list(c) for c in self.lr_layers], "decay_shift": self.decay_shift,
                 "max_pulses": self.max_pulses, "levels": self.device.levels,
                 "devices_per_weight": self.device.devices}

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 BUILTIN = "hex16"
+GENERATED = "generated:"   # 'generated:SEED': 16 correlated 10 x 10 glyphs, min Hamming 14 (`generate`)
 
 
 class PatternError(ValueError):
@@ -67,10 +68,16 @@ class PatternSet:
 
 
 def load(path: str | Path | None = None) -> PatternSet:
-    """The built-in set (path None or 'hex16'), a .npy array, or a text file of glyphs."""
+    """The built-in set (path None or 'hex16'), a generated set ('generated:SEED'), a .npy array,
+    or a text file of glyphs."""
     if path is None or str(path) == BUILTIN:
         text = resources.files("memprop.model").joinpath("data/hex16.txt").read_text()
         return parse_text(text, source=BUILTIN)
+    if str(path).startswith(GENERATED):
+        seed = str(path)[len(GENERATED):]
+        if not seed.isdigit():
+            raise PatternError(f"{path}: a generated set is named {GENERATED}SEED with an integer SEED >= 0")
+        return generate(seed=int(seed))
     p = Path(path)
     if not p.exists():
         raise PatternError(f"{p}: no such pattern file")
@@ -176,3 +183,61 @@ def corrupt(x: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
         raise ValueError(f"flip probability must be in [0, 1], got {p}")
     flips = rng.random(x.shape) < p
     return np.where(flips, -x, x).astype(x.dtype)
+
+
+# -- generated glyph sets ------------------------------------------------------------------------
+
+def _segments(rows: int, cols: int) -> list[np.ndarray]:
+    """2-pixel strokes of a segment display on a rows x cols grid (a margin of one pixel)."""
+    top, mid, bot = 0, rows // 2 - 1, rows - 3
+    left, right, centre = 1, cols - 3, cols // 2 - 1
+    strokes = []
+
+    def box(r0, r1, c0, c1):
+        m = np.zeros((rows, cols), bool)
+        m[r0:r1, c0:c1] = True
+        return m
+
+    for r in (top, mid, bot):                                  # horizontal bars, full and halves
+        strokes += [box(r, r + 2, left, right + 2), box(r, r + 2, left, centre + 2),
+                    box(r, r + 2, centre, right + 2)]
+    for c in (left, right, centre):                            # vertical bars, upper and lower halves
+        strokes += [box(top, mid + 2, c, c + 2), box(mid, bot + 2, c, c + 2)]
+    for r0, r1, c0, c1 in ((top, mid, left, centre), (top, mid, centre, right),
+                           (mid, bot, left, centre), (mid, bot, centre, right)):
+        for flip in (False, True):                             # the diagonals of each quarter
+            m = np.zeros((rows, cols), bool)
+            length = max(r1 - r0, c1 - c0) + 2
+            for t in range(length):
+                r = r0 + round(t * (r1 - r0 + 1) / (length - 1))
+                c = c0 + round(t * (c1 - c0 + 1) / (length - 1))
+                if flip:
+                    c = c0 + c1 + 1 - c
+                m[min(r, rows - 1):min(r + 2, rows), min(c, cols - 1):min(c + 1, cols)] = True
+            strokes.append(m)
+    return strokes
+
+
+def generate(count: int = 16, rows: int = 10, cols: int = 10, min_hamming: int = 14, seed: int = 0,
+             strokes: tuple[int, int] = (3, 6), tries: int = 100_000) -> PatternSet:
+    """`count` correlated glyphs: random unions of segment-display strokes, min Hamming >= `min_hamming`.
+
+    Glyphs share strokes (bars, halves, diagonals) the way digits and letters do, so the set is
+    correlated like hex16; a candidate is kept when it is at least `min_hamming` pixels from every
+    glyph kept so far. The same seed gives the same set.
+    """
+    if count < 1 or rows < 6 or cols < 6 or min_hamming < 0:
+        raise PatternError(f"cannot generate {count} glyphs of {rows} x {cols} with min Hamming {min_hamming}")
+    rng = np.random.default_rng(seed)
+    library = _segments(rows, cols)
+    kept: list[np.ndarray] = []
+    for _ in range(tries):
+        chosen = rng.choice(len(library), size=rng.integers(strokes[0], strokes[1] + 1), replace=False)
+        glyph = np.where(np.any([library[i] for i in chosen], axis=0).ravel(), 1, -1).astype(np.int8)
+        if all(int(np.sum(glyph != k)) >= min_hamming for k in kept):
+            kept.append(glyph)
+            if len(kept) == count:
+                name = f"{GENERATED}{seed}" if (count, rows, cols, min_hamming, strokes) == (16, 10, 10, 14, (3, 6)) \
+                    else f"generated(count={count}, {rows}x{cols}, min_hamming={min_hamming}, seed={seed})"
+                return _checked(np.array(kept), (rows, cols), name)
+    raise PatternError(f"found only {len(kept)} of {count} glyphs {min_hamming} pixels apart in {tries} tries")

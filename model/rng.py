@@ -15,6 +15,7 @@ ROUNDS = 13
 ROTATIONS = (13, 15, 26, 6, 17, 29, 16, 24)
 PARITY = 0x1BD11BDA
 DRAW_BITS = 6  # d < 64 draws per synapse and update
+CALL_BITS = DRAW_BITS - 1  # one Threefry call gives draws 2k (word x0) and 2k + 1 (word x1): k < 32
 MASK32 = 0xFFFFFFFF
 
 
@@ -38,19 +39,26 @@ def threefry2x32(c0, c1, k0, k1, rounds: int = ROUNDS) -> tuple[np.ndarray, np.n
     return x0, x1
 
 
+def call_counter(s, k) -> np.ndarray:
+    """Second counter word of call k of synapse s: (s << 5) + k, truncated to 32 bits."""
+    s = np.asarray(s, dtype=np.uint64)
+    k = np.asarray(k, dtype=np.uint64)
+    return (((s << np.uint64(CALL_BITS)) + k) & np.uint64(MASK32)).astype(np.uint32)
+
+
 def rand(seed: int, t: int, s, d) -> np.ndarray:
     """32-bit draw for update t, synapse index s, draw index d (broadcast over s and d).
 
-    counter = (t, s * 64 + d), key = (seed32, 0x6D656D70 'memp'); the first output word.
+    Draw d is output word d mod 2 (x0 for even d, x1 for odd d) of the Threefry call with
+    counter (t, (s << 5) + d // 2) and key (seed32, 0x6D656D70 'memp'): one call gives the two
+    draws 2k and 2k + 1, so hardware that needs both (the two devices of a pair) makes one call.
     """
-    s = np.asarray(s, dtype=np.uint64)
     d = np.asarray(d, dtype=np.uint64)
     if np.any(d >= (1 << DRAW_BITS)):
         raise ValueError(f"draw index must be < {1 << DRAW_BITS}")
-    word = ((s << np.uint64(DRAW_BITS)) + d) & np.uint64(MASK32)
-    out, _ = threefry2x32(np.uint32(t & MASK32), word.astype(np.uint32), np.uint32(seed & MASK32),
+    x0, x1 = threefry2x32(np.uint32(t & MASK32), call_counter(s, d >> np.uint64(1)), np.uint32(seed & MASK32),
                           np.uint32(0x6D656D70))
-    return out
+    return np.where((d & np.uint64(1)) == 1, x1, x0).astype(np.uint32)
 
 
 def top_bits(u: np.ndarray, bits: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import activations
 from .config import NetworkConfig, TrainConfig
-from .network import Drive, Params, Relaxed, Target, converge, relax
+from .network import Drive, Params, Relaxed, Target, cached_rows, converge, relax
 
 
 @dataclass
@@ -73,8 +73,11 @@ def side_relax(params: Params, net: NetworkConfig, drive: Drive, free: Relaxed, 
     y[:, drive.clamped] = 0.0
     limit = net.max_steps if max_steps is None else max_steps
 
+    rows = cached_rows(gain, J)
+
     def update(active, ya):
-        return ya + net.eps * (-ya + gain[active] * (ya @ params.W + J[active]))
+        g, j = rows(active)
+        return ya + net.eps * (-ya + g * (ya @ params.W + j))
 
     # At an unstable forward fixed point the side network diverges; such a sample carries no
     # gradient, so it contributes nothing instead of poisoning W with inf/nan.

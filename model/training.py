@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .config import Config
 from .fixed import FixedParams, eqprop_fixed_update, fixed_drive_for, fixed_target_for
 from .numerics import Formats
-from .network import Params, drive_for, target_for
+from .network import Params, drive_for, one_blas_thread, target_for
 from .patterns import PatternSet, check_size, corrupt
 from .rules import UPDATES, hebbian, storkey
 
@@ -33,19 +33,35 @@ class History:
 EpochCallback = Callable[[int, Params], dict | None]
 
 
-def epoch_samples(cfg: Config, patterns: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def train_flip(cfg: Config, epoch: int) -> float:
+    """The training inputs' flip probability at `epoch` (1-based): constant, or the curriculum's ramp."""
+    tr = cfg.train
+    if tr.train_flip_end is None or tr.epochs <= 1:
+        return tr.train_flip
+    return tr.train_flip + (tr.train_flip_end - tr.train_flip) * (epoch - 1) / (tr.epochs - 1)
+
+
+def epoch_samples(cfg: Config, patterns: np.ndarray, rng: np.random.Generator,
+                  epoch: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(noisy inputs, clean targets) for one epoch, in presentation order."""
     clean = np.repeat(patterns, cfg.train.repeats, axis=0)
     if cfg.train.shuffle:
         clean = clean[rng.permutation(len(clean))]
-    return corrupt(clean, cfg.train.train_flip, rng), clean
+    return corrupt(clean, train_flip(cfg, epoch), rng), clean
 
 
 def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
           on_epoch: EpochCallback | None = None, every: int = 1) -> tuple[Params, History]:
     """Train from the seeded initial weights; `on_epoch(epoch, params)` may return metrics to log."""
+    with one_blas_thread():
+        return _train(cfg, patterns, progress, on_epoch, every)
+
+
+def _train(cfg: Config, patterns: PatternSet, progress: bool, on_epoch: EpochCallback | None,
+           every: int) -> tuple[Params, History]:
     net, tr = cfg.network, cfg.train
-    check_size(patterns, net.n)
+    check_size(patterns, net.pattern_units, f"the network (besides its {net.hidden} hidden units)" if net.hidden
+               else "the network")
     rng = np.random.default_rng(tr.seed)
     params = Params.initial(net, tr.init_scale, rng)
     if cfg.numerics == "fixed":
@@ -57,7 +73,7 @@ def train(cfg: Config, patterns: PatternSet, *, progress: bool = True,
     update = UPDATES[tr.algo]
 
     def step(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        u = update(params, net, tr, drive_for(net, x), target_for(net, y), rng)
+        u = update(params, net, tr, drive_for(net, x, rng), target_for(net, y), rng)
         params.apply_update(u.dW, u.db, tr.lr, tr.max_step)
         return u.loss, u.steps
 
@@ -71,7 +87,7 @@ def _epochs(cfg: Config, patterns: PatternSet, rng: np.random.Generator, step, p
     history = History()
     bar = tqdm(range(1, tr.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
-        inputs, targets = epoch_samples(cfg, patterns.values, rng)
+        inputs, targets = epoch_samples(cfg, patterns.values, rng, epoch)
         losses, steps = [], []
         for start in range(0, len(inputs), tr.batch_size):
             loss, n_steps = step(inputs[start:start + tr.batch_size], targets[start:start + tr.batch_size])

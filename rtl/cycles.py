@@ -1,25 +1,23 @@
 """The engine's cycle model (docs/rtl.md): exact clock counts of every command.
 
 Relaxation costs one clock per block of P streamed synapses plus a constant pipeline
-latency per step. Learning is a sequential walk whose cost depends on the pulse counts,
-which the model knows, so the formula takes them as input. Tests measure the engine in
+latency per step. Learning walks the stream in groups of W lanes, four stages in lock step;
+its cost depends on the pulse counts, which the model knows, so the function takes them as
+input and replays the stages' schedule. Tests measure the engine in
 simulation and compare with these functions exactly.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .engine import step_latency
 from .schedule import Schedule
-from memprop.model.numerics import Formats
-from memprop.model.rng import ROUNDS
-
-from .threefry import threefry_schedule
 
 #: Cycles of command dispatch counted by the engine's cycle counter.
 COMMAND_OVERHEAD = 1
-THREEFRY_LATENCY = len(threefry_schedule(ROUNDS)) + 1   # Threefry2x32.latency, without elaborating one
 
 
 def step_cycles(schedule: Schedule) -> int:
@@ -39,31 +37,74 @@ def restore_cycles(n: int) -> int:
     return COMMAND_OVERHEAD + 3 * n
 
 
-def _synapse_cycles(cfg, pulses: int) -> int:
-    """SETUP through ADVANCE for one synapse or bias with `pulses` programmed pulses."""
-    hard = cfg.network.activation != "tanh"
-    corr = 2 * cfg.train.batch_size + (1 if hard else 2) + 1 + 3      # SETUP, CORR, drain (operand regs), QUANT
-    if cfg.fixed.rounding == "stochastic":
-        corr = max(corr, THREEFRY_LATENCY + 2)
-    if pulses == 0:
-        return corr + 1                                              # ADVANCE
-    noisy = Formats(cfg).device.c2c_threshold > 0                   # as the learner's NOISE states
-    per_pulse = 2 + (THREEFRY_LATENCY + 2 if noisy else 0)
-    return corr + 2 + pulses * per_pulse + 1 + 1 + 1                 # READ LATCH, pulses, PULSE, WRITE, ADVANCE
-
-
 def learn_cycles(schedule: Schedule, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
-    """LEARN: the walk over every streamed entry, then every free unit's bias.
+    """LEARN: the command dispatch and the learning unit (learner_cycles).
 
     pulses_w[i, j] (upper triangle, as the model's LearnStep) and pulses_b[i] give |n|.
     """
-    cfg = schedule.cfg
-    st = schedule.stream
-    total = COMMAND_OVERHEAD + 1                                     # learner start .. FINISH
-    both = np.abs(np.triu(pulses_w)) + np.abs(np.triu(pulses_w, 1)).T
-    for valid, i, j in zip(st["valid"], st["row"], st["col"]):
-        total += 2                                                   # FETCH, ENTRY
-        total += _synapse_cycles(cfg, int(both[i, j])) if valid else 1
-    for i in schedule.rows:
-        total += 1 + _synapse_cycles(cfg, int(abs(pulses_b[i])))      # BIAS_SETUP, ...
-    return total
+    return COMMAND_OVERHEAD + learner_cycles(_plan(schedule.cfg), pulses_w, pulses_b)
+
+
+@functools.lru_cache(maxsize=16)
+def _plan(cfg):
+    from .learnplan import LearnPlan
+
+    return LearnPlan(cfg)
+
+
+def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
+    """The parallel learning unit (learn.py), start to done: exact, slot by slot.
+
+    Four stages work in lock step on consecutive groups; a slot lasts 1 + the latest stage's
+    done cycle. A: skipped groups (one cycle each), the latch, one Threefry request per
+    cycle (or per initiation interval); B: 2B reads and the correlator pipeline; C: waits
+    for its draws (requested two slots earlier), rounds, two cycles per pulse round; D: the
+    own write and one write per mirror.
+    """
+    from .learnlane import CORRELATOR_LATENCY
+    from .learn import LEARN_FINISH, LEARN_INIT, ROUND_EARLIEST
+
+    walk = plan.walk(pulses_w, pulses_b)
+    skipped, requests, rounds, mirrors, bias_lanes = (walk[key].tolist() for key in
+                                                     ("skipped", "requests", "rounds", "mirrors", "bias_lanes"))
+    G = len(skipped)
+    hard = plan.cfg.network.activation != "tanh"
+    d_b = 2 * plan.batch - 1 + (1 if hard else 2) + CORRELATOR_LATENCY
+    latency, interval = plan.rng_latency, plan.rng_interval
+    width, pow2 = plan.width, plan.pow2_lanes
+    last_accept = -(10**9)
+    ready = [0] * G                          # absolute cycle from which a group's draws are all in
+    t = 0                                    # absolute start of the slot (slot 0 at 0)
+    for k in range(G + 3):
+        longest = 0
+        if k < G:
+            if requests[k]:
+                load = t + skipped[k] + 1
+                if interval == 1 and last_accept <= load:      # pipelined: one request per cycle
+                    last_loaded = load + requests[k] - 1
+                    last_accept = last_loaded + 1
+                else:
+                    for _ in range(requests[k]):
+                        load = max(load, last_accept)          # the request register is free
+                        accept = max(load + 1, last_accept + interval)
+                        last_loaded, last_accept = load, accept
+                        load = accept
+                ready[k] = last_accept + latency + 1
+                longest = last_loaded + 1 - t
+            else:
+                ready[k] = -(10**9)
+                longest = skipped[k] + 1
+        if 0 <= k - 1 < G:
+            longest = max(longest, d_b)
+        if 0 <= k - 2 < G:
+            j = k - 2
+            q = max(width if bias_lanes[j] else ROUND_EARLIEST, ready[j] - t)
+            longest = max(longest, q + 1 + 2 * rounds[j])
+        if 0 <= k - 3 < G:
+            j = k - 3
+            if bias_lanes[j]:
+                longest = max(longest, width + bias_lanes[j] - 1)
+            else:
+                longest = max(longest, 1 + mirrors[j] + (1 if mirrors[j] and not pow2 else 0))
+        t += 1 + longest
+    return LEARN_INIT + t + LEARN_FINISH

@@ -168,6 +168,9 @@ class EngineDriver:
 
         tr = self.cfg.train
         batch = drive.v0.shape[0]
+        if not self.layout.fmt.uniform_lr:
+            raise EngineError("the engine's learner has one learning rate (LR_MUL, LR_SHIFT of train.lr); this "
+                              "Config sets per-layer rates (train.layer_lr): train it in the model")
         if batch > self.layout.batch:
             raise EngineError(f"minibatch of {batch} exceeds the engine's {self.layout.batch} slots")
         sign = 1

@@ -307,6 +307,8 @@ class Engine(wiring.Component):
                          mems["bias_bank"][1].eq(self._write_bank)]
         with m.If(host_write & (region == hm.FIXPOINT)):
             m.d.comb += [fp_wr.en.eq(1), fp_wr.addr.eq(offset), fp_wr.data.eq(bus.wdata)]
+        # the learning unit keeps its own copies of the fixed points: it sees host writes too
+        self._host_fixpoint = (host_write & (region == hm.FIXPOINT), offset, bus.wdata)
 
         # reads: answer two cycles after the request (synchronous memory read + register)
         rd_region, rd_offset, rd_pending = Signal(4), Signal(hm.REGION_SHIFT), Signal()
@@ -411,6 +413,12 @@ class Engine(wiring.Component):
                      learner.stored.valid.eq(ctrl.store_write), learner.stored.set.eq(ctrl.set),
                      learner.stored.slot.eq(ctrl.slot), learner.stored.unit.eq(ctrl.item),
                      learner.stored.value.eq(state.rd_data)]
+        host_fp, offset, wdata = self._host_fixpoint
+        nb, sb = self.layout.n_bits, self.layout.slot_bits
+        with m.If(host_fp):
+            m.d.comb += [learner.stored.valid.eq(1), learner.stored.unit.eq(offset[:nb]),
+                         learner.stored.slot.eq(offset[nb:nb + sb]), learner.stored.set.eq(offset[nb + sb:nb + sb + 2]),
+                         learner.stored.value.eq(wdata)]
         with m.If(learner.active):
             m.d.comb += [
                 stream.port.restart.eq(learner.stream.restart), stream.port.advance.eq(learner.stream.advance),

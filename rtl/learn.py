@@ -1,319 +1,563 @@
-"""The learning unit: in-situ EqProp, one synapse at a time (docs/numerics.md, section 5).
+"""The learning unit: in-situ EqProp over W parallel lanes (docs/numerics.md section 5, docs/rtl.md).
 
-It walks the synapse stream in order. For every real entry (i, j) it computes the
-correlation difference C over the minibatch's stored fixed points, quantises it into a
-pulse count with the specified rounding (random bits from Threefry, keyed by the unordered
-pair), and programs the device codes pulse by pulse through the UP/DOWN tables. Both
-copies (i, j) and (j, i) of a symmetric weight are streamed; each is updated by this same
-computation from the same inputs and the same random numbers, so the copies stay equal by
-construction. Then every free unit's bias is updated the same way.
+LEARN walks the synapse stream group by group (learnplan.py): W lanes of a stream word, then
+the biases W at a time. Four stages work on four consecutive groups in lock step; a *slot*
+ends when all four are done, and every group moves one stage on:
+
+  A  walk and draw   walks the synapse stream, skips groups that hold only mirror copies,
+                     latches the next group and requests its Threefry calls (the rounding draw
+                     and every pulse's noise), one per cycle, tagged with (buffer, lane, call)
+  B  correlate       2B cycles: each lane multiplies its column's stored activation (its own
+                     copy of the HI and LO fixed points, written at STORE) by the row's (from
+                     the central fixed-point memory) and sums over the minibatch
+  C  program         quantises every lane (draws from the tagged buffer), reads the device
+                     codes and applies the pulses, all lanes in parallel, two cycles a round
+  D  write           writes the programmed primary copies (one word write) and then each
+                     copy's mirror, one per cycle (mirror base table + row)
+
+Draws are requested two slots before they are used, so the Threefry latency is hidden. The
+code and bias memories are single-ported (`LearnerPort`): a code word is read only in a slot's
+first cycle and written only after it; bias entries are read in cycles 0 .. W-1 and written
+from cycle W on. The cycle count is exactly `cycles.learn_cycles`.
+
+(No ``from __future__ import annotations``: `wiring.Component` reads port annotations.)
 """
-
-from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
 
 from memprop.model.config import Config
-from memprop.model.numerics import bitlen_signed
 
 from . import hostmap as hm
 from .ports import LearnerPort
+from .learnlane import CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser, learn_widths, mul_const
+from .learnplan import LearnPlan
 from .schedule import ceil_log2
-from .threefry import RAND_KEY1, Threefry2x32
+from .threefry import Threefry2x32, Threefry2x32Pipeline, call_request
+
+#: Cycles of LEARN outside the slots: the start cycle (first index read) and the finish cycle.
+LEARN_INIT = 1
+LEARN_FINISH = 1
+#: Rounding happens no earlier than this cycle of a slot (|C| is taken at the slot's start,
+#: multiplied by LR_MUL in cycle 0).
+ROUND_EARLIEST = 1
 
 
-def _times(value, constant: int):
-    """value * constant as shifts and adds (a constant multiply needs no DSP block)."""
-    terms = [value << k for k in range(int(constant).bit_length()) if constant >> k & 1]
-    return sum(terms[1:], terms[0]) if terms else value * 0
+def _lowest(mask: Signal, width: int, m: Module, name: str):
+    """(index, any) of the lowest set bit of `mask` (a priority encoder)."""
+    index = Signal(range(max(width, 2)), name=f"{name}_idx")
+    for b in reversed(range(width)):
+        with m.If(mask[b]):
+            m.d.comb += index.eq(b)
+    return index, mask.any()
+
+
+class _Group:
+    """The registers that describe one group in one stage."""
+
+    def __init__(self, plan: LearnPlan, name: str, word_bits: int):
+        W, n_bits = plan.width, plan.n_bits
+        self.valid = Signal(name=f"{name}_valid")
+        self.word = Signal(word_bits, name=f"{name}_word")
+        self.part = Signal(range(max(plan.parts, 2)), name=f"{name}_part")
+        self.bias = Signal(name=f"{name}_bias")
+        self.buf = Signal(2, name=f"{name}_buf")
+        self.r0 = Signal(n_bits + 1, name=f"{name}_r0")
+        self.prim = Signal(W, name=f"{name}_prim")
+        self.mir = Signal(W, name=f"{name}_mir")
+        self.diag = Signal(W, name=f"{name}_diag")
+        self.rsel = Signal(W, name=f"{name}_rsel")
+        self.col = [Signal(n_bits + 1, name=f"{name}_col{lane}") for lane in range(W)]
+
+    def fields(self):
+        return [self.valid, self.word, self.part, self.bias, self.buf, self.r0, self.prim, self.mir, self.diag,
+                self.rsel, *self.col]
+
+    def eq(self, other: "_Group"):
+        return [a.eq(b) for a, b in zip(self.fields(), other.fields())]
 
 
 class Learner(wiring.Component):
+    """The learning unit of one Config, behind its `LearnerPort` (ports.py)."""
+
     def __init__(self, cfg: Config, layout: hm.Layout):
         self.cfg = cfg
         self.layout = layout
-        self.word_bits = max(ceil_log2(layout.schedule.depth), 1)
+        self.plan = plan = LearnPlan(cfg)
+        self.word_bits = max(ceil_log2(layout.schedule.depth + 1), 1)    # walk position, up to D
         self.n_bits = layout.n_bits
+        plan.mirror_base            # raises for a mask whose mirrors the learner cannot address
         super().__init__(LearnerPort.for_layout(layout))
 
     def elaborate(self, platform):
         m = Module()
-        lay, cfg = self.layout, self.cfg
-        f, sch, tables = lay.fmt, lay.schedule, lay.fmt.device
-        P, E, N = cfg.hw.lanes, lay.entry_bits, cfg.network.n
-        n_bits, lane_bits = self.n_bits, lay.lane_bits
-        B = lay.batch
-        a_bits = bitlen_signed(max(f.a_max, 1 << f.fa))
-        mul, lr_shift = f.lr_fixed
-        p_max = f.max_pulses
-        top = tables.levels - 1
-        rounding = cfg.fixed.rounding
-        c2c = tables.c2c_threshold
-        first_row, n_rows = int(sch.rows[0]), len(sch.rows)
-        length = sch.length
-        devices, code_bits, class_bits = lay.devices, lay.code_bits, lay.class_bits
-        corr_bits = bitlen_signed(f.corr_bound)
-        q_bits = corr_bits + 8
+        plan, lay, cfg = self.plan, self.layout, self.cfg
+        f, sch = lay.fmt, lay.schedule
+        P, W, E, N = cfg.hw.lanes, plan.width, lay.entry_bits, cfg.network.n
+        parts, n_bits, slot_bits = plan.parts, self.n_bits, lay.slot_bits
+        B = plan.batch
+        wd = learn_widths(f)
+        a_bits = wd["a_bits"]
+        D = sch.depth
+        first_row, end_row = plan.first_row, plan.first_row + plan.n_rows
+        K, first_call = plan.calls, plan.first_call
+        P_max = f.max_pulses
+        noisy = plan.noisy
+        word_bits = self.word_bits
 
-        m.submodules.rng = rng = Threefry2x32()
-
-        # UP / DOWN tables, addressed by {class, code}
-        size = 1 << (class_bits + code_bits)
-        up_init, down_init = [0] * size, [0] * size
-        for cls in range(tables.classes):
-            for c in range(tables.levels):
-                up_init[(cls << code_bits) | c] = int(tables.up[cls, c])
-                down_init[(cls << code_bits) | c] = int(tables.down[cls, c])
-        m.submodules.up_rom = up_rom = memory.Memory(shape=unsigned(code_bits), depth=size, init=up_init)
-        m.submodules.down_rom = down_rom = memory.Memory(shape=unsigned(code_bits), depth=size, init=down_init)
-        up_rd, down_rd = up_rom.read_port(), down_rom.read_port()
-        if not f.hard:
+        # -- activation tables (tanh) ---------------------------------------------------------
+        def act_port(name):
             lut = [int(v) for v in f.act_lut]
-            m.submodules.act_a = act_a = memory.Memory(shape=signed(a_bits), depth=len(lut), init=lut)
-            m.submodules.act_b = act_b = memory.Memory(shape=signed(a_bits), depth=len(lut), init=lut)
-            act_a_rd, act_b_rd = act_a.read_port(), act_b.read_port()
+            mem = memory.Memory(shape=signed(a_bits), depth=len(lut), init=lut)
+            m.submodules[name] = mem
+            return mem.read_port()
 
-        # -- walk state --------------------------------------------------------------------
-        k = Signal(range(length + 1))          # stream position
-        word = Signal(self.word_bits)
-        lane = Signal(max(lane_bits, 1))
-        row = Signal(n_bits + 1)               # row of the stream position
-        i_reg, j_reg = Signal(n_bits), Signal(n_bits)
-        is_bias = Signal()
-        s_reg = Signal(32)
-        diag = Signal()
-        bias_row = Signal(range(n_rows + 1))
-
-        m.d.comb += [self.codes.addr.eq(word), self.bias.addr.eq(i_reg)]
-
-        # entry fields of the current lane (the stream presents the word of position k)
-        entry = self.stream.entries[lane if lane_bits else 0]
-        e_valid, e_last, e_col = entry.valid, entry.last, entry.col
-
-        # -- correlation ---------------------------------------------------------------------
-        phase = Signal(range(2 * B + 1))       # issue counter: even = HI set, odd = LO set
-        corr = Signal(signed(corr_bits))
-        # pipeline: issue (addresses) -> data (state) [-> activation table] -> accumulate
-        # (+1: the multiplier's operands are registered, so it sits wholly inside a DSP block)
-        depth = (1 if f.hard else 2) + 1
-        valid_pipe = [Signal(name=f"cv{d}") for d in range(depth)]
-        neg_pipe = [Signal(name=f"cn{d}") for d in range(depth)]
-        issuing = Signal()
-        slot = phase[1:]
-        set_bits = Mux(phase[0], hm.SET_LO, hm.SET_HI)
-        m.d.comb += [self.fp_a.addr.eq(Cat(i_reg, slot[:lay.slot_bits], Const(0, 2) | set_bits)),
-                     self.fp_b.addr.eq(Cat(j_reg, slot[:lay.slot_bits], Const(0, 2) | set_bits))]
-        m.d.sync += [valid_pipe[0].eq(issuing), neg_pipe[0].eq(phase[0])]
-        for d in range(1, depth):
-            m.d.sync += [valid_pipe[d].eq(valid_pipe[d - 1]), neg_pipe[d].eq(neg_pipe[d - 1])]
+        # -- the lanes' fixed-point copies: written at STORE, read by stage B -------------------
+        stored = self.stored
+        learned = stored.valid & ((stored.set == hm.SET_HI) | (stored.set == hm.SET_LO))
+        st_en, st_addr, st_a = Signal(), Signal(1 + slot_bits + n_bits), Signal(signed(a_bits))
+        addr_now = Cat(stored.unit, stored.slot, stored.set == hm.SET_HI)
         if f.hard:
-            act_i, act_j = self.fp_a.data, self.fp_b.data
+            m.d.comb += [st_en.eq(learned), st_addr.eq(addr_now), st_a.eq(stored.value)]
         else:
-            m.d.comb += [act_a_rd.addr.eq(self.fp_a.data - f.lo), act_b_rd.addr.eq(self.fp_b.data - f.lo)]
-            act_i, act_j = act_a_rd.data, act_b_rd.data
-        op_i, op_j = Signal(signed(a_bits), name="op_i"), Signal(signed(a_bits), name="op_j")
-        m.d.sync += [op_i.eq(act_i), op_j.eq(Mux(is_bias, 1 << f.fa, act_j))]
-        product = Signal(signed(2 * a_bits + 1))
-        m.d.comb += product.eq(op_i * op_j)
-        clear_corr = Signal()
-        with m.If(clear_corr):
-            m.d.sync += corr.eq(0)
-        with m.Elif(valid_pipe[-1]):
-            m.d.sync += corr.eq(Mux(neg_pipe[-1], corr - product, corr + product))
+            store_act = act_port("act_store")
+            m.d.comb += [store_act.addr.eq(stored.value - f.lo), st_a.eq(store_act.data)]
+            m.d.sync += [st_en.eq(learned), st_addr.eq(addr_now)]
+        lane_rd = []
+        for lane in range(W):
+            mem = memory.Memory(shape=signed(a_bits), depth=plan.store_depth, init=[])
+            m.submodules[f"fp_lane{lane}"] = mem
+            wr = mem.write_port()
+            m.d.comb += [wr.en.eq(st_en), wr.addr.eq(st_addr), wr.data.eq(st_a)]
+            lane_rd.append(mem.read_port())
 
-        # -- random numbers --------------------------------------------------------------------
-        draw = Signal(6)
-        rand_word = Signal(32)
-        m.d.comb += [rng.i.payload.c0.eq(self.updates), rng.i.payload.c1.eq((s_reg << 6) | draw),
-                     rng.i.payload.k0.eq(self.seed), rng.i.payload.k1.eq(RAND_KEY1),
-                     rng.o.ready.eq(1)]
-        with m.If(rng.o.valid):
-            m.d.sync += rand_word.eq(rng.o.payload.x0)
-        rand_req = Signal()
-        rand_busy = Signal()
-        m.d.comb += rng.i.valid.eq(rand_req)
-        with m.If(rand_req & rng.i.ready):
-            m.d.sync += rand_busy.eq(1)
-        with m.If(rng.o.valid):
-            m.d.sync += rand_busy.eq(0)
+        # -- random numbers -------------------------------------------------------------------------
+        tag_lane_bits = max(ceil_log2(W), 1)
+        tag_call_bits = max(ceil_log2(max(K, 1)), 1)
+        if K:
+            tag_bits = 2 + tag_lane_bits + tag_call_bits
+            if plan.rng == "pipelined":
+                m.submodules.rng = rng = Threefry2x32Pipeline(tag_bits=tag_bits, static_key=True)
+            else:
+                m.submodules.rng = rng = Threefry2x32(tag_bits=tag_bits)
+            m.d.comb += rng.o.ready.eq(1)
+        issued = [Signal(range(W * max(K, 1) + 1), name=f"issued{b}") for b in range(3)]
+        recv = [Signal(range(W * max(K, 1) + 1), name=f"recv{b}") for b in range(3)]
+        rho = [[Signal(wd["rho_bits"], name=f"rho{b}_{lane}") for lane in range(W)] for b in range(3)]
+        if noisy:
+            noise_mem = memory.Memory(shape=unsigned(W * 2 * NOISE_BITS), depth=3 * P_max, init=[])
+            m.submodules.noise_mem = noise_mem
+            noise_wr = noise_mem.write_port(granularity=2 * NOISE_BITS)
+            noise_rd = noise_mem.read_port()
 
-        # -- quantisation (combinational from corr and the draw) --------------------------------
-        # registered: the correlation is final one cycle before QUANT (the drain's last cycle)
-        q = Signal(signed(q_bits))
-        m.d.sync += q.eq(_times(corr, mul))
-        mag = Signal(q_bits)
-        m.d.comb += mag.eq(Mux(q < 0, -q, q))
-        pulses_mag = Signal(max(q_bits, lr_shift + 2) + 2)
-        for sh_extra in (0, 1):
-            sh = lr_shift + sh_extra
-            with m.If(diag == sh_extra):
-                if rounding == "truncate":
-                    m.d.comb += pulses_mag.eq(mag >> sh)
-                elif rounding == "nearest":
-                    m.d.comb += pulses_mag.eq((mag + (1 << (sh - 1))) >> sh)
-                else:
-                    m.d.comb += pulses_mag.eq((mag + (rand_word >> (32 - sh))) >> sh)
-        n_mag = Signal(range(p_max + 1))
-        n_neg = Signal()
-        n_reg = Signal(range(p_max + 1))
-        neg_reg = Signal()
-        m.d.comb += [n_mag.eq(Mux(pulses_mag > p_max, p_max, pulses_mag)), n_neg.eq(q < 0)]
+        # -- slot control ---------------------------------------------------------------------------
+        cyc = Signal(range(plan.slot_bound + 1))   # cycle within the slot
+        running = Signal()
+        done_a, done_b, done_c, done_d = Signal(), Signal(), Signal(), Signal()
+        slot_end = Signal()
+        m.d.comb += slot_end.eq(running & done_a & done_b & done_c & done_d)
+        with m.If(slot_end):
+            m.d.sync += cyc.eq(0)
+        with m.Elif(running):
+            m.d.sync += cyc.eq(cyc + 1)
+        ga = _Group(plan, "ga", word_bits)         # stage A's group (latched this slot)
+        gb = _Group(plan, "gb", word_bits)
+        gc = _Group(plan, "gc", word_bits)
+        gd = _Group(plan, "gd", word_bits)
+        buf_a = Signal(2)                          # buffer of the group A latches in this slot
+        with m.If(slot_end):
+            m.d.sync += [*gb.eq(ga), *gc.eq(gb), *gd.eq(gc), ga.valid.eq(0),
+                         buf_a.eq(Mux(buf_a == 2, 0, buf_a + 1))]
 
-        # -- device state during pulse programming ----------------------------------------------
-        codes = [Signal(code_bits, name=f"code{d}") for d in range(devices)]
-        classes = [Signal(max(class_bits, 1), name=f"class{d}") for d in range(devices)]
-        entry_in = Signal(E)
-        m.d.comb += entry_in.eq(Mux(is_bias, self.bias.r_data,
-                                    self.codes.r_data.word_select(lane if lane_bits else 0, E)))
-        pulse = Signal(range(p_max + 1))
-        dev = Signal()
-        potentiate = Signal()
-        if devices == 1:
-            m.d.comb += [dev.eq(0), potentiate.eq(~neg_reg)]
+        # -- stage A: walk the stream, latch a group, request its draws ------------------------------
+        cand_word = Signal(word_bits)
+        cand_part = Signal(range(max(parts, 2)))
+        ra = Signal(n_bits + 1)                    # row at the candidate's first lane
+        in_bias, exhausted = Signal(), Signal()
+        bias_next = Signal(range(end_row + W + 1))
+        last_part = cand_part == parts - 1
+        next_word = Signal(word_bits)
+        m.d.comb += next_word.eq(cand_word + last_part)
+        a_scan = Signal()
+        # the stream presents the candidate's word; scanning moves on to the next candidate's
+        m.d.comb += self.stream.advance.eq(a_scan & last_part & ~in_bias & ~exhausted)
+
+        # decode of the candidate's lanes
+        d_valid, d_last, d_col = Signal(W), Signal(W), [Signal(n_bits, name=f"dcol{lane}") for lane in range(W)]
+        for part in range(parts):
+            with m.If(cand_part == part):
+                for lane in range(W):
+                    q = part * W + lane
+                    if q < P:
+                        entry = self.stream.entries[q]
+                        m.d.comb += [d_valid[lane].eq(entry.valid), d_last[lane].eq(entry.last),
+                                     d_col[lane].eq(entry.col)]
+        d_rsel, d_prim, d_mir, d_diag = Signal(W), Signal(W), Signal(W), Signal(W)
+        for lane in range(W):
+            rsel = d_last[:lane].any() if lane else Const(0, 1)
+            row = Signal(n_bits + 1, name=f"drow{lane}")
+            m.d.comb += [d_rsel[lane].eq(rsel), row.eq(ra + rsel)]
+            m.d.comb += [
+                d_prim[lane].eq(d_valid[lane] & ((d_col[lane] >= row) | (d_col[lane] < first_row))),
+                d_mir[lane].eq(d_valid[lane] & (d_col[lane] > row)),
+                d_diag[lane].eq(d_valid[lane] & (d_col[lane] == row)),
+            ]
+        d_ends = d_last.any()
+
+        # the request register and the issue loop
+        req_valid = Signal()
+        s_bits = (N * N + N).bit_length()        # synapse indices s < N N + N
+        req_s = Signal(s_bits)
+        req_k = Signal(5)
+        req_tag = Signal(2 + tag_lane_bits + tag_call_bits)
+        accept = Signal()
+        if K:
+            m.d.comb += [rng.i.valid.eq(req_valid), accept.eq(req_valid & rng.i.ready),
+                         rng.i.payload.as_value()[:128].eq(call_request(self.seed, self.updates, req_s, req_k))]
+            m.d.comb += rng.i.payload.tag.eq(req_tag)
+            with m.If(accept):
+                m.d.sync += req_valid.eq(0)
+        remaining = Signal(W)
+        kk = Signal(range(max(K, 2)))
+        a_rowN = Signal(s_bits)                    # r0 * N of the latched group
+        sel, sel_any = _lowest(remaining, W, m, "a_sel")
+        sel_col, sel_rsel = Signal(n_bits + 1), Signal()
+        with m.Switch(sel):
+            for lane in range(W):
+                with m.Case(lane):
+                    m.d.comb += [sel_col.eq(ga.col[lane]), sel_rsel.eq(ga.rsel[lane])]
+        sel_row = Signal(n_bits + 1)
+        m.d.comb += sel_row.eq(ga.r0 + sel_rsel)
+        s_val = Signal(s_bits)
+        with m.If(ga.bias):
+            m.d.comb += s_val.eq(N * N + sel_col)
+        with m.Elif(sel_col >= sel_row):
+            m.d.comb += s_val.eq(a_rowN + Mux(sel_rsel, N, 0) + sel_col)
+        if first_row:
+            with m.Else():                         # a clamped (input) column: s = j N + i
+                m.d.comb += s_val.eq(mul_const(sel_col, N, s_bits) + sel_row)
+        can_load = ~req_valid | accept
+
+        rowN = Signal(s_bits)                      # ra * N
+        with m.FSM(name="walk"):
+            with m.State("SCAN"):
+                m.d.comb += a_scan.eq(running)
+                with m.If(running):
+                    with m.If(exhausted):
+                        m.d.comb += done_a.eq(1)
+                    with m.Elif(in_bias):
+                        m.d.sync += [ga.valid.eq(1), ga.bias.eq(1), ga.buf.eq(buf_a), ga.prim.eq(0), ga.mir.eq(0),
+                                     ga.diag.eq(0), ga.rsel.eq(0), ga.r0.eq(0), ga.word.eq(0), ga.part.eq(0)]
+                        for lane in range(W):
+                            unit = bias_next + lane
+                            m.d.sync += [ga.col[lane].eq(Mux(unit < end_row, unit, 0)), ga.prim[lane].eq(unit < end_row)]
+                        m.d.sync += bias_next.eq(bias_next + W)
+                        with m.If(bias_next + W >= end_row):
+                            m.d.sync += exhausted.eq(1)
+                        for b in range(3):
+                            with m.If(buf_a == b):
+                                m.d.sync += [issued[b].eq(0), recv[b].eq(0)]
+                        m.d.sync += [remaining.eq(Cat(*[bias_next + lane < end_row for lane in range(W)])),
+                                     kk.eq(0)]
+                        m.next = "ISSUE" if K else "DONE"
+                    with m.Else():
+                        # advance past the candidate (skipped or latched)
+                        m.d.sync += [cand_part.eq(Mux(last_part, 0, cand_part + 1)), cand_word.eq(next_word),
+                                     ra.eq(ra + d_ends), rowN.eq(rowN + Mux(d_ends, N, 0))]
+                        with m.If(last_part & (next_word == D)):
+                            m.d.sync += [in_bias.eq(1), bias_next.eq(first_row)]
+                        with m.If(d_prim.any()):
+                            m.d.sync += [ga.valid.eq(1), ga.bias.eq(0), ga.buf.eq(buf_a), ga.word.eq(cand_word),
+                                         ga.part.eq(cand_part), ga.r0.eq(ra), ga.prim.eq(d_prim), ga.mir.eq(d_mir),
+                                         ga.diag.eq(d_diag), ga.rsel.eq(d_rsel), a_rowN.eq(rowN),
+                                         remaining.eq(d_prim), kk.eq(0)]
+                            m.d.sync += [ga.col[lane].eq(d_col[lane]) for lane in range(W)]
+                            for b in range(3):
+                                with m.If(buf_a == b):
+                                    m.d.sync += [issued[b].eq(0), recv[b].eq(0)]
+                            m.next = "ISSUE" if K else "DONE"
+            if K:
+                with m.State("ISSUE"):
+                    with m.If(can_load):
+                        m.d.sync += [req_valid.eq(1), req_s.eq(s_val), req_k.eq(first_call + kk),
+                                     req_tag.eq(Cat(ga.buf, sel[:tag_lane_bits] if W > 1 else Const(0, 1),
+                                                    kk[:tag_call_bits] if K > 1 else Const(0, 1)))]
+                        for b in range(3):
+                            with m.If(ga.buf == b):
+                                m.d.sync += issued[b].eq(issued[b] + 1)
+                        last_call = kk == K - 1
+                        with m.If(last_call):
+                            m.d.sync += [kk.eq(0), remaining.eq(remaining & ~(1 << sel))]
+                            with m.If((remaining & ~(1 << sel)) == 0):
+                                m.next = "DONE"
+                        with m.Else():
+                            m.d.sync += kk.eq(kk + 1)
+            with m.State("DONE"):
+                m.d.comb += done_a.eq(1)
+                with m.If(slot_end):
+                    m.next = "SCAN"
+
+        # results: rounding draw (top LR_SHIFT + 1 bits of x0) or a pulse's noise (bits 31..15 of x0, x1)
+        if K:
+            out = rng.o.payload
+            t_buf = out.tag[:2]
+            t_lane = out.tag[2:2 + tag_lane_bits]
+            t_call = out.tag[2 + tag_lane_bits:]
+            with m.If(rng.o.valid):
+                for b in range(3):
+                    with m.If(t_buf == b):
+                        m.d.sync += recv[b].eq(recv[b] + 1)
+                if plan.stochastic:
+                    with m.If(t_call == 0):
+                        for b in range(3):
+                            for lane in range(W):
+                                with m.If((t_buf == b) & (t_lane == lane)):
+                                    m.d.sync += rho[b][lane].eq(out.x0 >> (32 - wd["rho_bits"]))
+            if noisy:
+                pulse_index = t_call - int(plan.stochastic)
+                m.d.comb += [noise_wr.addr.eq(t_buf * P_max + pulse_index),
+                             noise_wr.data.eq(Cat(*[Cat(out.x0[15:], out.x1[15:])] * W))]
+                is_noise = rng.o.valid & ((t_call != 0) if plan.stochastic else 1)
+                for lane in range(W):
+                    m.d.comb += noise_wr.en[lane].eq(is_noise & (t_lane == lane))
+
+        # -- stage B: correlation over the minibatch --------------------------------------------------
+        corr = []
+        read_lat = 1 if f.hard else 2
+        it = cyc[:ceil_log2(2 * B) + 1]
+        b_slot = Signal(slot_bits)
+        b_hi = Signal()
+        m.d.comb += [b_slot.eq(it >> 1), b_hi.eq(~it[0])]
+        b_set = Mux(b_hi, hm.SET_HI, hm.SET_LO)
+        m.d.comb += [self.fp_a.addr.eq(Cat(gb.r0[:n_bits], b_slot, Const(0, 2) | b_set)),
+                     self.fp_b.addr.eq(Cat((gb.r0 + 1)[:n_bits], b_slot, Const(0, 2) | b_set))]
+        b_issue = gb.valid & (cyc < 2 * B)
+        valid_pipe, sub_pipe = [b_issue], [~b_hi]
+        for d in range(read_lat):
+            v, s_ = Signal(name=f"bv{d}"), Signal(name=f"bs{d}")
+            m.d.sync += [v.eq(valid_pipe[-1]), s_.eq(sub_pipe[-1])]
+            valid_pipe.append(v)
+            sub_pipe.append(s_)
+        if f.hard:
+            row_a, row_b = self.fp_a.data, self.fp_b.data
         else:
-            primary_code = Mux(neg_reg, codes[1], codes[0])
-            saturated = primary_code >= top
-            m.d.comb += [dev.eq(Mux(saturated, ~neg_reg, neg_reg)), potentiate.eq(~saturated)]
-        dev_code = codes[0] if devices == 1 else Mux(dev, codes[1], codes[0])
-        dev_class = classes[0] if devices == 1 else Mux(dev, classes[1], classes[0])
-        table_addr = Cat(dev_code, dev_class[:class_bits]) if class_bits else dev_code
-        m.d.comb += [up_rd.addr.eq(table_addr), down_rd.addr.eq(table_addr)]
-        stepped = Signal(code_bits)
-        dev_reg, pot_reg = Signal(), Signal()
-        entry_out = Signal(E)
-        parts = []
-        for d in range(devices):
-            parts += [codes[d]] + ([classes[d][:class_bits]] if class_bits else [])
-        m.d.comb += entry_out.eq(Cat(*parts))
-        m.d.comb += [self.codes.w_data.eq(Cat(*[entry_out] * P)), self.bias.w_data.eq(entry_out)]
+            act_a, act_b = act_port("act_row_a"), act_port("act_row_b")
+            m.d.comb += [act_a.addr.eq(self.fp_a.data - f.lo), act_b.addr.eq(self.fp_b.data - f.lo)]
+            row_a, row_b = act_a.data, act_b.data
+        # the rows' operands, signed for the set (or +-2^fa for biases), once for all lanes
+        op_a, op_b = Signal(signed(a_bits)), Signal(signed(a_bits))
+        m.d.comb += [op_a.eq(CorrelatorLane.row_operand(f, row_a, sub_pipe[-1], gb.bias)),
+                     op_b.eq(CorrelatorLane.row_operand(f, row_b, sub_pipe[-1], gb.bias))]
+        for lane in range(W):
+            rd = lane_rd[lane]
+            m.d.comb += rd.addr.eq(Cat(gb.col[lane][:n_bits], b_slot, b_hi))
+            col_a = rd.data
+            if not f.hard:
+                delayed = Signal(signed(a_bits), name=f"col_d{lane}")
+                m.d.sync += delayed.eq(rd.data)
+                col_a = delayed
+            rsel_d = Signal(name=f"rsel_d{lane}")
+            m.d.comb += rsel_d.eq(gb.rsel[lane])
+            cl = CorrelatorLane(f)
+            m.submodules[f"corr{lane}"] = cl
+            m.d.comb += [cl.clear.eq(gb.valid & (cyc == 0)), cl.valid.eq(valid_pipe[-1]),
+                         cl.a_row.eq(Mux(rsel_d, op_b, op_a)), cl.a_col.eq(col_a)]
+            corr.append(cl.corr)
+        b_cycles = 2 * B - 1 + read_lat + CORRELATOR_LATENCY
+        m.d.comb += done_b.eq(~gb.valid | (cyc >= b_cycles))
 
-        def set_code(d_sel, value):
-            for d in range(devices):
-                with m.If(d_sel == d):
-                    m.d.sync += codes[d].eq(value)
+        # -- stage C: quantise and program ----------------------------------------------------------
+        quant, pulse = [], []
+        narrow = W <= 2            # few quantisers: x LR_MUL in DSP blocks, whose lanes are few too
+        for lane in range(W):
+            qz = Quantiser(f, dsp=narrow)
+            pl = PulseLane(f)
+            m.submodules[f"quant{lane}"] = qz
+            m.submodules[f"pulse{lane}"] = pl
+            quant.append(qz)
+            pulse.append(pl)
+        # UP / DOWN tables: one ROM copy per two lanes (a dual-port block RAM)
+        image = PulseLane.table_image(f)
+        for lane in range(W):
+            if lane % 2 == 0:
+                rom = memory.Memory(shape=unsigned(wd["code_bits"]), depth=len(image), init=image)
+                m.submodules[f"pulse_rom{lane // 2}"] = rom
+            port = rom.read_port()
+            m.d.comb += [port.addr.eq(pulse[lane].table_addr), pulse[lane].table_data.eq(port.data)]
+        c_ready = Signal()
+        for b in range(3):
+            with m.If(gc.buf == b):
+                m.d.comb += c_ready.eq(recv[b] == issued[b])
+        c_entry = [Signal(E, name=f"c_entry{lane}") for lane in range(W)]
+        for part in range(parts):
+            with m.If(gc.part == part):
+                for lane in range(W):
+                    q = part * W + lane
+                    if q < P:
+                        m.d.comb += c_entry[lane].eq(self.codes.r_data.word_select(q, E))
+        bias_read_addr = Signal(n_bits)
+        p_round = Signal(range(P_max + 1))
+        c_phase_a, c_phase_b, c_round = Signal(), Signal(), Signal()
+        for lane in range(W):
+            qz, pl = quant[lane], pulse[lane]
+            rho_lane = Signal(wd["rho_bits"], name=f"c_rho{lane}")
+            for b in range(3):
+                with m.If(gc.buf == b):
+                    m.d.comb += rho_lane.eq(rho[b][lane])
+            # a lane without a primary copy quantises 0: no pulses, no extra rounds
+            m.d.comb += [qz.load.eq(slot_end & gb.valid), qz.corr.eq(Mux(gb.prim[lane], corr[lane], 0)),
+                         qz.diag.eq(gb.diag[lane]),
+                         qz.scale.eq(gc.valid & (cyc == 0)), qz.round.eq(c_round), qz.rho.eq(rho_lane),
+                         pl.n_mag.eq(qz.n_mag), pl.neg.eq(qz.neg), pl.p.eq(p_round),
+                         pl.phase_a.eq(c_phase_a), pl.phase_b.eq(c_phase_b)]
+            if noisy:
+                m.d.comb += pl.noise.eq(noise_rd.data.word_select(lane, 2 * NOISE_BITS))
+            # entries: stream codes arrive in cycle 1; bias lane l's code in cycle l + 1
+            with m.If(gc.bias):
+                m.d.comb += [pl.load.eq(gc.valid & (cyc == lane + 1)), pl.entry.eq(self.bias.r_data)]
+                with m.If(gc.valid & (cyc == lane)):
+                    m.d.comb += bias_read_addr.eq(gc.col[lane][:n_bits])
+            with m.Else():
+                m.d.comb += [pl.load.eq(gc.valid & (cyc == 1)), pl.entry.eq(c_entry[lane])]
+        if noisy:
+            m.d.comb += noise_rd.addr.eq(gc.buf * P_max + p_round)
+        more = Signal()
+        m.d.comb += more.eq(Cat(*[quant[lane].n_mag > p_round for lane in range(W)]).any())
+        earliest = Mux(gc.bias, W, ROUND_EARLIEST)
+        with m.FSM(name="program"):
+            with m.State("WAIT"):
+                with m.If(~gc.valid):
+                    m.d.comb += done_c.eq(1)
+                with m.Elif((cyc >= earliest) & c_ready):
+                    m.d.comb += c_round.eq(1)
+                    m.d.sync += p_round.eq(0)
+                    m.next = "PULSE_A"
+            with m.State("PULSE_A"):
+                with m.If(more):
+                    m.d.comb += c_phase_a.eq(1)
+                    m.next = "PULSE_B"
+                with m.Else():
+                    m.d.comb += done_c.eq(1)
+                    with m.If(slot_end):
+                        m.next = "WAIT"
+            with m.State("PULSE_B"):
+                m.d.comb += c_phase_b.eq(1)
+                m.d.sync += p_round.eq(p_round + 1)
+                m.next = "PULSE_A"
 
-        # -- the walk ------------------------------------------------------------------------------
+        # -- stage D: write the programmed copies and their mirrors ---------------------------------
+        d_entry = [Signal(E, name=f"d_entry{lane}") for lane in range(W)]
+        d_nz = Signal(W)
+        with m.If(slot_end):
+            m.d.sync += [d_entry[lane].eq(pulse[lane].entry_out) for lane in range(W)]
+            m.d.sync += d_nz.eq(Cat(*[quant[lane].n_mag != 0 for lane in range(W)]))
+        own_en = gd.prim & d_nz
+        # own write (cycle 1): the group's primary lanes at their stream lanes. When W divides P,
+        # stream lane q always carries learning lane q mod W's entry: wiring, no multiplexer.
+        own_data = Signal(P * E)
+        own_mask = Signal(P)
+        aligned = P % W == 0
+        for part in range(parts):
+            with m.If(gd.part == part):
+                slices, mask = [], []
+                for q in range(P):
+                    lane = q - part * W
+                    inside = 0 <= lane < W
+                    slices.append(d_entry[q % W] if aligned else (d_entry[lane] if inside else Const(0, E)))
+                    mask.append(own_en[lane] if inside else Const(0, 1))
+                m.d.comb += own_mask.eq(Cat(*mask))
+                if not aligned:
+                    m.d.comb += own_data.eq(Cat(*slices))
+        if aligned:
+            m.d.comb += own_data.eq(Cat(*[d_entry[q % W] for q in range(P)]))
+        # mirrors: lookup at cycle c, write at c + 1 (power-of-two P) or c + 2
+        base = [int(v) for v in plan.mirror_base]
+        mbits = plan.mirror_bits
+        mrom = memory.Memory(shape=signed(mbits), depth=max(N, 1), init=base)
+        m.submodules.mirror_base = mrom
+        mrd = mrom.read_port()
+        m_rem = Signal(W)
+        with m.If(slot_end):
+            m.d.sync += m_rem.eq(gc.mir & Cat(*[quant[lane].n_mag != 0 for lane in range(W)]))
+        msel, m_any = _lowest(m_rem, W, m, "d_msel")
+        m_col, m_rsel = Signal(n_bits + 1), Signal()
+        with m.Switch(msel):
+            for lane in range(W):
+                with m.Case(lane):
+                    m.d.comb += [m_col.eq(gd.col[lane]), m_rsel.eq(gd.rsel[lane])]
+        lookup = gd.valid & ~gd.bias & (cyc >= 1) & m_any
+        m.d.comb += mrd.addr.eq(m_col[:n_bits])
+        with m.If(lookup):
+            m.d.sync += m_rem.eq(m_rem & ~(1 << msel))
+        mw_valid, mw_row, mw_entry = Signal(), Signal(n_bits + 1), Signal(E)
+        m.d.sync += [mw_valid.eq(lookup), mw_row.eq(gd.r0 + m_rsel)]
+        with m.Switch(msel):
+            for lane in range(W):
+                with m.Case(lane):
+                    m.d.sync += mw_entry.eq(d_entry[lane])
+        pos = Signal(mbits)
+        m.d.comb += pos.eq(mrd.data + mw_row)
+        lane_bits = max(ceil_log2(P), 1)
+        if plan.pow2_lanes:
+            w_valid, w_pos, w_entry = mw_valid, pos, mw_entry
+            w_word, w_lane = (w_pos >> ceil_log2(P)) if P > 1 else w_pos, (w_pos[:ceil_log2(P)] if P > 1 else Const(0, 1))
+            pending = Const(0, 1)
+        else:
+            w_valid, w_pos, w_entry = Signal(), Signal(mbits), Signal(E)
+            m.d.sync += [w_valid.eq(mw_valid), w_pos.eq(pos), w_entry.eq(mw_entry)]
+            shift = mbits + ceil_log2(P) + 1
+            recip = -(-(1 << shift) // P)
+            for k in range(sch.length + 1):          # exact for every stream position
+                assert (k * recip) >> shift == k // P
+            w_word = Signal(word_bits)
+            m.d.comb += w_word.eq(mul_const(w_pos[:mbits - 1], recip, shift + mbits) >> shift)
+            w_lane = Signal(lane_bits)
+            m.d.comb += w_lane.eq(w_pos - mul_const(w_word, P, mbits))
+            pending = mw_valid
+        # one port each: the code word of stage C is read in cycle 0, D writes from cycle 1 on
+        m.d.comb += self.codes.addr.eq(gc.word)
+        own = gd.valid & ~gd.bias & (cyc == 1)
+        if W == 1:                                # every write carries the one lane's entry
+            m.d.comb += self.codes.w_data.eq(own_data)
+        else:
+            m.d.comb += self.codes.w_data.eq(Mux(own, own_data, Cat(*[w_entry] * P)))
+        with m.If(own):
+            m.d.comb += [self.codes.addr.eq(gd.word), self.codes.w_en.eq(own_mask)]
+        with m.Elif(w_valid):
+            m.d.comb += [self.codes.addr.eq(w_word), self.codes.w_en.eq(1 << w_lane)]
+        # bias entries: C reads lane l in cycle l, D writes lane l in cycle W + l
+        bias_count = Signal(range(W + 1))
+        m.d.comb += [bias_count.eq(sum(gd.prim[lane] for lane in range(W))), self.bias.addr.eq(bias_read_addr)]
+        for lane in range(W):
+            with m.If(gd.valid & gd.bias & (cyc == W + lane) & gd.prim[lane]):
+                m.d.comb += [self.bias.w_en.eq(1), self.bias.addr.eq(gd.col[lane][:n_bits]),
+                             self.bias.w_data.eq(d_entry[lane])]
+        with m.If(~gd.valid):
+            m.d.comb += done_d.eq(1)
+        with m.Elif(gd.bias):
+            m.d.comb += done_d.eq(cyc >= W + bias_count - 1)
+        with m.Else():
+            m.d.comb += done_d.eq((cyc >= 1) & ~m_any & ~pending)
+
+        # -- start and finish --------------------------------------------------------------------
         m.d.comb += self.active.eq(1)
-        with m.FSM():
+        with m.FSM(name="learn"):
             with m.State("IDLE"):
                 m.d.comb += self.active.eq(0)
                 with m.If(self.start):
-                    m.d.sync += [k.eq(0), word.eq(0), lane.eq(0), row.eq(first_row), is_bias.eq(0),
-                                 bias_row.eq(0)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):            # the stream presents the word of position k next
-                m.d.comb += [self.stream.restart.eq(k == 0), self.stream.advance.eq((k != 0) & (lane == 0))]
-                m.next = "ENTRY"
-            with m.State("ENTRY"):
-                lo = Mux(row < e_col, row, e_col)
-                hi = Mux(row < e_col, e_col, row)
-                m.d.sync += [i_reg.eq(row), j_reg.eq(e_col), s_reg.eq(_times(lo, N) + hi), diag.eq(row == e_col),
-                             draw.eq(0)]
-                with m.If(e_last):
-                    m.d.sync += row.eq(row + 1)
-                with m.If(e_valid):
-                    m.next = "SETUP"
-                with m.Else():
-                    m.next = "ADVANCE"
-            with m.State("SETUP"):
-                m.d.comb += clear_corr.eq(1)
-                m.d.sync += phase.eq(0)
-                if rounding == "stochastic":
-                    m.d.comb += rand_req.eq(1)
-                m.next = "CORR"
-            with m.State("CORR"):
-                m.d.comb += issuing.eq(1)
-                m.d.sync += phase.eq(phase + 1)
-                with m.If(phase == 2 * B - 1):
-                    m.next = "CORR_DRAIN"
-            with m.State("CORR_DRAIN"):
-                drain = Signal(range(depth + 2))
-                m.d.sync += drain.eq(drain + 1)
-                with m.If(drain == depth):
-                    m.d.sync += drain.eq(0)
-                    m.next = "QUANT"
-            with m.State("QUANT"):
-                with m.If(~rand_busy):
-                    m.d.sync += [n_reg.eq(n_mag), neg_reg.eq(n_neg), pulse.eq(0)]
-                    with m.If(n_mag == 0):
-                        m.next = "ADVANCE"
-                    with m.Else():
-                        m.next = "READ"
-            with m.State("READ"):             # code word (or bias) being read
-                m.next = "LATCH"
-            with m.State("LATCH"):
-                at = 0
-                for d in range(devices):
-                    m.d.sync += codes[d].eq(entry_in[at: at + code_bits])
-                    at += code_bits
-                    if class_bits:
-                        m.d.sync += classes[d].eq(entry_in[at: at + class_bits])
-                    at += class_bits
-                m.next = "PULSE"
-            with m.State("PULSE"):            # table read for the device that takes this pulse
-                with m.If(pulse == n_reg):
-                    m.next = "WRITE"
-                with m.Else():
-                    m.d.sync += [dev_reg.eq(dev), pot_reg.eq(potentiate), draw.eq(1 + 2 * pulse + dev)]
-                    m.next = "STEP"
-            with m.State("STEP"):
-                m.d.comb += stepped.eq(Mux(pot_reg, up_rd.data, down_rd.data))
-                m.d.sync += pulse.eq(pulse + 1)
-                if c2c:
-                    held = Signal(code_bits)
-                    m.d.sync += held.eq(stepped)
-                    m.d.comb += rand_req.eq(1)
-                    m.next = "NOISE_WAIT"
-                else:
-                    set_code(dev_reg, stepped)
-                    m.next = "PULSE"
-            if c2c:
-                with m.State("NOISE_WAIT"):
-                    with m.If(~rand_busy & ~rand_req):
-                        m.next = "NOISE"
-                with m.State("NOISE"):
-                    hit = (rand_word >> 16) < c2c
-                    up_one = rand_word[15]
-                    noisy = Signal(code_bits + 1)
-                    with m.If(hit & up_one & (held < top)):
-                        m.d.comb += noisy.eq(held + 1)
-                    with m.Elif(hit & ~up_one & (held > 0)):
-                        m.d.comb += noisy.eq(held - 1)
-                    with m.Else():
-                        m.d.comb += noisy.eq(held)
-                    set_code(dev_reg, noisy)
-                    m.next = "PULSE"
-            with m.State("WRITE"):
-                with m.If(is_bias):
-                    m.d.comb += self.bias.w_en.eq(1)
-                with m.Else():
-                    m.d.comb += self.codes.w_en.eq(1 << lane if lane_bits else 1)
-                m.next = "ADVANCE"
-            with m.State("ADVANCE"):
-                with m.If(is_bias):
-                    m.d.sync += [bias_row.eq(bias_row + 1), i_reg.eq(i_reg + 1)]
-                    with m.If(bias_row == n_rows - 1):
-                        m.next = "FINISH"
-                    with m.Else():
-                        m.next = "BIAS_SETUP"
-                with m.Else():
-                    m.d.sync += k.eq(k + 1)
-                    if lane_bits:
-                        with m.If(lane == P - 1):
-                            m.d.sync += [lane.eq(0), word.eq(word + 1)]
-                        with m.Else():
-                            m.d.sync += lane.eq(lane + 1)
-                    else:
-                        m.d.sync += word.eq(word + 1)
-                    with m.If(k == length - 1):
-                        m.d.sync += [is_bias.eq(1), i_reg.eq(first_row), j_reg.eq(0)]
-                        m.next = "BIAS_SETUP"
-                    with m.Else():
-                        m.next = "FETCH"
-            with m.State("BIAS_SETUP"):
-                m.d.sync += [s_reg.eq(N * N + i_reg), diag.eq(0), draw.eq(0)]
-                m.next = "SETUP"
+                    m.d.sync += [cand_word.eq(0), cand_part.eq(0), ra.eq(first_row), rowN.eq(first_row * N),
+                                 in_bias.eq(0), exhausted.eq(0), bias_next.eq(first_row), ga.valid.eq(0),
+                                 gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0)]
+                    m.next = "INIT"
+            with m.State("INIT"):                 # the stream presents word 0 next
+                m.d.comb += self.stream.restart.eq(1)
+                m.d.sync += running.eq(1)
+                m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(slot_end & ~ga.valid & ~gb.valid & ~gc.valid):
+                    m.d.sync += running.eq(0)
+                    m.next = "FINISH"
             with m.State("FINISH"):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"

@@ -13,8 +13,9 @@ Pipeline (`mac_latency(P)` cycles from a word at the inputs to its row sum):
   3… two adder trees (head, tail), ADDS_PER_STAGE levels per register stage
   last  the running sum of the open row; a row sum leaves when its row ends
 
-Registering both sides of every multiplier puts it wholly inside a DSP block with its
-clock, so the timing analysis sees (and times) every multiplier path.
+Registering both sides of every multiplier (without a reset: DSP operand and output registers
+have none) puts it wholly inside a DSP block with its clock, so the timing analysis sees (and
+times) every multiplier path.
 """
 
 from __future__ import annotations
@@ -60,19 +61,19 @@ class MacArray(wiring.Component):
         P = self.lanes
         valid, last = self.valid, self.last
 
-        def delay(name, value):
-            reg = Signal.like(value, name=name)
+        def delay(name, value, reset_less=False):
+            reg = Signal.like(value, name=name, reset_less=reset_less)
             m.d.sync += reg.eq(value)
             return reg
 
-        # 1: input registers
-        w_r = [delay(f"w{i}", self.w[i]) for i in range(P)]
-        a_r = [Signal(signed(len(self.a[i])), name=f"a{i}") for i in range(P)]
+        # 1: input registers (reset-less, as DSP operand registers are: yosys packs them)
+        w_r = [delay(f"w{i}", self.w[i], reset_less=True) for i in range(P)]
+        a_r = [Signal(signed(len(self.a[i])), name=f"a{i}", reset_less=True) for i in range(P)]
         for i in range(P):
             m.d.sync += a_r[i].eq(Mux(self.entry[i], self.a[i], 0))
         valid, last = delay("valid1", valid), delay("last1", last)
         # 2: products
-        prod = [Signal(signed(self.p_bits), name=f"prod{i}") for i in range(P)]
+        prod = [Signal(signed(self.p_bits), name=f"prod{i}", reset_less=True) for i in range(P)]
         for i in range(P):
             m.d.sync += prod[i].eq(w_r[i] * a_r[i])
         valid, last = delay("valid2", valid), delay("last2", last)

@@ -69,19 +69,22 @@ class NeuronUpdate(wiring.Component):
         # the row's bookkeeping travels beside the arithmetic
         valid, row, v, t, out, sign = self.valid, self.row, self.v, self.target, self.is_output, self.sign
 
-        def carry(name):
+        def carry(name, nudge_inputs=False):
+            """The row, its state and validity one stage on (target, output flag and sign too
+            while the nudge still needs them)."""
             nonlocal valid, row, v, t, out, sign
-            valid, row, v, t, out, sign = stage(name, (valid, valid), (row, row), (v, v), (t, t), (out, out),
-                                                (sign, sign))
+            valid, row, v = stage(name, (valid, valid), (row, row), (v, v))
+            if nudge_inputs:
+                t, out, sign = stage(name + "n", (t, t), (out, out), (sign, sign))
 
         # 1: the field
-        u = Signal(signed(self.acc_bits + 1), name="u")
+        u = Signal(signed(self.acc_bits + 1), name="u", reset_less=True)
         m.d.sync += u.eq(self.acc + (self.bias << f.fa) + Mux(self.x > 0, f.g_in, Mux(self.x < 0, -f.g_in, 0)))
-        deriv = Signal.like(self.deriv, name="deriv1")
+        deriv = Signal.like(self.deriv, name="deriv1", reset_less=True)
         m.d.sync += deriv.eq(self.deriv)
-        carry("s1")
+        carry("s1", nudge_inputs=True)
         # 2: g, the nudge and v << (s + k')
-        g = Signal(signed(g_bits), name="g")
+        g = Signal(signed(g_bits), name="g", reset_less=True)
         m.d.sync += g.eq(u if f.hard else u * deriv)
         nudge = Signal(signed(r_bits), name="nudge")
         diff = Signal(signed(self.v_bits + 1))

@@ -107,7 +107,7 @@ def run_engine(cfg: Config, cases: list[int], workloads: list[dict] | None = Non
 def _absolute_paths(workload: dict) -> dict:
     """The simulator runs in its build directory: file names must not be relative."""
     out = dict(workload)
-    for key in ("weights", "patterns"):
+    for key in ("weights", "patterns", "data"):
         if out.get(key) and Path(out[key]).exists():
             out[key] = str(Path(out[key]).resolve())
     return out

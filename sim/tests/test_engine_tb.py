@@ -74,6 +74,14 @@ async def engine_matches_model(dut):
         try:
             if workload["kind"] == "training":
                 report = await check_training(driver, cfg, workload)
+            elif workload["kind"] == "classification":
+                from memprop.sim.classify import check_classification
+
+                report = await check_classification(driver, cfg, workload)
+            elif workload["kind"] == "hwbench":          # memprop bench: the engine's cycle counter
+                from memprop.hwbench import measure_commands
+
+                report = await measure_commands(driver, cfg, workload)
             elif workload["kind"] == "steps_and_learn":
                 report = await check_steps_and_learn(driver, make_case(cfg, workload.get("seed", 0)),
                                                      workload.get("steps", 3))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import statistics
 
+import pytest
+
 from click.testing import CliRunner
 
 from memprop.cli import main
@@ -12,11 +14,12 @@ from memprop.cli import main
 
 def test_bench_runs_and_writes_json(tmp_path):
     result = CliRunner().invoke(main, ["bench", "--epochs", "1", "--repeats", "2", "--trials", "3",
-                                       "--out", str(tmp_path)])
+                                       "--no-hardware", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "| EqProp on hex16 | float | fixed (ideal) | fixed / float |" in out
     assert "Training time ratio fixed / float = " in out and "wrote" in out
+    assert (tmp_path / "bench.md").read_text().startswith("| EqProp on hex16 |")
     report = json.loads((tmp_path / "bench.json").read_text())
     assert (report["epochs"], report["repeats"], report["trials_per_pattern"]) == (1, 2, 3)
     assert report["eval_samples"] == 16 * 3 and report["device"] == "ideal" and report["target_ratio"] == 2.0
@@ -33,12 +36,16 @@ def test_bench_runs_and_writes_json(tmp_path):
     assert report["meets_target"] == (report["ratio"] <= 2.0)
     assert report["float"]["fingerprint"] != report["fixed"]["fingerprint"]
     assert {"python", "numpy", "cpus", "load_average_before"} <= set(report["environment"])
+    speed = report["float_speed"]
+    assert speed["speedup"] == report["float-reference"]["train_seconds"] / report["float"]["train_seconds"]
+    assert len(report["runs"]["float-reference"]["train_seconds"]) == 2
+    assert "Float speed-up over the original loop" in out
 
 
 def test_bench_without_out_prints_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["bench", "--epochs", "1", "--repeats", "1", "--trials", "1",
-                                       "--device", "linear-64"])
+                                       "--device", "linear-64", "--no-hardware"])
     assert result.exit_code == 0, result.output
     assert "fixed (linear-64)" in result.output
     assert not list(tmp_path.iterdir())
@@ -50,3 +57,89 @@ def test_bench_bad_device_is_a_one_line_error():
     assert result.output.strip().splitlines() == [
         "Error: invalid config: device: unknown device preset 'nope'; choose one of "
         "['ideal', 'linear-256', 'linear-64', 'rram-nonlinear', 'soft-bounds']"]
+
+
+def test_bench_reports_classification_cost_per_board(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "--epochs", "1", "--repeats", "1", "--trials", "1",
+                                       "--no-hardware", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Digits classifier 64-100-10" in result.output and "images/s" in result.output
+    section = json.loads((tmp_path / "bench.json").read_text())["classification"]
+    assert section["epochs"] == 1 and section["images"] == 450
+    for board in section["boards"]:
+        assert board["board"] in ("icebreaker", "ulx3s")
+        steps = board["steps_per_image"]
+        # cycles per image = the cycle model at the mean step count (RELAX = 1 + steps x step cycles)
+        assert board["cycles_per_image"] == pytest.approx(1 + steps * board["step_cycles"])
+        assert board["images_per_s"] == pytest.approx(board["clock_mhz"] * 1e6 / board["cycles_per_image"])
+        assert board["ratio"] == pytest.approx(board["images_per_s"] / section["numpy_float"]["images_per_s"])
+        assert board["train_sample_cycles"] > 2 * board["cycles_per_image"] > 0
+    assert section["boards"][1]["step_cycles"] < section["boards"][0]["step_cycles"]   # 16 lanes vs 4
+
+
+# -- the hardware section -------------------------------------------------------------------------
+
+HW_KEYS = {"board", "n", "topology", "lanes", "fmax_mhz", "step_cycles", "learn_cycles", "train_samples_per_s",
+           "train_samples_per_s_batch1", "recall_us", "ratio", "ratio_batch1"}
+
+
+def test_bench_quick_json_has_a_hardware_entry_per_board(tmp_path):
+    """--quick --json: stdout is the JSON report; `hardware` lists the board with every required key.
+    Without a build record fmax (and what needs it) is null, and the report says how to get one."""
+    result = CliRunner().invoke(main, ["bench", "--quick", "--json", "--board", "icebreaker",
+                                       "--builds", str(tmp_path / "none")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (entry,) = report["hardware"]
+    assert HW_KEYS <= set(entry)
+    assert entry["board"] == "icebreaker" and entry["fmax_mhz"] is None and entry["ratio"] is None
+    assert "memprop build --board icebreaker" in entry["fmax_source"]["note"]
+    assert entry["learn_cycles"]["untrained"] > 0 and entry["step_cycles"] > 0
+    assert entry["float_samples_per_s"] > 0 and entry["float_samples_per_s_batch1"] > 0
+
+
+def test_projection_uses_the_recorded_fmax_of_the_same_design(tmp_path):
+    """fmax comes from build.json when it is this design's (fingerprint, lanes); the projections are
+    fmax / cycles per sample, the ratios divide by the float rates measured in the same run."""
+    from memprop import hwbench
+    from memprop.boards.build import get_board
+    from memprop.model import patterns
+
+    cfg = get_board("icebreaker").default_config()
+    record = tmp_path / "icebreaker" / "build.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"fmax_mhz": 20.0, "fingerprint": cfg.fingerprint, "lanes": cfg.hw.lanes,
+                                  "timing_met": True, "clock_mhz": 12.0}))
+    rates = {"protocol": {"samples_per_s": 100.0}, "batch1": {"samples_per_s": 10.0}}
+    e = hwbench.board_entry("icebreaker", patterns.load(), 1, 1, tmp_path, rates, simulate=False)
+    assert e["fmax_mhz"] == 20.0 and e["fmax_source"]["source"] == str(record)
+    t = e["training"]
+    assert e["train_samples_per_s"] == pytest.approx(20e6 * t["samples"] / t["cycles"])
+    assert e["train_samples_per_s_batch1"] == pytest.approx(20e6 * t["samples_batch1"] / t["cycles_batch1"])
+    assert e["ratio"] == pytest.approx(e["train_samples_per_s"] / 100.0)
+    assert e["ratio_batch1"] == pytest.approx(e["train_samples_per_s_batch1"] / 10.0)
+    assert e["recall_us"] == pytest.approx(e["recall_cycles"]["trained"] / 20.0)
+    # a record of another design is not used
+    record.write_text(json.dumps({"fmax_mhz": 20.0, "fingerprint": "0" * 16, "lanes": cfg.hw.lanes}))
+    assert hwbench.build_record("icebreaker", cfg, tmp_path)["fmax_mhz"] is None
+
+
+def test_minibatch_cost_counts_every_command():
+    """Relaxation: one command per phase and sample plus steps x step cycles; two STOREs per sample."""
+    import numpy as np
+
+    from memprop import hwbench
+    from memprop.model.config import Config
+    from memprop.model.fixed import LearnStep
+    from memprop.rtl import cycles
+    from memprop.rtl.schedule import Schedule
+
+    cfg = Config.for_algorithm("eqprop", network={"n": 10}, numerics="fixed", train={"batch_size": 4},
+                               device={"preset": "linear-64"})
+    step = LearnStep(np.zeros((10, 10), int), np.zeros(10, int))
+    cost = hwbench.minibatch_cost(cfg, step, {"steps": 7.5}, 2)
+    sch = Schedule(cfg)
+    assert cost.steps == 15
+    assert cost.relax == 2 * 2 * cycles.COMMAND_OVERHEAD + 15 * cycles.step_cycles(sch)
+    assert cost.store == 2 * 2 * cycles.store_cycles(10) + 2 * 2 * cycles.store_cycles(10)   # 2 unused slots
+    assert cost.learn == cycles.learn_cycles(sch, step.pulses_w, step.pulses_b)

@@ -85,7 +85,9 @@ def test_eval_text_output(eqprop_weights):
     result = assert_ok(run("eval", "--weights", eqprop_weights, "--flip", "0.05", "--trials", "3"))
     lines = result.output.strip().splitlines()
     assert re.match(r"eqprop: accuracy \d\.\d{4} at p=0\.05 \(3 trials x 16 patterns\)", lines[0])
-    assert len(lines) == 17 and all(re.match(r"\s+pattern\s+\d+: \d\.\d{3}$", ln) for ln in lines[1:])
+    assert "; MSE < 0.1: " in lines[0] and "; nearest-pattern bound " in lines[0]
+    assert len(lines) == 17 and all(re.match(r"\s+pattern\s+\d+: \d\.\d{3} \(bound \d\.\d{3}\)$", ln)
+                                    for ln in lines[1:])
 
 
 @pytest.mark.parametrize("algo, extra", [

@@ -14,7 +14,8 @@ from memprop.model.masks import connectivity
 from memprop.reproduce import FLIPS, RULES, THRESHOLDS, TRAINED
 
 OUTPUTS = ("results.md", "results.json", "patterns.png", "band_sweep.png", "epochs.png", "reconstructions.png")
-TOP_KEYS = {"version", "quick", "protocol", "patterns", "table1", "band_sweep", "epochs", "examples", "runs", "timing"}
+TOP_KEYS = {"version", "quick", "protocol", "patterns", "table1", "seed_protocols", "band_sweep", "epochs", "examples",
+            "runs", "timing"}
 
 # Four distinct 4 x 5 glyphs (N = 20): a user set of another size than the built-in one.
 SMALL_SET = """\
@@ -101,6 +102,24 @@ def test_json_keys_and_shapes(builtin):
     assert set(report["timing"]) == {"jobs", "wall_seconds", "job_seconds"}
 
 
+def test_every_accuracy_has_its_bound_and_both_criteria(builtin):
+    out, report = builtin
+    table, band, protocols = report["table1"], report["band_sweep"], report["seed_protocols"]
+    assert len(table["bound"]) == len(FLIPS) and table["bound"] == band["bound"] == protocols["bound"]
+    assert all(0.9 < b <= 1.0 for b in table["bound"]) and table["bound"] == sorted(table["bound"], reverse=True)
+    assert set(table["accuracy_mse"]) == set(RULES)
+    for algo in RULES:
+        for exact, mse, bound in zip(table["accuracy"][algo], table["accuracy_mse"][algo], table["bound"]):
+            assert exact <= bound                           # the bound of the very same inputs
+            assert 0.0 <= mse <= 1.0
+    assert len(table["per_class_bound"]) == report["patterns"]["count"]
+    assert 0.0 <= report["epochs"]["bound"] <= 1.0
+    assert set(protocols["runs"]) == {f"{a}/{i}" for a in TRAINED for i in ("input", "half", "random")}
+    text = (out / "results.md").read_text()
+    assert "| nearest-pattern bound |" in text and "MSE of the final state" in text
+    assert "ICECS 2019: v(0) = 0.5" in text and "Frontiers 2020: random v(0)" in text
+
+
 def test_accuracies_are_probabilities(builtin):
     _, report = builtin
     table, band, curves = report["table1"], report["band_sweep"], report["epochs"]
@@ -123,12 +142,28 @@ def test_synapse_counts_match_the_masks(builtin):
             assert band["mask_entries"][algo][j] == expected == int(connectivity(net).sum())
 
 
+def without_timing(out) -> str:
+    """results.json as written, less its timing section (the only thing that may differ)."""
+    report = json.loads((out / "results.json").read_text())
+    report.pop("timing")
+    return json.dumps(report, indent=2)
+
+
 def test_results_do_not_depend_on_jobs(tmp_path, small_set):
     one = reproduce(tmp_path / "one", "--patterns", str(small_set), "--jobs", "1")
     two = reproduce(tmp_path / "two", "--patterns", str(small_set), "--jobs", "2")
     assert one.pop("timing")["jobs"] == 1 and two.pop("timing")["jobs"] == 2
     assert one == two
+    assert without_timing(tmp_path / "one") == without_timing(tmp_path / "two")     # byte for byte
     assert one["band_sweep"]["k"] == [0, 10, 18]  # K derived from N = 20, not the built-in N = 100
+
+
+@pytest.mark.slow
+def test_builtin_quick_run_is_byte_identical_with_one_or_two_jobs(tmp_path, builtin):
+    """The issue's target: `memprop reproduce --quick` with --jobs 1 and --jobs 2, same JSON bytes."""
+    out, _ = builtin
+    reproduce(tmp_path / "one", "--jobs", "1")
+    assert without_timing(tmp_path / "one") == without_timing(out)
 
 
 def test_bad_pattern_file_is_a_one_line_error(tmp_path):

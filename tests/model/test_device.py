@@ -189,7 +189,7 @@ def test_levels_that_need_an_impossible_pulse_shift_are_rejected():
 
 
 def test_more_than_31_pulses_per_update_are_rejected():
-    """P_max <= 31 keeps the c2c draw index 1 + 2p + device below 64 (docs/numerics.md, section 5)."""
+    """P_max <= 31 keeps the c2c draw index 2 + 2p + device below 64 (docs/numerics.md, section 5)."""
     assert build_tables(float_cfg(preset="ideal", levels=4096)).max_pulses == 20       # 0.01 / 2^-11
     with pytest.raises(ValueError, match=r"train\.max_step=0\.01 is 41 pulses .* at most 31"):
         build_tables(float_cfg(preset="linear-256", levels=4096))                     # 0.01 * 4095

@@ -372,7 +372,9 @@ def spec_pulses(fmt: Formats, C: int, shift: int, t: int, s: int) -> int:
 
 
 def threefry_first_word(seed: int, t: int, s: int, d: int) -> int:
-    return threefry_reference(t & 0xFFFFFFFF, ((s << 6) + d) & 0xFFFFFFFF, seed & 0xFFFFFFFF, 0x6D656D70)[0]
+    """Draw d: word d mod 2 of the call (t, (s << 5) + d // 2) (docs/numerics.md, section 5)."""
+    return threefry_reference(t & 0xFFFFFFFF, ((s << 5) + d // 2) & 0xFFFFFFFF, seed & 0xFFFFFFFF,
+                              0x6D656D70)[d % 2]
 
 
 @settings(max_examples=150, deadline=None)
@@ -441,7 +443,7 @@ def spec_apply(fmt: Formats, codes, classes, pulses, s, t) -> list[list[int]]:
             c, m = codes[dev][k], int(classes[dev][k])
             c = int(tb.up[m][c] if pot else tb.down[m][c])
             if tb.c2c_threshold:
-                u = threefry_first_word(fmt.cfg.train.seed, t, int(s[k]), 1 + 2 * p + dev)
+                u = threefry_first_word(fmt.cfg.train.seed, t, int(s[k]), 2 + 2 * p + dev)
                 if (u >> 16) < tb.c2c_threshold:
                     c = min(max(c + (1 if (u >> 15) & 1 else -1), 0), top)
             codes[dev][k] = c

@@ -60,9 +60,18 @@ def test_threefry_matches_an_independent_python_implementation(c0, c1, k0, k1):
 @settings(max_examples=100, deadline=None)
 @given(seed=st.integers(0, 2**40), t=st.integers(0, 2**20), s=st.integers(0, 4096 * 4096 + 4096), d=st.integers(0, 63))
 def test_rand_is_the_spec_counter_and_key(seed, t, s, d):
-    """rand(t, s, d) = first word of Threefry((t, (s << 6) + d), (seed mod 2^32, 0x6D656D70))."""
-    expected = threefry_reference(t & M32, ((s << 6) + d) & M32, seed & M32, 0x6D656D70)[0]
+    """rand(t, s, d) = word d mod 2 of Threefry((t, (s << 5) + d // 2), (seed mod 2^32, 0x6D656D70))."""
+    expected = threefry_reference(t & M32, ((s << 5) + d // 2) & M32, seed & M32, 0x6D656D70)[d % 2]
     assert int(rng.rand(seed, t, s, d)) == expected
+
+
+def test_one_call_gives_two_draws():
+    """Draws 2k and 2k + 1 are the two output words of one call (the hardware makes one call)."""
+    s = np.arange(50) * 101
+    for k in (0, 1, 31):
+        x0, x1 = rng.threefry2x32(9, rng.call_counter(s, k), 4, 0x6D656D70)
+        assert np.array_equal(rng.rand(4, 9, s, 2 * k), x0)
+        assert np.array_equal(rng.rand(4, 9, s, 2 * k + 1), x1)
 
 
 def test_rand_is_a_pure_function():
@@ -134,5 +143,5 @@ def test_different_draw_indices_are_uncorrelated(d1, d2):
     b = rng.rand(3, 17, s, d2).astype(np.float64)
     assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(n)
     assert abs(((a >= 2**31) == (b >= 2**31)).mean() - 0.5) < 5 * 0.5 / np.sqrt(n)
-    # neighbouring synapses are uncorrelated too (the counter is s << 6 | d)
+    # neighbouring synapses are uncorrelated too (the counter is s << 5 | d // 2)
     assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 5 / np.sqrt(n)

@@ -14,8 +14,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from memprop.model.rng import rand, threefry2x32
-from memprop.rtl.threefry import (LATENCY, Threefry2x32, rand_request, rand_request_ints,
-                                  threefry_schedule)
+from memprop.rtl.threefry import (LATENCY, PIPELINE_LATENCY, Threefry2x32, Threefry2x32Pipeline,
+                                  call_request, rand_request, rand_request_ints, threefry_schedule)
 
 # Random123 tests/kat_vectors: (rounds, counter c0 c1, key k0 k1, expected x0 x1).
 KAT = [
@@ -65,9 +65,9 @@ def run(dut, *testbenches, processes=(), max_cycles=100_000):
     sim.run()
 
 
-def run_vectors(rounds, vectors, *, in_idle=None, out_stall=None):
+def run_vectors(rounds, vectors, *, in_idle=None, out_stall=None, unit=Threefry2x32):
     """Feed `vectors` (dicts c0..k1), collect outputs; optional idle/stall patterns (1 = wait)."""
-    dut = Threefry2x32(rounds)
+    dut = unit(rounds)
     got = []
 
     async def producer(ctx):
@@ -192,13 +192,14 @@ def test_latency_is_documented_constant():
 
 
 def test_rand_request_wiring_matches_model_rand():
+    """The call holding draw d; the draw is word d mod 2 (docs/numerics.md, section 5)."""
     seed, t, s, d = Signal(32), Signal(32), Signal(20), Signal(6)
     m = Module()
     m.submodules.rng = rng = Threefry2x32()
     m.d.comb += rng.i.payload.eq(rand_request(seed, t, s, d))
     cases = [(0xDEADBEEF, 0, 0, 0), (12345, 7, 9 * 16 + 3, 5),
              (2**32 - 1, 2**32 - 1, 2**20 - 1, 63),
-             (42, 1000, 256 + 15, 1 + 2 * 3 + 1)]
+             (42, 1000, 256 + 15, 2 + 2 * 3 + 1), (42, 1000, 256 + 15, 2 + 2 * 3)]
     got = []
 
     async def tb(ctx):
@@ -208,13 +209,34 @@ def test_rand_request_wiring_matches_model_rand():
             ctx.set(rng.i.valid, 1)          # the payload is wired by rand_request
             await ctx.tick().until(rng.i.ready)
             ctx.set(rng.i.valid, 0)
-            got.append((await stream_get(ctx, rng.o)).x0)
+            out = await stream_get(ctx, rng.o)
+            got.append(out.x1 if case[3] & 1 else out.x0)
 
     run(m, tb)
     assert got == [int(rand(*case)) for case in cases]
     for case in cases:
         req = rand_request_ints(*case)
-        assert model(**req)[0] == int(rand(*case))
+        assert model(**req)[case[3] & 1] == int(rand(*case))
+
+
+def test_call_request_gives_both_draws_of_a_call():
+    m = Module()
+    m.submodules.rng = rng = Threefry2x32()
+    k = Signal(5)
+    m.d.comb += rng.i.payload.eq(call_request(77, 3, 1234, k))
+    got = []
+
+    async def tb(ctx):
+        for call in (0, 1, 31):
+            ctx.set(k, call)
+            ctx.set(rng.i.valid, 1)          # the payload is wired by call_request
+            await ctx.tick().until(rng.i.ready)
+            ctx.set(rng.i.valid, 0)
+            out = await stream_get(ctx, rng.o)
+            got.append((out.x0, out.x1))
+
+    run(m, tb)
+    assert got == [(int(rand(77, 3, 1234, 2 * c)), int(rand(77, 3, 1234, 2 * c + 1))) for c in (0, 1, 31)]
 
 
 def test_rand_request_constants_and_checks():
@@ -226,6 +248,72 @@ def test_rand_request_constants_and_checks():
         rand_request(0, 0, 0, Signal(7))
     with pytest.raises(ValueError, match="non-negative"):
         rand_request(-1, 0, 0, 0)
+    with pytest.raises(ValueError, match="call index"):
+        call_request(0, 0, 0, 32)
+    with pytest.raises(ValueError, match="at most 5 bits"):
+        call_request(0, 0, 0, Signal(6))
+
+
+# -- the pipelined unit ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rounds", [13, 20])
+def test_pipeline_random123_kat(rounds):
+    cases = [case for case in KAT if case[0] == rounds]
+    vectors = [{"c0": c[0], "c1": c[1], "k0": k[0], "k1": k[1]} for _, c, k, _ in cases]
+    assert run_vectors(rounds, vectors, unit=Threefry2x32Pipeline) == [e for *_, e in cases]
+
+
+@pytest.mark.parametrize("rounds", [1, 4, 5, 13])
+def test_pipeline_random_vectors_with_idle_and_backpressure(rounds):
+    vectors = random_vectors(60, seed=10 + rounds)
+    got = run_vectors(rounds, vectors, unit=Threefry2x32Pipeline, in_idle=[0, 0, 1], out_stall=[0, 1, 0, 0, 1])
+    assert got == [model(**v, rounds=rounds) for v in vectors]
+
+
+def test_pipeline_one_result_per_cycle_with_tags_and_static_key():
+    """Always valid in, always ready out: a result every cycle, `latency` edges after its request,
+    each with its request's tag. The static-key variant computes the same words."""
+    for static in (False, True):
+        dut = Threefry2x32Pipeline(tag_bits=7, static_key=static)
+        assert dut.latency == PIPELINE_LATENCY == 17
+        reqs = [{"c0": n * 3, "c1": n * 7 + 1, "k0": 5, "k1": 0x6D656D70, "tag": n % 128} for n in range(30)]
+        accepted, delivered = [], []
+
+        async def tb(ctx):
+            ctx.set(dut.o.ready, 1)
+            cycle, sent = 0, 0
+            while len(delivered) < len(reqs):
+                if sent < len(reqs):
+                    ctx.set(dut.i.payload, reqs[sent])
+                ctx.set(dut.i.valid, sent < len(reqs))
+                _, _, iv, ir, ov, out = await ctx.tick().sample(dut.i.valid, dut.i.ready, dut.o.valid, dut.o.payload)
+                if iv and ir:
+                    accepted.append(cycle)
+                    sent += 1
+                if ov:
+                    delivered.append((cycle, out.x0, out.x1, out.tag))
+                cycle += 1
+
+        run(dut, tb)
+        assert accepted == list(range(len(reqs)))
+        assert [c for c, *_ in delivered] == [a + dut.latency for a in accepted]
+        assert [(x0, x1) for _, x0, x1, _ in delivered] == \
+            [model(r["c0"], r["c1"], r["k0"], r["k1"]) for r in reqs]
+        assert [tag for *_, tag in delivered] == [r["tag"] for r in reqs]
+
+
+def test_iterative_unit_carries_the_tag():
+    dut = Threefry2x32(tag_bits=3)
+    got = []
+
+    async def tb(ctx):
+        for n in range(5):
+            await stream_put(ctx, dut.i, {"c0": n, "c1": 0, "k0": 0, "k1": 0, "tag": n})
+            out = await stream_get(ctx, dut.o)
+            got.append((out.tag, out.x0, out.x1))
+
+    run(dut, tb)
+    assert got == [(n, *model(n, 0, 0, 0)) for n in range(5)]
 
 
 @pytest.mark.parametrize("bad", [0, -1])
@@ -238,3 +326,10 @@ def test_rounds_out_of_range(bad):
 def test_rounds_type_checked(bad):
     with pytest.raises(TypeError, match="rounds must be an integer"):
         Threefry2x32(bad)
+    with pytest.raises(TypeError, match="rounds must be an integer"):
+        Threefry2x32Pipeline(bad)
+
+
+def test_tag_bits_checked():
+    with pytest.raises(ValueError, match="tag_bits must be a non-negative integer, not -1"):
+        Threefry2x32Pipeline(tag_bits=-1)

@@ -1,0 +1,101 @@
+"""`memprop bench`, classification: what a digits image costs on each board, beside the numpy model.
+
+The engine's cycle counts are exact functions of the schedule and the relaxation steps
+(rtl/cycles.py, checked in simulation by the cocotb classification workload), so the cost of
+an image is the cycle model applied to the steps the fixed-point model takes on the test set.
+Projected images/s are at the board's clock; the numpy float model's images/s are measured in
+the same run, and their ratio is reported.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from memprop.demo import markdown_table
+from memprop.model import classify, fixed
+from memprop.model.numerics import Formats
+from memprop.model.tasks import load_task
+from memprop.rtl import cycles
+from memprop.rtl.schedule import Schedule
+
+#: The classifier each board runs: the board's device preset and lanes (boards.build.BOARDS).
+BOARDS = ("icebreaker", "ulx3s")
+
+
+def board_design(board: str, task, hidden):
+    """The digits classifier as the board's engine holds it: its preset, its lanes, its clock."""
+    from memprop.boards.build import get_board
+
+    b = get_board(board)
+    default = b.default_config()
+    cfg = classify.classifier_config(task, hidden, numerics="fixed", device={"preset": default.device.preset},
+                                     hw={"lanes": default.hw.lanes})
+    return cfg, b.make_platform().default_clk_frequency / 1e6
+
+
+def run_classification_bench(epochs: int = classify.DEFAULT_EPOCHS, boards: tuple[str, ...] = BOARDS,
+                             hidden: tuple[int, ...] | None = None, images: int | None = None) -> dict:
+    """Train the float digits classifier (timed), then cost its images on every board's engine."""
+    task = load_task("digits")
+    cfg = classify.classifier_config(task, hidden, epochs=epochs)
+    x, y = (task.x_test, task.y_test) if images is None else (task.x_test[:images], task.y_test[:images])
+    start = time.perf_counter()
+    params, _ = classify.train_classifier(cfg, task, progress=False, monitor=0)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    result = classify.evaluate(params, cfg, x, y, task.n_classes)
+    infer_s = time.perf_counter() - start
+    numpy_images = len(y) / infer_s
+    out = {"task": "digits", "layers": list(cfg.network.layers), "epochs": epochs, "images": len(y),
+           "numpy_float": {"accuracy": result.accuracy, "train_seconds": train_s,
+                           "train_samples_per_s": epochs * len(task.y_train) / train_s,
+                           "images_per_s": numpy_images, "mean_steps": result.mean_steps},
+           "boards": []}
+    for board in boards:
+        hw, clock_mhz = board_design(board, task, hidden)
+        fmt = Formats(hw)
+        programmed = fixed.FixedParams.from_float(hw, params.W, params.b)
+        W, b = programmed.weights(fmt.device)
+        relaxed = classify.fixed_relax_layered(fmt, W, b, fixed.fixed_drive_for(fmt, x))
+        outputs = slice(hw.network.n - hw.network.layers[-1], hw.network.n)
+        accuracy = float(np.mean(np.argmax(relaxed.v[:, outputs], axis=1) == y))
+        sch = Schedule(hw)
+        per_image = float(np.mean([cycles.relax_cycles(sch, int(s)) for s in relaxed.steps]))
+        # one in-situ training sample: free and nudged relaxation, two STOREs, and LEARN (batch 1)
+        sample = fixed.FixedParams.from_float(hw, params.W, params.b)
+        drive = fixed.fixed_drive_for(fmt, task.x_train[:1])
+        target = fixed.fixed_target_for(fmt, classify.one_hot(task.y_train[:1], task.n_classes))
+        W, b = sample.weights(fmt.device)
+        free = classify.fixed_relax_layered(fmt, W, b, drive)
+        nudged = classify.fixed_relax_layered(fmt, W, b, drive, target, 1, v_start=free.v)
+        step, _ = classify.fixed_layered_update(fmt, sample, drive, target)
+        learn = cycles.learn_cycles(sch, step.pulses_w, step.pulses_b)
+        train_cycles = (cycles.relax_cycles(sch, int(free.steps[0])) + cycles.relax_cycles(sch, int(nudged.steps[0]))
+                        + 2 * cycles.store_cycles(hw.network.n) + learn)
+        images_per_s = clock_mhz * 1e6 / per_image
+        out["boards"].append({
+            "board": board, "device": hw.device.preset, "lanes": hw.hw.lanes, "n": hw.network.n,
+            "synapses_streamed": sch.synapses, "step_cycles": cycles.step_cycles(sch), "clock_mhz": clock_mhz,
+            "steps_per_image": float(np.mean(relaxed.steps)), "cycles_per_image": per_image, "us_per_image": per_image / clock_mhz, "images_per_s": images_per_s,
+            "ratio": images_per_s / numpy_images, "accuracy_ex_situ": accuracy,
+            "train_sample_cycles": train_cycles, "learn_cycles": learn,
+            "train_samples_per_s": clock_mhz * 1e6 / train_cycles})
+    return out
+
+
+def markdown(section: dict) -> str:
+    f = section["numpy_float"]
+    rows = [["numpy float model (this machine)", "", "", f"{f['mean_steps']:.1f}", "", f"{f['images_per_s']:.0f}",
+             "1.00", f"{f['train_samples_per_s']:.0f}"]]
+    for b in section["boards"]:
+        rows.append([f"{b['board']} ({b['device']}, P = {b['lanes']}, {b['clock_mhz']:.0f} MHz)",
+                     f"{b['step_cycles']}", f"{b['cycles_per_image']:.0f}", f"{b['steps_per_image']:.1f}",
+                     f"{b['us_per_image']:.0f}",
+                     f"{b['images_per_s']:.0f}", f"{b['ratio']:.2f}", f"{b['train_samples_per_s']:.0f}"])
+    return (f"Digits classifier {'-'.join(map(str, section['layers']))} ({section['images']} test images, "
+            f"float accuracy {f['accuracy']:.4f}): cycles from the engine's cycle model at the fixed-point "
+            "model's relaxation steps (float weights programmed into each board's devices).\n\n"
+            + markdown_table(["", "cycles per step", "cycles per image", "steps per image", "µs per image",
+                              "images/s", "÷ numpy", "training samples/s"], rows))

@@ -1,0 +1,418 @@
+"""`memprop bench`, hardware section: what each board's engine would do, against the numpy model.
+
+Per board (its default Config, boards/build.py): cycles per relaxation step, per LEARN, per
+training sample and per recall on an untrained and a trained network; fmax from the board's
+recorded build (`memprop build` writes build.json); projected training samples/s and us per
+recall; and the float model's training samples/s measured in this same run, with the
+project's minibatch protocol and with minibatch 1 (online learning).
+
+Where the cycles come from: the engine's cycle counts are exact functions of what the
+fixed-point model does (relaxation steps per phase, pulses per update) — rtl/cycles.py,
+checked equal to the engine's own cycle counter on random configurations by tests/rtl. The
+bench trains the board's configuration in situ with the fixed-point model (the same samples,
+in the same order, as `memprop train --numerics fixed`) and costs every command of it. With
+`simulate` (the default outside --quick) it also runs the board's engine under Verilator on a
+minibatch and on recalls, for the untrained and the trained network, and reports the cycles
+the engine's counter measured next to the model's: they must be equal.
+
+Not counted: the host link (loading each sample's state, inputs and targets; issue 10's
+subject), the host's own work between commands.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from memprop.model import fixed
+from memprop.model import patterns as pattern_sets
+from memprop.model import training
+from memprop.model.config import Config
+from memprop.model.numerics import Formats
+from memprop.model.training import epoch_samples
+
+#: The boards of the hardware section, in report order.
+BOARDS = ("icebreaker", "ulx3s", "ulx3s-25f")
+#: Where `memprop build --board B --out DIR/B` leaves build.json, unless --builds says otherwise.
+DEFAULT_BUILDS = Path("results/build")
+FLIP = 0.10
+RECALL_SEED = 1
+
+
+# -- the numpy float model ----------------------------------------------------------------------
+
+def float_rates(cfg: Config, pats, epochs: int, repeats: int) -> dict:
+    """Training samples/s of the float model on `cfg`'s network: protocol batch and batch 1."""
+    flt = Config.for_algorithm("eqprop", network=cfg.network.model_dump(), train={"epochs": epochs, "seed": 0})
+    out = {}
+    for name, c in (("protocol", flt), ("batch1", flt.replace(train={"batch_size": 1}))):
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            training.train(c, pats, progress=False)
+            seconds.append(time.perf_counter() - start)
+        samples = epochs * pats.count * c.train.repeats
+        wall = statistics.median(seconds)
+        out[name] = {"batch_size": c.train.batch_size, "samples": samples, "seconds": seconds,
+                     "samples_per_s": samples / wall}
+    return out
+
+
+# -- in-situ training, costed command by command --------------------------------------------------
+
+@dataclass
+class EpochCost:
+    samples: int = 0
+    updates: int = 0
+    steps: int = 0           # relaxation steps, all phases
+    relax: int = 0           # cycles of RELAX commands
+    store: int = 0           # STORE and RESTORE
+    learn: int = 0           # LEARN
+
+    @property
+    def cycles(self) -> int:
+        return self.relax + self.store + self.learn
+
+    def to_dict(self) -> dict:
+        return {"samples": self.samples, "updates": self.updates, "steps": self.steps, "relax": self.relax,
+                "store": self.store, "learn": self.learn, "cycles": self.cycles}
+
+
+def minibatch_cost(cfg: Config, step: fixed.LearnStep, info: dict, batch: int) -> EpochCost:
+    """Engine cycles of one minibatch as the driver runs it (rtl/driver.py train_minibatch)."""
+    from memprop.rtl import cycles
+    from memprop.rtl.schedule import Schedule
+
+    sch = Schedule(cfg)
+    n = cfg.network.n
+    centered = cfg.train.nudge == "centered"
+    phases = 3 if centered else 2
+    steps = int(round(info["steps"] * batch))
+    store_one, restore_one = cycles.store_cycles(n), cycles.restore_cycles(n)
+    per_sample = (3 * store_one + restore_one) if centered else 2 * store_one
+    unused = cfg.train.batch_size - batch            # slots the driver fills with HI == LO
+    return EpochCost(samples=batch, updates=1, steps=steps,
+                     relax=phases * batch * cycles.COMMAND_OVERHEAD + steps * cycles.step_cycles(sch),
+                     store=batch * per_sample + unused * 2 * store_one,
+                     learn=cycles.learn_cycles(sch, step.pulses_w, step.pulses_b))
+
+
+def in_situ_training(cfg: Config, pats, epochs: int) -> dict:
+    """Fixed-point in-situ training (exactly model.training's), every command costed."""
+    from memprop.rtl.verify import trained_start
+
+    fmt = Formats(cfg)
+    r, params = trained_start(cfg)
+    initial = params.copy()
+    per_epoch, minibatches = [], []
+    B = cfg.train.batch_size
+    for _ in range(epochs):
+        total = EpochCost()
+        inputs, targets = epoch_samples(cfg, pats.values, r)
+        for start in range(0, len(inputs), B):
+            x, y = inputs[start:start + B], targets[start:start + B]
+            drive, target = fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y)
+            if not minibatches:
+                minibatches.append({"x": x.tolist(), "y": y.tolist(), "params": params.copy()})
+            step, info = fixed.eqprop_fixed_update(fmt, params, drive, target)
+            cost = minibatch_cost(cfg, step, info, len(x))
+            for key in ("samples", "updates", "steps", "relax", "store", "learn"):
+                setattr(total, key, getattr(total, key) + getattr(cost, key))
+        per_epoch.append(total)
+    return {"initial": initial, "final": params, "epochs": per_epoch, "first_minibatch": minibatches[0]}
+
+
+def recall_cost(cfg: Config, params: fixed.FixedParams, pats, trials: int) -> dict:
+    """RELAX cycles of recalls of corrupted patterns (p = 0.1), and the accuracy."""
+    from memprop.rtl import cycles
+    from memprop.rtl.schedule import Schedule
+
+    fmt = Formats(cfg)
+    rng = np.random.default_rng(RECALL_SEED)
+    clean = np.repeat(pats.values, trials, axis=0)
+    noisy = pattern_sets.corrupt(clean, FLIP, rng)
+    W, b = params.weights(fmt.device)
+    relaxed = fixed.fixed_relax(fmt, W, b, fixed.fixed_drive_for(fmt, noisy))
+    sch = Schedule(cfg)
+    per = [cycles.relax_cycles(sch, int(s)) for s in relaxed.steps]
+    correct = np.all(fixed.fixed_readout(fmt, relaxed.v) == clean, axis=1)
+    return {"samples": len(per), "cycles_mean": float(np.mean(per)), "cycles_max": int(np.max(per)),
+            "steps_mean": float(np.mean(relaxed.steps)), "accuracy": float(correct.mean()),
+            "inputs": noisy[:4].tolist()}
+
+
+# -- fmax from the build record ----------------------------------------------------------------------
+
+def build_record(board: str, cfg: Config, builds: Path) -> dict:
+    """fmax of the board's design as `memprop build` recorded it, with where and when; or why not."""
+    path = Path(builds) / board / "build.json"
+    if not path.exists():
+        return {"fmax_mhz": None, "source": str(path),
+                "note": f"no build record: run `memprop build --board {board} --out {Path(builds) / board}`"}
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {"fmax_mhz": None, "source": str(path), "note": "build record is not valid JSON"}
+    built = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+    out = {"fmax_mhz": record.get("fmax_mhz"), "source": str(path), "built": built,
+           "timing_met": record.get("timing_met"), "clock_mhz": record.get("clock_mhz")}
+    if record.get("fingerprint") != cfg.fingerprint or record.get("lanes") != cfg.hw.lanes:
+        out.update(fmax_mhz=None, note=f"build record is for another design (fingerprint "
+                                       f"{record.get('fingerprint')}, {record.get('lanes')} lanes; this board's "
+                                       f"default is {cfg.fingerprint}, {cfg.hw.lanes} lanes): rebuild")
+    return out
+
+
+# -- the engine in simulation ---------------------------------------------------------------------------
+
+async def measure_commands(driver, cfg: Config, workload: dict) -> dict:
+    """Cocotb workload "hwbench": the engine's cycle counter for a minibatch, a STORE and recalls."""
+    from memprop.model import weights
+    from memprop.rtl import hostmap as hm
+
+    fmt = Formats(cfg)
+    params, _, _ = weights.load(workload["weights"])
+    await driver.check_identity()
+    await driver.load_params(params)
+    x, y = np.array(workload["x"]), np.array(workload["y"])
+    phases = await driver.train_minibatch(fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y),
+                                          params.updates)
+    store = await driver.run(hm.OP_STORE, set_=hm.SET_FREE, slot=0)
+    recalls = await driver.recall(fixed.fixed_drive_for(fmt, np.array(workload["recall"])))
+    return {"relax": [r.cycles for key in ("free", "hi", "lo") for r in phases[key]],
+            "steps": [r.steps for key in ("free", "hi", "lo") for r in phases[key]],
+            "learn": phases["learn_cycles"], "store": store, "recall": [r.cycles for r in recalls]}
+
+
+def simulate_board(cfg: Config, states: dict, pats, build_root: Path | None = None) -> dict:
+    """Run `measure_commands` under Verilator for each network state; compare with the cycle model."""
+    import tempfile
+
+    from memprop.model import weights
+    from memprop.rtl import cycles
+    from memprop.rtl.schedule import Schedule
+    from memprop.sim.engine import run_engine
+
+    fmt = Formats(cfg)
+    sch = Schedule(cfg)
+    workloads, expect = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, state in states.items():
+            path = weights.save(Path(tmp) / f"{name}.npz", state["params"], cfg)
+            mb = state["minibatch"]
+            workloads.append({"kind": "hwbench", "weights": str(path), "x": mb["x"], "y": mb["y"],
+                              "recall": state["recall_inputs"]})
+            # the model's prediction of the same commands
+            params = state["params"].copy()
+            x, y = np.array(mb["x"]), np.array(mb["y"])
+            W, b = params.weights(fmt.device)
+            drive = fixed.fixed_drive_for(fmt, x)
+            step, _ = fixed.eqprop_fixed_update(fmt, params, drive, fixed.fixed_target_for(fmt, y))
+            rec = fixed.fixed_relax(fmt, W, b, fixed.fixed_drive_for(fmt, np.array(state["recall_inputs"])))
+            expect.append({"learn": cycles.learn_cycles(sch, step.pulses_w, step.pulses_b),
+                           "store": cycles.store_cycles(cfg.network.n),
+                           "recall": [cycles.relax_cycles(sch, int(s)) for s in rec.steps]})
+        start = time.perf_counter()
+        run = run_engine(cfg, [], workloads, build_root=build_root, run_name="hwbench")
+        seconds = time.perf_counter() - start
+    out = {"simulator": "verilator", "seconds": round(seconds, 1), "cycles_simulated": run.cycles, "states": {}}
+    for (name, _), got, want in zip(states.items(), run.results, expect):
+        if not got.get("ok"):
+            out["states"][name] = {"ok": False, "error": got.get("mismatch")}
+            continue
+        relax_model = [cycles.relax_cycles(sch, s) for s in got["steps"]]
+        agree = (got["learn"] == want["learn"] and got["store"] == want["store"]
+                 and got["recall"] == want["recall"] and got["relax"] == relax_model)
+        out["states"][name] = {"ok": agree, "learn": got["learn"], "learn_model": want["learn"],
+                               "store": got["store"], "relax": got["relax"], "recall": got["recall"],
+                               "recall_model": want["recall"]}
+    return out
+
+
+# -- the demo's cheap version ---------------------------------------------------------------------
+
+def demo_workload(cfg: Config, weights_file: Path, pats) -> dict:
+    """The "hwbench" workload on trained weights: one protocol minibatch and four recalls."""
+    rng = np.random.default_rng(RECALL_SEED)
+    x, y = epoch_samples(cfg, pats.values, rng)
+    B = cfg.train.batch_size
+    noisy = pattern_sets.corrupt(pats.values[:4], FLIP, rng)
+    return {"kind": "hwbench", "weights": str(Path(weights_file).resolve()), "x": x[:B].tolist(),
+            "y": y[:B].tolist(), "recall": noisy.tolist()}
+
+
+def demo_cycles(cfg: Config, measured: dict) -> dict:
+    """Per-sample figures from the engine's counter: LEARN, a training sample, a recall."""
+    from memprop.rtl import cycles
+    from memprop.rtl.schedule import Schedule
+
+    B, n = cfg.train.batch_size, cfg.network.n
+    copies = (3 * cycles.store_cycles(n) + cycles.restore_cycles(n)) if cfg.train.nudge == "centered" \
+        else 2 * measured["store"]
+    sample = (sum(measured["relax"]) + measured["learn"]) / B + copies
+    return {"learn": measured["learn"], "sample": sample, "recall": float(np.mean(measured["recall"])),
+            "batch_size": B, "step": cycles.step_cycles(Schedule(cfg))}
+
+
+def demo_line(c: dict) -> str:
+    return (f"engine cycles (measured): LEARN {c['learn']:,} per minibatch of {c['batch_size']}, "
+            f"{c['sample']:,.0f} per training sample, {c['recall']:,.0f} per recall ({c['step']} per step)")
+
+
+def demo_projection(c: dict, fmax_mhz: float) -> dict:
+    sps = fmax_mhz * 1e6 / c["sample"]
+    us = c["recall"] / fmax_mhz
+    return {"fmax_mhz": fmax_mhz, "train_samples_per_s": sps, "recall_us": us,
+            "line": f"at fmax {fmax_mhz:.1f} MHz: {sps:,.0f} training samples/s, {us:.1f} us per recall "
+                    "(host link not counted; `memprop bench` compares with the float model)"}
+
+
+# -- one board -------------------------------------------------------------------------------------
+
+def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates: dict, simulate: bool,
+                progress=None) -> dict:
+    from memprop.boards.build import get_board
+    from memprop.rtl import cycles
+    from memprop.rtl.learnplan import LearnPlan
+    from memprop.rtl.schedule import Schedule
+
+    cfg = get_board(board).default_config()
+    sch = Schedule(cfg)
+    net = cfg.network
+    run = in_situ_training(cfg, pats, epochs)
+    online = in_situ_training(cfg.replace(train={"batch_size": 1}), pats, epochs)
+    if progress:
+        progress(f"{board}: in-situ training costed ({epochs} epochs, batch {cfg.train.batch_size} and 1)")
+    recall = {"untrained": recall_cost(cfg, run["initial"], pats, trials),
+              "trained": recall_cost(cfg, run["final"], pats, trials)}
+    first, last = run["epochs"][0], run["epochs"][-1]
+    total = sum(e.cycles for e in run["epochs"])
+    samples = sum(e.samples for e in run["epochs"])
+    total1 = sum(e.cycles for e in online["epochs"])
+    samples1 = sum(e.samples for e in online["epochs"])
+    build = build_record(board, cfg, builds)
+    fmax = build["fmax_mhz"]
+
+    def per_s(cycles_per_sample):
+        return None if fmax is None else fmax * 1e6 / cycles_per_sample
+
+    train_sps = per_s(total / samples)
+    train_sps1 = per_s(total1 / samples1)
+    flt = rates
+    entry = {
+        "board": board, "n": net.n, "topology": net.topology if net.topology != "band" else f"band {net.band}",
+        "synapses": sch.synapses, "device": cfg.device.preset, "batch_size": cfg.train.batch_size,
+        "lanes": cfg.hw.lanes, "learn_lanes": LearnPlan(cfg).width, "threefry": cfg.hw.threefry,
+        "fingerprint": cfg.fingerprint, "fmax_mhz": fmax, "fmax_source": build,
+        "step_cycles": cycles.step_cycles(sch),
+        "learn_cycles": {"untrained": first.learn / first.updates, "trained": last.learn / last.updates},
+        "learn_cycles_batch1": {"untrained": online["epochs"][0].learn / online["epochs"][0].updates,
+                                "trained": online["epochs"][-1].learn / online["epochs"][-1].updates},
+        "sample_cycles": {"untrained": first.cycles / first.samples, "trained": last.cycles / last.samples},
+        "sample_cycles_batch1": {"untrained": online["epochs"][0].cycles / online["epochs"][0].samples,
+                                 "trained": online["epochs"][-1].cycles / online["epochs"][-1].samples},
+        "steps_per_sample": {"untrained": first.steps / first.samples, "trained": last.steps / last.samples},
+        "recall_cycles": {k: v["cycles_mean"] for k, v in recall.items()},
+        "recall_accuracy": {k: v["accuracy"] for k, v in recall.items()},
+        "training": {"epochs": epochs, "samples": samples, "cycles": total, "samples_batch1": samples1,
+                     "cycles_batch1": total1, "per_epoch": [e.to_dict() for e in run["epochs"]]},
+        "train_samples_per_s": train_sps, "train_samples_per_s_batch1": train_sps1,
+        "recall_us": None if fmax is None else recall["trained"]["cycles_mean"] / fmax,
+        "float_samples_per_s": flt["protocol"]["samples_per_s"],
+        "float_samples_per_s_batch1": flt["batch1"]["samples_per_s"],
+        "ratio": None if train_sps is None else train_sps / flt["protocol"]["samples_per_s"],
+        "ratio_batch1": None if train_sps1 is None else train_sps1 / flt["batch1"]["samples_per_s"],
+    }
+    if simulate:
+        states = {"untrained": {"params": run["initial"], "minibatch": run["first_minibatch"],
+                                "recall_inputs": recall["untrained"]["inputs"]},
+                  "trained": {"params": run["final"], "minibatch": _last_minibatch(cfg, pats, run),
+                              "recall_inputs": recall["trained"]["inputs"]}}
+        entry["simulation"] = simulate_board(cfg, states, pats)
+        if progress:
+            progress(f"{board}: engine simulated (Verilator)")
+    return entry
+
+
+def _last_minibatch(cfg: Config, pats, run: dict) -> dict:
+    """A protocol minibatch for the trained network (fresh noise, the first patterns)."""
+    rng = np.random.default_rng(RECALL_SEED + 1)
+    x, y = epoch_samples(cfg, pats.values, rng)
+    B = cfg.train.batch_size
+    return {"x": x[:B].tolist(), "y": y[:B].tolist()}
+
+
+def run_hardware(pats, epochs: int, repeats: int, trials: int, builds: Path = DEFAULT_BUILDS,
+                 simulate: bool = False, boards=BOARDS, progress=None) -> dict:
+    """The hardware section: float model rates once per network, then every board."""
+    from memprop.boards.build import get_board
+
+    rates, entries = {}, []
+    for board in boards:
+        cfg = get_board(board).default_config()
+        key = cfg.network.model_dump_json()
+        if key not in rates:
+            rates[key] = float_rates(cfg, pats, epochs, repeats)
+            if progress:
+                progress(f"float model timed on the {board} network")
+        entries.append(board_entry(board, pats, epochs, trials, builds, rates[key], simulate, progress))
+    return {"epochs": epochs, "trials_per_pattern": trials, "builds": str(builds), "hardware": entries,
+            "float_model": list(rates.values())}
+
+
+#: The issue's targets for the ULX3S: projected training vs the float model (batch 1, protocol).
+TARGET_RATIO_BATCH1 = 10.0
+TARGET_RATIO = 1.0
+
+
+def markdown(section: dict) -> str:
+    """Two tables (cycles; throughput against the float model), and where fmax came from."""
+    from memprop.demo import markdown_table
+
+    def num(v, digits=0):
+        return "n/a" if v is None else f"{v:,.{digits}f}"
+
+    def pair(d, digits=0):
+        return f"{num(d['untrained'], digits)} / {num(d['trained'], digits)}"
+
+    cycles_rows, speed_rows, notes = [], [], []
+    for e in section["hardware"]:
+        cycles_rows.append([e["board"], f"N = {e['n']} {e['topology']}, B = {e['batch_size']}",
+                            f"{e['lanes']} / {e['learn_lanes']} ({e['threefry']})", e["step_cycles"],
+                            pair(e["learn_cycles"]), pair(e["learn_cycles_batch1"]), pair(e["sample_cycles"]),
+                            pair(e["recall_cycles"]), pair(e["recall_accuracy"], 3)])
+        speed_rows.append([e["board"], num(e["fmax_mhz"], 1), num(e["train_samples_per_s"]),
+                           num(e["float_samples_per_s"]), num(e["ratio"], 2), num(e["train_samples_per_s_batch1"]),
+                           num(e["float_samples_per_s_batch1"]), num(e["ratio_batch1"], 2), num(e["recall_us"], 1)])
+        src = e["fmax_source"]
+        if e["fmax_mhz"] is None:
+            notes.append(f"- {e['board']}: fmax n/a: {src.get('note')}")
+        else:
+            notes.append(f"- {e['board']}: fmax {e['fmax_mhz']:.1f} MHz from {src['source']} (built {src['built']})")
+            for key, target, what in (("ratio", TARGET_RATIO, "the minibatch protocol"),
+                                      ("ratio_batch1", TARGET_RATIO_BATCH1, "minibatch 1")):
+                if e[key] is not None and e[key] < target:
+                    notes.append(f"  {target:g}x the float model with {what} needs {target / e[key]:.1f}x this "
+                                 f"throughput: fmax {e['fmax_mhz'] * target / e[key]:.0f} MHz at these lanes, or "
+                                 "more lanes / a sample-parallel relaxation")
+        sim = e.get("simulation")
+        if sim:
+            verdict = "equal to the cycle model" if all(s["ok"] for s in sim["states"].values()) else "DIFFERENT"
+            notes.append(f"  engine under Verilator, untrained and trained: measured cycles {verdict} "
+                         f"({sim['cycles_simulated']:,} cycles simulated)")
+    cycles_table = markdown_table(
+        ["board", "network", "lanes P / W (Threefry)", "cycles / step", "cycles / LEARN", "LEARN, batch 1",
+         "cycles / training sample", "cycles / recall", "recall accuracy"], cycles_rows)
+    speed_table = markdown_table(
+        ["board", "fmax MHz", "train samples/s", "float samples/s", "ratio", "samples/s, batch 1",
+         "float, batch 1", "ratio, batch 1", "us / recall"], speed_rows)
+    return (cycles_table + "\n\n" + speed_table
+            + f"\n\nUntrained / trained: the first / last of {section['epochs']} epochs of in-situ training "
+              "(recall: before / after, p = 0.1). Cycles from the exact cycle model; the host link is not counted. "
+              "Samples/s = fmax / cycles per sample over the whole run; float = the numpy model on the same network "
+              "and epochs, measured in this run.\n" + "\n".join(notes))

@@ -1,0 +1,258 @@
+"""One learning lane's datapath: correlation, quantisation and pulse programming.
+
+Three small components, one job each, each with its own simulator test against the model
+(tests/rtl/test_learnlane.py); the Learner (learn.py) instantiates W of each and sequences
+them. Their arithmetic is docs/numerics.md section 5, with the widths of `Formats`:
+
+* `CorrelatorLane`: C = sum over the minibatch of a_i a_j (HI set) minus a_i a_j (LO set);
+  for a bias C = sum (a_i^HI - a_i^LO) << fa. One product per cycle.
+* `Quantiser`: the pulse count n from C: |C| * LR_MUL (shifts and adds, no multiplier), the
+  configured rounding with the lane's draw, the shift (one more on the diagonal), +-P_max.
+* `PulseLane`: the pulses of one synapse or bias, one round per two cycles: potentiate-first
+  device choice, the UP/DOWN table read (a synchronous ROM port outside the lane, shared
+  between two lanes), c2c noise with the threshold of the device's class.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Value
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from memprop.model.numerics import Formats, bitlen_signed
+
+from .learnplan import c2c_thresholds
+from .schedule import ceil_log2
+
+#: CorrelatorLane: cycles from operands at the inputs to their product in the sum (input
+#: registers, product register, sum: the multiplier sits wholly inside a DSP block).
+CORRELATOR_LATENCY = 3
+#: Noise bits kept per draw: bit 15 (direction) and bits 31..16 (the threshold comparison).
+NOISE_BITS = 17
+
+
+def csd_digits(k: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of k > 0: [(shift, +1 or -1)], at most one non-zero digit in two."""
+    digits, shift = [], 0
+    while k:
+        if k & 1:
+            d = 2 - (k & 3)          # +1 if k = 1 mod 4, -1 if k = 3 mod 4
+            digits.append((shift, d))
+            k -= d
+        k >>= 1
+        shift += 1
+    return digits
+
+
+def mul_const(x: Value, k: int, width: int) -> Value:
+    """x * k for a constant k >= 0 as shifts and adds (canonical signed digits): no DSP block.
+
+    `x` is unsigned; the result is `width` bits (the caller proves it fits).
+    """
+    if k == 0:
+        return Const(0, width)
+    terms = [(x << s) if d > 0 else -(x << s) for s, d in csd_digits(k)]
+    while len(terms) > 1:                      # a balanced adder tree: ceil(log2(digits)) levels
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return Value.cast(terms[0])[:width]
+
+
+def learn_widths(fmt: Formats) -> dict:
+    """Widths shared by the lanes and the learner."""
+    a_bits = bitlen_signed(max(fmt.a_max, 1 << fmt.fa))
+    corr_bits = bitlen_signed(fmt.corr_bound)
+    mul, shift = fmt.lr_fixed
+    tables = fmt.device
+    code_bits = max(ceil_log2(tables.levels), 1)
+    class_bits = ceil_log2(tables.classes)
+    return {"a_bits": a_bits, "corr_bits": corr_bits, "q_bits": corr_bits + mul.bit_length(),
+            "rho_bits": shift + 1, "n_bits": max(fmt.max_pulses.bit_length(), 1),
+            "code_bits": code_bits, "class_bits": class_bits, "devices": tables.devices,
+            "entry_bits": tables.devices * (code_bits + class_bits)}
+
+
+class CorrelatorLane(wiring.Component):
+    """The sum of a_row * a_col over the minibatch, pipelined: operands, product, sum.
+
+    The caller gives the row's operand already signed for its set (-a_i for the LO set) or,
+    for a bias, the constant +-2^fa: the lane only multiplies and adds, and the sign and
+    the bias case are worked out once for all lanes. `clear` zeroes the sum (nothing may be
+    in flight); operands presented with `valid` reach the sum CORRELATOR_LATENCY edges later.
+    """
+
+    def __init__(self, fmt: Formats):
+        self.fmt = fmt
+        w = learn_widths(fmt)
+        self.a_bits, self.corr_bits = w["a_bits"], w["corr_bits"]
+        super().__init__({
+            "clear": In(1), "valid": In(1),
+            "a_row": In(signed(self.a_bits)), "a_col": In(signed(self.a_bits)),
+            "corr": Out(signed(self.corr_bits)),
+        })
+
+    @staticmethod
+    def row_operand(fmt: Formats, a_row, sub, bias) -> Value:
+        """What the lanes multiply by: +-a_row, or +-2^fa for a bias (sub: the LO set)."""
+        x = Mux(bias, 1 << fmt.fa, a_row)
+        return Mux(sub, -x, x)
+
+    def elaborate(self, platform):
+        m = Module()
+        a_row, a_col = Signal(signed(self.a_bits)), Signal(signed(self.a_bits))
+        i_valid = Signal()
+        m.d.sync += [a_row.eq(self.a_row), a_col.eq(self.a_col), i_valid.eq(self.valid)]
+        prod = Signal(signed(2 * self.a_bits))
+        p_valid = Signal()
+        m.d.sync += [prod.eq(a_row * a_col), p_valid.eq(i_valid)]
+        with m.If(self.clear):
+            m.d.sync += self.corr.eq(0)
+        with m.Elif(p_valid):
+            m.d.sync += self.corr.eq(self.corr + prod)
+        return m
+
+
+class Quantiser(wiring.Component):
+    """Pulse count n = clamp(sign(C) ((|C| LR_MUL + add) >> sh), +-P_max), in three strobed steps.
+
+    `load` takes C and the diagonal flag (|C| and the sign registered), `scale` multiplies by
+    LR_MUL, `round` adds the rounding offset (nearest: half; stochastic: the top sh bits of the
+    lane's draw, given as its top LR_SHIFT + 1 bits in `rho`), shifts and clamps. The outputs
+    hold until the next `round`.
+    """
+
+    def __init__(self, fmt: Formats, *, dsp: bool = False):
+        self.fmt = fmt
+        self.dsp = bool(dsp)           # x LR_MUL in a DSP block (narrow learners) or shifts and adds
+        w = learn_widths(fmt)
+        self.widths = w
+        super().__init__({
+            "load": In(1), "scale": In(1), "round": In(1),
+            "corr": In(signed(w["corr_bits"])), "diag": In(1), "rho": In(unsigned(w["rho_bits"])),
+            "n_mag": Out(unsigned(w["n_bits"])), "neg": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        w, f = self.widths, self.fmt
+        mul, shift = f.lr_fixed
+        mag = Signal(w["corr_bits"])
+        neg, diag = Signal(), Signal()
+        with m.If(self.load):
+            m.d.sync += [mag.eq(Mux(self.corr < 0, -self.corr, self.corr)), neg.eq(self.corr < 0),
+                         diag.eq(self.diag)]
+        q = Signal(w["q_bits"])
+        with m.If(self.scale):
+            m.d.sync += q.eq(mag * mul if self.dsp else mul_const(mag, mul, w["q_bits"]))
+        mode = f.cfg.fixed.rounding
+        if mode == "truncate":
+            add = Const(0, 1)
+        elif mode == "nearest":
+            add = Mux(diag, 1 << shift, 1 << (shift - 1))
+        else:
+            add = Mux(diag, self.rho, self.rho >> 1)     # the top sh bits of the draw
+        total = Signal(w["q_bits"] + 1)
+        pulses = Signal(w["q_bits"] + 1)
+        m.d.comb += [total.eq(q + add), pulses.eq(Mux(diag, total >> (shift + 1), total >> shift))]
+        with m.If(self.round):
+            m.d.sync += [self.n_mag.eq(Mux(pulses > f.max_pulses, f.max_pulses, pulses)), self.neg.eq(neg)]
+        return m
+
+
+class PulseLane(wiring.Component):
+    """Programs one device entry (codes and classes of its one or two devices) pulse by pulse.
+
+    `load` takes the entry; the pulse count (`n_mag`, `neg`, the quantiser's held outputs) is
+    read in every round. A round p (shared by all lanes, `p`) takes two cycles: `phase_a` picks the device (potentiate-first for pairs) and
+    presents the UP/DOWN table address {pot, class, code} on `table_addr`; `phase_b` takes the
+    table's answer (`table_data`, a synchronous ROM read) and the pulse's noise (`noise`: bits
+    31..15 of the call's x0 and x1, for devices 0 and 1) and writes the new code. Rounds
+    p >= |n| leave the entry unchanged. `entry_out` is the entry as programmed so far.
+    """
+
+    def __init__(self, fmt: Formats):
+        self.fmt = fmt
+        w = learn_widths(fmt)
+        self.widths = w
+        self.table_bits = 1 + w["class_bits"] + w["code_bits"]
+        super().__init__({
+            "load": In(1), "entry": In(w["entry_bits"]), "n_mag": In(unsigned(w["n_bits"])), "neg": In(1),
+            "p": In(unsigned(w["n_bits"])), "phase_a": In(1), "phase_b": In(1),
+            "table_addr": Out(self.table_bits), "table_data": In(w["code_bits"]),
+            "noise": In(2 * NOISE_BITS),
+            "entry_out": Out(w["entry_bits"]),
+        })
+
+    @staticmethod
+    def table_image(fmt: Formats) -> list[int]:
+        """The ROM behind `table_addr`: DOWN then UP tables, addressed {pot, class, code}."""
+        w = learn_widths(fmt)
+        tables = fmt.device
+        cb, clb = w["code_bits"], w["class_bits"]
+        image = [0] * (1 << (1 + clb + cb))
+        for pot, table in ((0, tables.down), (1, tables.up)):
+            for cls in range(tables.classes):
+                for c in range(tables.levels):
+                    image[(pot << (clb + cb)) | (cls << cb) | c] = int(table[cls, c])
+        return image
+
+    def elaborate(self, platform):
+        m = Module()
+        w, f = self.widths, self.fmt
+        devices, cb, clb = w["devices"], w["code_bits"], w["class_bits"]
+        top = f.device.levels - 1
+        codes = [Signal(cb, name=f"code{d}") for d in range(devices)]
+        classes = [Signal(max(clb, 1), name=f"class{d}") for d in range(devices)]
+        n_mag, neg = self.n_mag, self.neg
+        with m.If(self.load):
+            at = 0
+            for d in range(devices):
+                m.d.sync += codes[d].eq(self.entry[at:at + cb])
+                at += cb
+                if clb:
+                    m.d.sync += classes[d].eq(self.entry[at:at + clb])
+                at += clb
+
+        # phase a: the device that takes pulse p and the table address
+        dev, pot = Signal(), Signal()
+        if devices == 1:
+            m.d.comb += [dev.eq(0), pot.eq(~neg)]
+        else:
+            primary_code = Mux(neg, codes[1], codes[0])
+            saturated = primary_code >= top
+            m.d.comb += [dev.eq(Mux(saturated, ~neg, neg)), pot.eq(~saturated)]
+        dev_code = codes[0] if devices == 1 else Mux(dev, codes[1], codes[0])
+        dev_class = classes[0] if devices == 1 else Mux(dev, classes[1], classes[0])
+        m.d.comb += self.table_addr.eq(Cat(dev_code, dev_class[:clb], pot) if clb else Cat(dev_code, pot))
+        active, dev_b, class_b = Signal(), Signal(), Signal(max(clb, 1))
+        with m.If(self.phase_a):
+            m.d.sync += [active.eq(self.p < n_mag), dev_b.eq(dev), class_b.eq(dev_class)]
+
+        # phase b: the new code, with c2c noise
+        stepped = Signal(cb + 1)
+        thresholds = c2c_thresholds(f)
+        if any(thresholds):
+            word = Mux(dev_b, self.noise[NOISE_BITS:], self.noise[:NOISE_BITS])
+            threshold = Signal(17)
+            with m.Switch(class_b[:clb] if clb else Const(0, 1)):
+                for cls, value in enumerate(thresholds):
+                    with m.Case(cls):
+                        m.d.comb += threshold.eq(value)
+            hit = word[1:] < threshold
+            up_one = word[0]
+            with m.If(hit & up_one & (self.table_data < top)):
+                m.d.comb += stepped.eq(self.table_data + 1)
+            with m.Elif(hit & ~up_one & (self.table_data > 0)):
+                m.d.comb += stepped.eq(self.table_data - 1)
+            with m.Else():
+                m.d.comb += stepped.eq(self.table_data)
+        else:
+            m.d.comb += stepped.eq(self.table_data)
+        with m.If(self.phase_b & active):
+            for d in range(devices):
+                with m.If(dev_b == d):
+                    m.d.sync += codes[d].eq(stepped)
+
+        parts = []
+        for d in range(devices):
+            parts += [codes[d]] + ([classes[d][:clb]] if clb else [])
+        m.d.comb += self.entry_out.eq(Cat(*parts))
+        return m

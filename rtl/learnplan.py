@@ -1,0 +1,254 @@
+"""What the parallel learning unit does during LEARN, worked out ahead in Python.
+
+The learner walks the synapse stream in *groups*: a stream word of P entries is cut into
+ceil(P / W) groups of W learning lanes (W = `hw.learn_lanes`, default P), then the free
+units' biases follow in groups of W. Each symmetric pair {i, j} is programmed once, at its
+*primary* copy: the entry (i, j) with i <= j, or the only streamed copy when j is a clamped
+unit. The other copy (j, i) is written by a *mirror* write at its stream position, so a group
+made of mirror copies only is skipped.
+
+This module is pure Python: the RTL generator takes its mirror-base table and constants, the
+cycle model (cycles.py) its per-group facts, the tests both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from memprop.model.config import Config
+from memprop.model.numerics import Formats
+
+from .schedule import Schedule, ceil_log2, formats
+from .threefry import LATENCY as ITERATIVE_LATENCY
+from .threefry import PIPELINE_LATENCY
+
+#: Threefry units the learner can use: (latency, initiation interval).
+RNG_TIMING = {"pipelined": (PIPELINE_LATENCY, 1), "iterative": (ITERATIVE_LATENCY, ITERATIVE_LATENCY)}
+
+
+def c2c_thresholds(fmt: Formats) -> list[int]:
+    """The c2c noise threshold of each device class (one value for every class today)."""
+    tables = fmt.device
+    per_class = getattr(tables, "c2c_thresholds", None)
+    if per_class is not None:
+        return [int(v) for v in np.broadcast_to(per_class, (tables.classes,))]
+    return [int(tables.c2c_threshold)] * tables.classes
+
+
+@dataclass(frozen=True)
+class LearnPlan:
+    cfg: Config
+
+    # -- parameters ---------------------------------------------------------------------------
+    @cached_property
+    def fmt(self) -> Formats:
+        return formats(self.cfg)
+
+    @cached_property
+    def schedule(self) -> Schedule:
+        return Schedule(self.cfg)
+
+    @property
+    def lanes(self) -> int:
+        return self.cfg.hw.lanes
+
+    @property
+    def width(self) -> int:
+        """Learning lanes W (<= P)."""
+        w = getattr(self.cfg.hw, "learn_lanes", None) or self.lanes
+        if w > self.lanes:
+            raise ValueError(f"hw.learn_lanes={w} exceeds the {self.lanes} MAC lanes of a stream word")
+        return w
+
+    @property
+    def parts(self) -> int:
+        """Groups per stream word."""
+        return -(-self.lanes // self.width)
+
+    @property
+    def rng(self) -> str:
+        return getattr(self.cfg.hw, "threefry", "pipelined")
+
+    @property
+    def rng_latency(self) -> int:
+        return RNG_TIMING[self.rng][0]
+
+    @property
+    def rng_interval(self) -> int:
+        return RNG_TIMING[self.rng][1]
+
+    @property
+    def stochastic(self) -> bool:
+        return self.cfg.fixed.rounding == "stochastic"
+
+    @cached_property
+    def c2c(self) -> list[int]:
+        return c2c_thresholds(self.fmt)
+
+    @property
+    def noisy(self) -> bool:
+        """Any class with c2c noise: every pulse fetches its noise draws."""
+        return any(self.c2c)
+
+    @property
+    def first_call(self) -> int:
+        """Threefry call index of a synapse's first call: 0 (rounding) or 1 (pulse 0's noise)."""
+        return 0 if self.stochastic else 1
+
+    @property
+    def calls(self) -> int:
+        """Threefry calls per programmed synapse: the rounding draw and every pulse's noise
+        (all P_max of them, fetched before the pulse count is known)."""
+        return int(self.stochastic) + (self.fmt.max_pulses if self.noisy else 0)
+
+    @property
+    def batch(self) -> int:
+        return self.cfg.train.batch_size
+
+    @property
+    def first_row(self) -> int:
+        return int(self.schedule.rows[0])
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.schedule.rows)
+
+    @property
+    def pow2_lanes(self) -> bool:
+        return self.lanes & (self.lanes - 1) == 0
+
+    # -- the stream, entry by entry -----------------------------------------------------------
+    @cached_property
+    def entries(self) -> dict[str, np.ndarray]:
+        """Per stream position: primary (programmed here), mirror (its twin is streamed) and s."""
+        st = self.schedule.stream
+        row, col, valid = st["row"], st["col"], st["valid"]
+        primary = valid & ((col >= row) | (col < self.first_row))
+        mirror = valid & (col > row)
+        n = self.cfg.network.n
+        lo, hi = np.minimum(row, col), np.maximum(row, col)
+        return {"primary": primary, "mirror": mirror, "s": lo * n + hi, "diag": valid & (row == col)}
+
+    @cached_property
+    def mirror_base(self) -> np.ndarray:
+        """Per unit c: pos(c, r) - r for the lower free columns r of row c (0 where none).
+
+        The mirror of the primary entry (r, c), c > r, sits at stream position
+        mirror_base[c] + r. That needs each row's lower free columns to be one contiguous run
+        (dense, band and layered masks are).
+        """
+        n = self.cfg.network.n
+        base = np.zeros(n, dtype=np.int64)
+        pos = self.schedule.position
+        for c in self.schedule.rows:
+            lower = [r for r in range(self.first_row, int(c)) if self.schedule.mask[c, r]]
+            if not lower:
+                continue
+            offsets = {pos[(int(c), r)] - r for r in lower}
+            if len(offsets) != 1:
+                raise ValueError(f"row {int(c)}: its lower columns are not one contiguous run of the stream; "
+                                 "the learner's mirror writes need dense, band or layered connectivity")
+            base[c] = offsets.pop()
+        return base
+
+    @property
+    def mirror_bits(self) -> int:
+        """Signed width of mirror_base + r."""
+        bound = max(int(np.abs(self.mirror_base).max(initial=0)), self.schedule.length) + self.cfg.network.n
+        return bound.bit_length() + 1
+
+    # -- groups -------------------------------------------------------------------------------
+    @cached_property
+    def stream_groups(self) -> np.ndarray:
+        """(groups, W) stream position of each learning lane (-1 past the word's end), in walk order."""
+        P, W, D = self.lanes, self.width, self.schedule.depth
+        out = np.full((D * self.parts, W), -1, dtype=np.int64)
+        for g in range(D * self.parts):
+            word, part = divmod(g, self.parts)
+            for lane in range(W):
+                q = part * W + lane
+                if q < P:
+                    out[g, lane] = word * P + q
+        return out
+
+    @cached_property
+    def bias_groups(self) -> np.ndarray:
+        """(groups, W) unit of each learning lane in the bias groups (-1 past the last free unit)."""
+        W = self.width
+        rows = self.schedule.rows
+        count = -(-len(rows) // W)
+        out = np.full((count, W), -1, dtype=np.int64)
+        for g in range(count):
+            chunk = rows[g * W:(g + 1) * W]
+            out[g, :len(chunk)] = chunk
+        return out
+
+    @cached_property
+    def _static_walk(self) -> dict[str, np.ndarray]:
+        """Per stream group (walk order): its lanes' rows, columns, primary and mirror flags."""
+        lanes = self.stream_groups
+        inside = lanes >= 0
+        k = np.where(inside, lanes, 0)
+        e, st = self.entries, self.schedule.stream
+        prim = e["primary"][k] & inside
+        active = prim.any(axis=1)
+        # mirror-only groups passed over before each active group (and before the biases)
+        seen = np.cumsum(~active)
+        before = seen[active] - np.concatenate([[0], seen[active][:-1]]) if active.any() else np.zeros(0, int)
+        idle_at_end = int(seen[-1] - (seen[active][-1] if active.any() else 0)) if len(seen) else 0
+        row, col = st["row"][k], st["col"][k]
+        return {"prim": prim[active], "mir": (e["mirror"][k] & inside)[active],
+                "lo": np.minimum(row, col)[active], "hi": np.maximum(row, col)[active],
+                "skipped": before.astype(np.int64), "trailing": idle_at_end}
+
+    def walk(self, pulses_w: np.ndarray, pulses_b: np.ndarray) -> dict[str, np.ndarray]:
+        """The groups the learner processes, in order, with what their cost depends on.
+
+        Arrays over the groups: skipped (mirror-only stream groups passed over before it),
+        requests (Threefry calls), rounds (max |n|: pulse rounds), mirrors (mirror writes:
+        primary lanes with a twin and n != 0), bias_lanes (reads and writes of a bias group, 0
+        for stream groups). pulses_w[i, j] (i <= j, as the model's LearnStep) and pulses_b[i]
+        are the pulse counts.
+        """
+        sw = self._static_walk
+        n = np.where(sw["prim"], np.abs(np.asarray(pulses_w)[sw["lo"], sw["hi"]]), 0)
+        units = self.bias_groups
+        nb = np.where(units >= 0, np.abs(np.asarray(pulses_b))[np.maximum(units, 0)], 0)
+        bias_lanes = (units >= 0).sum(axis=1)
+        zeros = np.zeros(len(units), dtype=np.int64)
+        skipped_b = zeros.copy()
+        if len(units):
+            skipped_b[0] = sw["trailing"]
+        return {
+            "skipped": np.concatenate([sw["skipped"], skipped_b]),
+            "requests": np.concatenate([sw["prim"].sum(axis=1), bias_lanes]) * self.calls,
+            "rounds": np.concatenate([n.max(axis=1, initial=0), nb.max(axis=1, initial=0)]),
+            "mirrors": np.concatenate([(sw["mir"] & (n != 0)).sum(axis=1), zeros]),
+            "bias_lanes": np.concatenate([np.zeros(len(n), dtype=np.int64), bias_lanes]),
+        }
+
+    @property
+    def slot_bound(self) -> int:
+        """A bound on any slot's length (sizes the learner's cycle counter)."""
+        sw = self._static_walk
+        skips = max(int(sw["skipped"].max(initial=0)), int(sw["trailing"]))
+        issue = self.width * self.calls * self.rng_interval + self.rng_interval
+        return (skips + 2 + issue + self.rng_latency + 2 * self.batch + 8 + 2 * self.fmt.max_pulses
+                + 2 * self.width + 8)
+
+    # -- memories -----------------------------------------------------------------------------
+    @property
+    def slot_bits(self) -> int:
+        return max(ceil_log2(self.batch), 1)
+
+    @property
+    def n_bits(self) -> int:
+        return max(ceil_log2(self.cfg.network.n), 1)
+
+    @property
+    def store_depth(self) -> int:
+        """Words of each lane's fixed-point copy: HI and LO sets x slots x units."""
+        return 2 << (self.slot_bits + self.n_bits)

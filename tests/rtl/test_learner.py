@@ -1,0 +1,171 @@
+"""The learning unit alone, with the engine's stream, code memory and small memories around it, against model.fixed.learn:
+every code of both copies of every pair and every bias after LEARN, and the exact cycle count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth import Elaboratable, Module, signed, unsigned
+from amaranth.lib import memory
+from amaranth.sim import Simulator
+
+from memprop.model import fixed
+from memprop.model.config import Config
+from memprop.rtl import cycles
+from memprop.rtl import hostmap as hm
+from memprop.rtl.learn import Learner
+from memprop.rtl.learnplan import LearnPlan
+from memprop.rtl.schedule import formats
+from memprop.rtl.stream import StreamGenerator
+from memprop.rtl.verify import make_case, random_config
+
+
+class Harness(Elaboratable):
+    """The learner with the engine's stream generator, code memory and small memories, initialised
+    with a case's codes; the fixed points reach it through its `stored` port, as at STORE."""
+
+    def __init__(self, cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np.ndarray):
+        self.cfg = cfg
+        self.layout = lay = hm.Layout(formats(cfg))
+        self.unit = Learner(cfg, lay)
+        sch = lay.schedule
+        self.codes = [0] * sch.depth
+        for offset, entry in lay.image(params.codes_w, params.class_w):
+            word, lane = offset >> lay.lane_bits, offset & ((1 << lay.lane_bits) - 1)
+            self.codes[word] |= entry << (lane * lay.entry_bits)
+        n = cfg.network.n
+        self.biases = [lay.pack_entry(params.codes_b[:, i], params.class_b[:, i]) for i in range(n)]
+        self.fp = [0] * (3 << (lay.slot_bits + lay.n_bits))
+        for set_, v in ((hm.SET_HI, v_hi), (hm.SET_LO, v_lo)):
+            for b in range(v.shape[0]):
+                for i in range(n):
+                    self.fp[lay.fixpoint_offset(set_, b, i)] = int(v[b, i])
+
+    def elaborate(self, platform):
+        m = Module()
+        lay, u = self.layout, self.unit
+        sch = lay.schedule
+        m.submodules.unit = u
+        P, E = self.cfg.hw.lanes, lay.entry_bits
+        m.submodules.stream = stream = StreamGenerator(sch)
+        # the code memory as CodeMemory's block back end: one address, a word read or per-entry writes
+        m.submodules.code_mem = self.code_mem = codes = memory.Memory(shape=unsigned(P * E), depth=len(self.codes),
+                                                                      init=self.codes)
+        code_rd, code_wr = codes.read_port(), codes.write_port(granularity=E)
+        m.submodules.bias_mem = self.bias_mem = bias = memory.Memory(shape=unsigned(E), depth=len(self.biases),
+                                                                     init=self.biases)
+        m.submodules.fp_mem = fp = memory.Memory(shape=signed(lay.fmt.state_bits), depth=len(self.fp), init=self.fp)
+        bias_rd, bias_wr = bias.read_port(), bias.write_port()
+        fp_a, fp_b = fp.read_port(), fp.read_port()
+        m.d.comb += [
+            stream.port.restart.eq(u.stream.restart), stream.port.advance.eq(u.stream.advance),
+            u.stream.entries.eq(stream.port.entries),
+            code_rd.addr.eq(u.codes.addr), code_wr.addr.eq(u.codes.addr), code_wr.en.eq(u.codes.w_en),
+            code_wr.data.eq(u.codes.w_data), u.codes.r_data.eq(code_rd.data),
+            bias_rd.addr.eq(u.bias.addr), bias_wr.addr.eq(u.bias.addr), bias_wr.en.eq(u.bias.w_en),
+            bias_wr.data.eq(u.bias.w_data), u.bias.r_data.eq(bias_rd.data),
+            fp_a.addr.eq(u.fp_a.addr), fp_b.addr.eq(u.fp_b.addr), u.fp_a.data.eq(fp_a.data), u.fp_b.data.eq(fp_b.data),
+        ]
+        return m
+
+
+def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np.ndarray) -> dict:
+    """STORE the fixed points into the learner, load the codes, LEARN, read the memories back."""
+    dut = Harness(cfg, params, v_hi, v_lo)
+    u, lay = dut.unit, dut.layout
+    out = {}
+
+    async def bench(ctx):
+        ctx.set(u.seed, cfg.train.seed & 0xFFFFFFFF)
+        ctx.set(u.updates, params.updates)
+        for set_, v in ((hm.SET_HI, v_hi), (hm.SET_LO, v_lo)):
+            for b in range(v.shape[0]):
+                for i in range(v.shape[1]):
+                    ctx.set(u.stored.valid, 1)
+                    ctx.set(u.stored.set, set_)
+                    ctx.set(u.stored.slot, b)
+                    ctx.set(u.stored.unit, i)
+                    ctx.set(u.stored.value, int(v[b, i]))
+                    await ctx.tick()
+        ctx.set(u.stored.valid, 0)
+        await ctx.tick()
+        ctx.set(u.start, 1)
+        await ctx.tick()
+        ctx.set(u.start, 0)
+        count = 1
+        while not ctx.get(u.done):
+            await ctx.tick()
+            count += 1
+        out["cycles"] = count
+        out["codes"] = [ctx.get(dut.code_mem.data[w]) for w in range(len(dut.codes))]
+        out["biases"] = [ctx.get(dut.bias_mem.data[i]) for i in range(len(dut.biases))]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return {**out, "layout": lay}
+
+
+def check_learn(cfg: Config, seed: int) -> dict:
+    """One LEARN on a random case: codes of every streamed copy and every bias, and the cycles."""
+    case = make_case(cfg, seed)
+    fmt = case.fmt
+    r = np.random.default_rng(seed + 1000)
+    B, n = cfg.train.batch_size, cfg.network.n
+    v_hi = r.integers(fmt.lo, fmt.hi + 1, (B, n))
+    v_lo = r.integers(fmt.lo, fmt.hi + 1, (B, n))
+    v_hi[:, 0] = fmt.hi                                     # some saturated units, as at fixed points
+    v_lo[:, -1] = fmt.lo
+    want = case.params.copy()
+    step = fixed.learn(fmt, want, fixed.activation(fmt, v_hi), fixed.activation(fmt, v_lo), case.drive.clamped)
+    got = run_learn(cfg, case.params, v_hi, v_lo)
+    lay = got["layout"]
+    sch = lay.schedule
+    st = sch.stream
+    P, E = cfg.hw.lanes, lay.entry_bits
+    bad = []
+    for k in map(int, np.nonzero(st["valid"])[0]):
+        entry = (got["codes"][k // P] >> ((k % P) * E)) & ((1 << E) - 1)
+        codes, classes = lay.unpack_entry(entry)
+        i, j = int(st["row"][k]), int(st["col"][k])
+        if codes != [int(c) for c in want.codes_w[:, i, j]] or classes != [int(c) for c in want.class_w[:, i, j]]:
+            bad.append((i, j, codes, want.codes_w[:, i, j].tolist(), case.params.codes_w[:, i, j].tolist()))
+    assert not bad, f"{len(bad)} streamed copies differ, first (i, j, rtl, model, before): {bad[0]}"
+    for i in sch.rows:
+        codes, _ = lay.unpack_entry(got["biases"][i])
+        assert codes == want.codes_b[:, i].tolist(), f"bias {i}: rtl {codes}, model {want.codes_b[:, i].tolist()}"
+    model_cycles = cycles.learner_cycles(LearnPlan(cfg), step.pulses_w, step.pulses_b)
+    assert got["cycles"] == model_cycles, f"LEARN took {got['cycles']} cycles, the cycle model says {model_cycles}"
+    return {"cycles": got["cycles"], "pulses": int(np.abs(step.pulses_w).sum() + np.abs(step.pulses_b).sum())}
+
+
+def small(**sections) -> Config:
+    base = {"network": {"n": 9}, "device": {"preset": "linear-64"}, "train": {"batch_size": 2}, "hw": {"lanes": 4}}
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    return Config.for_algorithm("eqprop", numerics="fixed", **base)
+
+
+@pytest.mark.parametrize("sections", [
+    {},
+    {"hw": {"lanes": 4, "learn_lanes": 2}},
+    {"hw": {"lanes": 3}, "network": {"n": 7}},
+    {"hw": {"lanes": 5, "learn_lanes": 2, "threefry": "iterative"}, "fixed": {"rounding": "stochastic"}},
+    {"device": {"preset": "rram-nonlinear", "d2d_classes": 3}, "train": {"lr": 0.2}},
+    {"network": {"n": 10, "topology": "band", "band": 5}, "fixed": {"rounding": "nearest"}, "hw": {"lanes": 2}},
+    {"network": {"n": 10, "topology": "layered", "layers": (3, 4, 3)}, "hw": {"lanes": 4, "learn_lanes": 3}},
+    {"network": {"n": 8, "activation": "tanh", "dynamics": "euler", "self_connections": True},
+     "fixed": {"state_frac": 6, "rounding": "truncate"}, "device": {"preset": "ideal", "levels": 64, "c2c": 0.2},
+     "train": {"max_step": 0.1}},
+])
+def test_learn_unit_is_bit_exact_and_cycle_exact(sections):
+    check_learn(small(**sections), 3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_learn_unit_random_configs(seed):
+    cfg = random_config(500 + seed, max_n=10, max_lanes=6)
+    lanes = cfg.hw.lanes
+    cfg = cfg.replace(hw={"learn_lanes": int(np.random.default_rng(seed).integers(1, lanes + 1))})
+    check_learn(cfg, seed)

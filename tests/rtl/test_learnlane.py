@@ -1,0 +1,210 @@
+"""The learning lane's components alone, each against the model's arithmetic over parameter sweeps
+(maia-sdr style: np.testing.assert_equal against memprop.model.fixed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from memprop.model import fixed, rng
+from memprop.model.config import Config
+from memprop.model.numerics import Formats
+from memprop.rtl.learnlane import (CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser,
+                                   csd_digits, learn_widths)
+
+
+def cfg_of(**sections) -> Config:
+    base = {"network": {"n": 12}, "device": {"preset": "linear-64"}}
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    return Config.for_algorithm("eqprop", numerics="fixed", **base)
+
+
+def simulate(dut, bench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_csd_digits_rebuild_every_learning_rate_multiplier():
+    for k in range(1, 1024):
+        digits = csd_digits(k)
+        assert sum(d << s for s, d in digits) == k
+        shifts = [s for s, _ in digits]
+        assert all(b - a >= 2 for a, b in zip(shifts, shifts[1:]))      # non-adjacent form
+
+
+QUANT_CONFIGS = [
+    {"fixed": {"rounding": "stochastic"}},
+    {"fixed": {"rounding": "nearest"}, "train": {"lr": 0.2, "batch_size": 3}},
+    {"fixed": {"rounding": "truncate"}, "train": {"lr": 0.05, "batch_size": 1}},
+    {"fixed": {"rounding": "stochastic", "state_frac": 5}, "train": {"lr": 0.5, "batch_size": 2},
+     "device": {"preset": "linear-256"}},
+    {"fixed": {"rounding": "stochastic"}, "device": {"preset": "ideal"}, "train": {"max_step": 0.02}},
+]
+
+
+@pytest.mark.parametrize("dsp", [False, True])
+@pytest.mark.parametrize("sections", QUANT_CONFIGS)
+def test_quantiser_equals_model_quantise(sections, dsp):
+    cfg = cfg_of(**sections)
+    fmt = Formats(cfg)
+    _, shift = fmt.lr_fixed
+    r = np.random.default_rng(1)
+    bound = fmt.corr_bound
+    C = np.concatenate([r.integers(-bound, bound + 1, 150), [bound, -bound, 0, 1, -1],
+                        r.integers(-(1 << (shift - 7)), 1 << (shift - 7), 60)])
+    diag = r.integers(0, 2, len(C))
+    s = r.integers(0, 150, len(C))
+    t = int(r.integers(0, 1000))
+    want = fixed.quantise(fmt, C, shift + diag, t, s)
+    rho_bits = learn_widths(fmt)["rho_bits"]
+    rho = rng.rand(cfg.train.seed, t, s, 0).astype(np.int64) >> (32 - rho_bits)
+    dut = Quantiser(fmt, dsp=dsp)
+    got = []
+
+    async def bench(ctx):
+        for c, d, p in zip(C, diag, rho):
+            ctx.set(dut.corr, int(c))
+            ctx.set(dut.diag, int(d))
+            ctx.set(dut.load, 1)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            ctx.set(dut.scale, 1)
+            await ctx.tick()
+            ctx.set(dut.scale, 0)
+            ctx.set(dut.rho, int(p))
+            ctx.set(dut.round, 1)
+            await ctx.tick()
+            ctx.set(dut.round, 0)
+            got.append(-ctx.get(dut.n_mag) if ctx.get(dut.neg) else ctx.get(dut.n_mag))
+
+    simulate(dut, bench)
+    np.testing.assert_equal(np.array(got), want)
+
+
+PULSE_CONFIGS = [
+    {"device": {"preset": "linear-64"}},
+    {"device": {"preset": "ideal", "levels": 64}, "train": {"max_step": 0.2}},
+    {"device": {"preset": "rram-nonlinear", "d2d_classes": 3}},
+    {"device": {"preset": "soft-bounds", "levels": 32, "c2c": 0.25, "d2d": 0.1, "d2d_classes": 4}},
+    {"device": {"preset": "ideal", "levels": 128, "c2c": 0.3}, "train": {"max_step": 0.1}},
+]
+
+
+@pytest.mark.parametrize("sections", PULSE_CONFIGS)
+def test_pulse_lane_equals_model_apply_pulses(sections):
+    """Random entries near both ends of the range, every pulse count, c2c from the lane's draws."""
+    cfg = cfg_of(**sections)
+    fmt = Formats(cfg)
+    tables = fmt.device
+    w = learn_widths(fmt)
+    r = np.random.default_rng(2)
+    P_max = fmt.max_pulses
+    k = 120
+    top = tables.levels - 1
+    codes = r.integers(0, tables.levels, (tables.devices, k))
+    codes[:, ::4] = top - r.integers(0, 3, (tables.devices, len(codes[0, ::4])))     # saturated pairs
+    codes[:, 1::4] = r.integers(0, 3, (tables.devices, len(codes[0, 1::4])))
+    classes = r.integers(0, tables.classes, (tables.devices, k))
+    pulses = r.integers(-P_max, P_max + 1, k)
+    s = r.integers(0, 10_000, k)
+    t = int(r.integers(0, 1000))
+    want = codes.copy()
+    fixed.apply_pulses(fmt, want, classes, pulses, s, t)
+    image = PulseLane.table_image(fmt)
+    dut = PulseLane(fmt)
+
+    def entry_of(col):
+        word, at = 0, 0
+        for d in range(tables.devices):
+            word |= int(codes[d, col]) << at
+            at += w["code_bits"]
+            word |= int(classes[d, col]) << at
+            at += w["class_bits"]
+        return word
+
+    def codes_of(word):
+        out, at = [], 0
+        for _ in range(tables.devices):
+            out.append((word >> at) & ((1 << w["code_bits"]) - 1))
+            at += w["code_bits"] + w["class_bits"]
+        return out
+
+    got = np.zeros_like(codes)
+
+    async def bench(ctx):
+        for col in range(k):
+            ctx.set(dut.entry, entry_of(col))
+            ctx.set(dut.n_mag, abs(int(pulses[col])))
+            ctx.set(dut.neg, int(pulses[col] < 0))
+            ctx.set(dut.load, 1)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            for p in range(P_max):
+                ctx.set(dut.p, p)
+                ctx.set(dut.phase_a, 1)
+                addr = ctx.get(dut.table_addr)
+                await ctx.tick()
+                ctx.set(dut.phase_a, 0)
+                x0 = int(rng.rand(cfg.train.seed, t, int(s[col]), 2 + 2 * p))
+                x1 = int(rng.rand(cfg.train.seed, t, int(s[col]), 3 + 2 * p))
+                ctx.set(dut.noise, (x0 >> 15) | ((x1 >> 15) << NOISE_BITS))
+                ctx.set(dut.table_data, image[addr])
+                ctx.set(dut.phase_b, 1)
+                await ctx.tick()
+                ctx.set(dut.phase_b, 0)
+            got[:, col] = codes_of(ctx.get(dut.entry_out))
+
+    simulate(dut, bench)
+    np.testing.assert_equal(got, want)
+    assert (got != codes).any()
+
+
+@pytest.mark.parametrize("sections", [{}, {"network": {"activation": "hard_sigmoid"}, "train": {"batch_size": 3}},
+                                      {"network": {"activation": "tanh", "dynamics": "euler"},
+                                       "fixed": {"state_frac": 6}, "train": {"batch_size": 2}}])
+def test_correlator_lane_equals_model_correlations(sections):
+    """Pairs and biases over a minibatch, including the all-saturated worst case |C| = corr_bound."""
+    cfg = cfg_of(**sections)
+    fmt = Formats(cfg)
+    B = cfg.train.batch_size
+    r = np.random.default_rng(3)
+    n = cfg.network.n
+    cases = []
+    for k in range(30):
+        v_hi = r.integers(fmt.lo, fmt.hi + 1, (B, n))
+        v_lo = r.integers(fmt.lo, fmt.hi + 1, (B, n))
+        if k == 0:
+            v_hi[:], v_lo[:] = fmt.hi, fmt.lo
+            v_lo[:, 1] = fmt.hi
+        a_hi, a_lo = fixed.activation(fmt, v_hi), fixed.activation(fmt, v_lo)
+        C, Cb = fixed.correlations(fmt, a_hi, a_lo, np.ones((n, n), bool), np.zeros(n, bool))
+        cases.append((a_hi, a_lo, int(C[0, 1]), int(Cb[0])))
+    dut = CorrelatorLane(fmt)
+    got = []
+
+    async def bench(ctx):
+        for a_hi, a_lo, _, _ in cases:
+            for bias in (0, 1):
+                ctx.set(dut.clear, 1)
+                await ctx.tick()
+                ctx.set(dut.clear, 0)
+                for b in range(B):
+                    for sub, a in ((0, a_hi), (1, a_lo)):
+                        row = (1 << fmt.fa) if bias else int(a[b, 1])       # CorrelatorLane.row_operand
+                        ctx.set(dut.valid, 1)
+                        ctx.set(dut.a_row, -row if sub else row)
+                        ctx.set(dut.a_col, int(a[b, 0]))
+                        await ctx.tick()
+                ctx.set(dut.valid, 0)
+                for _ in range(CORRELATOR_LATENCY):
+                    await ctx.tick()
+                got.append(ctx.get(dut.corr))
+
+    simulate(dut, bench)
+    want = [v for _, _, c, cb in cases for v in (c, cb)]
+    np.testing.assert_equal(np.array(got), np.array(want))
+    assert abs(want[0]) == (fmt.corr_bound if fmt.lo < 0 else fmt.corr_bound // 2)   # the widest sum

@@ -1,0 +1,51 @@
+"""cocotb + Verilator: a digits classifier on the engine, bit-exact with the fixed-point model.
+
+Test images clamped on the input units and relaxed (every fixed point, step count, RELAX cycle
+count and prediction), then one in-situ training minibatch (every device code after LEARN).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from memprop.model import classify, weights
+from memprop.model.tasks import load_task
+from memprop.rtl.schedule import Schedule
+from memprop.sim.classify import engine_config
+from memprop.sim.engine import run_engine
+from tests.sim.test_engine_cocotb import assert_clean, needs
+
+
+def trained_classifier(tmp_path, hidden, preset, lanes, batch, **task):
+    data = load_task("digits", **task)
+    cfg = classify.classifier_config(data, hidden, epochs=1, batch_size=batch, numerics="fixed",
+                                     device={"preset": preset}, hw={"lanes": lanes})
+    params, _ = classify.train_classifier(cfg, data, progress=False, monitor=0)
+    path = weights.save(tmp_path / "classifier.npz", params, cfg, task={**data.summary(), "per_class_limit":
+                                                                       task.get("per_class"), "data": None})
+    return cfg, path
+
+
+@needs("verilator")
+def test_small_digits_classifier_on_the_engine(tmp_path):
+    cfg, path = trained_classifier(tmp_path, (8,), "linear-64", 4, 2, classes=(0, 1, 2), per_class=30)
+    hw = engine_config(cfg)
+    assert hw.fingerprint == cfg.fingerprint
+    run = run_engine(hw, [], [{"kind": "classification", "weights": str(path), "images": 20}],
+                     build_root=tmp_path)
+    assert_clean(run)
+    (report,) = run.results
+    assert report["images"] == 20 and report["minibatches"] == 1 and report["batch"] == 2
+    assert report["accuracy"] == report["model_accuracy"] >= 0.8
+    assert report["cycles_per_image"] >= Schedule(hw).depth
+
+
+@pytest.mark.slow
+@needs("verilator")
+def test_digits_classifier_ten_classes(tmp_path):
+    """The default digits network (64-100-10) on linear-256 devices, P = 16: 20 images and a minibatch."""
+    cfg, path = trained_classifier(tmp_path, (100,), "linear-256", 16, 1)
+    run = run_engine(engine_config(cfg), [], [{"kind": "classification", "weights": str(path), "images": 20}],
+                     build_root=tmp_path)
+    assert_clean(run)
+    assert run.results[0]["images"] == 20 and run.results[0]["minibatches"] == 1
