@@ -115,9 +115,10 @@ def toolchain_env(base: dict | None = None) -> dict:
 
 
 def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int = DEFAULT_BAUD,
-          seed: int = 1, clock_mhz: float | None = None) -> dict:
+          seed: int = 1, clock_mhz: float | None = None, init=None) -> dict:
     """Build the bitstream of `cfg` (default: the board's) into `out_dir` with the core on the
-    board PLL at `clock_mhz` (default: the board's); return the report.
+    board PLL at `clock_mhz` (default: the board's); return the report. `init`: weights baked
+    into the code memory (`memprop build --weights`, an `image.Image`).
 
     Every timing path must belong to the core clock: a path that nextpnr times on another
     clock (a `$PACKER_GND_NET` pseudo-clock is an unregistered DSP or RAM port) fails the build
@@ -132,7 +133,7 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     out.mkdir(parents=True, exist_ok=True)
     platform = board.make_platform()
     top = BoardTop(cfg, baud=baud, max_burst=board.max_burst, fifo_depth=board.fifo_depth,
-                   clock_hz=(clock_mhz or board.clock_mhz) * 1e6)
+                   clock_hz=(clock_mhz or board.clock_mhz) * 1e6, init=init)
     overrides = dict(board.overrides)
     overrides["nextpnr_opts"] = f"--report {NAME}_report.json --timing-allow-fail --seed {seed}"
     start = time.monotonic()

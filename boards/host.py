@@ -155,27 +155,73 @@ def status_name(status: int) -> str:
 # -- the transport logic ----------------------------------------------------------------------------
 
 
-class LinkClient:
-    """`write`/`read` for `EngineDriver` over a byte pipe (`send`, `recv`, `resync` coroutines)."""
+class LinkUncertain(LinkError):
+    """A request that must not be repeated (an engine command) lost its response: it may or may
+    not have been carried out. The caller finds out (the engine counts its commands)."""
 
-    def __init__(self, pipe, *, max_burst: int = lk.MAX_BURST, window: int = 4, posted: bool = True):
+
+@dataclass
+class _Pending:
+    op: int
+    addr: int
+    expect: int | None        # the data a good response carries (None: any, a READ's word)
+    frame: bytes
+    safe: bool                # repeating it is harmless (a read, a memory write)
+
+
+def command_addresses() -> frozenset[int]:
+    """Bus addresses whose writes start something (engine commands): never repeated blindly."""
+    from memprop.rtl import hostmap as hm
+
+    return frozenset({hm.address(hm.REG, hm.R_CMD)})
+
+
+class LinkClient:
+    """`write`/`read` for `EngineDriver` over a byte pipe (`send`, `recv`, `resync` coroutines).
+
+    Retries (`retries` per request, default 3): a request the link rejected was not executed
+    (nor was anything sent behind it), and a damaged or missing response may hide an executed
+    request; either way, after resynchronising, every request still in flight is sent again when
+    repeating it is harmless (reads, memory and register writes). A write to an address in
+    `commands` (the engine's command register) is sent alone and never repeated blindly: if
+    its response is lost or damaged the client raises `LinkUncertain` and the caller decides
+    (`memprop.boards.session.BoardDriver` asks the engine's command counter). A rejected
+    command was not executed and is sent again.
+
+    Byte counters: `bytes_sent`, `bytes_received`, `payload_bytes` (the 4-byte data words of
+    writes), `retried` (requests sent again), `frames` (frames sent).
+    """
+
+    def __init__(self, pipe, *, max_burst: int = lk.MAX_BURST, window: int = 4, posted: bool = True,
+                 retries: int = 3, commands: frozenset[int] | None = None):
         if not 1 <= max_burst <= lk.MAX_BURST:
             raise ValueError(f"max_burst must be in 1..{lk.MAX_BURST}, not {max_burst!r}")
         if window < 1:
             raise ValueError(f"window must be at least 1, not {window!r}")
+        if retries < 0:
+            raise ValueError(f"retries must be at least 0, not {retries!r}")
         self.pipe = pipe
         self.max_burst = max_burst
         self.window = window
         self.posted = posted
+        self.retries = retries
+        self.commands = command_addresses() if commands is None else frozenset(commands)
         self._run_addr = 0
         self._run: list[int] = []
-        self._outstanding: deque[tuple[int, int, int]] = deque()   # (op, addr, expected data)
+        self._outstanding: deque[_Pending] = deque()
         self.frames = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.payload_bytes = 0
+        self.retried = 0
+        self.info_word = 0
+        self._answered = False        # a good response has arrived since the client was made
 
     async def info(self) -> tuple[int, int]:
         """(link version, burst capacity in words); also sets `max_burst` to the link's."""
         await self.flush()
         resp = await self._transact(encode_info(), lk.OP_INFO, 0)
+        self.info_word = resp.data
         version, burst = resp.data >> 24, ((resp.data >> 16) & 0xFF) + 1
         if version != lk.VERSION:
             raise LinkCorrupt(f"link version {version}, this host speaks version {lk.VERSION}")
@@ -185,8 +231,12 @@ class LinkClient:
     async def write(self, addr: int, data: int) -> None:
         _check_addr(addr)
         _word(data)
+        if addr in self.commands:
+            await self.flush()
+            await self._transact(encode_write(addr, data), lk.OP_WRITE, addr, expect=0, safe=False)
+            return
         if not self.posted:
-            await self._transact(encode_write(addr, data), lk.OP_WRITE, addr)
+            await self._transact(encode_write(addr, data), lk.OP_WRITE, addr, expect=0)
             return
         if self._run and (addr != self._run_addr + len(self._run) or len(self._run) >= self.max_burst):
             await self._send_run()
@@ -198,6 +248,23 @@ class LinkClient:
         await self.flush()
         return (await self._transact(encode_read(addr), lk.OP_READ, addr)).data
 
+    async def read_many(self, addrs) -> list[int]:
+        """Reads of many addresses with up to `window` requests in flight (no protocol change: the
+        responses come back in order), instead of one round trip each."""
+        await self.flush()
+        out: list[int] = []
+        for addr in addrs:
+            await self._send(_Pending(lk.OP_READ, addr, None, encode_read(addr), True))
+            if len(self._outstanding) >= self.window:
+                out.append((await self._collect()).data)
+        while self._outstanding:
+            out.append((await self._collect()).data)
+        return out
+
+    async def push(self) -> None:
+        """Send the gathered writes now, without waiting for their responses."""
+        await self._send_run()
+
     async def flush(self) -> None:
         """Send the gathered writes and check every outstanding response."""
         await self._send_run()
@@ -205,42 +272,67 @@ class LinkClient:
             await self._collect()
 
     # -- internals --------------------------------------------------------------------------------
+    async def _send(self, pending: _Pending) -> None:
+        await self._guard(self.pipe.send(pending.frame))
+        self.frames += 1
+        self.bytes_sent += len(pending.frame)
+        self._outstanding.append(pending)
+
     async def _send_run(self) -> None:
         if not self._run:
             return
         addr, words = self._run_addr, self._run
         self._run = []
         if len(words) == 1:
-            frame, op, expect = encode_write(addr, words[0]), lk.OP_WRITE, 0
+            pending = _Pending(lk.OP_WRITE, addr, 0, encode_write(addr, words[0]), True)
         else:
-            frame, op, expect = encode_burst(addr, words), lk.OP_BURST, len(words)
-        await self._guard(self.pipe.send(frame))
-        self.frames += 1
-        self._outstanding.append((op, addr, expect))
+            pending = _Pending(lk.OP_BURST, addr, len(words), encode_burst(addr, words), True)
+        self.payload_bytes += 4 * len(words)
+        await self._send(pending)
         if len(self._outstanding) >= self.window:
             await self._collect()
 
-    async def _transact(self, frame: bytes, op: int, addr: int) -> Response:
-        await self._guard(self.pipe.send(frame))
-        self.frames += 1
-        self._outstanding.append((op, addr, None))
+    async def _transact(self, frame: bytes, op: int, addr: int, *, expect: int | None = None,
+                        safe: bool = True) -> Response:
+        if op in (lk.OP_WRITE, lk.OP_BURST):
+            self.payload_bytes += len(frame) - 7 - (op == lk.OP_BURST)
+        await self._send(_Pending(op, addr, expect, frame, safe))
         return await self._collect()
 
     async def _collect(self) -> Response:
-        op, addr, expect = self._outstanding[0]
-        raw = await self._guard(self.pipe.recv(lk.RESPONSE_BYTES))
-        try:
-            resp = decode_response(raw)
-            what = f"{op_name(op)} at {addr:#08x}"
-            if not resp.ok:
-                raise LinkRejected(f"the link rejected the {what}: {status_name(resp.status)} "
-                                   f"(response op {resp.op:#04x})", resp.status)
-            if resp.op != op or (expect is not None and resp.data != expect):
-                raise LinkCorrupt(f"response {raw.hex()} does not answer the {what}")
-        except LinkError:
-            await self._abort()
-            raise
+        attempt = 0
+        while True:
+            try:
+                return await self._receive()
+            except LinkError as exc:
+                pending = list(self._outstanding)
+                await self._abort()
+                rejected = isinstance(exc, LinkRejected)
+                if attempt >= self.retries or not pending:
+                    raise
+                if isinstance(exc, LinkTimeout) and not self._answered:
+                    raise                 # nothing has ever answered: no board, or the wrong port
+                if not rejected and not all(p.safe for p in pending):
+                    what = ", ".join(f"{op_name(p.op)} at {p.addr:#08x}" for p in pending if not p.safe)
+                    raise LinkUncertain(f"{exc}; the {what} may or may not have been carried out") from None
+                attempt += 1
+                for p in pending:
+                    self.retried += 1
+                    await self._send(p)
+
+    async def _receive(self) -> Response:
+        p = self._outstanding[0]
+        raw = await self.pipe.recv(lk.RESPONSE_BYTES)
+        self.bytes_received += len(raw)
+        resp = decode_response(raw)
+        what = f"{op_name(p.op)} at {p.addr:#08x}"
+        if not resp.ok:
+            raise LinkRejected(f"the link rejected the {what}: {status_name(resp.status)} "
+                               f"(response op {resp.op:#04x})", resp.status)
+        if resp.op != p.op or (p.expect is not None and resp.data != p.expect):
+            raise LinkCorrupt(f"response {raw.hex()} does not answer the {what}")
         self._outstanding.popleft()
+        self._answered = True
         return resp
 
     async def _guard(self, coro):
@@ -254,6 +346,12 @@ class LinkClient:
         self._run = []
         self._outstanding.clear()
         await self.pipe.resync()
+
+    @property
+    def clock_hz(self) -> int | None:
+        """The board's clock, when its link reports it (INFO's low 16 bits, in 10 kHz; 0: unknown)."""
+        units = self.info_word & 0xFFFF
+        return units * 10_000 if units else None
 
 
 # -- byte pipes ------------------------------------------------------------------------------------
@@ -279,8 +377,18 @@ class _SerialPipe:
         return got
 
     async def resync(self) -> None:
-        """Wait until the link has answered everything and been quiet, then drop what arrived."""
-        time.sleep(self.quiet)
+        """Wait until no byte has arrived for `quiet` seconds (the link has answered everything and
+        ended any discarding), dropping what arrives, then empty the input buffer."""
+        start = last = time.monotonic()
+        while True:
+            time.sleep(min(self.quiet, 0.02))
+            waiting = getattr(self.port, "in_waiting", 0)
+            now = time.monotonic()
+            if waiting:
+                self.port.read(waiting)
+                last = now
+            elif now - last >= self.quiet or now - start > 10 * self.quiet + 2:
+                break
         self.port.reset_input_buffer()
 
 
@@ -294,7 +402,7 @@ class SerialTransport(LinkClient):
     """
 
     def __init__(self, port, baud: int = 1_000_000, *, timeout: float = 1.0, quiet: float = 0.2,
-                 max_burst: int = lk.MAX_BURST, window: int = 4, posted: bool = True):
+                 max_burst: int = lk.MAX_BURST, window: int = 4, posted: bool = True, retries: int = 3):
         if isinstance(port, str):
             try:
                 import serial
@@ -303,7 +411,9 @@ class SerialTransport(LinkClient):
                                   "(or the memprop 'board' extra)") from None
             port = serial.serial_for_url(port, baudrate=baud, timeout=min(timeout, 0.05))
         self.port = port
-        super().__init__(_SerialPipe(port, timeout, quiet), max_burst=max_burst, window=window, posted=posted)
+        self.baud = baud
+        super().__init__(_SerialPipe(port, timeout, quiet), max_burst=max_burst, window=window, posted=posted,
+                         retries=retries)
 
     def close(self) -> None:
         close = getattr(self.port, "close", None)
@@ -360,24 +470,24 @@ class SimulatedLinkTransport(LinkClient):
     """
 
     def __init__(self, ctx, rx, received: deque, *, link_timeout: int, limit: int = 200_000,
-                 max_burst: int = lk.MAX_BURST, window: int = 4, posted: bool = True):
+                 max_burst: int = lk.MAX_BURST, window: int = 4, posted: bool = True, retries: int = 3):
         pipe = _SimPipe(ctx, rx, received, limit, quiet=2 * link_timeout + 4 * lk.RESPONSE_BYTES)
-        super().__init__(pipe, max_burst=max_burst, window=window, posted=posted)
+        super().__init__(pipe, max_burst=max_burst, window=window, posted=posted, retries=retries)
 
 
 def run_simulated(cfg, session, *, timeout: int = 64, max_burst: int = 32, fifo_depth: int = 16,
-                  window: int = 4, posted: bool = True, vcd: str | None = None):
+                  window: int = 4, posted: bool = True, vcd: str | None = None, init=None):
     """Run `await session(transport, design)` against the engine behind the link; return its result.
 
     The design is `memprop.boards.top.LinkedEngine` (what the board puts behind its UART),
-    clocked at 100 MHz; `timeout` is the link's in cycles. The transport is flushed when the
-    session returns.
+    clocked at 100 MHz; `timeout` is the link's in cycles; `init` bakes weights in (an
+    `image.Image`, as `memprop build --weights`). The transport is flushed when the session returns.
     """
     from amaranth.sim import Simulator
 
     from .top import LinkedEngine
 
-    design = LinkedEngine(cfg, timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth)
+    design = LinkedEngine(cfg, timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth, init=init)
     received: deque[int] = deque()
     result = {}
 

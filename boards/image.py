@@ -27,6 +27,7 @@ Which weights are accepted (decided here, documented in docs/hostlink.md):
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,11 @@ class Image:
                 (hm.address(hm.REG, hm.R_SEED), self.seed & 0xFFFFFFFF)]
         return out
 
+    @property
+    def checksum(self) -> int:
+        """CRC-32 of the image as the engine computes it (`checksum`)."""
+        return checksum(self.codes, self.bias, self.updates, self.seed, self.layout.entry_bits)
+
     def params(self, template: FixedParams | None = None) -> FixedParams:
         """The device codes and classes the image holds (`template`: mask and unstreamed codes)."""
         lay, n = self.layout, self.cfg.network.n
@@ -91,6 +97,31 @@ class Image:
             out.codes_b[:, i], out.class_b[:, i] = lay.unpack_entry(word)
         out.updates = self.updates
         return out
+
+
+def checksum(codes, bias, updates: int, seed: int, entry_bits: int) -> int:
+    """The weight checksum (docs/hostlink.md): CRC-32 (zlib's: reflected 0x04C11DB7, init and final
+    XOR 0xFFFFFFFF) over every code entry in stream order, then every bias entry, each as
+    ceil(entry_bits / 8) bytes little-endian, then the update counter t and the seed, 4 bytes
+    little-endian each. The engine computes the same over the memories it holds."""
+    width = max(1, -(-entry_bits // 8))
+    blob = b"".join(int(w).to_bytes(width, "little") for w in list(codes) + list(bias))
+    blob += (int(updates) & 0xFFFFFFFF).to_bytes(4, "little") + (int(seed) & 0xFFFFFFFF).to_bytes(4, "little")
+    return zlib.crc32(blob)
+
+
+def config_differences(have: Config, want: Config, sections=("numerics", "network", "fixed", "device")) -> list[str]:
+    """`section.field: have vs want` for every field that differs (for one-line error messages)."""
+    out = []
+    for section in sections:
+        a, b = getattr(have, section), getattr(want, section)
+        if section == "numerics":
+            if a != b:
+                out.append(f"numerics: {a} vs {b}")
+            continue
+        da, db = a.model_dump(), b.model_dump()
+        out += [f"{section}.{k}: {da[k]!r} vs {db[k]!r}" for k in da if da[k] != db.get(k)]
+    return out
 
 
 def image_of(params: FixedParams, cfg: Config, seed: int | None = None) -> Image:

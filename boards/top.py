@@ -33,9 +33,10 @@ LED_HOLD_S = 0.05
 class LinkedEngine(wiring.Component):
     """`HostLink` driving `Engine`: request bytes in on `rx`, response bytes out on `tx`."""
 
-    def __init__(self, cfg: Config, *, timeout: int, max_burst: int = MAX_BURST, fifo_depth: int = 16):
-        self.engine = Engine(cfg)
-        self.link = HostLink(timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth)
+    def __init__(self, cfg: Config, *, timeout: int, max_burst: int = MAX_BURST, fifo_depth: int = 16,
+                 clock_hz: float = 0, init=None):
+        self.engine = Engine(cfg, init=init)      # init: weights baked in (boards.image.Image)
+        self.link = HostLink(timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth, clock_hz=clock_hz)
         super().__init__({"rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)), "rx_lost": In(1),
                           "busy": Out(1), "error": Out(1)})
 
@@ -75,11 +76,12 @@ class SerialEngine(wiring.Component):
     in tests/boards/test_serial.py). `timeout` is the link's, in clock cycles."""
 
     def __init__(self, cfg: Config, *, clk_freq, baud: int, timeout: int, max_burst: int = MAX_BURST,
-                 fifo_depth: int = 16):
+                 fifo_depth: int = 16, init=None):
         check_serial(clk_freq, baud, max_burst, fifo_depth)
         self.uart_rx = UARTReceiver(clk_freq, baud)
         self.uart_tx = UARTTransmitter(clk_freq, baud)
-        self.core = LinkedEngine(cfg, timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth)
+        self.core = LinkedEngine(cfg, timeout=timeout, max_burst=max_burst, fifo_depth=fifo_depth, clock_hz=clk_freq,
+                                 init=init)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "busy": Out(1), "error": Out(1)})
 
     def elaborate(self, platform):
@@ -98,8 +100,9 @@ class BoardTop(Elaboratable):
     """Engine + link + UART (8N1 at `baud`) on an amaranth-boards platform's `uart` and LEDs."""
 
     def __init__(self, cfg: Config, *, baud: int = DEFAULT_BAUD, max_burst: int = MAX_BURST, fifo_depth: int = 16,
-                 clock_hz: float | None = None):
+                 clock_hz: float | None = None, init=None):
         self.cfg = cfg
+        self.init = init
         self.baud = baud
         self.max_burst = max_burst
         self.fifo_depth = fifo_depth
@@ -118,7 +121,7 @@ class BoardTop(Elaboratable):
         if self.clock_hz is not None:
             m.submodules.pll = PLLClock(family, osc, params, platform.request(platform.default_clk, dir="-"))
         serial = SerialEngine(self.cfg, clk_freq=clk, baud=self.baud, timeout=round(LINK_TIMEOUT_S * clk),
-                              max_burst=self.max_burst, fifo_depth=self.fifo_depth)
+                              max_burst=self.max_burst, fifo_depth=self.fifo_depth, init=self.init)
         m.submodules.serial = serial
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)

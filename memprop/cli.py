@@ -281,13 +281,15 @@ def _eval_task(weight_file, params, cfg, meta, task_name, data_dir, as_json) -> 
 @click.option("--board", type=click.Choice(["icebreaker", "ulx3s", "ulx3s-25f"]), default=None,
               help="target board (default: ulx3s; icebreaker with --quick)")
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
-@click.option("--no-bitstream", is_flag=True, help="stop after the bit-exact simulation")
+@click.option("--no-bitstream", is_flag=True, help="skip the bitstream build")
+@click.option("--no-board", is_flag=True, help="skip the virtual board (load and recall over a pseudo-terminal)")
 @user_errors
-def demo(out, quick, board, simulator, no_bitstream):
-    """Train -> fixed point -> bit-exact simulation -> bitstream, with tables on the way."""
+def demo(out, quick, board, simulator, no_bitstream, no_board):
+    """Train -> fixed point -> bit-exact simulation -> virtual board -> bitstream, with tables on the way."""
     from memprop.demo import run_demo
 
-    run_demo(Path(out), quick=quick, board=board, simulator=simulator, skip_bitstream=no_bitstream)
+    run_demo(Path(out), quick=quick, board=board, simulator=simulator, skip_bitstream=no_bitstream,
+             skip_board=no_board)
 
 
 # -- where long commands run: local processes or a Dask cluster (memprop.jobs) ------------------------
@@ -491,16 +493,27 @@ BOARD_NAMES = ("icebreaker", "ulx3s", "ulx3s-25f")
 @click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="nextpnr placement seed")
 @click.option("--clock", "clock_mhz", type=click.FloatRange(min=1, max=400), default=None,
               help="core clock from the board PLL in MHz (default: the board's, where its design closes)")
+@click.option("--weights", "weight_file", type=click.Path(dir_okay=False), default=None,
+              help="bake these fixed-point weights into the bitstream (block-RAM code memory only)")
 @user_errors
-def build_board(board, config_file, out, baud, seed, clock_mhz):
+def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file):
     """Build a bitstream for a board: engine + host link + UART (YoWASP toolchain)."""
-    from memprop.boards.build import DEFAULT_BAUD, BuildError, build
+    from memprop.boards.build import DEFAULT_BAUD, BuildError, build, get_board
+    from memprop.boards.configs import board_clock_hz, remember
 
     cfg = hardware_config(config_file) if config_file is not None else None
+    init = None
+    if weight_file is not None:
+        init = _baked_weights(board, cfg or get_board(board).default_config(), weight_file)
     try:
-        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed, clock_mhz=clock_mhz)
+        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed, clock_mhz=clock_mhz,
+                       init=init)
     except BuildError as exc:
         raise click.ClickException(str(exc)) from None
+    remember(Config.from_json(json.dumps(report["config"])), f"memprop build {out}", board=board,
+             clock_hz=int(report["clock_mhz"] * 1e6) if report.get("clock_mhz") else board_clock_hz(board))
+    if init is not None:
+        click.echo(f"baked in {weight_file}: checksum {init.checksum:08x} (memprop board info shows it)")
     util = ", ".join(f"{name} {u['used']}/{u['available']}" for name, u in report["utilisation"].items()
                      if u.get("available"))
     click.echo(f"wrote {report['bitstream']} for {board} ({report['device']}): N={report['n']}, P={report['lanes']}, "
@@ -644,6 +657,292 @@ def _formal_equivalence(config_file, depth, out, jobs, as_json):
             click.echo(r.line())
     if not ok:
         sys.exit(1)
+
+
+# -- a board in the user's hands: program, board {info,load,read,recall,train,serve} (boards/) ------
+
+
+def _baked_weights(board: str, cfg: Config, weight_file: str):
+    """The image of `weight_file` for `cfg`, when the board's code memory can hold it from power-up."""
+    from memprop.boards.build import get_board
+    from memprop.boards.image import from_weights
+    from memprop.rtl.codemem import resolve_backend
+
+    backend = resolve_backend(cfg.hw.code_memory, get_board(board).make_platform())
+    if backend == "spram":
+        raise click.ClickException(f"the {board} design keeps its codes in SPRAM, which a bitstream cannot "
+                                   "initialise: build without --weights, then `memprop board load --weights "
+                                   f"{weight_file}` after `memprop program`")
+    params, wcfg, _ = weights.load(weight_file)
+    image, _ = from_weights(params, wcfg, cfg, source=str(weight_file))
+    return image
+
+
+DEFAULT_PORT_BAUD = 1_000_000
+
+
+def board_errors(fn):
+    """The board layer's errors (a port, a link, a programmer, the virtual board) as `Error: ...`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from memprop.boards.host import LinkError
+        from memprop.boards.image import ImageError
+        from memprop.boards.program import ProgramError
+        from memprop.boards.session import BoardError
+        from memprop.boards.virtual import VirtualBoardError
+        from memprop.rtl.driver import EngineError
+
+        try:
+            return fn(*args, **kwargs)
+        except (BoardError, ProgramError, VirtualBoardError, EngineError, LinkError, ImageError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return user_errors(wrapper)
+
+
+@main.command(name="program")
+@click.option("--board", "board_name", type=click.Choice(BOARD_NAMES), required=True)
+@click.option("--bitstream", type=click.Path(dir_okay=False), required=True,
+              help="memprop.bin (iCE40) or memprop.bit (ECP5) from `memprop build`")
+@click.option("--flash/--sram", default=None,
+              help="write the configuration flash (kept at power-off) or the FPGA's SRAM; default: flash on the "
+                   "iCEBreaker, SRAM on the ULX3S")
+@click.option("--programmer", type=click.Choice(["auto", "openfpgaloader", "iceprog", "fujprog"]), default="auto",
+              show_default=True)
+@board_errors
+def program_board(board_name, bitstream, flash, programmer):
+    """Put a bitstream on a board (openFPGALoader, iceprog or fujprog)."""
+    from memprop.boards.program import program
+
+    done = program(board_name, bitstream, flash=flash, programmer=programmer)
+    click.echo(f"programmed the {board_name} with {bitstream} ({done['programmer']}, "
+               f"{'flash' if done['flash'] else 'SRAM'})")
+
+
+@main.group(name="board")
+def board_group() -> None:
+    """Use a board (or the virtual board) over its serial port: info, load, read, recall, train, serve."""
+
+
+def port_options(fn):
+    fn = click.option("--timeout", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+                      help="seconds to wait for a response")(fn)
+    fn = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                      help="the board's config.json (from `memprop build`) when this machine does not know its "
+                           "design")(fn)
+    fn = click.option("--baud", type=click.IntRange(min=1), default=DEFAULT_PORT_BAUD, show_default=True)(fn)
+    fn = click.option("--port", required=True, envvar="MEMPROP_PORT",
+                      help="serial port of the board's UART (or $MEMPROP_PORT): /dev/ttyUSB1, the virtual "
+                           "board's /dev/pts/N, a pyserial URL")(fn)
+    return fn
+
+
+def _open_board(port, baud, config_file, timeout):
+    from memprop.boards.session import BoardSession
+
+    cfg = hardware_config(config_file) if config_file is not None else None
+    return BoardSession.open(port, baud, config=cfg, timeout=timeout)
+
+
+def _bar(total: int, desc: str, unit: str, quiet: bool = False):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=True if quiet else None, leave=False)
+
+
+@board_group.command(name="info")
+@port_options
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@board_errors
+def board_info(port, baud, config_file, timeout, as_json):
+    """The board's design (fingerprint, N, P, preset, versions) and counters."""
+    with _open_board(port, baud, config_file, timeout) as session:
+        info = session.info()
+        if session.identity.engine_checksum:
+            info["checksum"] = f"{session.checksum():08x}"
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    regs = info["registers"]
+    clock = f", clock {info['clock_mhz']} MHz" if info["clock_mhz"] else ""
+    click.echo(f"board on {port}: memprop engine version {info['engine_version']}, link version "
+               f"{info['link_version']} (bursts of {info['max_burst']} words){clock}")
+    design = (f"fingerprint {info['fingerprint']}, N={info['n']}, P={info['lanes']}, {info['batch']} minibatch slots")
+    if "preset" in info:
+        design += (f", {info['topology']} ({info['synapses']} synapses), preset {info['preset']}; "
+                   f"config: {info['config_source']}")
+    else:
+        design += "; preset unknown: this machine does not know the design (pass --config)"
+    click.echo(f"design: {design}" + (f", design id {info['design']}" if info["design"] else ""))
+    counters = (f"update counter t={regs['updates']}, seed {regs['seed']}, last command {regs['cycles']} cycles "
+                f"({regs['steps']} relaxation steps)" + (f", {regs['commands']} commands" if "commands" in regs else "")
+                + (", busy" if regs["busy"] else ", idle"))
+    click.echo(f"counters: {counters}")
+    if "checksum" in info:
+        click.echo(f"weights: checksum {info['checksum']}"
+                   + (" (a load was begun and not committed: these are the weights from before it)"
+                      if regs["loading"] else ""))
+
+
+@board_group.command(name="load")
+@port_options
+@click.option("--weights", "weight_file", type=click.Path(dir_okay=False), required=True,
+              help="fixed-point weights (`memprop train --numerics fixed`, or `memprop board read`)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@board_errors
+def board_load(port, baud, config_file, timeout, weight_file, as_json):
+    """Write trained device codes onto the board, verified by checksum."""
+    params, wcfg, _ = weights.load(weight_file)
+    with _open_board(port, baud, config_file, timeout) as session:
+        cfg = session.check_weights(wcfg, str(weight_file))
+        with _bar(session.driver.layout.schedule.length + cfg.network.n + 2, "load", "word", as_json) as bar:
+            report = session.load(params, wcfg, source=str(weight_file), progress=bar.update)
+    data = report.to_dict()
+    if as_json:
+        click.echo(json.dumps({**data, "weights": str(weight_file), "port": port}))
+        return
+    wire = f", {data['wire_seconds']} s on the wire at {baud} baud" if data["wire_seconds"] is not None else ""
+    how = "loaded into the shadow bank and committed" if report.atomic else "written"
+    click.echo(f"{how} {weight_file}: {report.words} words, {report.bytes_sent} bytes sent (payload "
+               f"{report.payload_bytes}, {report.efficiency:.1%}){wire}; checksum {data['checksum']} verified")
+
+
+@board_group.command(name="read")
+@port_options
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="weight file to write (.npz)")
+@board_errors
+def board_read(port, baud, config_file, timeout, out):
+    """Read the board's device codes back into a weight file (the format of `train --numerics fixed`)."""
+    weights.check_path(out)
+    with _open_board(port, baud, config_file, timeout) as session:
+        cfg = session.cfg
+        with _bar(session.driver.layout.schedule.length + cfg.network.n, "read", "word") as bar:
+            params, cfg, crc = session.read(progress=bar.update)
+    path = weights.save(out, params, cfg, source=f"board {port}", checksum=f"{crc:08x}")
+    click.echo(f"wrote {path}: the board's codes (N={cfg.network.n}, {cfg.device.preset}, update counter "
+               f"{params.updates}, checksum {crc:08x}, fingerprint {cfg.fingerprint})")
+
+
+@board_group.command(name="recall")
+@port_options
+@click.option("--patterns", "pattern_file", default=None, help="pattern file; default: built-in hex16")
+@click.option("--flip", type=click.FloatRange(0.0, 0.5), required=True, help="pixel-flip probability p")
+@click.option("--trials", type=click.IntRange(min=1), default=100, show_default=True, help="corrupted copies per pattern")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object (the keys of `memprop eval --json` "
+                                                      "and the board's cycles)")
+@board_errors
+def board_recall(port, baud, config_file, timeout, pattern_file, flip, trials, seed, as_json):
+    """Recall corrupted patterns on the board (the same trials as `memprop eval`)."""
+    pats = pattern_sets.load(pattern_file)
+    with _open_board(port, baud, config_file, timeout) as session:
+        cfg = session.cfg
+        pattern_sets.check_size(pats, cfg.network.n, "the board's network")
+        with _bar(pats.count * trials, "recall", "trial", as_json) as bar:
+            result, stats = session.recall(pats, flip, trials, seed, progress=bar.update)
+    extra = stats.to_dict()
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "weights": f"board {port}", "fingerprint": cfg.fingerprint,
+                               "patterns": pats.source, **extra}))
+        return
+    click.echo(f"board: accuracy {result.accuracy:.4f} at p={flip} ({trials} trials x {pats.count} patterns)")
+    for k, acc in enumerate(result.per_class):
+        click.echo(f"  pattern {k:2d}: {acc:.3f}")
+    timing = f", {extra['us_per_recall']} us at {extra['clock_mhz']} MHz" if extra["us_per_recall"] else ""
+    click.echo(f"  {extra['cycles_per_recall']} cycles per recall ({extra['steps_per_recall']} steps){timing}")
+
+
+@board_group.command(name="train")
+@port_options
+@click.option("--patterns", "pattern_file", default=None, help="pattern file; default: built-in hex16")
+@click.option("--epochs", type=click.IntRange(min=1), required=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="seed of the noisy samples")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="read the codes back into this weight file")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@board_errors
+def board_train(port, baud, config_file, timeout, pattern_file, epochs, seed, out, as_json):
+    """In-situ EqProp on the board: the host streams noisy samples and targets, the board learns."""
+    if out is not None:
+        weights.check_path(out)
+    pats = pattern_sets.load(pattern_file)
+    with _open_board(port, baud, config_file, timeout) as session:
+        cfg = session.cfg
+        pattern_sets.check_size(pats, cfg.network.n, "the board's network")
+        total = epochs * pats.count * cfg.train.repeats
+        with _bar(total, "train", "sample", as_json) as bar:
+            stats = session.train(pats, epochs, seed, progress=bar.update)
+        saved = None
+        if out is not None:
+            params, wcfg, crc = session.read()
+            saved = str(weights.save(out, params, wcfg, source=f"board {port}", checksum=f"{crc:08x}"))
+    data = {**stats.to_dict(), "out": saved, "port": port, "patterns": pats.source}
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    board_s = f" ({data['board_seconds']} s at the board's clock)" if data["board_seconds"] is not None else ""
+    click.echo(f"trained {stats.epochs} epochs on the board: {stats.samples} samples, {stats.minibatches} updates "
+               f"(t={stats.updates}), {stats.cycles} cycles{board_s}, {data['host_seconds']} s on the host"
+               + (f"; wrote {saved}" if saved else ""))
+
+
+@board_group.command(name="serve")
+@click.option("--sim", is_flag=True, required=True, help="serve the virtual board (Verilator) on a pseudo-terminal")
+@click.option("--board", "board_name", type=click.Choice(BOARD_NAMES), default=None,
+              help="the board's default design and clock (default: ulx3s unless --config)")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="a fixed-point JSON config instead of a board's design")
+@click.option("--clock-mhz", type=click.FloatRange(min=0.01), default=None,
+              help="nominal clock (turns cycles into time; default: the board's, 25 with --config)")
+@click.option("--link", type=click.Path(dir_okay=False), default=None,
+              help="also make this symbolic link to the terminal (a stable name)")
+@click.option("--flip-reply", type=click.IntRange(min=0), default=0, help="fault test: damage every K-th reply byte")
+@click.option("--flip-request", type=click.IntRange(min=0), default=0,
+              help="fault test: damage every K-th request byte on the line")
+@board_errors
+def board_serve(sim, board_name, config_file, clock_mhz, link, flip_reply, flip_request):
+    """Run the board design in Verilator behind a pseudo-terminal and print its path."""
+    import signal
+    import time
+
+    from memprop.boards import virtual
+    from memprop.boards.build import get_board
+    from memprop.boards.configs import board_clock_hz
+
+    if not sim:
+        raise click.UsageError("only the virtual board can be served: --sim")
+    if board_name and config_file:
+        raise click.UsageError("give --board or --config, not both")
+    if config_file is not None:
+        cfg, what, clock = hardware_config(config_file), str(config_file), virtual.DEFAULT_CLOCK_HZ
+    else:
+        board_name = board_name or "ulx3s"
+        cfg, what, clock = get_board(board_name).default_config(), f"the {board_name} design", board_clock_hz(board_name)
+    if clock_mhz is not None:
+        clock = int(round(clock_mhz * 1e6))
+    vb = virtual.VirtualBoard(cfg, clock_hz=clock, board=board_name, link=link, flip_reply=flip_reply,
+                              flip_request=flip_request)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    port = vb.start()
+    try:
+        click.echo(f"virtual board ({what}: N={cfg.network.n}, P={cfg.hw.lanes}, fingerprint {cfg.fingerprint}, "
+                   f"{clock / 1e6:g} MHz) on {port}" + (f" (also {link})" if link else ""))
+        click.echo(f"  memprop board info --port {port}    (stop with Ctrl-C)")
+        sys.stdout.flush()
+        while vb.alive():
+            time.sleep(0.2)
+        raise click.ClickException(f"the virtual board stopped (exit {vb.proc.returncode})")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stats = vb.stop()
+    if stats.get("active_s"):
+        click.echo(f"stopped: {stats['cycles']} cycles simulated, {stats['bytes_in']} bytes in, {stats['bytes_out']} "
+                   f"out, {stats['cycles'] / max(stats['active_s'], 1e-9):.0f} cycles/s while active")
 
 
 # -- recall near the bound: the recipe and its ablation (memprop.recipe) ----------------------------

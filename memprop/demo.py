@@ -5,9 +5,12 @@
                      the same design with 10 % stuck devices, in situ vs float weights programmed
   3. simulation    - the engine's Verilog under cocotb + Verilator with the trained devices:
                      recall and a training minibatch, bit-exact against the fixed-point model, and
-                     the engine's cycle counter for a minibatch (LEARN included) and recalls
-
-  4. bitstream     - YoWASP yosys + nextpnr for the board, and the trained weights exported
+                     the engine's cycle counter for a minibatch (LEARN included) and recalls;
+                     then the digits classification workload (memprop.classdemo)
+  4. virtual board - the board design (UART + link + engine) in Verilator behind a
+                     pseudo-terminal: `memprop board load` and `board recall` over it, the
+                     recall equal to the fixed-point model's
+  5. bitstream     - YoWASP yosys + nextpnr for the board, and the trained weights exported
                      as the image the host link loads; at its fmax, the projected training
                      samples/s and recall latency (the full comparison: `memprop bench`)
   formal           - the host link's properties proven by k-induction, and a link without its
@@ -39,8 +42,11 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+STAGES = 5
+
+
 def _stage(k: int, text: str) -> float:
-    click.secho(f"[{k}/4] {text}", bold=True)
+    click.secho(f"[{k}/{STAGES}] {text}", bold=True)
     return time.perf_counter()
 
 
@@ -58,7 +64,7 @@ def _stuck_devices(cfg_fixed: Config, params_float, pats, trials: int, stuck: fl
 
 
 def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator: str = "verilator",
-             skip_bitstream: bool = False) -> dict:
+             skip_bitstream: bool = False, skip_board: bool = False) -> dict:
     from memprop.boards.build import get_board
 
     out.mkdir(parents=True, exist_ok=True)
@@ -134,10 +140,18 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
 
     report["classification"] = run_classification_demo(out, board, quick, simulator)
 
-    if skip_bitstream:
-        click.echo("[4/4] bitstream: skipped (--no-bitstream)")
+    board_line = ""
+    if skip_board:
+        click.echo(f"[4/{STAGES}] virtual board: skipped (--no-board)")
     else:
-        t = _stage(4, f"bitstream for {board} (YoWASP), and the trained weights as a host-link image")
+        _stage(4, f"the trained weights on the virtual {board} (its design in Verilator behind a pseudo-terminal)")
+        report["board"], board_line = _virtual_board(board, cfg_fixed, params_fixed, pats, quick)
+        click.echo(board_line)
+
+    if skip_bitstream:
+        click.echo(f"[5/{STAGES}] bitstream: skipped (--no-bitstream)")
+    else:
+        t = _stage(5, f"bitstream for {board} (YoWASP), and the trained weights as a host-link image")
         from memprop.boards.build import build
         from memprop.boards.image import from_weights, write_image
 
@@ -176,8 +190,34 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
                        f"a link without its CRC check fails {', '.join(report['formal']['mutant_failures'])}")
 
     (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + report["stuck_devices"]["line"]
-                                 + "\n\n" + sim_line + "\n\n" + formal_line + "\n\n## Classification\n\n"
+                                 + "\n\n" + sim_line + "\n" + (f"\n{board_line}\n" if board_line else "")
+                                 + "\n" + formal_line + "\n\n## Classification\n\n"
                                  + report["classification"]["markdown"])
     (out / "demo.json").write_text(json.dumps(report, indent=2))
     click.echo(f"wrote {out}/demo.md and demo.json")
     return report
+
+
+def _virtual_board(board: str, cfg, params, pats, quick: bool, clock_hz: int | None = None) -> tuple[dict, str]:
+    """`board load` and `board recall` on the virtual board, checked against the model."""
+    from memprop.boards.configs import board_clock_hz
+    from memprop.boards.session import BoardSession
+    from memprop.boards.virtual import VirtualBoard
+
+    trials = 1 if quick else 2
+    clock_hz = clock_hz or board_clock_hz(board)
+    with VirtualBoard(cfg, clock_hz=clock_hz, board=board) as vb:
+        with BoardSession.open(vb.port) as session:
+            load = session.load(params, cfg, source="the fixed-point weights")
+            result, stats = session.recall(pats, 0.1, trials, seed=1)
+        sim = vb.stats()
+    model = recall.evaluate(params, cfg, pats, 0.1, trials, seed=1)
+    if result.to_dict() != model.to_dict():
+        raise click.ClickException(f"the virtual board recalls {result.per_class}, the model {model.per_class}")
+    out = {"port": vb.port, "load": load.to_dict(), "recall": {**result.to_dict(), **stats.to_dict()},
+           "equals_model": True, "cycles_simulated": sim.get("cycles")}
+    line = (f"virtual board on {vb.port}: loaded {load.words} words ({load.bytes_sent} bytes, "
+            f"{load.wire_seconds:.2f} s on the wire at 1 Mbaud, {load.efficiency:.1%} payload), checksum "
+            f"{load.checksum:08x}; {stats.recalls} recalls at p=0.1: accuracy {result.accuracy:.4f} = the model's, "
+            f"{stats.to_dict()['us_per_recall']} us per recall at {clock_hz / 1e6:g} MHz")
+    return out, line

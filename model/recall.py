@@ -58,6 +58,14 @@ def nearest_pattern_credit(stored: np.ndarray, noisy: np.ndarray, truth: np.ndar
     return nearest[np.arange(len(truth)), truth] / nearest.sum(axis=1)
 
 
+def fixed_outputs(fmt: Formats, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(+-1 reconstructions, output states on the +-1 scale) of final fixed-point states `v`
+    (the model's, or an engine's read back: memprop.boards.session)."""
+    _, outputs = units_of(fmt.cfg.network)
+    lo, hi = fmt.data_lo, 1 << fmt.fv
+    return fixed_readout(fmt, v), (2.0 * v[:, outputs] - (lo + hi)) / (hi - lo)
+
+
 def reconstruct(params: Params | FixedParams, cfg: Config, noisy: np.ndarray,
                 rng: np.random.Generator | None = None) -> np.ndarray:
     """+-1 reconstructions of a batch of corrupted patterns."""
@@ -87,10 +95,9 @@ def _recall_states(params, cfg, noisy, rng):
         x = noisy[start:start + CHUNK]
         if isinstance(params, FixedParams):
             relaxed = fixed_relax(fmt, W, b, fixed_drive_for(fmt, x))
-            bits.append(fixed_readout(fmt, relaxed.v))
-            _, outputs = units_of(cfg.network)
-            lo, hi = fmt.data_lo, 1 << fmt.fv
-            states.append((2.0 * relaxed.v[:, outputs] - (lo + hi)) / (hi - lo))
+            b_out, s_out = fixed_outputs(fmt, relaxed.v)
+            bits.append(b_out)
+            states.append(s_out)
             continue
         relaxed = relax(params, cfg.network, drive_for(cfg.network, x, rng))
         bits.append(readout(cfg.network, relaxed.v))
@@ -100,9 +107,13 @@ def _recall_states(params, cfg, noisy, rng):
     return np.concatenate(bits), np.concatenate(states)
 
 
-def evaluate(params: Params | FixedParams, cfg: Config, patterns: PatternSet, flip: float, trials: int,
-             seed: int = 0) -> RecallResult:
-    """Success rates (exact and MSE < 0.1) over `trials` corrupted copies of every pattern, and the bound."""
+def evaluate(params: Params | FixedParams | None, cfg: Config, patterns: PatternSet, flip: float, trials: int,
+             seed: int = 0, states_with=None) -> RecallResult:
+    """Success rates (exact and MSE < 0.1) over `trials` corrupted copies of every pattern, and the bound.
+
+    `states_with(noisy) -> (reconstructions, states)` (as `recall_states`) replaces the model (a
+    board recalls them: memprop.boards.session); the corrupted copies and the result are the
+    same as the model's."""
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
     net = cfg.network
@@ -112,7 +123,10 @@ def evaluate(params: Params | FixedParams, cfg: Config, patterns: PatternSet, fl
     clean = np.repeat(patterns.values, trials, axis=0)
     noisy = corrupt(clean, flip, rng)
     init_rng = np.random.default_rng(seed + INIT_SEED_OFFSET) if cfg.network.init_state == "random" else None
-    bits, states = recall_states(params, cfg, noisy, init_rng)
+    if states_with is None:
+        bits, states = recall_states(params, cfg, noisy, init_rng)
+    else:
+        bits, states = states_with(noisy)
     shape = (patterns.count, trials)
     ok = np.all(bits == clean, axis=1).reshape(shape)
     close = (np.mean((states - clean) ** 2, axis=1) < MSE_THRESHOLD).reshape(shape)

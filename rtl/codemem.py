@@ -53,9 +53,13 @@ class CodeMemory(wiring.Component):
     """`port`: the flipped `CodePort`; `primitive`: instantiate SB_SPRAM256KA (not the model)."""
 
     def __init__(self, depth: int, lanes: int, entry_bits: int, *, backend: str = "block",
-                 primitive: bool = False):
+                 primitive: bool = False, init=None):
         if backend not in BACKENDS:
             raise ValueError(f"code memory backend must be one of {BACKENDS}, not {backend!r}")
+        if init is not None and backend == "spram":
+            raise ValueError("the code memory is in SPRAM, which a bitstream cannot initialise: "
+                             "load the weights over the link (memprop board load)")
+        self.init = list(init) if init is not None else []    # words from address 0 (block RAM)
         if backend == "spram":
             reason = spram_fits(depth, lanes, entry_bits)
             if reason:
@@ -75,7 +79,7 @@ class CodeMemory(wiring.Component):
 
     def _block(self, m: Module) -> None:
         port, E = self.port, self.entry_bits
-        m.submodules.mem = mem = memory.Memory(shape=self.lanes * E, depth=self.depth, init=[])
+        m.submodules.mem = mem = memory.Memory(shape=self.lanes * E, depth=self.depth, init=self.init)
         rd = mem.read_port()
         wr = mem.write_port(granularity=E)
         m.d.comb += [rd.addr.eq(port.addr), wr.addr.eq(port.addr), wr.data.eq(port.w_data),

@@ -10,7 +10,13 @@ Jacobi half `cur`, and sequences the datapath:
   (STORE_WRITE): 2 cycles per unit;
 - RESTORE: per unit, read the fixed point (COPY), write it to both state halves
   (RESTORE_HALF0/1): 3 cycles per unit;
-- LEARN: start the learning unit and wait for its `done`.
+- LEARN: start the learning unit and wait for its `done`;
+- CHECKSUM: start the checksum walk (checksum.py) and wait for its `done`;
+- BEGIN_LOAD, COMMIT: one cycle each (`begin_load` / `commit` pulse; a COMMIT without a
+  BEGIN_LOAD before it is refused with the error bit).
+
+`commands` counts the commands accepted since reset (mod 2^32): a host that lost the
+response to a command write reads it to know whether the command ran.
 
 Cycle counts are docs/rtl.md's cycle model (rtl/cycles.py).
 """
@@ -56,6 +62,10 @@ class Controller(wiring.Component):
             "item": Out(n_bits), "set": Out(2), "slot": Out(slot_bits),
             # LEARN
             "learn_start": Out(1), "learn_done": In(1),
+            # weights on a board (engine version 2): CHECKSUM, BEGIN_LOAD, COMMIT
+            "checksum_start": Out(1), "checksum_done": In(1),
+            "begin_load": Out(1), "commit": Out(1), "loading": In(1),
+            "commands": Out(32),
         })
 
     def elaborate(self, platform):
@@ -75,6 +85,8 @@ class Controller(wiring.Component):
         # the batch exist (a larger set would address past the fixed-point memory, a larger slot
         # would be truncated onto another slot), so other fields are refused like an unknown opcode
         fields_ok = Signal()
+        with m.If(self.command_valid & ~busy):
+            m.d.sync += self.commands.eq(self.commands + 1)
         with m.If(self.command_valid):
             m.d.sync += [fields_ok.eq((cmd.set <= hm.SET_FREE) & (cmd.slot < self.slots)),
                          op.eq(cmd.op), self.set.eq(cmd.set), self.slot.eq(cmd.slot),
@@ -109,6 +121,17 @@ class Controller(wiring.Component):
                     with m.Case(hm.OP_LEARN):
                         m.d.comb += self.learn_start.eq(1)
                         m.next = "LEARN"
+                    with m.Case(hm.OP_CHECKSUM):
+                        m.d.comb += self.checksum_start.eq(1)
+                        m.next = "CHECKSUM"
+                    with m.Case(hm.OP_BEGIN_LOAD):
+                        m.d.comb += self.begin_load.eq(1)
+                        m.d.sync += busy.eq(0)
+                        m.next = "IDLE"
+                    with m.Case(hm.OP_COMMIT):
+                        m.d.comb += self.commit.eq(self.loading)
+                        m.d.sync += [busy.eq(0), error.eq(~self.loading)]
+                        m.next = "IDLE"
                     with m.Default():
                         m.d.sync += [busy.eq(0), error.eq(1)]
                         m.next = "IDLE"
@@ -155,6 +178,10 @@ class Controller(wiring.Component):
             with m.State("LEARN"):
                 with m.If(self.learn_done):
                     m.d.comb += self.learned.eq(1)
+                    m.d.sync += busy.eq(0)
+                    m.next = "IDLE"
+            with m.State("CHECKSUM"):
+                with m.If(self.checksum_done):
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
         formal.hook(self, m, fsm=fsm, op=op, item=item, block=block, rows_done=rows_done, delta_max=delta_max,

@@ -9,12 +9,21 @@ the initial state, inputs, targets and device codes over the bus, then issues co
   STORE(set, slot)  keep the current state as a fixed point of the minibatch
   RESTORE(set,slot) bring a stored fixed point back as the current state
   LEARN             program every device from the stored fixed points (numerics.md, sec. 5)
+  CHECKSUM(bank)    CRC-32 of a bank's codes, biases, t and seed (checksum.py) -> R_CHECKSUM
+  BEGIN_LOAD        host writes of codes, biases, t and seed go to the shadow bank ...
+  COMMIT            ... until COMMIT makes it the active one (a load takes effect whole)
 
 `Engine` only wires components (docs/rtl.md, "Blocks"): the `Controller`, the synapse
 `StreamGenerator`, the `CodeMemory` (block RAM or SPRAM), the `WeightLookup` conductance
 maps, the `StateMemory`, the `MacArray`, the `NeuronUpdate` and the learning unit behind its
-`LearnerPort`, plus the host bus decode and the small memories (inputs, targets, biases,
-fixed points).
+`LearnerPort`, the `WeightChecksum`, plus the host bus decode and the small memories
+(inputs, targets, biases, fixed points).
+
+Weight banks (docs/hostlink.md, "Weights on a board"): with `atomic_load` (the default) the
+code and bias memories hold two banks (address bit above the word / unit address) and t and
+the seed have shadow registers. Everything the engine computes with uses the active bank;
+between BEGIN_LOAD and COMMIT the host's writes go to the other one, and COMMIT swaps them in
+one cycle, so a host that stops half-way leaves the old weights in use.
 
 Relaxation pipeline (one word of P synapses per clock): stream and code read (1) ->
 conductance table and activation reads (1) -> MacArray (mac_latency(P)) -> operand reads (2) ->
@@ -30,6 +39,7 @@ from amaranth.lib.wiring import In, Out
 from memprop.model.config import Config
 
 from . import hostmap as hm
+from .checksum import WeightChecksum
 from .codemem import CodeMemory, resolve_backend
 from .conductance import WeightLookup
 from .controller import STEP_OVERHEAD, Controller
@@ -38,12 +48,19 @@ from .mac import MacArray, mac_latency
 from .neuron import NEURON_LATENCY, NeuronUpdate
 from .statemem import StateMemory
 from .stream import StreamGenerator
-from .schedule import Schedule, formats
+from .schedule import Schedule, ceil_log2, formats
 
 #: Cycles from a word address to its operands at the MAC inputs (stream/code read + table reads).
 READ_LATENCY = 2
 #: Cycles from a row sum to its new state in memory (operand reads, update, write-back).
 FINAL_LATENCY = 2 + NEURON_LATENCY + 1
+
+
+class _UnitPort:
+    """A port of a banked memory as its users see it: a unit address (the bank is set apart)."""
+
+    def __init__(self, addr, data, en):
+        self.addr, self.data, self.en = addr, data, en
 
 
 def step_latency(lanes: int) -> int:
@@ -66,8 +83,13 @@ class Engine(wiring.Component):
     without a platform, for Verilog that a simulator compiles with the cell models; without
     it (Amaranth's simulator) the cells' Amaranth models are used."""
 
-    def __init__(self, cfg: Config, *, primitives: bool = False):
+    def __init__(self, cfg: Config, *, primitives: bool = False, atomic_load: bool = True, init=None):
         self.cfg = cfg
+        self.atomic_load = atomic_load
+        # weights baked into the bitstream (`memprop build --weights`): an object with `codes` (one
+        # packed entry per stream position), `bias` (one per unit), `updates` and `seed`
+        # (boards.image.Image); block-RAM code memory only
+        self.init = init
         self.fmt = formats(cfg)
         self.layout = hm.Layout(self.fmt)
         self.schedule: Schedule = self.layout.schedule
@@ -94,8 +116,27 @@ class Engine(wiring.Component):
             n=N, n_rows=len(sch.rows), words=sch.depth, v_bits=vb, n_bits=nb, slot_bits=lay.slot_bits,
             tol=cfg.fixed.tol_lsb, max_steps=cfg.network.max_steps, slots=lay.batch)
         m.submodules.stream = stream = StreamGenerator(sch)
-        m.submodules.codes = codes = CodeMemory(sch.depth, P, E, backend=self.code_memory_backend(platform),
-                                                primitive=self.primitives)
+        word_bits = max(ceil_log2(sch.depth), 1)
+        banked_depth = (1 << word_bits) + sch.depth if self.atomic_load else sch.depth
+        code_init = None
+        if self.init is not None:
+            code_init = [sum(int(self.init.codes[w * P + lane]) << (lane * E) for lane in range(P))
+                         for w in range(sch.depth)]
+        m.submodules.codes = codes = CodeMemory(banked_depth, P, E, backend=self.code_memory_backend(platform),
+                                                primitive=self.primitives, init=code_init)
+        # the code memory's address: the word, and (atomic_load) the bank above it
+        self._code_word, self._code_bank = Signal(word_bits), Signal()
+        m.d.comb += codes.port.addr.eq(Cat(self._code_word, self._code_bank) if self.atomic_load
+                                       else self._code_word)
+        m.submodules.checksum = checksum = WeightChecksum(words=sch.depth, lanes=P, entry_bits=E, n=N,
+                                                          word_bits=word_bits, n_bits=nb)
+        self._checksum_result = checksum.result
+        # weight banks: which one is in use, a load in progress, the shadow bank's t and seed
+        self._active, self._loading = Signal(), Signal()
+        self._shadow_updates = Signal(32)
+        seed0 = (cfg.train.seed if self.init is None else int(self.init.seed)) & 0xFFFFFFFF
+        self._shadow_seed = Signal(32, init=seed0)
+        self._write_bank = Signal()
         m.submodules.lookup = lookup = WeightLookup(lay, P)
         m.submodules.state = state = StateMemory(f, nb, P)
         m.submodules.mac = mac = MacArray(P, lookup.w_bits, state.a_bits, f.acc_bits)
@@ -103,6 +144,10 @@ class Engine(wiring.Component):
         m.submodules.learner = learner = Learner(cfg, lay)
         m.submodules.bias_lookup = bias_lookup = WeightLookup(lay, 1)
         mems = self._memories(m)
+        # by default everything reads, learns and writes in the active bank (host writes and the
+        # checksum override this below)
+        m.d.comb += [self._write_bank.eq(self._active ^ self._loading), self._code_bank.eq(self._active),
+                     mems["bias_bank"][0].eq(self._active), mems["bias_bank"][1].eq(self._active)]
         m.d.comb += [self.busy.eq(ctrl.busy), state.cur.eq(ctrl.cur)]
 
         self._relaxation(m, ctrl, stream, codes, lookup, state, mac)
@@ -110,6 +155,7 @@ class Engine(wiring.Component):
         self._host(m, ctrl, codes, state, mems)
         self._copies(m, ctrl, state, mems)
         self._learner(m, ctrl, learner, stream, codes, state, mems)
+        self._banks(m, ctrl, checksum, codes, mems)
         return m
 
     # -- the small memories --------------------------------------------------------------------
@@ -122,7 +168,16 @@ class Engine(wiring.Component):
             m.submodules[name] = mem
             mems[name] = (mem.read_port(), mem.write_port())
 
-        add("bias_mem", unsigned(lay.entry_bits), N)
+        # biases: two banks when atomic_load (bank bit above the unit); ports seen by unit
+        bias = memory.Memory(shape=unsigned(lay.entry_bits), depth=(1 << lay.n_bits) + N if self.atomic_load else N,
+                             init=[] if self.init is None else [int(w) for w in self.init.bias])
+        m.submodules.bias_mem = bias
+        rd, wr = bias.read_port(), bias.write_port()
+        r_unit, w_unit, r_bank, w_bank = Signal(lay.n_bits), Signal(lay.n_bits), Signal(), Signal()
+        m.d.comb += [rd.addr.eq(Cat(r_unit, r_bank) if self.atomic_load else r_unit),
+                     wr.addr.eq(Cat(w_unit, w_bank) if self.atomic_load else w_unit)]
+        mems["bias_mem"] = (_UnitPort(r_unit, rd.data, None), _UnitPort(w_unit, wr.data, wr.en))
+        mems["bias_bank"] = (r_bank, w_bank)
         add("in_mem", signed(2), N)
         add("tgt_mem", signed(f.state_bits), N)
         fp = memory.Memory(shape=signed(f.state_bits), depth=3 << (lay.slot_bits + lay.n_bits), init=[])
@@ -139,7 +194,7 @@ class Engine(wiring.Component):
     def _relaxation(self, m, ctrl, stream, codes, lookup, state, mac):
         P, E = self.cfg.hw.lanes, self.layout.entry_bits
         m.d.comb += [stream.port.restart.eq(ctrl.restart), stream.port.advance.eq(ctrl.advance),
-                     codes.port.addr.eq(stream.addr)]
+                     self._code_word.eq(stream.addr)]
         s1_valid, s2_valid = Signal(), Signal()
         s2_entry, s2_last = Signal(P), Signal(P)
         m.d.sync += [s1_valid.eq(ctrl.issuing), s2_valid.eq(s1_valid)]
@@ -205,15 +260,19 @@ class Engine(wiring.Component):
         offset = bus.addr[:hm.REGION_SHIFT]
         busy = ctrl.busy
         host_write = bus.we & ~busy
-        self._updates = updates = Signal(32)
-        self._seed = seed = Signal(32, init=cfg.train.seed & 0xFFFFFFFF)
+        init = self.init
+        self._updates = updates = Signal(32, init=0 if init is None else int(init.updates) & 0xFFFFFFFF)
+        self._seed = seed = Signal(32, init=(cfg.train.seed if init is None else int(init.seed)) & 0xFFFFFFFF)
+        loading = self._loading
 
         m.d.comb += [ctrl.command.eq(bus.wdata[:16]),
                      ctrl.command_valid.eq(bus.we & (region == hm.REG) & (offset == hm.R_CMD) & ~busy)]
-        with m.If(host_write & (region == hm.REG) & (offset == hm.R_UPDATES)):
-            m.d.sync += updates.eq(bus.wdata)
-        with m.If(host_write & (region == hm.REG) & (offset == hm.R_SEED)):
-            m.d.sync += seed.eq(bus.wdata)
+        for reg, live, shadow in ((hm.R_UPDATES, updates, self._shadow_updates), (hm.R_SEED, seed, self._shadow_seed)):
+            with m.If(host_write & (region == hm.REG) & (offset == reg)):
+                with m.If(loading):
+                    m.d.sync += shadow.eq(bus.wdata)         # a load in progress: the shadow bank's
+                with m.Else():
+                    m.d.sync += live.eq(bus.wdata)
         with m.If(ctrl.learned):
             m.d.sync += updates.eq(updates + 1)
 
@@ -241,10 +300,11 @@ class Engine(wiring.Component):
             m.d.comb += [tgt_wr.en.eq(1), tgt_wr.addr.eq(offset[:nb]), tgt_wr.data.eq(bus.wdata)]
         lane_sel = offset[:lay.lane_bits] if lay.lane_bits else Const(0, 1)
         with m.If(host_write & (region == hm.CODES)):
-            m.d.comb += [codes.port.addr.eq(offset[lay.lane_bits:]), codes.port.w_data.eq(Cat(*[bus.wdata[:E]] * P)),
-                         codes.port.w_en.eq(1 << lane_sel)]
+            m.d.comb += [self._code_word.eq(offset[lay.lane_bits:]), codes.port.w_data.eq(Cat(*[bus.wdata[:E]] * P)),
+                         codes.port.w_en.eq(1 << lane_sel), self._code_bank.eq(self._write_bank)]
         with m.If(host_write & (region == hm.BIAS)):
-            m.d.comb += [bias_wr.en.eq(1), bias_wr.addr.eq(offset[:nb]), bias_wr.data.eq(bus.wdata)]
+            m.d.comb += [bias_wr.en.eq(1), bias_wr.addr.eq(offset[:nb]), bias_wr.data.eq(bus.wdata),
+                         mems["bias_bank"][1].eq(self._write_bank)]
         with m.If(host_write & (region == hm.FIXPOINT)):
             m.d.comb += [fp_wr.en.eq(1), fp_wr.addr.eq(offset), fp_wr.data.eq(bus.wdata)]
         # the learning unit keeps its own copies of the fixed points: it sees host writes too
@@ -255,7 +315,7 @@ class Engine(wiring.Component):
         m.d.sync += [rd_pending.eq(bus.re), rd_region.eq(region), rd_offset.eq(offset)]
         with m.If(bus.re & ~busy):
             m.d.comb += [state.rd_unit.eq(offset[:nb]), fp_b.addr.eq(offset),
-                         codes.port.addr.eq(offset[lay.lane_bits:])]
+                         self._code_word.eq(offset[lay.lane_bits:])]
             with m.If(region == hm.BIAS):
                 m.d.comb += bias_rd.addr.eq(offset[:nb])
             with m.If(region == hm.INPUT):
@@ -265,10 +325,16 @@ class Engine(wiring.Component):
         rdata = Signal(32)
         fingerprint = int(cfg.fingerprint, 16)
         registers = {
-            hm.R_CMD: Cat(ctrl.busy, ctrl.converged, ctrl.error), hm.R_STEPS: ctrl.steps, hm.R_CYCLES: ctrl.cycles,
+            hm.R_CMD: Cat(ctrl.busy, ctrl.converged, ctrl.error, self._loading), hm.R_STEPS: ctrl.steps,
+            hm.R_CYCLES: ctrl.cycles,
             hm.R_UPDATES: updates, hm.R_SEED: seed, hm.R_FP_LO: Const(fingerprint & 0xFFFFFFFF, 32),
             hm.R_FP_HI: Const(fingerprint >> 32, 32), hm.R_INFO: Const(P | (N << 8) | (lay.batch << 20), 32),
             hm.R_DELTA: ctrl.last_delta,
+            hm.R_VERSION: Const((hm.ENGINE_VERSION << 24) | hm.FEATURE_CHECKSUM
+                                | (hm.FEATURE_ATOMIC_LOAD if self.atomic_load else 0), 32),
+            hm.R_DESIGN_LO: Const(int(hm.design_id(cfg), 16) & 0xFFFFFFFF, 32),
+            hm.R_DESIGN_HI: Const(int(hm.design_id(cfg), 16) >> 32, 32),
+            hm.R_COMMANDS: ctrl.commands, hm.R_CHECKSUM: self._checksum_result,
         }
         with m.Switch(rd_region):
             with m.Case(hm.REG):
@@ -309,6 +375,33 @@ class Engine(wiring.Component):
             m.d.comb += [state.w_en.eq(1), state.w_unit.eq(ctrl.item[:nb]), state.w_half.eq(ctrl.restore_half),
                          state.w_value.eq(Mux(ctrl.restore_half, held, fp_b.data))]
 
+    # -- weight banks and the checksum ----------------------------------------------------------------
+    def _banks(self, m, ctrl, checksum, codes, mems):
+        """BEGIN_LOAD / COMMIT, and CHECKSUM(bank) walking the code and bias memories."""
+        active, loading = self._active, self._loading
+        r_bank, w_bank = mems["bias_bank"]
+        bias_rd, _ = mems["bias_mem"]
+        if self.atomic_load:
+            with m.If(ctrl.begin_load):
+                m.d.sync += [loading.eq(1), self._shadow_updates.eq(self._updates),
+                             self._shadow_seed.eq(self._seed)]
+            with m.If(ctrl.commit):
+                m.d.sync += [active.eq(~active), loading.eq(0), self._updates.eq(self._shadow_updates),
+                             self._seed.eq(self._shadow_seed)]
+        m.d.comb += ctrl.loading.eq(loading)
+        # CHECKSUM: the `set` field of the command picks the active (0) or the shadow (1) bank
+        shadow = Signal()
+        if self.atomic_load:
+            with m.If(ctrl.checksum_start):
+                m.d.sync += shadow.eq(ctrl.set[0])
+        m.d.comb += [checksum.start.eq(ctrl.checksum_start), ctrl.checksum_done.eq(checksum.done),
+                     checksum.code_data.eq(codes.port.r_data), checksum.bias_data.eq(bias_rd.data),
+                     checksum.updates.eq(Mux(shadow, self._shadow_updates, self._updates)),
+                     checksum.seed.eq(Mux(shadow, self._shadow_seed, self._seed))]
+        with m.If(checksum.active):
+            m.d.comb += [self._code_word.eq(checksum.code_addr), self._code_bank.eq(active ^ shadow),
+                         bias_rd.addr.eq(checksum.bias_addr), r_bank.eq(active ^ shadow)]
+
     # -- the learning unit's port -------------------------------------------------------------------
     def _learner(self, m, ctrl, learner, stream, codes, state, mems):
         bias_rd, bias_wr = mems["bias_mem"]
@@ -329,7 +422,7 @@ class Engine(wiring.Component):
         with m.If(learner.active):
             m.d.comb += [
                 stream.port.restart.eq(learner.stream.restart), stream.port.advance.eq(learner.stream.advance),
-                codes.port.addr.eq(learner.codes.addr), codes.port.w_en.eq(learner.codes.w_en),
+                self._code_word.eq(learner.codes.addr), codes.port.w_en.eq(learner.codes.w_en),
                 codes.port.w_data.eq(learner.codes.w_data),
                 bias_rd.addr.eq(learner.bias.addr), bias_wr.addr.eq(learner.bias.addr),
                 bias_wr.en.eq(learner.bias.w_en), bias_wr.data.eq(learner.bias.w_data),

@@ -6,6 +6,8 @@ region; the host driver (memprop.rtl.driver) and the RTL both import these const
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -32,13 +34,28 @@ R_FP_LO = 5      # config fingerprint, low 32 bits
 R_FP_HI = 6      # config fingerprint, high 32 bits
 R_INFO = 7       # lanes | n << 8 | batch << 20
 R_DELTA = 8      # max |dv| of the last relaxation step
+# engine version 2 (docs/hostlink.md, "Weights on a board"); a version-1 engine reads them as 0
+R_VERSION = 9    # ENGINE_VERSION << 24 | feature bits
+R_DESIGN_LO = 10  # design id (design_id(cfg)): the whole Config the design was generated from
+R_DESIGN_HI = 11
+R_COMMANDS = 12  # commands accepted since reset (mod 2^32): a host that lost a reply asks it
+R_CHECKSUM = 13  # result of the last CHECKSUM command
 
 # commands: opcode | sign << 4 | set << 6 | slot << 8
 OP_RELAX, OP_STORE, OP_RESTORE, OP_LEARN, OP_STEP = 1, 2, 3, 4, 5
+# engine version 2: CHECKSUM(bank) -> R_CHECKSUM; BEGIN_LOAD sends CODES/BIAS/R_UPDATES/R_SEED
+# writes to the shadow bank; COMMIT makes the shadow bank the active one
+OP_CHECKSUM, OP_BEGIN_LOAD, OP_COMMIT = 6, 7, 8
+BANK_ACTIVE, BANK_SHADOW = 0, 1         # the `set` field of CHECKSUM
+
+ENGINE_VERSION = 2
+FEATURE_ATOMIC_LOAD = 1                 # shadow bank + COMMIT
+FEATURE_CHECKSUM = 2                    # the CHECKSUM command
 SIGN_FREE, SIGN_PLUS, SIGN_MINUS = 0, 1, 2
 SET_LO, SET_HI, SET_FREE = 0, 1, 2      # fixed-point store sets: learning reads HI and LO
 
 STATUS_BUSY, STATUS_CONVERGED, STATUS_ERROR = 1, 2, 4
+STATUS_LOADING = 8                      # between BEGIN_LOAD and COMMIT (engine version 2)
 
 
 def command(op: int, sign: int = 0, set_: int = 0, slot: int = 0) -> int:
@@ -133,3 +150,19 @@ class Layout:
         img = self.schedule.code_image(codes_w, class_w)
         return [(self.code_offset(k), self.pack_entry(img["codes"][:, k], img["classes"][:, k]))
                 for k in range(self.schedule.length)]
+
+
+#: The `train` fields the engine is generated from (learning constants, slots); the others
+#: (epochs, the seed's reset value, ...) do not reach the hardware.
+DESIGN_TRAIN_FIELDS = ("lr", "beta", "batch_size", "nudge", "max_step")
+
+
+def design_id(cfg) -> str:
+    """16 hex digits naming the whole design a Config generates: the fingerprint's sections
+    (what the network computes), the learning constants and the lanes. Two Configs with the same
+    fingerprint can still differ here (another learning rate, minibatch or P); the host looks up
+    a board's Config by this id."""
+    what = cfg.model_dump(include={"numerics", "network", "fixed", "device", "hw"})
+    what["train"] = {k: getattr(cfg.train, k) for k in DESIGN_TRAIN_FIELDS}
+    blob = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

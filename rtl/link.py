@@ -13,7 +13,8 @@ Request (host -> link), all multi-byte fields big-endian, CRC over every byte be
     INFO   A5 04 00 00 00 c1 c0                        link version and burst capacity
 
 Response (link -> host): 5A op status d3 d2 d1 d0 c1 c0 (9 bytes). READ: the word read;
-WRITE: 0; BURST: the number of words written; INFO: VERSION << 24 | (max_burst - 1) << 16.
+WRITE: 0; BURST: the number of words written; INFO: VERSION << 24 | (max_burst - 1) << 16 |
+clock in 10 kHz units (0: not told).
 
 A frame is executed only after its CRC has been checked, so a BURST is buffered first. A
 corrupt frame (first byte not A5, unknown opcode, burst longer than the buffer, bad CRC, a
@@ -106,8 +107,13 @@ def crc16_next(crc, byte):
     return Cat(*out)
 
 
-def info_word(max_burst: int) -> int:
-    return (VERSION << 24) | ((max_burst - 1) << 16)
+#: INFO reports the link's clock in these units (its low 16 bits; 0: not told).
+CLOCK_UNIT_HZ = 10_000
+
+
+def info_word(max_burst: int, clock_hz: float = 0) -> int:
+    """VERSION << 24 | (max_burst - 1) << 16 | clock in 10 kHz (0 when unknown)."""
+    return (VERSION << 24) | ((max_burst - 1) << 16) | min(int(round(clock_hz / CLOCK_UNIT_HZ)), 0xFFFF)
 
 
 class HostLink(wiring.Component):
@@ -116,14 +122,15 @@ class HostLink(wiring.Component):
     Parameters: `timeout` (clock cycles without a byte that end a frame, and the quiet time
     that ends the discarding after an error), `max_burst` (words a BURST may carry: the size
     of the buffer, one block RAM at 256), `fifo_depth` (bytes the link can take while it is
-    executing a frame or waiting to send a response).
+    executing a frame or waiting to send a response), `clock_hz` (reported by INFO in 10 kHz
+    units so that the host can turn cycle counts into time; 0: not reported).
 
     `rx_lost` (from the UART: framing error or overrun) marks the current frame corrupt.
     `error` pulses when an error response is queued; `active` is high inside a frame.
     Every bus write is followed by at least one cycle without a write (a STATE write needs it).
     """
 
-    def __init__(self, *, timeout: int, max_burst: int = MAX_BURST, fifo_depth: int = 16):
+    def __init__(self, *, timeout: int, max_burst: int = MAX_BURST, fifo_depth: int = 16, clock_hz: float = 0):
         if not isinstance(timeout, int) or timeout < 2:
             raise ValueError(f"timeout must be an integer of at least 2 cycles, not {timeout!r}")
         if not isinstance(max_burst, int) or not 1 <= max_burst <= MAX_BURST:
@@ -133,6 +140,7 @@ class HostLink(wiring.Component):
         self.timeout = timeout
         self.max_burst = max_burst
         self.fifo_depth = fifo_depth
+        self.clock_hz = clock_hz
         super().__init__({
             "rx": In(stream.Signature(8)), "tx": Out(stream.Signature(8)), "rx_lost": In(1),
             "bus": Out(HostBus()), "error": Out(1), "active": Out(1),
@@ -288,7 +296,7 @@ class HostLink(wiring.Component):
                         m.d.comb += buf_rd.addr.eq(index)
                         m.next = "BURST_WRITE"
                     with m.Default():           # OP_INFO
-                        m.d.sync += data.eq(info_word(self.max_burst))
+                        m.d.sync += data.eq(info_word(self.max_burst, self.clock_hz))
                         m.next = "RESPOND"
             with m.State("READ_WAIT"):
                 m.d.comb += self.active.eq(1)

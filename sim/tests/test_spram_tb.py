@@ -12,7 +12,7 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, RisingEdge
 
 CYCLES = int(os.environ.get("MEMPROP_SPRAM_CYCLES", 4000))
 DEPTH = int(os.environ.get("MEMPROP_SPRAM_DEPTH", 64))
@@ -43,7 +43,9 @@ async def models_agree(dut):
         dut.chip_select.value = int(kind < 0.9)
         read = kind >= 0.4 and kind < 0.9
         await RisingEdge(dut.clk)
-        await ReadOnly()
+        # outputs settle after the edge; sample them (and drive the next inputs) half a cycle
+        # later: cocotb 2.x refuses writes in the ReadOnly phase
+        await FallingEdge(dut.clk)
         if read:
             model, cell = dut.model_out.value, dut.cell_out.value
             assert cell.is_resolvable, f"cell output {cell} after a read"

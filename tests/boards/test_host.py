@@ -124,7 +124,7 @@ def test_unposted_writes_wait_for_each_response():
 
 def test_rejected_frame_is_reported_and_the_client_recovers():
     port = FakePort()
-    t = host.SerialTransport(port, timeout=0.05, quiet=0.0)
+    t = host.SerialTransport(port, timeout=0.05, quiet=0.0, retries=0)
     port.reject_next = 1
 
     async def go():
@@ -141,7 +141,7 @@ def test_rejected_frame_is_reported_and_the_client_recovers():
 
 def test_corrupt_response_is_reported():
     port = FakePort()
-    t = host.SerialTransport(port, timeout=0.05, quiet=0.0)
+    t = host.SerialTransport(port, timeout=0.05, quiet=0.0, retries=0)
     port.corrupt_next = 1
     with pytest.raises(host.LinkCorrupt, match="CRC mismatch"):
         run(t.read(3))
@@ -158,7 +158,7 @@ def test_missing_response_times_out():
 
 def test_response_to_another_request_is_corrupt():
     port = FakePort()
-    t = host.SerialTransport(port, timeout=0.05, quiet=0.0)
+    t = host.SerialTransport(port, timeout=0.05, quiet=0.0, retries=0)
     port.out += host.encode_response(lk.OP_WRITE, lk.ST_OK)      # a stale response in the buffer
     with pytest.raises(host.LinkCorrupt, match="does not answer the READ"):
         run(t.read(3))
@@ -173,7 +173,7 @@ def test_serial_transport_without_pyserial(monkeypatch):
 def test_serial_transport_with_pyserial():
     """A real pyserial port: loop:// echoes each request back, which the client must refuse."""
     pytest.importorskip("serial")
-    t = host.SerialTransport("loop://", timeout=0.2, quiet=0.01, posted=False)
+    t = host.SerialTransport("loop://", timeout=0.2, quiet=0.01, posted=False, retries=0)
     try:
         with pytest.raises(host.LinkTimeout, match="7 of 9 response bytes"):
             run(t.read(5))                       # a READ frame is 7 bytes: too short for a response
@@ -182,3 +182,101 @@ def test_serial_transport_with_pyserial():
         assert t.port.in_waiting == 0            # resynchronised: the rest was dropped
     finally:
         t.close()
+
+
+# -- retries ---------------------------------------------------------------------------------------
+
+CMD = 0x000000          # the engine's command register (REG region, R_CMD)
+
+
+def test_a_corrupted_reply_is_retried():
+    port = FakePort()
+    port.memory[3] = 77
+    t = host.SerialTransport(port, timeout=0.05, quiet=0.0)
+
+    async def go():
+        assert await t.read(3) == 77                 # a good answer first: the board is there
+        port.corrupt_next = 1
+        assert await t.read(3) == 77
+    run(go())
+    assert t.retried == 1 and port.resets == 1
+    assert [f.op for f in port.frames] == [lk.OP_READ] * 3
+
+
+def test_a_rejected_burst_and_everything_behind_it_is_sent_again():
+    port = FakePort()
+    t = host.SerialTransport(port, timeout=0.05, quiet=0.0, window=4)
+
+    async def go():
+        await t.info()
+        port.reject_next = 1
+        for i in range(600):                         # three bursts in one window: 256, 256, 88
+            await t.write(0x400000 + i, i + 1)
+        await t.flush()
+    run(go())
+    assert all(port.memory[0x400000 + i] == i + 1 for i in range(600))
+    assert t.retried >= 1 and t.payload_bytes == 4 * 600
+
+
+def test_retries_run_out():
+    port = FakePort()
+    t = host.SerialTransport(port, timeout=0.05, quiet=0.0, retries=2)
+
+    async def go():
+        await t.read(0)
+        port.corrupt_next = 3
+        with pytest.raises(host.LinkCorrupt, match="CRC mismatch"):
+            await t.read(3)
+        assert await t.read(3) == 0
+    run(go())
+    assert t.retried == 2
+
+
+def test_a_command_whose_reply_is_damaged_is_not_repeated():
+    port = FakePort()
+    t = host.SerialTransport(port, timeout=0.05, quiet=0.0)
+
+    async def go():
+        await t.read(0)
+        await t.write(0x100000, 1)
+        await t.flush()
+        port.corrupt_next = 1
+        with pytest.raises(host.LinkUncertain, match="WRITE at 0x000000 may or may not"):
+            await t.write(CMD, 0x41)
+    run(go())
+    writes = [f for f in port.frames if f.op == lk.OP_WRITE and f.addr == CMD]
+    assert len(writes) == 1 and port.memory[0x100000] == 1
+
+
+def test_a_rejected_command_was_not_executed_and_is_sent_again():
+    port = FakePort()
+    t = host.SerialTransport(port, timeout=0.05, quiet=0.0)
+
+    async def go():
+        await t.read(0)
+        port.reject_next = 1
+        await t.write(CMD, 0x41)
+    run(go())
+    assert [f.addr for f in port.frames if f.op == lk.OP_WRITE] == [CMD, CMD] and t.retried == 1
+
+
+def test_a_board_that_never_answered_is_not_retried():
+    port = FakePort()
+    port.silent_next = 10
+    t = host.SerialTransport(port, timeout=0.05, quiet=0.0)
+    with pytest.raises(host.LinkTimeout, match="0 of 9 response bytes"):
+        run(t.info())
+    assert len(port.frames) == 1
+
+
+def test_pipelined_reads():
+    port = FakePort()
+    port.memory.update({a: a * 7 for a in range(50)})
+    t = host.SerialTransport(port, timeout=0.05, quiet=0.0, window=4)
+
+    async def go():
+        await t.read(0)
+        port.corrupt_next = 1                        # a damaged reply in the middle of the pipeline
+        return await t.read_many(range(50))
+    assert run(go()) == [a * 7 for a in range(50)]
+    assert t.retried >= 1 and t.bytes_received >= 51 * lk.RESPONSE_BYTES
