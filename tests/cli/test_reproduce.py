@@ -99,7 +99,7 @@ def test_json_keys_and_shapes(builtin):
     assert all(len(rec) == len(examples["indices"]) and all(len(r) == n for r in rec)
                for rec in examples["reconstructions"].values())
     assert all(len(run["fingerprint"]) == 16 for run in report["runs"].values())
-    assert set(report["timing"]) == {"jobs", "wall_seconds", "job_seconds"}
+    assert set(report["timing"]) == {"jobs", "executor", "resumed", "wall_seconds", "job_seconds"}
 
 
 def test_every_accuracy_has_its_bound_and_both_criteria(builtin):
