@@ -59,8 +59,8 @@ def board_gate_level(board: str, workloads: list, root, **network):
 
     spec = get_board(board)
     cfg = spec.default_config()
-    if network:
-        cfg = cfg.replace(network=network, hw={"lanes": min(cfg.hw.lanes, 4)})
+    if network:     # a small network: few lanes, the smallest learning unit (one lane, iterative Threefry)
+        cfg = cfg.replace(network=network, hw={"lanes": min(cfg.hw.lanes, 4), "learn_lanes": 1, "threefry": "iterative"})
     return run_engine(cfg, [], workloads, netlist=spec.family, build_root=root)
 
 
