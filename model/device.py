@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from .numerics import round_half_up
+from .rounding import round_half_up
 
 #: Pulses per update: draws 2 + 2p + device must stay below 64 (docs/numerics.md, section 5).
 MAX_PULSES = 31

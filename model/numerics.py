@@ -14,11 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from .masks import connectivity
-
-
-def round_half_up(x: Fraction | float | int) -> int:
-    """floor(x + 1/2), exactly: the spec's rounding of every derived constant."""
-    return math.floor(Fraction(x) + Fraction(1, 2))
+from .rounding import round_half_up  # noqa: F401  (the spec's rounding; re-exported)
 
 
 def floor_log2(x: Fraction) -> int:
