@@ -67,11 +67,13 @@ def test_float_relaxation_bit_identical_at_the_step_limit_and_odd_batches(beta):
     ("ideal", "nearest", "centered"),
     ("linear-64", "truncate", "random_sign"),
     ("rram-nonlinear", "stochastic", "positive"),      # pairs, c2c noise, device classes
+    ("reram-array-om", "stochastic", "positive"),      # 10 % stuck devices beside the working classes
 ])
 def test_fixed_training_is_bit_identical(device, rounding, nudge):
     pats = patterns.load()
+    stuck = {"stuck": 0.1} if device == "reram-array-om" else {}
     cfg = Config.for_algorithm("eqprop", network={"n": 100}, train={"epochs": 2, "nudge": nudge},
-                               numerics="fixed", device={"preset": device}, fixed={"rounding": rounding})
+                               numerics="fixed", device={"preset": device, **stuck}, fixed={"rounding": rounding})
     (pc, hc), (pn, hn) = _both(lambda: training.train(cfg, pats, progress=False))
     np.testing.assert_array_equal(pc.codes_w, pn.codes_w)
     np.testing.assert_array_equal(pc.codes_b, pn.codes_b)
