@@ -27,7 +27,11 @@ def _mosaic(values: np.ndarray, shape: tuple[int, int], ncols: int) -> np.ma.Mas
     """Glyphs (K x N, +-1) tiled into one image, one masked pixel of gap between glyphs."""
     rows, cols = shape
     nrows = math.ceil(len(values) / ncols)
-    image = np.ma.masked_all((nrows * (rows + 1) - 1, ncols * (cols + 1) - 1))
+    # masked_all leaves the data under the mask uninitialised (np.empty): matplotlib still scales
+    # those values, and garbage such as 1e300 overflowed there now and then (the CI flake of
+    # `reproduce --quick`). The gaps hold zeros, masked.
+    size = (nrows * (rows + 1) - 1, ncols * (cols + 1) - 1)
+    image = np.ma.masked_array(np.zeros(size), mask=np.ones(size, dtype=bool))
     for k, glyph in enumerate(values):
         r, c = divmod(k, ncols)
         image[r * (rows + 1):r * (rows + 1) + rows, c * (cols + 1):c * (cols + 1) + cols] = glyph.reshape(shape)
