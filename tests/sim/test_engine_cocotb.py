@@ -64,12 +64,14 @@ def board_gate_level(board: str, workloads: list, root, **network):
     return run_engine(cfg, [], workloads, netlist=spec.family, build_root=root)
 
 
+@pytest.mark.slow
 @needs("verilator")
 @pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
 def test_gate_level_board_design(board, tmp_path):
-    """Each board's design family at gate level, on a small network (N = 8, P <= 4) so that the
-    default suite stays fast: the iCE40 netlist with its codes in SPRAM, the ECP5 netlist; a few
-    relaxation steps and one LEARN, bit-exact, with every cycle counter."""
+    """Each board's design family at gate level, on a small network (N = 8, P <= 4): the iCE40
+    netlist with its codes in SPRAM, the ECP5 netlist; a few relaxation steps and one LEARN,
+    bit-exact, with every cycle counter. --runslow: each netlist's Verilator build takes
+    minutes on 2 cores (the default suite keeps the Threefry unit's iCE40 and ECP5 gate-level tests)."""
     run = board_gate_level(board, [{"kind": "steps_and_learn", "seed": 1, "steps": 3}], tmp_path,
                            n=8, max_steps=10)
     assert_clean(run)
