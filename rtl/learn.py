@@ -83,6 +83,7 @@ class Learner(wiring.Component):
 
     def __init__(self, cfg: Config, layout: hm.Layout):
         if cfg.device.read_noise:
+            self._MustUse__silence = True      # refused, never to be elaborated: no "unused" warning
             raise ValueError(f"device.read_noise={cfg.device.read_noise} is a model option the hardware leaves out "
                              "(docs/numerics.md, section 5): set it to 0 for the RTL")
         self.cfg = cfg

@@ -88,6 +88,7 @@ def campaigns(cluster, small_config, sim_build):
 
 
 @needs_verilator
+@pytest.mark.slow   # a Verilator build per worker: ~4 min on 2 cores (--runslow)
 def test_a_sim_campaign_is_the_same_everywhere(campaigns):
     one = json.loads(campaigns["jobs1"])
     assert one["cases"] == 8 and one["mismatches"] == 0 and one["groups"] == 4 and one["configs"] == 1
@@ -107,6 +108,7 @@ def kill_tree(pid: int) -> None:
 
 
 @needs_verilator
+@pytest.mark.slow   # a Verilator build per worker: ~4 min on 2 cores (--runslow)
 def test_a_campaign_survives_a_killed_worker_and_resumes(campaigns, cluster, client, small_config, sim_build,
                                                          tmp_path):
     cfg = Config.from_json(small_config.read_text())
