@@ -56,6 +56,7 @@ def test_sweep_quick_is_the_same_everywhere_and_resumes(cluster, tmp_path):
     assert canonical(resumed) == canonical(reports["jobs1"])
 
 
+@pytest.mark.slow   # 1 min; the sweep above checks the same path in the default suite
 def test_reproduce_quick_on_the_cluster_is_the_same_as_one_process(cluster, tmp_path):
     # --jobs 1 against --jobs 2: tests/cli/test_reproduce.py
     for name in ("jobs1", "cluster"):

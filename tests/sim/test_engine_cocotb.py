@@ -110,6 +110,7 @@ def test_a_wrong_rounding_in_the_model_is_reported_with_a_waveform(shared_build)
     assert run.sim.waves is not None and run.sim.waves.exists() and run.sim.waves.stat().st_size > 0
 
 
+@pytest.mark.slow   # 100 s; the wrong-rounding test above checks the waveform path in the default suite
 @needs("verilator")
 def test_a_campaign_with_a_mismatch_leaves_a_waveform_of_the_failing_case(shared_build):
     cfg = Config.for_algorithm("eqprop", **SMALL)
