@@ -21,10 +21,12 @@
 // * RSTx clears the read data, at the clock edge ahead of CEx (RESETMODE "SYNC") or at once
 //   ("ASYNC"); read data starts at 0; REGMODE_x "OUTREG" adds the output register (OCEx).
 //
+// * a port reading bits that the other port writes at the same clock edge reads x in those bits
+//   (the hardware does not define them; this assumes both ports on one clock).
+//
 // Not modelled: GSR, the pin inversions other than CLKAMUX / CLKBMUX = "INV", and two writes to
-// one word in one cycle (the later one wins). A port reading bits that the other port writes in
-// the same cycle reads x (the hardware does not define it; the check assumes one clock). A
-// configuration outside this stops the simulation with a message.
+// one word at one edge (the later one wins). A configuration outside this stops the simulation
+// with a message.
 module DP16KD(
 	input DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0,
 	input ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1, ADA0,
@@ -273,7 +275,7 @@ module DP16KD(
 	wire [35:0] new_A = (old_A & ~wmask_A) | (((diA & ONES_A) << lsb_A) & wmask_A);
 	wire go_A = CEA && {CSA2, CSA1, CSA0} == CS_A;
 	wire clk_A = CLKAMUX == "INV" ? ~CLKA : CLKA;
-	wire clash_A;
+	wire [35:0] collide_A;        // the bits of its row that the other port writes at this edge
 	wire arst_A = RESETMODE == "ASYNC" && RSTA;
 	wire srst_A = RESETMODE != "ASYNC" && RSTA;
 	reg [35:0] latch_A = 36'd0, outreg_A = 36'd0;
@@ -287,10 +289,8 @@ module DP16KD(
 			latch_A <= 36'd0;
 			outreg_A <= 36'd0;
 		end else begin
-			if (go_A && !WEA && clash_A)
-				latch_A <= {36{1'bx}};
-			else if (go_A && !WEA)
-				latch_A <= (old_A >> lsb_A) & ONES_A;
+			if (go_A && !WEA)
+				latch_A <= (((old_A & ~collide_A) | ({36{1'bx}} & collide_A)) >> lsb_A) & ONES_A;
 			else if (go_A && WRITEMODE_A == "WRITETHROUGH")
 				latch_A <= (new_A >> lsb_A) & ONES_A;
 			else if (go_A && WRITEMODE_A == "READBEFOREWRITE")
@@ -334,7 +334,7 @@ module DP16KD(
 	wire [35:0] new_B = (old_B & ~wmask_B) | (((diB & ONES_B) << lsb_B) & wmask_B);
 	wire go_B = CEB && {CSB2, CSB1, CSB0} == CS_B;
 	wire clk_B = CLKBMUX == "INV" ? ~CLKB : CLKB;
-	wire clash_B;
+	wire [35:0] collide_B;        // the bits of its row that the other port writes at this edge
 	wire arst_B = RESETMODE == "ASYNC" && RSTB;
 	wire srst_B = RESETMODE != "ASYNC" && RSTB;
 	reg [35:0] latch_B = 36'd0, outreg_B = 36'd0;
@@ -348,10 +348,8 @@ module DP16KD(
 			latch_B <= 36'd0;
 			outreg_B <= 36'd0;
 		end else begin
-			if (go_B && !WEB && clash_B)
-				latch_B <= {36{1'bx}};
-			else if (go_B && !WEB)
-				latch_B <= (old_B >> lsb_B) & ONES_B;
+			if (go_B && !WEB)
+				latch_B <= (((old_B & ~collide_B) | ({36{1'bx}} & collide_B)) >> lsb_B) & ONES_B;
 			else if (go_B && WRITEMODE_B == "WRITETHROUGH")
 				latch_B <= (new_B >> lsb_B) & ONES_B;
 			else if (go_B && WRITEMODE_B == "READBEFOREWRITE")
@@ -374,9 +372,10 @@ module DP16KD(
 			$finish;
 		end
 
-	// a read of bits the other port writes in the same cycle (same clock) is indeterminate
-	assign clash_A = go_B && WEB && clk_B && word_B == word_A && |(wmask_B & reads_A);
-	assign clash_B = go_A && WEA && clk_A && word_A == word_B && |(wmask_A & reads_B);
+	// a port reading bits that the other port writes at the same edge reads x there (one clock
+	// assumed: the other port's inputs at this port's edge are the ones it samples)
+	assign collide_A = go_B && WEB && word_B == word_A ? wmask_B : 36'd0;
+	assign collide_B = go_A && WEA && word_A == word_B ? wmask_A : 36'd0;
 
 	// x36 (pseudo-dual-port): port B's 36-bit read uses both output buses
 	assign {DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4, DOA3, DOA2, DOA1, DOA0} = DATA_WIDTH_B == 36 ? out_B[17:0] : out_A[17:0];
