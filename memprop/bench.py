@@ -124,25 +124,23 @@ def run_bench(out: Path | None = None, epochs: int = 50, repeats: int = 3, trial
     load_before = os.getloadavg()
     echo(f"bench: EqProp on {pats.source} (N={pats.size}, {pats.count} patterns), {epochs} epochs, "
          f"{repeats} repeats, float vs fixed ({device} device); {trials} trials per pattern for recall")
+
+    def measure(name: str, cfg: Config, train) -> None:
+        """One timed training and one timed recall evaluation, recorded under `name`."""
+        (params, history), wall, cpu = _timed(train)
+        result, eval_wall, _ = _timed(lambda: recall.evaluate(params, cfg, pats, FLIP, trials, EVAL_SEED))
+        r = runs[name]
+        r["train_seconds"].append(wall)
+        r["train_cpu_seconds"].append(cpu)
+        r["eval_seconds"].append(eval_wall)
+        r["steps"].append(float(np.mean(history.steps)))
+        r["accuracy"].append(result.accuracy)
+
     for _ in range(repeats):
         for name, cfg in cfgs.items():      # interleaved: float, fixed, float, fixed, ...
-            (params, history), wall, cpu = _timed(lambda: training.train(cfg, pats, progress=False))
-            result, eval_wall, _ = _timed(lambda: recall.evaluate(params, cfg, pats, FLIP, trials, EVAL_SEED))
-            r = runs[name]
-            r["train_seconds"].append(wall)
-            r["train_cpu_seconds"].append(cpu)
-            r["eval_seconds"].append(eval_wall)
-            r["steps"].append(float(np.mean(history.steps)))
-            r["accuracy"].append(result.accuracy)
+            measure(name, cfg, lambda: training.train(cfg, pats, progress=False))
         for name, trainer in trainers.items():  # the float model's comparisons, in the same alternation
-            (params, history), wall, cpu = _timed(lambda: trainer(cfgs["float"], pats))
-            result, eval_wall, _ = _timed(lambda: recall.evaluate(params, cfgs["float"], pats, FLIP, trials, EVAL_SEED))
-            r = runs[name]
-            r["train_seconds"].append(wall)
-            r["train_cpu_seconds"].append(cpu)
-            r["eval_seconds"].append(eval_wall)
-            r["steps"].append(float(np.mean(history.steps)))
-            r["accuracy"].append(result.accuracy)
+            measure(name, cfgs["float"], lambda: trainer(cfgs["float"], pats))
     samples = pats.count * trials
     summary = {}
     for name, r in runs.items():

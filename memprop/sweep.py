@@ -50,6 +50,11 @@ DEFAULT_STATE_FRAC = 8   # FixedConfig.state_frac default
 #: one pulse is up to 3x max_step; at 0.02 rram-nonlinear let glyph E merge into F and come back between
 #: checkpoints (0.977-0.989 from epoch 40 to 150, one seed), at 0.01 it held 0.990-0.997 (three seeds).
 LR = 0.01
+#: Centered nudging (float and fixed): beta 1/4 at lr 0.003. Every unit of the autoassociative network is an
+#: output, so the -beta phase relaxes on E - beta C, whose curvature per unit is 1 - beta minus the field's:
+#: near beta = 1 it has no stable minimum (at beta = 1 and 1/2 the -beta phase ran to the step limit and
+#: recall fell below 0.2); beta = 1/4 (a power of two, as fixed point needs) at lr 0.01 still oscillated.
+CENTERED_BETA, CENTERED_LR = 0.25, 0.003
 GLYPHS = "0123456789ABCDEF"
 LOST = 0.9               # a glyph recalled less often than this is shown as lost
 FILES = ("sweep.md", "sweep.json", "sweep.png")
@@ -103,14 +108,16 @@ class Job:
     trials: int = 0
     checkpoints: tuple[int, ...] = ()
     lr: float = LR
+    beta: float = 1.0
     ex_situ: tuple = ()            # float job: (preset, stuck) devices to program the float weights into
 
     @property
     def name(self) -> str:
+        nudge = self.nudge if self.nudge != "centered" else f"centered/beta={self.beta:g}/lr={self.lr:g}"
         if self.numerics == "float":
-            return f"float/{self.nudge}/seed={self.seed}"
+            return f"float/{nudge}/seed={self.seed}"
         return (f"fixed/{self.preset}/L={self.resolved_levels}/fv={self.state_frac}/stuck={self.stuck:g}/"
-                f"{self.nudge}/seed={self.seed}")
+                f"{nudge}/seed={self.seed}")
 
     @property
     def resolved_levels(self) -> int:
@@ -118,7 +125,7 @@ class Job:
 
 
 def fixed_config(n: int, preset: str, levels: int | None, state_frac: int, epochs: int, seed: int = 0,
-                 stuck: float = 0.0, nudge: str = "positive", lr: float = LR) -> Config:
+                 stuck: float = 0.0, nudge: str = "positive", lr: float = LR, beta: float = 1.0) -> Config:
     """The config of one sweep point; `levels` equal to the preset's own is left unset (same network)."""
     device: dict = {"preset": preset, "fab_seed": seed}
     if levels is not None and levels != PRESETS[preset].levels:
@@ -127,19 +134,20 @@ def fixed_config(n: int, preset: str, levels: int | None, state_frac: int, epoch
         device["stuck"] = stuck
     fixed = {} if state_frac == DEFAULT_STATE_FRAC else {"state_frac": state_frac}
     return Config.for_algorithm("eqprop", network={"n": n}, numerics="fixed", device=device, fixed=fixed,
-                                train={"epochs": epochs, "seed": seed, "nudge": nudge, "lr": lr})
+                                train={"epochs": epochs, "seed": seed, "nudge": nudge, "lr": lr, "beta": beta})
 
 
-def float_config(n: int, epochs: int, seed: int = 0, nudge: str = "positive", lr: float = LR) -> Config:
+def float_config(n: int, epochs: int, seed: int = 0, nudge: str = "positive", lr: float = LR,
+                 beta: float = 1.0) -> Config:
     return Config.for_algorithm("eqprop", network={"n": n},
-                                train={"epochs": epochs, "seed": seed, "nudge": nudge, "lr": lr})
+                                train={"epochs": epochs, "seed": seed, "nudge": nudge, "lr": lr, "beta": beta})
 
 
 def job_config(job: Job, n: int) -> Config:
     if job.numerics == "float":
-        return float_config(n, job.epochs, job.seed, job.nudge, job.lr)
+        return float_config(n, job.epochs, job.seed, job.nudge, job.lr, job.beta)
     return fixed_config(n, job.preset, job.levels, job.state_frac, job.epochs, job.seed, job.stuck, job.nudge,
-                        job.lr)
+                        job.lr, job.beta)
 
 
 def device_identity(preset: str, levels: int):
@@ -157,13 +165,14 @@ def plan_jobs(plan: Plan) -> tuple[list[Job], dict[tuple, str]]:
     (linear-256 and linear-64) are the same device at equal L: that point is trained once.
     """
     common = {"epochs": plan.epochs, "trials": plan.trials, "checkpoints": plan.checkpoint_epochs, "lr": plan.lr}
+    centered = {**common, "nudge": "centered", "lr": CENTERED_LR, "beta": CENTERED_BETA}
     wanted = []
     for seed in plan.seeds:
         wanted += [Job("fixed", p, None, seed=seed, **common) for p in plan.presets]
         wanted += [Job("fixed", p, lv, seed=seed, **common) for p in plan.level_presets for lv in plan.levels]
         wanted += [Job("fixed", "ideal", None, fv, seed=seed, **common) for fv in plan.state_fracs]
         wanted += [Job("fixed", plan.stuck_preset, None, stuck=s, seed=seed, **common) for s in plan.stuck]
-        wanted += [Job("fixed", plan.centered_preset, None, nudge="centered", seed=seed, **common)]
+        wanted += [Job("fixed", plan.centered_preset, None, seed=seed, **centered)]
     by_identity: dict[tuple, Job] = {}
     points: dict[tuple, str] = {}
     for job in wanted:
@@ -171,8 +180,8 @@ def plan_jobs(plan: Plan) -> tuple[list[Job], dict[tuple, str]]:
         runs = by_identity.setdefault(key, job)
         points[(job.preset, job.resolved_levels, job.state_frac, job.stuck, job.nudge, job.seed)] = runs.name
     ex_situ = tuple(dict.fromkeys([(p, 0.0) for p in plan.presets] + [(plan.stuck_preset, s) for s in plan.stuck]))
-    floats = [Job("float", nudge=nudge, seed=seed, ex_situ=ex_situ if nudge == "positive" else (), **common)
-              for seed in plan.seeds for nudge in ("positive", "centered")]
+    floats = [Job("float", seed=seed, ex_situ=ex_situ, **common) for seed in plan.seeds]
+    floats += [Job("float", seed=seed, **centered) for seed in plan.seeds]
     return list(by_identity.values()) + floats, points
 
 
@@ -276,12 +285,15 @@ def preset_table() -> dict:
 def build_report(results: dict[str, dict], points: dict[tuple, str], plan: Plan, quick: bool) -> dict:
     pats = pattern_sets.load()
 
+    nudging = {"positive": {"lr": plan.lr, "beta": 1.0}, "centered": {"lr": CENTERED_LR, "beta": CENTERED_BETA}}
+
     def fixed(preset, levels=None, fv=DEFAULT_STATE_FRAC, stuck=0.0, nudge="positive") -> dict:
         L = levels or PRESETS[preset].levels
         return over_seeds([results[points[(preset, L, fv, stuck, nudge, s)]] for s in plan.seeds])
 
     def floats(nudge="positive", ex=None) -> dict:
-        runs = [results[f"float/{nudge}/seed={s}"] for s in plan.seeds]
+        settings = nudging[nudge]
+        runs = [results[Job("float", seed=s, nudge=nudge, **settings).name] for s in plan.seeds]
         return over_seeds([r["ex_situ"][ex] if ex else r for r in runs])
 
     def run_of(preset, levels=None, fv=DEFAULT_STATE_FRAC, stuck=0.0, nudge="positive") -> dict:
@@ -308,8 +320,8 @@ def build_report(results: dict[str, dict], points: dict[tuple, str], plan: Plan,
                    "ex_situ": [floats(ex=_ex_key(sp, s)) for s in plan.stuck],
                    "ex_situ_fault_aware": [floats(ex=_ex_key(sp, s, bool(s))) for s in plan.stuck]}
     cp = plan.centered_preset
-    centered = {"preset": cp, "rows": [{"nudge": nudge, "float": floats(nudge), "fixed": fixed(cp, nudge=nudge)}
-                                       for nudge in ("positive", "centered")]}
+    centered = {"preset": cp, "rows": [{"nudge": nudge, **nudging[nudge], "float": floats(nudge),
+                                        "fixed": fixed(cp, nudge=nudge)} for nudge in ("positive", "centered")]}
     for row in centered["rows"]:
         row["difference"] = row["fixed"]["mean"] - row["float"]["mean"]
     runs = {name: {k: r[k] for k in ("fingerprint", "accuracy", "per_class", "checkpoints", "final_loss",
@@ -460,11 +472,13 @@ def markdown(report: dict) -> str:
                 + _glyph_md([(f"{100 * f:g} % {name}", s) for f, a, b, c in
                              zip(sk["fractions"], sk["in_situ"], sk["ex_situ"], sk["ex_situ_fault_aware"])
                              for name, s in (("in situ", a), ("programmed", b), ("fault-aware", c))]) + "\n")
-    centered_rows = [[r["nudge"], cell(r["float"]), cell(r["fixed"]), f"{r['difference']:+.4f}"] for r in ce["rows"]]
+    centered_rows = [[nudge_label(r), cell(r["float"]), cell(r["fixed"]), f"{r['difference']:+.4f}"] for r in ce["rows"]]
     centered_md = (f"## Nudging: float vs fixed point ({ce['preset']} device)\n\n"
                    + markdown_table(["nudging", "float model", "fixed point, in situ", "fixed - float"], centered_rows)
                    + "\n\nCentered nudging (+beta and -beta phases) divides the contrast by 2 beta in both models "
-                     "(docs/numerics.md, section 5).\n")
+                     "(docs/numerics.md, section 5). It runs at beta = 1/4 and a lower learning rate: every unit is an "
+                     "output, so the -beta phase relaxes on E - beta C, which loses its stable minimum as beta nears 1 "
+                     "(at beta = 1 and 1/2 that phase ran to the step limit and recall fell below 0.2).\n")
     state_rows = [[fv, sb, ab, rb, cell(s)] for fv, sb, ab, rb, s in
                   zip(st["state_frac"], st["state_bits"], st["acc_bits"], st["r_bits"], st["accuracy"])]
     state_md = ("## Accuracy vs state width (ideal device, L = 2048)\n\n"
@@ -475,6 +489,10 @@ def markdown(report: dict) -> str:
             "trained once and shown in every row it belongs to: " + "; ".join(shared) + ".\n") if shared else ""
     return "\n".join((head, protocol, _preset_md(report), defaults_md, stuck_md, centered_md, levels_md + note,
                       state_md, "![Accuracy vs levels, stuck devices and state width](sweep.png)\n"))
+
+
+def nudge_label(row: dict) -> str:
+    return f"{row['nudge']} (β = {row['beta']:g}, lr {row['lr']:g})"
 
 
 def readme_block(report: dict) -> str:
@@ -491,7 +509,7 @@ def readme_block(report: dict) -> str:
                             zip(sk["fractions"], sk["in_situ"], sk["ex_situ"], sk["ex_situ_fault_aware"])])
     ce = report["centered"]
     centered = markdown_table(["nudging", "float", f"fixed point ({ce['preset']})"],
-                              [[r["nudge"], cell(r["float"]), cell(r["fixed"])] for r in ce["rows"]])
+                              [[nudge_label(r), cell(r["float"]), cell(r["fixed"])] for r in ce["rows"]])
     return (f"{README_BEGIN}\n"
             f"Mean ± sd over {len(pr['seeds'])} seeds (training run and chip), each run the average of its last "
             f"{len(pr['checkpoints'])} checkpoints (epochs {pr['checkpoints'][0]}-{pr['checkpoints'][-1]}), "

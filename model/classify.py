@@ -18,9 +18,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .config import Config
-from . import rng as crng
+from . import fixed
 from .fixed import (FixedDrive, FixedParams, FixedTarget, LearnStep, activation, exact_matmul, fixed_drive_for,
-                    fixed_target_for, learn)
+                    fixed_target_for)
 from .masks import connectivity, layer_slices
 from . import activations
 from .network import Params, Relaxed, converge
@@ -222,26 +222,7 @@ def fixed_relax_layered(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: Fixed
 def fixed_layered_update(fmt: Formats, params: FixedParams, drive: FixedDrive, target: FixedTarget,
                          decay_steps: int = 0) -> tuple[LearnStep, dict]:
     """fixed.eqprop_fixed_update with the layered relaxation: the same phases, the same learn()."""
-    W, b = params.weights(fmt.device)
-    free = fixed_relax_layered(fmt, W, b, drive)
-    nudge = fmt.cfg.train.nudge
-    if nudge == "centered":
-        hi = fixed_relax_layered(fmt, W, b, drive, target, +1, v_start=free.v)
-        lo = fixed_relax_layered(fmt, W, b, drive, target, -1, v_start=free.v)
-        phases = (free, hi, lo)
-    else:
-        sign = 1
-        if nudge == "random_sign":
-            n = params.mask.shape[0]
-            sign = 1 if int(crng.rand(fmt.cfg.train.seed, params.updates, n * n + n, 0)) >> 31 else -1
-        nudged = fixed_relax_layered(fmt, W, b, drive, target, sign, v_start=free.v)
-        hi, lo = (nudged, free) if sign > 0 else (free, nudged)
-        phases = (free, nudged)
-    step = learn(fmt, params, activation(fmt, hi.v), activation(fmt, lo.v), drive.clamped, decay_steps)
-    err = ((target.values - free.v) * target.units) / float(1 << fmt.fv)
-    info = {"loss": float(0.5 * np.sum(err**2, axis=1).mean()),
-            "steps": float(sum(ph.steps.mean() for ph in phases))}
-    return step, info
+    return fixed.eqprop_fixed_update(fmt, params, drive, target, decay_steps, relax=fixed_relax_layered)
 
 
 # -- prediction and evaluation -------------------------------------------------------------------------

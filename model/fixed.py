@@ -406,21 +406,24 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
 
 
 def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, target: FixedTarget,
-                        decay_steps: int = 0) -> tuple[LearnStep, dict]:
-    """Free phase, nudged phase(s), learning: exactly what the hardware learning loop does."""
+                        decay_steps: int = 0, relax=None) -> tuple[LearnStep, dict]:
+    """Free phase, nudged phase(s), learning: exactly what the hardware learning loop does.
+    `relax` replaces fixed_relax (same signature) for a topology with its own schedule
+    (model.classify's layered relaxation); the phases and learn() are the same."""
+    relax = fixed_relax if relax is None else relax
     W, b = params.weights(fmt.device)
-    free = fixed_relax(fmt, W, b, drive)
+    free = relax(fmt, W, b, drive)
     nudge = fmt.cfg.train.nudge
     if nudge == "centered":
-        hi = fixed_relax(fmt, W, b, drive, target, +1, v_start=free.v)
-        lo = fixed_relax(fmt, W, b, drive, target, -1, v_start=free.v)
+        hi = relax(fmt, W, b, drive, target, +1, v_start=free.v)
+        lo = relax(fmt, W, b, drive, target, -1, v_start=free.v)
         phases = (free, hi, lo)
     else:
         sign = 1
         if nudge == "random_sign":
             n = params.mask.shape[0]
             sign = 1 if int(rng.rand(fmt.cfg.train.seed, params.updates, n * n + n, 0)) >> 31 else -1
-        nudged = fixed_relax(fmt, W, b, drive, target, sign, v_start=free.v)
+        nudged = relax(fmt, W, b, drive, target, sign, v_start=free.v)
         hi, lo = (nudged, free) if sign > 0 else (free, nudged)
         phases = (free, nudged)
     step = learn(fmt, params, activation(fmt, hi.v), activation(fmt, lo.v), drive.clamped, decay_steps)

@@ -23,9 +23,11 @@ one entry), 8 bytes of t and seed, and the cycle that raises `done`.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from .crc import linear_taps, xor_step
 
 CRC32_POLY = 0xEDB88320      # reflected 0x04C11DB7
 CRC32_INIT = 0xFFFFFFFF
@@ -39,31 +41,12 @@ def crc32_byte(crc: int, byte: int) -> int:
     return crc
 
 
-def _taps() -> list[list[int]]:
-    """Output bit i of the step is the XOR of input bits taps[i] (crc bits 0..31, byte bits 32..39)."""
-    taps = [[] for _ in range(32)]
-    for k in range(40):
-        crc, byte = (1 << k, 0) if k < 32 else (0, 1 << (k - 32))
-        out = crc32_byte(crc, byte)
-        for i in range(32):
-            if out >> i & 1:
-                taps[i].append(k)
-    return taps
-
-
-_TAPS = _taps()
+_TAPS = linear_taps(crc32_byte, 32)
 
 
 def crc32_next(crc, byte):
     """The CRC-32 step on Amaranth values: a 32-bit CRC and one byte in, the next CRC out."""
-    bits = Cat(crc, byte)
-    out = []
-    for taps in _TAPS:
-        x = Const(0, 1)
-        for k in taps:
-            x = x ^ bits[k]
-        out.append(x)
-    return Cat(*out)
+    return xor_step(_TAPS, crc, byte)
 
 
 def entry_bytes(entry_bits: int) -> int:

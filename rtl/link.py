@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import formal
 from . import hostmap as hm
+from .crc import linear_taps, xor_step
 from .engine import HostBus
 
 VERSION = 1
@@ -65,23 +66,8 @@ CRC_INIT = 0xFFFF
 def crc16(data: bytes, crc: int = CRC_INIT) -> int:
     """The reference CRC (crc16(b"123456789") == 0x29B1). A frame followed by its CRC gives 0."""
     for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ CRC_POLY if crc & 0x8000 else crc << 1) & 0xFFFF
+        crc = _crc16_raw(byte, crc)
     return crc
-
-
-def _crc16_taps() -> list[list[int]]:
-    """The CRC step is linear over GF(2): output bit i is the XOR of some of the 24 input bits
-    (crc bits 0..15, then byte bits 16..23). Found by running the reference on unit vectors."""
-    taps = [[] for _ in range(16)]
-    for k in range(24):
-        crc, byte = (1 << k, 0) if k < 16 else (0, 1 << (k - 16))
-        out = _crc16_raw(byte, crc)
-        for i in range(16):
-            if out >> i & 1:
-                taps[i].append(k)
-    return taps
 
 
 def _crc16_raw(byte: int, crc: int) -> int:
@@ -92,19 +78,12 @@ def _crc16_raw(byte: int, crc: int) -> int:
     return crc
 
 
-_TAPS = _crc16_taps()
+_TAPS = linear_taps(lambda crc, byte: _crc16_raw(byte, crc), 16)
 
 
 def crc16_next(crc, byte):
     """The same CRC step on Amaranth values: one byte per clock, each bit a flat XOR."""
-    bits = Cat(Const(crc, 16) if isinstance(crc, int) else crc, byte)
-    out = []
-    for taps in _TAPS:
-        x = Const(0, 1)
-        for k in taps:
-            x = x ^ bits[k]
-        out.append(x)
-    return Cat(*out)
+    return xor_step(_TAPS, crc, byte)
 
 
 #: INFO reports the link's clock in these units (its low 16 bits; 0: not told).

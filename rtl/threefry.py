@@ -99,7 +99,24 @@ def _check_tag_bits(tag_bits) -> None:
         raise ValueError(f"tag_bits must be a non-negative integer, not {tag_bits!r}")
 
 
-class Threefry2x32(wiring.Component):
+class _ThreefryUnit(wiring.Component):
+    """What both Threefry units share: the round schedule and the request/result streams."""
+
+    def __init__(self, rounds: int = ROUNDS, tag_bits: int = 0):
+        _check_rounds(rounds)
+        _check_tag_bits(tag_bits)
+        self._rounds = rounds
+        self._schedule = threefry_schedule(rounds)
+        self.tag_bits = tag_bits
+        super().__init__({"i": In(stream.Signature(input_layout(tag_bits))),
+                          "o": Out(stream.Signature(output_layout(tag_bits)))})
+
+    @property
+    def rounds(self) -> int:
+        return self._rounds
+
+
+class Threefry2x32(_ThreefryUnit):
     """Threefry-2x32 with `rounds` rounds, one operation per clock cycle.
 
     Parameters
@@ -116,19 +133,6 @@ class Threefry2x32(wiring.Component):
     o : ``Out(stream.Signature(output_layout(tag_bits)))``
         The two output words; held until transferred.
     """
-
-    def __init__(self, rounds: int = ROUNDS, tag_bits: int = 0):
-        _check_rounds(rounds)
-        _check_tag_bits(tag_bits)
-        self._rounds = rounds
-        self._schedule = threefry_schedule(rounds)
-        self.tag_bits = tag_bits
-        super().__init__({"i": In(stream.Signature(input_layout(tag_bits))),
-                          "o": Out(stream.Signature(output_layout(tag_bits)))})
-
-    @property
-    def rounds(self) -> int:
-        return self._rounds
 
     @property
     def steps(self) -> int:
@@ -226,7 +230,7 @@ class Threefry2x32(wiring.Component):
         return m
 
 
-class Threefry2x32Pipeline(wiring.Component):
+class Threefry2x32Pipeline(_ThreefryUnit):
     """Threefry-2x32 with one register stage per operation: one result per clock cycle.
 
     Parameters
@@ -248,18 +252,8 @@ class Threefry2x32Pipeline(wiring.Component):
     """
 
     def __init__(self, rounds: int = ROUNDS, tag_bits: int = 0, static_key: bool = False):
-        _check_rounds(rounds)
-        _check_tag_bits(tag_bits)
-        self._rounds = rounds
-        self._schedule = threefry_schedule(rounds)
-        self.tag_bits = tag_bits
         self.static_key = bool(static_key)
-        super().__init__({"i": In(stream.Signature(input_layout(tag_bits))),
-                          "o": Out(stream.Signature(output_layout(tag_bits)))})
-
-    @property
-    def rounds(self) -> int:
-        return self._rounds
+        super().__init__(rounds, tag_bits)
 
     @property
     def steps(self) -> int:

@@ -107,8 +107,10 @@ def test_stuck_sweep_and_centered_rows(quick):
     assert [r["nudge"] for r in rows] == ["positive", "centered"]
     for r in rows:
         assert r["difference"] == pytest.approx(r["fixed"]["mean"] - r["float"]["mean"])
-    centered = Config.create(**report["runs"]["float/centered/seed=0"]["config"])
-    assert centered.train.nudge == "centered"
+    assert (rows[1]["beta"], rows[1]["lr"]) == (sweep.CENTERED_BETA, sweep.CENTERED_LR)
+    for name in ("float/centered/beta=0.25/lr=0.003/seed=0", "fixed/ideal/L=2048/fv=8/stuck=0/centered/beta=0.25/lr=0.003/seed=0"):
+        centered = Config.create(**report["runs"][name]["config"])
+        assert (centered.train.nudge, centered.train.beta, centered.train.lr) == ("centered", 0.25, 0.003)
 
 
 def test_levels_sweep_points(quick):
@@ -179,8 +181,8 @@ def test_results_do_not_depend_on_the_number_of_workers(quick, tmp_path):
     small = sweep.run_sweep(tmp_path, jobs=1, plan=plan, progress=False)
     assert set(small["runs"]) == {"fixed/soft-bounds/L=64/fv=8/stuck=0/positive/seed=0",
                                   "fixed/ideal/L=2048/fv=8/stuck=0/positive/seed=0",
-                                  "fixed/ideal/L=2048/fv=8/stuck=0/centered/seed=0",
-                                  "float/positive/seed=0", "float/centered/seed=0"}
+                                  "fixed/ideal/L=2048/fv=8/stuck=0/centered/beta=0.25/lr=0.003/seed=0",
+                                  "float/positive/seed=0", "float/centered/beta=0.25/lr=0.003/seed=0"}
     for name, run in small["runs"].items():
         ref = report["runs"][name]
         for key in ("fingerprint", "accuracy", "per_class", "checkpoints", "final_loss", "final_steps"):
