@@ -24,6 +24,10 @@ Simulator notes (what the cell models need):
   techmap wrappers (duplicate modules). Icarus also needs a patched copy of common_sim.vh
   (see `Arch.patches`). MULT18X18D has only a black box, so ECP5 netlists are synthesized
   with ``-nodsp`` (multipliers in LUTs); iCE40's SB_MAC16 has a full model: ``-dsp`` is kept.
+* ECP5 block RAM: yosys ships DP16KD only as a black box too, which simulates as a RAM that
+  reads 0 (Verilator) or z (Icarus). The gate-level flow swaps it for memprop's behavioural
+  model, ``sim/cell_models/DP16KD.v`` (`Arch.own_models`; the contract yosys' block-RAM
+  mapping assumes), so ECP5 netlists keep their DP16KDs and simulate them.
 * Speed: Verilator runs the iCE40 Threefry netlist at about the RTL speed; Icarus manages
   only ~100 cycles/s (zero-delay event storms through the LUT/carry network), so keep Icarus
   gate-level workloads small.
@@ -44,8 +48,8 @@ from pathlib import Path
 
 from .runner import SimResult, default_build_root, run_cocotb
 
-__all__ = ["ARCHES", "Netlist", "SynthesisError", "cell_model", "cell_models_dir", "primitives_in",
-           "run_cocotb_netlist", "run_yosys", "synthesize"]
+__all__ = ["ARCHES", "Netlist", "SynthesisError", "cell_model", "cell_models_dir", "own_models", "primitives_in",
+           "run_cocotb_netlist", "run_yosys", "synthesize", "without_module"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class Arch:
     defines: Mapping[str, Mapping[str, object]]  # per simulator
     patches: Mapping[str, tuple[tuple[str, str, str], ...]]  # simulator -> (file, regex, repl)
     logic_cells: tuple[str, ...]                # cell types counted as logic in summaries
+    # cells yosys ships only as black boxes, simulated with memprop's model instead
+    # (cell_models/<cell>.v); the black box is cut out of yosys' model files
+    own_models: tuple[str, ...] = ()
 
 
 ARCHES: dict[str, Arch] = {
@@ -75,8 +82,12 @@ ARCHES: dict[str, Arch] = {
         # Icarus 11 cannot parse an elaboration-time `$error` in a generate branch
         # (TRELLIS_COMB's unsupported-mode check, never taken by a netlist).
         {"icarus": (("common_sim.vh", r"^(\s*)\$error\(", r"\1initial $display("),)},
-        ("LUT4", "CCU2C", "PFUMX", "L6MUX21")),
+        ("LUT4", "CCU2C", "PFUMX", "L6MUX21"),
+        ("DP16KD",)),
 }
+
+#: memprop's behavioural models of cells that yosys ships as black boxes (`Arch.own_models`).
+OWN_MODELS_DIR = Path(__file__).resolve().parent / "cell_models"
 
 
 class SynthesisError(RuntimeError):
@@ -128,6 +139,21 @@ def cell_model(arch: str, cell: str, out_dir: Path) -> Path:
     return path
 
 
+def without_module(verilog: str, cell: str) -> str:
+    """`verilog` with module `cell` (and the attributes just before it) cut out."""
+    return re.sub(rf"(^\(\*[^\n]*\*\)\s*\n)*^module {cell}\b.*?^endmodule\b[^\n]*\n?", "", verilog,
+                  flags=re.MULTILINE | re.DOTALL)
+
+
+def own_models(arch: str) -> list[Path]:
+    """memprop's model files of `arch`'s black-box cells (`Arch.own_models`)."""
+    paths = [OWN_MODELS_DIR / f"{cell}.v" for cell in _arch(arch).own_models]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SynthesisError(f"memprop's cell models {missing} are missing (a broken install?)")
+    return paths
+
+
 def _arch(arch: str) -> Arch:
     if arch not in ARCHES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHES)}")
@@ -156,11 +182,12 @@ class Netlist:
 
     def model_dir(self, simulator: str) -> Path:
         """Directory of the cell models for `simulator`: yosys's own, or a patched copy in
-        the netlist directory when the simulator needs one (see `Arch.patches`)."""
+        the netlist directory when the simulator needs one (see `Arch.patches`) or a black box
+        gives way to memprop's model (`Arch.own_models`)."""
         a = ARCHES[self.arch]
         src = cell_models_dir(self.arch)
         patches = a.patches.get(simulator, ())
-        if not patches:
+        if not patches and not a.own_models:
             return src
         dst = self.directory / f"models-{simulator}"
         dst.mkdir(parents=True, exist_ok=True)
@@ -169,14 +196,16 @@ class Netlist:
             for file, pattern, repl in patches:
                 if file == name:
                     text = re.sub(pattern, repl, text, flags=re.MULTILINE)
+            for cell in a.own_models:
+                text = without_module(text, cell)
             if not (dst / name).is_file() or (dst / name).read_text() != text:
                 (dst / name).write_text(text)
         return dst
 
     def sources(self, simulator: str) -> list[Path]:
-        """The netlist and the cell models to compile with it."""
+        """The netlist and the cell models to compile with it (memprop's own models last)."""
         d = self.model_dir(simulator)
-        return [self.verilog, *(d / m for m in ARCHES[self.arch].models)]
+        return [self.verilog, *(d / m for m in ARCHES[self.arch].models), *own_models(self.arch)]
 
     def includes(self, simulator: str) -> list[Path]:
         return [self.model_dir(simulator)]

