@@ -53,11 +53,24 @@ def _lowest(mask: Signal, width: int, m: Module, name: str):
     return index, mask.any()
 
 
+def _unit_runs(m: Module, unit, table, name: str) -> Signal:
+    """table[unit] for a table that is constant over runs of units: one comparison with a constant
+    per run boundary, no memory (units past the table's end read its last value)."""
+    out = Signal(range(max(int(max(table)) + 1, 2)), name=name)
+    m.d.comb += out.eq(int(table[0]))
+    for u in range(1, len(table)):
+        if table[u] != table[u - 1]:
+            with m.If(unit >= u):
+                m.d.comb += out.eq(int(table[u]))
+    return out
+
+
 class _Group:
     """The registers that describe one group in one stage."""
 
     def __init__(self, plan: LearnPlan, name: str, word_bits: int):
         W, n_bits = plan.width, plan.n_bits
+        rate_bits = ceil_log2(len(plan.rates))
         self.valid = Signal(name=f"{name}_valid")
         self.word = Signal(word_bits, name=f"{name}_word")
         self.part = Signal(range(max(plan.parts, 2)), name=f"{name}_part")
@@ -69,10 +82,12 @@ class _Group:
         self.diag = Signal(W, name=f"{name}_diag")
         self.rsel = Signal(W, name=f"{name}_rsel")
         self.col = [Signal(n_bits + 1, name=f"{name}_col{lane}") for lane in range(W)]
+        # per-layer rates: each lane's index into the rate table (none with one rate)
+        self.rate = [Signal(rate_bits, name=f"{name}_rate{lane}") for lane in range(W)] if rate_bits else []
 
     def fields(self):
         return [self.valid, self.word, self.part, self.bias, self.buf, self.r0, self.prim, self.mir, self.diag,
-                self.rsel, *self.col]
+                self.rsel, *self.col, *self.rate]
 
     def eq(self, other: "_Group"):
         return [a.eq(b) for a, b in zip(self.fields(), other.fields())]
@@ -198,16 +213,25 @@ class Learner(wiring.Component):
                         m.d.comb += [d_valid[lane].eq(entry.valid), d_last[lane].eq(entry.last),
                                      d_col[lane].eq(entry.col)]
         d_rsel, d_prim, d_mir, d_diag = Signal(W), Signal(W), Signal(W), Signal(W)
+        d_row = []
         for lane in range(W):
             rsel = d_last[:lane].any() if lane else Const(0, 1)
             row = Signal(n_bits + 1, name=f"drow{lane}")
             m.d.comb += [d_rsel[lane].eq(rsel), row.eq(ra + rsel)]
+            d_row.append(row)
             m.d.comb += [
                 d_prim[lane].eq(d_valid[lane] & ((d_col[lane] >= row) | (d_col[lane] < first_row))),
                 d_mir[lane].eq(d_valid[lane] & (d_col[lane] > row)),
                 d_diag[lane].eq(d_valid[lane] & (d_col[lane] == row)),
             ]
         d_ends = d_last.any()
+        # per-layer rates: a synapse learns at its lower unit's weight layer (the row for a primary
+        # copy with col >= row, the clamped column otherwise), a bias at the layer below its unit
+        rated = len(plan.rates) > 1
+        if rated:
+            d_rate = [_unit_runs(m, Mux(d_col[lane] >= d_row[lane], d_row[lane], d_col[lane]),
+                                 plan.unit_rates["synapse"], f"drate{lane}") for lane in range(W)]
+            b_rate = [_unit_runs(m, bias_next + lane, plan.unit_rates["bias"], f"brate{lane}") for lane in range(W)]
 
         # the request register and the issue loop
         req_valid = Signal()
@@ -256,6 +280,8 @@ class Learner(wiring.Component):
                         for lane in range(W):
                             unit = bias_next + lane
                             m.d.sync += [ga.col[lane].eq(Mux(unit < end_row, unit, 0)), ga.prim[lane].eq(unit < end_row)]
+                            if rated:
+                                m.d.sync += ga.rate[lane].eq(b_rate[lane])
                         m.d.sync += bias_next.eq(bias_next + W)
                         with m.If(bias_next + W >= end_row):
                             m.d.sync += exhausted.eq(1)
@@ -277,6 +303,8 @@ class Learner(wiring.Component):
                                          ga.diag.eq(d_diag), ga.rsel.eq(d_rsel), a_rowN.eq(rowN),
                                          remaining.eq(d_prim), kk.eq(0)]
                             m.d.sync += [ga.col[lane].eq(d_col[lane]) for lane in range(W)]
+                            if rated:
+                                m.d.sync += [ga.rate[lane].eq(d_rate[lane]) for lane in range(W)]
                             for b in range(3):
                                 with m.If(buf_a == b):
                                     m.d.sync += [issued[b].eq(0), recv[b].eq(0)]
@@ -415,6 +443,10 @@ class Learner(wiring.Component):
                          qz.scale.eq(gc.valid & (cyc == 0)), qz.round.eq(c_round), qz.rho.eq(rho_lane),
                          pl.n_mag.eq(qz.n_mag), pl.neg.eq(qz.neg), pl.p.eq(p_round),
                          pl.phase_a.eq(c_phase_a), pl.phase_b.eq(c_phase_b)]
+            if rated:
+                m.d.comb += qz.rate.eq(gb.rate[lane])          # latched with C at load
+            if f.decay_shift:
+                m.d.comb += qz.decay.eq(self.decay)
             if noisy:
                 m.d.comb += pl.noise.eq(noise_rd.data.word_select(lane, 2 * NOISE_BITS))
             # entries: stream codes arrive in cycle 1; bias lane l's code in cycle l + 1

@@ -7,7 +7,8 @@ them. Their arithmetic is docs/numerics.md section 5, with the widths of `Format
 * `CorrelatorLane`: C = sum over the minibatch of a_i a_j (HI set) minus a_i a_j (LO set);
   for a bias C = sum (a_i^HI - a_i^LO) << fa. One product per cycle.
 * `Quantiser`: the pulse count n from C: |C| * LR_MUL (shifts and adds, no multiplier), the
-  configured rounding with the lane's draw, the shift (one more on the diagonal), +-P_max.
+  configured rounding with the lane's draw, the shift (one more on the diagonal), +-P_max;
+  LR_MUL and LR_SHIFT of the synapse's weight layer, the shift grown by the rate's decay.
 * `PulseLane`: the pulses of one synapse or bias, one round per two cycles: potentiate-first
   device choice, the UP/DOWN table read (a synchronous ROM port outside the lane, shared
   between two lanes), c2c noise with the threshold of the device's class.
@@ -18,10 +19,11 @@ from amaranth.hdl import Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from memprop.model.numerics import Formats, bitlen_signed
+from memprop.model.numerics import LR_SHIFT_MAX, Formats, bitlen_signed
 
 from . import formal
-from .learnplan import c2c_thresholds
+from .hostmap import DECAY_BITS, DECAY_STEPS_MAX
+from .learnplan import c2c_thresholds, max_learn_shift, rate_table
 from .schedule import ceil_log2
 
 #: CorrelatorLane: cycles from operands at the inputs to their product in the sum (input
@@ -61,12 +63,12 @@ def learn_widths(fmt: Formats) -> dict:
     """Widths shared by the lanes and the learner."""
     a_bits = bitlen_signed(max(fmt.a_max, 1 << fmt.fa))
     corr_bits = bitlen_signed(fmt.corr_bound)
-    mul, shift = fmt.lr_fixed
+    mul_bits = max(mul.bit_length() for mul, _ in rate_table(fmt))
     tables = fmt.device
     code_bits = max(ceil_log2(tables.levels), 1)
     class_bits = ceil_log2(tables.classes)
-    return {"a_bits": a_bits, "corr_bits": corr_bits, "q_bits": corr_bits + mul.bit_length(),
-            "rho_bits": shift + 1, "n_bits": max(fmt.max_pulses.bit_length(), 1),
+    return {"a_bits": a_bits, "corr_bits": corr_bits, "q_bits": corr_bits + mul_bits,
+            "rho_bits": max_learn_shift(fmt) + 1, "n_bits": max(fmt.max_pulses.bit_length(), 1),
             "code_bits": code_bits, "class_bits": class_bits, "devices": tables.devices,
             "entry_bits": tables.devices * (code_bits + class_bits)}
 
@@ -114,10 +116,14 @@ class CorrelatorLane(wiring.Component):
 class Quantiser(wiring.Component):
     """Pulse count n = clamp(sign(C) ((|C| LR_MUL + add) >> sh), +-P_max), in three strobed steps.
 
-    `load` takes C and the diagonal flag (|C| and the sign registered), `scale` multiplies by
-    LR_MUL, `round` adds the rounding offset (nearest: half; stochastic: the top sh bits of the
-    lane's draw, given as its top LR_SHIFT + 1 bits in `rho`), shifts and clamps. The outputs
-    hold until the next `round`.
+    `load` takes C, the diagonal flag and the synapse's rate (`rate`, an index into the rate
+    table: learnplan.rate_table; only with per-layer rates) — |C| and the sign registered —,
+    `scale` multiplies by the rate's LR_MUL and fixes the shift sh = min(LR_SHIFT + e d, 31)
+    (+1 on the diagonal; e = `decay`, the host's decay steps, only when the rate decays; d =
+    Formats.decay_shift), `round` adds the rounding offset (nearest: half; stochastic: the top sh
+    bits of the lane's draw, given as its top max-shift + 1 bits in `rho`), shifts and clamps. The
+    outputs hold until the next `round`. With one rate and no decay every constant is wired in
+    (x LR_MUL as shifts and adds, fixed shifts); otherwise the shift is a small barrel shifter.
     """
 
     def __init__(self, fmt: Formats, *, dsp: bool = False):
@@ -125,37 +131,102 @@ class Quantiser(wiring.Component):
         self.dsp = bool(dsp)           # x LR_MUL in a DSP block (narrow learners) or shifts and adds
         w = learn_widths(fmt)
         self.widths = w
-        super().__init__({
+        self.rates = rate_table(fmt)
+        self.decay_shift = fmt.decay_shift
+        ports = {
             "load": In(1), "scale": In(1), "round": In(1),
             "corr": In(signed(w["corr_bits"])), "diag": In(1), "rho": In(unsigned(w["rho_bits"])),
             "n_mag": Out(unsigned(w["n_bits"])), "neg": Out(1),
-        })
+        }
+        if len(self.rates) > 1:
+            ports["rate"] = In(range(len(self.rates)))
+        if self.decay_shift:
+            ports["decay"] = In(DECAY_BITS)
+        super().__init__(ports)
+
+    @property
+    def constant(self) -> bool:
+        """One (LR_MUL, LR_SHIFT) for every synapse and no decay: constants only."""
+        return len(self.rates) == 1 and not self.decay_shift
 
     def elaborate(self, platform):
         m = Module()
         w, f = self.widths, self.fmt
-        mul, shift = f.lr_fixed
         mag = Signal(w["corr_bits"])
         neg, diag = Signal(), Signal()
         with m.If(self.load):
             m.d.sync += [mag.eq(Mux(self.corr < 0, -self.corr, self.corr)), neg.eq(self.corr < 0),
                          diag.eq(self.diag)]
         q = Signal(w["q_bits"])
-        with m.If(self.scale):
-            m.d.sync += q.eq(mag * mul if self.dsp else mul_const(mag, mul, w["q_bits"]))
         mode = f.cfg.fixed.rounding
-        if mode == "truncate":
-            add = Const(0, 1)
-        elif mode == "nearest":
-            add = Mux(diag, 1 << shift, 1 << (shift - 1))
-        else:
-            add = Mux(diag, self.rho, self.rho >> 1)     # the top sh bits of the draw
         total = Signal(w["q_bits"] + 1)
         pulses = Signal(w["q_bits"] + 1)
-        m.d.comb += [total.eq(q + add), pulses.eq(Mux(diag, total >> (shift + 1), total >> shift))]
+        if self.constant:
+            mul, shift = self.rates[0]
+            with m.If(self.scale):
+                m.d.sync += q.eq(mag * mul if self.dsp else mul_const(mag, mul, w["q_bits"]))
+            if mode == "truncate":
+                add = Const(0, 1)
+            elif mode == "nearest":
+                add = Mux(diag, 1 << shift, 1 << (shift - 1))
+            else:
+                add = Mux(diag, self.rho, self.rho >> 1)     # the top sh bits of the draw
+            m.d.comb += [total.eq(q + add), pulses.eq(Mux(diag, total >> (shift + 1), total >> shift))]
+            internals = {}
+        else:
+            rate = Signal(range(len(self.rates)))
+            if len(self.rates) > 1:
+                with m.If(self.load):
+                    m.d.sync += rate.eq(self.rate)
+
+            def per_rate(statements):
+                """statements(k, mul, shift) for the rate the synapse learns at."""
+                if len(self.rates) == 1:
+                    m.d.comb += statements(0, *self.rates[0])
+                    return
+                with m.Switch(rate):
+                    for k, (mul, shift) in enumerate(self.rates):
+                        with m.Case(k):
+                            m.d.comb += statements(k, mul, shift)
+
+            # x LR_MUL of the rate: one product per distinct multiplier, chosen by the rate
+            product = Signal(w["q_bits"])
+            if self.dsp:
+                mul_sel = Signal(range(max(mul for mul, _ in self.rates) + 1))
+                per_rate(lambda k, mul, shift: [mul_sel.eq(mul)])
+                m.d.comb += product.eq(mag * mul_sel)
+            else:
+                products = {mul: mul_const(mag, mul, w["q_bits"]) for mul in dict.fromkeys(mul for mul, _ in self.rates)}
+                per_rate(lambda k, mul, shift: [product.eq(products[mul])])
+            # the shift: min(LR_SHIFT + e d, 31) + diag, kept as an offset above the smallest one
+            sh_min = min(shift for _, shift in self.rates)
+            sh_top = max_learn_shift(f) + 1                  # diagonal included
+            sh = Signal(range(sh_top + 1))
+
+            def shift_of(k, mul, shift):
+                if not self.decay_shift:
+                    return [sh.eq(shift + diag)]
+                grown = Signal(range(shift + DECAY_STEPS_MAX * self.decay_shift + 1), name=f"grown{k}")
+                m.d.comb += grown.eq(shift + self.decay * self.decay_shift)
+                return [sh.eq(Mux(grown > LR_SHIFT_MAX, LR_SHIFT_MAX, grown) + diag)]
+            per_rate(shift_of)
+            off = Signal(range(sh_top - sh_min + 1))         # sh - sh_min
+            with m.If(self.scale):
+                m.d.sync += [q.eq(product), off.eq(sh - sh_min)]
+            if mode == "truncate":
+                add = Const(0, 1)
+            elif mode == "nearest":
+                add = Const(1 << (sh_min - 1), sh_top) << off           # 2^(sh - 1)
+            else:
+                drop = Signal(range(sh_top - sh_min + 1))    # rho_bits - sh: rho holds the top sh_top bits
+                with m.If(self.scale):
+                    m.d.sync += drop.eq(sh_top - sh)
+                add = self.rho >> drop
+            m.d.comb += [total.eq(q + add), pulses.eq((total >> sh_min) >> off)]
+            internals = {"rate": rate, "off": off}
         with m.If(self.round):
             m.d.sync += [self.n_mag.eq(Mux(pulses > f.max_pulses, f.max_pulses, pulses)), self.neg.eq(neg)]
-        formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q)
+        formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q, **internals)
         return m
 
 
