@@ -218,12 +218,13 @@ class Quantiser(wiring.Component):
             elif mode == "nearest":
                 add = Const(1 << (sh_min - 1), sh_top) << off           # 2^(sh - 1)
             else:
-                drop = Signal(range(sh_top - sh_min + 1))    # rho_bits - sh: rho holds the top sh_top bits
+                # rho_bits - sh: rho holds the top sh_top bits (from reset: sh = sh_min, as off says)
+                drop = Signal(range(sh_top - sh_min + 1), init=sh_top - sh_min)
                 with m.If(self.scale):
                     m.d.sync += drop.eq(sh_top - sh)
                 add = self.rho >> drop
             m.d.comb += [total.eq(q + add), pulses.eq((total >> sh_min) >> off)]
-            internals = {"rate": rate, "off": off}
+            internals = {"rate": rate, "off": off, **({"drop": drop} if mode == "stochastic" else {})}
         with m.If(self.round):
             m.d.sync += [self.n_mag.eq(Mux(pulses > f.max_pulses, f.max_pulses, pulses)), self.neg.eq(neg)]
         formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q, **internals)
