@@ -159,8 +159,9 @@ class Quantiser(wiring.Component):
                          diag.eq(self.diag)]
         q = Signal(w["q_bits"])
         mode = f.cfg.fixed.rounding
-        total = Signal(w["q_bits"] + 1)
-        pulses = Signal(w["q_bits"] + 1)
+        # q + the rounding offset (< 2^sh <= 2^rho_bits): one bit above the wider of the two
+        total = Signal(max(w["q_bits"], w["rho_bits"]) + 1)
+        pulses = Signal(len(total))
         if self.constant:
             mul, shift = self.rates[0]
             with m.If(self.scale):
