@@ -56,8 +56,8 @@ def test_quantiser_equals_model_quantise(sections, dsp):
     _, shift = fmt.lr_fixed
     r = np.random.default_rng(1)
     bound = fmt.corr_bound
-    C = np.concatenate([r.integers(-bound, bound + 1, 150), [bound, -bound, 0, 1, -1],
-                        r.integers(-(1 << (shift - 7)), 1 << (shift - 7), 60)])
+    C = np.concatenate([r.integers(-bound, bound + 1, 150), [bound, -bound, 0, 1, -1], np.repeat([bound, -bound], 60),
+                        r.integers(-min(1 << (shift - 7), bound), min(1 << (shift - 7), bound), 60)])
     diag = r.integers(0, 2, len(C))
     s = r.integers(0, 150, len(C))
     t = int(r.integers(0, 1000))
