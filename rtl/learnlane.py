@@ -153,7 +153,7 @@ class Quantiser(wiring.Component):
         m = Module()
         w, f = self.widths, self.fmt
         mag = Signal(w["corr_bits"])
-        neg, diag = Signal(), Signal()
+        neg, diag = Signal(), Signal(name="diag")
         with m.If(self.load):
             m.d.sync += [mag.eq(Mux(self.corr < 0, -self.corr, self.corr)), neg.eq(self.corr < 0),
                          diag.eq(self.diag)]
