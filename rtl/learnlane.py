@@ -14,7 +14,7 @@ them. Their arithmetic is docs/numerics.md section 5, with the widths of `Format
   between two lanes), c2c noise with the threshold of the device's class.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -73,6 +73,55 @@ def learn_widths(fmt: Formats) -> dict:
             "entry_bits": tables.devices * (code_bits + class_bits)}
 
 
+def shift_range(fmt: Formats) -> tuple[int, int]:
+    """(smallest, largest) pulse shift sh of any synapse: LR_SHIFT of the rate table, up to the
+    decayed cap, +1 on the diagonal."""
+    return min(shift for _, shift in rate_table(fmt)), max_learn_shift(fmt) + 1
+
+
+def learn_shift(m: Module, fmt: Formats, rate, diag, decay, name: str) -> Signal:
+    """sh = min(LR_SHIFT_rate + e d, LR_SHIFT_MAX) + diag (docs/numerics.md section 5) for rate-table
+    index `rate`, the diagonal flag and `decay` = e (None without decay; d = Formats.decay_shift)."""
+    rates = rate_table(fmt)
+    sh = Signal(range(shift_range(fmt)[1] + 1), name=name)
+    shifts = []
+    for k, (_, shift) in enumerate(rates):
+        if decay is None:
+            shifts.append(Const(shift, len(sh)))
+            continue
+        grown = Signal(range(shift + DECAY_STEPS_MAX * fmt.decay_shift + 1), name=f"{name}_grown{k}")
+        m.d.comb += grown.eq(shift + decay * fmt.decay_shift)
+        shifts.append(Mux(grown > LR_SHIFT_MAX, LR_SHIFT_MAX, grown))
+    m.d.comb += sh.eq((Array(shifts)[rate] if len(shifts) > 1 else shifts[0]) + diag)
+    return sh
+
+
+def _clamped_shift(m: Module, value: Value, sh_min: int, off: Signal, span: int, p_max: int) -> Signal:
+    """min(value >> (sh_min + off), p_max) for off < span: the few low bits of the shifted value
+    and whether anything lies above them, each a span:1 multiplexer (not a full barrel shifter)."""
+    bits = max(p_max.bit_length(), 1)
+    window = Value.cast(value)[sh_min:]
+    padded = Cat(window, Const(0, span + bits))
+    low = Signal(bits, name="shifted_low")
+    m.d.comb += low.eq(Array(padded[o:o + bits] for o in range(span))[off])
+    # any bit at or above position i of the window: one OR chain from the top, shared by every off
+    suffix = [Const(0, 1)] * (len(padded) + 1)
+    for i in reversed(range(len(window))):
+        suffix[i] = window[i] | suffix[i + 1]
+    above = [suffix[o + bits] for o in range(span)]
+    over = Signal(name="shifted_over")
+    m.d.comb += over.eq(Array(above)[off] | (low > p_max))
+    out = Signal(bits, name="shifted")
+    m.d.comb += out.eq(Mux(over, p_max, low))
+    return out
+
+
+def align_draw(fmt: Formats, x0, drop) -> Value:
+    """The top sh bits of a 32-bit draw, right-aligned (the stochastic rounding offset of a synapse
+    of shift sh), for drop = sh_top - sh: one shifter for all lanes, where the draws arrive."""
+    return (x0 >> (32 - shift_range(fmt)[1])) >> drop
+
+
 class CorrelatorLane(wiring.Component):
     """The sum of a_row * a_col over the minibatch, pipelined: operands, product, sum.
 
@@ -121,9 +170,13 @@ class Quantiser(wiring.Component):
     `scale` multiplies by the rate's LR_MUL and fixes the shift sh = min(LR_SHIFT + e d, 31)
     (+1 on the diagonal; e = `decay`, the host's decay steps, only when the rate decays; d =
     Formats.decay_shift), `round` adds the rounding offset (nearest: half; stochastic: the top sh
-    bits of the lane's draw, given as its top max-shift + 1 bits in `rho`), shifts and clamps. The
-    outputs hold until the next `round`. With one rate and no decay every constant is wired in
-    (x LR_MUL as shifts and adds, fixed shifts); otherwise the shift is a small barrel shifter.
+    bits of the lane's draw), shifts and clamps. The outputs hold until the next `round`.
+
+    With one rate and no decay every constant is wired in (x LR_MUL as shifts and adds, fixed
+    shifts) and `rho` is the draw's top LR_SHIFT + 1 bits. Otherwise the shift is a small
+    barrel shifter over the bits of q from the smallest shift up, and `rho` is the draw's top sh
+    bits, right-aligned by the learner where the draws arrive (`align_draw`, one shifter for all
+    lanes): so no lane shifts its 32-bit draw.
     """
 
     def __init__(self, fmt: Formats, *, dsp: bool = False):
@@ -144,10 +197,14 @@ class Quantiser(wiring.Component):
             ports["decay"] = In(DECAY_BITS)
         super().__init__(ports)
 
+    @staticmethod
+    def constant_for(fmt: Formats) -> bool:
+        """One (LR_MUL, LR_SHIFT) for every synapse and no decay: constants only."""
+        return len(rate_table(fmt)) == 1 and not fmt.decay_shift
+
     @property
     def constant(self) -> bool:
-        """One (LR_MUL, LR_SHIFT) for every synapse and no decay: constants only."""
-        return len(self.rates) == 1 and not self.decay_shift
+        return self.constant_for(self.fmt)
 
     def elaborate(self, platform):
         m = Module()
@@ -179,53 +236,42 @@ class Quantiser(wiring.Component):
             if len(self.rates) > 1:
                 with m.If(self.load):
                     m.d.sync += rate.eq(self.rate)
-
-            def per_rate(statements):
-                """statements(k, mul, shift) for the rate the synapse learns at."""
-                if len(self.rates) == 1:
-                    m.d.comb += statements(0, *self.rates[0])
-                    return
-                with m.Switch(rate):
-                    for k, (mul, shift) in enumerate(self.rates):
-                        with m.Case(k):
-                            m.d.comb += statements(k, mul, shift)
-
             # x LR_MUL of the rate: one product per distinct multiplier, chosen by the rate
             product = Signal(w["q_bits"])
+            muls = list(dict.fromkeys(mul for mul, _ in self.rates))
+            which = Signal(range(len(muls)))                 # the rate's multiplier among the distinct ones
+            if len(muls) > 1:
+                m.d.comb += which.eq(Array(Const(muls.index(mul), len(which)) for mul, _ in self.rates)[rate])
             if self.dsp:
-                mul_sel = Signal(range(max(mul for mul, _ in self.rates) + 1))
-                per_rate(lambda k, mul, shift: [mul_sel.eq(mul)])
-                m.d.comb += product.eq(mag * mul_sel)
+                m.d.comb += product.eq(mag * (Array(Const(mul, 8) for mul in muls)[which] if len(muls) > 1
+                                              else muls[0]))
             else:
-                products = {mul: mul_const(mag, mul, w["q_bits"]) for mul in dict.fromkeys(mul for mul, _ in self.rates)}
-                per_rate(lambda k, mul, shift: [product.eq(products[mul])])
-            # the shift: min(LR_SHIFT + e d, 31) + diag, kept as an offset above the smallest one
-            sh_min = min(shift for _, shift in self.rates)
-            sh_top = max_learn_shift(f) + 1                  # diagonal included
-            sh = Signal(range(sh_top + 1))
-
-            def shift_of(k, mul, shift):
-                if not self.decay_shift:
-                    return [sh.eq(shift + diag)]
-                grown = Signal(range(shift + DECAY_STEPS_MAX * self.decay_shift + 1), name=f"grown{k}")
-                m.d.comb += grown.eq(shift + self.decay * self.decay_shift)
-                return [sh.eq(Mux(grown > LR_SHIFT_MAX, LR_SHIFT_MAX, grown) + diag)]
-            per_rate(shift_of)
+                products = []
+                for k, mul in enumerate(muls):
+                    p_k = Signal(w["q_bits"], name=f"product{k}")
+                    m.d.comb += p_k.eq(mul_const(mag, mul, w["q_bits"]))
+                    products.append(p_k)
+                m.d.comb += product.eq(Array(products)[which] if len(muls) > 1 else products[0])
+            # the shift, kept as an offset above the smallest one
+            sh_min, sh_top = shift_range(f)
+            sh = learn_shift(m, f, rate, diag, self.decay if self.decay_shift else None, "sh")
             off = Signal(range(sh_top - sh_min + 1))         # sh - sh_min
             with m.If(self.scale):
                 m.d.sync += [q.eq(product), off.eq(sh - sh_min)]
-            if mode == "truncate":
-                add = Const(0, 1)
-            elif mode == "nearest":
-                add = Const(1 << (sh_min - 1), sh_top) << off           # 2^(sh - 1)
+            span = sh_top - sh_min + 1
+            if mode == "stochastic":                         # rho: the draw's top sh bits (align_draw)
+                m.d.comb += total.eq(q + self.rho)
+                n = _clamped_shift(m, total, sh_min, off, span, f.max_pulses)
             else:
-                # rho_bits - sh: rho holds the top sh_top bits (from reset: sh = sh_min, as off says)
-                drop = Signal(range(sh_top - sh_min + 1), init=sh_top - sh_min)
-                with m.If(self.scale):
-                    m.d.sync += drop.eq(sh_top - sh)
-                add = self.rho >> drop
-            m.d.comb += [total.eq(q + add), pulses.eq((total >> sh_min) >> off)]
-            internals = {"rate": rate, "off": off, **({"drop": drop} if mode == "stochastic" else {})}
+                n = _clamped_shift(m, q, sh_min, off, span, f.max_pulses)
+                if mode == "nearest":                        # + the bit below sh: (q + 2^(sh-1)) >> sh
+                    q_padded = Cat(q, Const(0, span))
+                    half = Array(q_padded[sh_min - 1 + o] for o in range(span))[off]
+                    more = Signal(len(n) + 1)
+                    m.d.comb += more.eq(n + half)
+                    n = Mux(more > f.max_pulses, f.max_pulses, more)
+            m.d.comb += pulses.eq(n)
+            internals = {"rate": rate, "off": off}
         with m.If(self.round):
             m.d.sync += [self.n_mag.eq(Mux(pulses > f.max_pulses, f.max_pulses, pulses)), self.neg.eq(neg)]
         formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q, **internals)

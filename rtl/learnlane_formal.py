@@ -25,7 +25,8 @@ from memprop.model.config import Config
 from memprop.model.numerics import LR_SHIFT_MAX
 
 from .formal import Properties, attach, past
-from .learnlane import CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser, learn_widths
+from .learnlane import (CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser, align_draw,
+                        learn_widths)
 from .learnplan import c2c_thresholds, max_learn_shift, rate_table
 from .schedule import formats
 
@@ -106,7 +107,7 @@ class LearnLaneProof(Elaboratable):
         q = Quantiser(f, dsp=learn_lanes <= 2)      # as the Learner builds it: x LR_MUL in a DSP when narrow
         m.submodules.quant = q
         rated, decaying = len(rates) > 1, bool(f.decay_shift)
-        ports = [q.load, q.scale, q.round, q.corr, q.diag, q.rho]
+        ports = [q.load, q.scale, q.round, q.corr, q.diag]
         ports += [q.rate] if rated else []
         ports += [q.decay] if decaying else []          # any decay count the register can hold
         for port in ports:
@@ -139,12 +140,21 @@ class LearnLaneProof(Elaboratable):
             with m.If(q.scale & (s_rate == k)):
                 m.d.sync += [s_q.eq(Mux(s_c < 0, -s_c, s_c) * mul),
                              s_sh.eq(Mux(grown > LR_SHIFT_MAX, LR_SHIFT_MAX, grown) + s_diag)]
+        # the lane's 32-bit draw, as the Learner hands it over: its top rho_bits (one rate, no decay),
+        # or its top sh bits aligned where the draws arrive (align_draw, with the lane's shift)
+        draw = Signal(32, name="env_q_draw")
+        m.d.comb += draw.eq(AnySeq(32))
+        if Quantiser.constant_for(f):
+            m.d.comb += q.rho.eq(draw >> (32 - len(q.rho)))
+        else:
+            drop = Signal(range(sh_top - sh_min + 1), name="env_q_drop")
+            m.d.comb += [drop.eq(sh_top - s_sh), q.rho.eq(align_draw(f, draw, drop))]
         # the rounding and the shift for every value the shift can take, each a constant shift
-        n_ref = Signal(len(s_q) + 1, name="ref_q_pulses")
+        n_ref = Signal(len(s_q) + 33, name="ref_q_pulses")
         for sh in range(sh_min, sh_top + 1):
             add = {"truncate": 0, "nearest": 1 << (sh - 1)}.get(mode)
-            if add is None:                  # stochastic: the top sh of the draw's rho_bits = sh_top bits
-                add = q.rho >> (sh_top - sh)
+            if add is None:                  # stochastic: the top sh bits of the draw
+                add = draw >> (32 - sh)
             with m.If(s_sh == sh):
                 m.d.comb += n_ref.eq((s_q + add) >> sh)
         expect_mag = Signal(len(q.n_mag), name="ref_q_n_mag")
@@ -166,8 +176,6 @@ class LearnLaneProof(Elaboratable):
                 held &= (i.rate == s_rate) & (i.off == s_sh - sh_min) & (s_sh >= sh_min) & (s_sh <= sh_top)
             else:                            # constants: the shift follows the diagonal flag until a load
                 held &= loaded | (s_sh == rates[0][1] + s_diag)
-            if hasattr(i, "drop"):
-                held &= i.drop == sh_top - s_sh
             props.check(m_q, "learner.quantiser_registers", held,
                         "lemma: the quantiser's registers hold |C|, its sign, the diagonal flag, |C| LR_MUL and "
                         "(per-layer rates, decay) the rate and the shift", lemma=True)

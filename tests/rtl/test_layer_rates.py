@@ -92,3 +92,23 @@ def test_the_case_tells_the_layers_apart():
         if decay_steps:
             undecayed = expected(Case(cfg, seed, case.params, case.drive, case.target, 0)).params
             assert np.any(undecayed.codes_w != right.codes_w)
+
+
+def test_one_rate_and_no_decay_build_the_constant_learner():
+    """Without per-layer rates or decay the learner is what it was: constants, no decay port or register."""
+    from memprop.model.config import Config
+    from memprop.rtl.learn import Learner
+    from memprop.rtl.learnlane import Quantiser
+
+    plain = Config.for_algorithm("eqprop", numerics="fixed", network={"n": 8}, device={"preset": "linear-64"})
+    same = small_classifier()[0].replace(train={"layer_lr": (0.1, 0.1), "lr_decay": 1.0})
+    for cfg in (plain, same):
+        fmt = Formats(cfg)
+        assert Quantiser.constant_for(fmt) and len(LearnPlan(cfg).rates) == 1
+        learner = Learner(cfg, hm.Layout(fmt))
+        assert "decay" not in learner.signature.members
+        learner._MustUse__silence = True
+    decaying = small_classifier()[0]
+    learner = Learner(decaying, hm.Layout(Formats(decaying)))
+    assert "decay" in learner.signature.members
+    learner._MustUse__silence = True

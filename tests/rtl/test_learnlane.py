@@ -247,11 +247,12 @@ def test_quantiser_follows_per_layer_rates_and_decay(fixed_, layer_lr, lr_decay,
     s = r.integers(0, 150, k)
     t = int(r.integers(0, 1000))
     want = np.zeros(k, dtype=np.int64)
+    rho = np.zeros(k, dtype=np.int64)          # the draw's top sh bits: the learner aligns them (align_draw)
+    draws = rng.rand(cfg.train.seed, t, s, 0).astype(np.int64)
     for i in range(k):
         mul, shift = fmt.learn_shifts(np.array([layer_of_rate[rate[i]]]), int(decay[i]))
         want[i] = fixed.quantise(fmt, C[i:i + 1], shift + diag[i], t, s[i:i + 1], mul)[0]
-    rho_bits = learn_widths(fmt)["rho_bits"]
-    rho = rng.rand(cfg.train.seed, t, s, 0).astype(np.int64) >> (32 - rho_bits)
+        rho[i] = draws[i] >> (32 - int(shift[0] + diag[i]))
     dut = Quantiser(fmt, dsp=dsp)
     got = []
 
