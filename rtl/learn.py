@@ -237,8 +237,9 @@ class Learner(wiring.Component):
         # copy with col >= row, the clamped column otherwise), a bias at the layer below its unit
         rated = len(plan.rates) > 1
         if rated:
-            d_rate = [_unit_runs(m, Mux(d_col[lane] >= d_row[lane], d_row[lane], d_col[lane]),
-                                 plan.unit_rates["synapse"], f"drate{lane}") for lane in range(W)]
+            table = plan.unit_rates["synapse"]
+            d_rate = [Mux(d_col[lane] >= d_row[lane], _unit_runs(m, d_row[lane], table, f"drate_row{lane}"),
+                          _unit_runs(m, d_col[lane], table, f"drate_col{lane}")) for lane in range(W)]
             b_rate = [_unit_runs(m, bias_next + lane, plan.unit_rates["bias"], f"brate{lane}") for lane in range(W)]
 
         # the request register and the issue loop
