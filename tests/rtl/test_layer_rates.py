@@ -112,3 +112,28 @@ def test_one_rate_and_no_decay_build_the_constant_learner():
     learner = Learner(decaying, hm.Layout(Formats(decaying)))
     assert "decay" in learner.signature.members
     learner._MustUse__silence = True
+
+
+def test_driver_writes_the_decay_only_where_the_engine_has_it():
+    import asyncio
+
+    import pytest
+
+    class Recorder:
+        def __init__(self):
+            self.writes = []
+
+        async def write(self, addr, data):
+            self.writes.append((addr, data))
+
+        async def read(self, addr):
+            return 0
+
+    decaying = small_classifier()[0]
+    constant = decaying.replace(train={"lr_decay": 1.0})
+    for cfg, steps, want in ((decaying, 2, [2]), (decaying, 40, [hm.DECAY_STEPS_MAX]), (constant, 2, [])):
+        bus = Recorder()
+        asyncio.run(EngineDriver(hm.Layout(Formats(cfg)), bus).set_decay(steps))
+        assert bus.writes == [(hm.address(hm.REG, hm.R_DECAY), v) for v in want]
+    with pytest.raises(ValueError, match="decay_steps"):
+        asyncio.run(EngineDriver(hm.Layout(Formats(decaying)), Recorder()).set_decay(-1))
