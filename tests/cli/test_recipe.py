@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from memprop.cli import main
 from memprop.model import weights
-from memprop.recipe import FLIPS, RECIPE, STEPS, TARGET_GAP, recipe_config
+from memprop.recipe import FLIPS, RECIPE, STEPS, TARGET_GAP, VARIANTS, recipe_config
 
 
 def test_recipe_quick_writes_the_ablation(tmp_path):
@@ -17,7 +17,9 @@ def test_recipe_quick_writes_the_ablation(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "recipe.json").read_text())
     rows = report["ablation"]
-    assert [r["step"] for r in rows if r["numerics"] == "float"] == list(range(1, len(STEPS) + 1))
+    assert [r["step"] for r in rows if r["numerics"] == "float"] == [*range(1, len(STEPS) + 1),
+                                                                     *range(-1, -len(VARIANTS) - 1, -1)]
+    assert [r["variant"] for r in rows] == [r["step"] < 0 for r in rows]
     fixed = [r for r in rows if r["numerics"] == "fixed"]
     assert len(fixed) == 1 and fixed[0]["step"] == len(STEPS)
     for row in rows:
@@ -31,7 +33,9 @@ def test_recipe_quick_writes_the_ablation(tmp_path):
     text = (tmp_path / "recipe.md").read_text()
     assert "| ingredients (cumulative) |" in text and "(the recipe)" in text
     assert text.count("\n|") >= len(rows) + 2
-    assert [r["epochs"] for r in rows] == [3] * (len(STEPS) - 1) + [6, 6]     # the recipe trains twice as long
+    # the recipe (float, fixed) and the alternatives train twice as long
+    assert [r["epochs"] for r in rows] == [3] * (len(STEPS) - 1) + [6, 6] + [6] * len(VARIANTS)
+    assert "alternative: round 1's recipe" in text
     # a second run taking every network over from the first gives the same report
     again = CliRunner().invoke(main, ["recipe", "--quick", "--jobs", "2", "--out", str(tmp_path / "again"),
                                       "--reuse", str(tmp_path / "recipe.json")])
@@ -45,10 +49,9 @@ def test_recipe_quick_writes_the_ablation(tmp_path):
 def test_the_recipe_is_hardware_ready():
     """Fixed point (ideal device) accepts it, and it needs no new topology: the engine runs it as is."""
     cfg = recipe_config(100, numerics="fixed")
-    assert cfg.numerics == "fixed" and cfg.network.n == 100 + RECIPE["hidden"]
-    assert cfg.network.input_gain == 0.25 and cfg.train.train_flip == 0.25 and cfg.train.lr == 0.005
-    assert cfg.train.epochs == 600
-    assert RECIPE["hidden"] == 0
+    assert cfg.numerics == "fixed" and cfg.network.n == 100 + RECIPE["hidden"] and cfg.network.hidden == 16
+    assert cfg.network.input_gain == 0.5 and cfg.train.train_flip == 0.25 and cfg.train.lr == 0.005
+    assert cfg.train.epochs == 600 and cfg.train.max_step == 0.0025
 
 
 def test_train_with_the_recipe_and_a_seed_initial_state(tmp_path):
@@ -57,7 +60,8 @@ def test_train_with_the_recipe_and_a_seed_initial_state(tmp_path):
                                        "generated:1", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     params, cfg, _ = weights.load(out)
-    assert cfg.network.input_gain == 0.25 and cfg.train.train_flip == 0.25 and cfg.train.epochs == 1
+    assert cfg.network.hidden == 16 and cfg.network.n == 116 and cfg.train.train_flip == 0.25
+    assert cfg.train.epochs == 1
     result = CliRunner().invoke(main, ["eval", "--weights", str(out), "--patterns", "generated:1", "--flip", "0.2",
                                        "--trials", "5", "--json"])
     assert result.exit_code == 0, result.output
