@@ -19,7 +19,6 @@ from memprop.model.tasks import load_task
 
 def run_classification_demo(out: Path, board: str, quick: bool, simulator: str = "verilator") -> dict:
     from memprop.boards.build import get_board
-    from memprop.sim.classify import engine_config
     from memprop.sim.engine import run_engine
 
     start = time.perf_counter()
@@ -45,14 +44,16 @@ def run_classification_demo(out: Path, board: str, quick: bool, simulator: str =
     table = markdown_table(["digits classifier", "test accuracy", "error rate"], rows)
     click.echo(table)
     images = 20
-    run = run_engine(engine_config(cfgs["fixed"]), [], [{"kind": "classification", "weights":
-                                                         report["fixed_weights"], "images": images}],
+    # the minibatch is the next epoch's: per-layer rates decayed `epochs` times, as the model would
+    run = run_engine(cfgs["fixed"], [], [{"kind": "classification", "weights": report["fixed_weights"],
+                                          "images": images, "decay_steps": epochs}],
                      simulator=simulator, run_name="demo-classify")
     result = run.results[0] if run.results else {}
     report["simulation"] = {"simulator": simulator, "passed": run.passed, "mismatches": len(run.mismatches),
                             "images": result.get("images"), "cycles_per_image": result.get("cycles_per_image"),
                             "minibatches": result.get("minibatches"), "cycles": run.cycles}
-    line = (f"{result.get('images')} test images + 1 training minibatch on the engine ({simulator}): "
+    line = (f"{result.get('images')} test images + 1 training minibatch (per-layer rates, decayed {epochs}x) "
+            f"on the engine ({simulator}): "
             f"{len(run.mismatches)} mismatches, {result.get('cycles_per_image', 0):.0f} cycles per image")
     click.echo(line)
     if not run.passed:

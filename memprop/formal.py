@@ -104,7 +104,8 @@ def default_proofs() -> list[Proof]:
 def default_configs() -> list[tuple[str, Config]]:
     """Small hardware configurations for the Config-dependent proofs: every topology, every
     activation, beta below, at and above 1, a device preset of each family (one with device
-    classes), every pulse rounding, small minibatches (one not a power of two), and narrow
+    classes), every pulse rounding, per-layer learning rates with their decay (layered), small
+    minibatches (one not a power of two), and narrow
     fixed-point formats (3 fractional bits) so that the multipliers stay small for the solver.
     `--config` proves one's own configuration instead."""
     from memprop.model.config import DeviceConfig
@@ -124,7 +125,8 @@ def default_configs() -> list[tuple[str, Config]]:
         ("layered-tanh", Config.for_algorithm(
             "eqprop", **fixed, network={"n": 6, "topology": "layered", "layers": [2, 2, 2], "activation": "tanh",
                                         "dynamics": "euler", "eps": 0.25},
-            train={"beta": 2.0, "batch_size": 2}, fixed={**small, "deriv_frac": 2, "rounding": "truncate"},
+            train={"beta": 2.0, "batch_size": 2, "layer_lr": (0.1, 0.03), "lr_decay": 0.25},
+            fixed={**small, "deriv_frac": 2, "rounding": "truncate"},
             device={"preset": "rram-nonlinear", **stuck}, hw={"lanes": 3})),
     ]
 

@@ -53,6 +53,16 @@ class EngineDriver:
     async def set_reg(self, r: int, value: int) -> None:
         await self.bus.write(hm.address(hm.REG, r), value & 0xFFFFFFFF)
 
+    async def set_decay(self, decay_steps: int) -> None:
+        """The learning-rate decay steps of the next LEARNs (model: `decay_steps`, the epochs done).
+
+        A Config whose rates do not decay (train.lr_decay = 1) has no such register: its rates are
+        the same at every step, so there is nothing to write."""
+        if decay_steps < 0:
+            raise ValueError(f"decay_steps must be >= 0, got {decay_steps}")
+        if self.layout.fmt.decay_shift:
+            await self.set_reg(hm.R_DECAY, min(decay_steps, hm.DECAY_STEPS_MAX))
+
     async def check_identity(self) -> None:
         """The design must be the one generated from this driver's Config."""
         lo, hi = await self.reg(hm.R_FP_LO), await self.reg(hm.R_FP_HI)
@@ -157,10 +167,11 @@ class EngineDriver:
         return results
 
     async def train_minibatch(self, drive: FixedDrive, target: FixedTarget, params_updates: int,
-                              observe=None) -> dict:
+                              observe=None, decay_steps: int = 0) -> dict:
         """The phases of model.fixed.eqprop_fixed_update, sample by sample, then LEARN.
 
-        `observe(sample, phase, step, v)`, when given, sees every relaxation step.
+        `observe(sample, phase, step, v)`, when given, sees every relaxation step. `decay_steps`
+        is the model's (epochs of learning-rate decay): written to the engine before LEARN.
         """
 
         def watch(b, phase):
@@ -168,9 +179,6 @@ class EngineDriver:
 
         tr = self.cfg.train
         batch = drive.v0.shape[0]
-        if not self.layout.fmt.uniform_lr:
-            raise EngineError("the engine's learner has one learning rate (LR_MUL, LR_SHIFT of train.lr); this "
-                              "Config sets per-layer rates (train.layer_lr): train it in the model")
         if batch > self.layout.batch:
             raise EngineError(f"minibatch of {batch} exceeds the engine's {self.layout.batch} slots")
         sign = 1
@@ -206,6 +214,7 @@ class EngineDriver:
                                       watch(b, "plus" if sign > 0 else "minus"))
             await store(nudged_set, b)
             phases["hi" if sign > 0 else "lo"].append(nudged)
+        await self.set_decay(decay_steps)
         learn_cycles = await self.run(hm.OP_LEARN)
         phases["learn_cycles"] = learn_cycles
         return phases

@@ -8,7 +8,8 @@ the initial state, inputs, targets and device codes over the bus, then issues co
   STEP(sign)        one relaxation step (the host compares every step with the model)
   STORE(set, slot)  keep the current state as a fixed point of the minibatch
   RESTORE(set,slot) bring a stored fixed point back as the current state
-  LEARN             program every device from the stored fixed points (numerics.md, sec. 5)
+  LEARN             program every device from the stored fixed points (numerics.md, sec. 5), each
+                    synapse at its weight layer's rate, decayed by the R_DECAY register's steps
   CHECKSUM(bank)    CRC-32 of a bank's codes, biases, t and seed (checksum.py) -> R_CHECKSUM
   BEGIN_LOAD        host writes of codes, biases, t and seed go to the shadow bank ...
   COMMIT            ... until COMMIT makes it the active one (a load takes effect whole)
@@ -275,6 +276,13 @@ class Engine(wiring.Component):
                     m.d.sync += live.eq(bus.wdata)
         with m.If(ctrl.learned):
             m.d.sync += updates.eq(updates + 1)
+        # the learning-rate decay steps (a decaying Config only): saturated, so a host that counts
+        # epochs past the point where every rate has stopped decaying still gets the model's rates
+        self._decay = None
+        if f.decay_shift:
+            self._decay = decay = Signal(hm.DECAY_BITS)
+            with m.If(host_write & (region == hm.REG) & (offset == hm.R_DECAY)):
+                m.d.sync += decay.eq(Mux(bus.wdata > hm.DECAY_STEPS_MAX, hm.DECAY_STEPS_MAX, bus.wdata))
 
         # STATE writes land in both halves (two cycles): the host sets the initial state once
         pending, p_unit, p_value = Signal(), Signal(nb), Signal(signed(f.state_bits))
@@ -336,6 +344,8 @@ class Engine(wiring.Component):
             hm.R_DESIGN_HI: Const(int(hm.design_id(cfg), 16) >> 32, 32),
             hm.R_COMMANDS: ctrl.commands, hm.R_CHECKSUM: self._checksum_result,
         }
+        if self._decay is not None:
+            registers[hm.R_DECAY] = self._decay
         with m.Switch(rd_region):
             with m.Case(hm.REG):
                 with m.Switch(rd_offset):
@@ -413,6 +423,8 @@ class Engine(wiring.Component):
                      learner.stored.valid.eq(ctrl.store_write), learner.stored.set.eq(ctrl.set),
                      learner.stored.slot.eq(ctrl.slot), learner.stored.unit.eq(ctrl.item),
                      learner.stored.value.eq(state.rd_data)]
+        if self._decay is not None:
+            m.d.comb += learner.decay.eq(self._decay)
         host_fp, offset, wdata = self._host_fixpoint
         nb, sb = self.layout.n_bits, self.layout.slot_bits
         with m.If(host_fp):

@@ -40,6 +40,12 @@ R_DESIGN_LO = 10  # design id (design_id(cfg)): the whole Config the design was 
 R_DESIGN_HI = 11
 R_COMMANDS = 12  # commands accepted since reset (mod 2^32): a host that lost a reply asks it
 R_CHECKSUM = 13  # result of the last CHECKSUM command
+R_DECAY = 14     # learning-rate decay steps e (epochs), a Config with train.lr_decay < 1 only; reads min(e, 31)
+
+#: R_DECAY saturates here: every LR_SHIFT_l >= 1 and the decay adds >= 1 shift a step, so from
+#: 31 steps on every rate's shift is at LR_SHIFT_MAX = 31 (docs/numerics.md, section 5).
+DECAY_STEPS_MAX = 31
+DECAY_BITS = 5
 
 # commands: opcode | sign << 4 | set << 6 | slot << 8
 OP_RELAX, OP_STORE, OP_RESTORE, OP_LEARN, OP_STEP = 1, 2, 3, 4, 5
@@ -164,5 +170,11 @@ def design_id(cfg) -> str:
     a board's Config by this id."""
     what = cfg.model_dump(include={"numerics", "network", "fixed", "device", "hw"})
     what["train"] = {k: getattr(cfg.train, k) for k in DESIGN_TRAIN_FIELDS}
+    # per-layer rates and their decay make another learner; named only when set, so that the
+    # designs without them keep their ids
+    if cfg.train.layer_lr:
+        what["train"]["layer_lr"] = list(cfg.train.layer_lr)
+    if cfg.train.lr_decay != 1.0:
+        what["train"]["lr_decay"] = cfg.train.lr_decay
     blob = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -5,13 +5,15 @@ the biases W at a time. Four stages work on four consecutive groups in lock step
 ends when all four are done, and every group moves one stage on:
 
   A  walk and draw   walks the synapse stream, skips groups that hold only mirror copies,
-                     latches the next group and requests its Threefry calls (the rounding draw
+                     latches the next group (with each lane's learning rate: its weight layer's
+                     entry of the rate table) and requests its Threefry calls (the rounding draw
                      and every pulse's noise), one per cycle, tagged with (buffer, lane, call)
   B  correlate       2B cycles: each lane multiplies its column's stored activation (its own
                      copy of the HI and LO fixed points, written at STORE) by the row's (from
                      the central fixed-point memory) and sums over the minibatch
-  C  program         quantises every lane (draws from the tagged buffer), reads the device
-                     codes and applies the pulses, all lanes in parallel, two cycles a round
+  C  program         quantises every lane at its rate, decayed by the `decay` steps (draws
+                     from the tagged buffer), reads the device codes and applies the pulses,
+                     all lanes in parallel, two cycles a round
   D  write           writes the programmed primary copies (one word write) and then each
                      copy's mirror, one per cycle (mirror base table + row)
 
@@ -31,7 +33,8 @@ from memprop.model.config import Config
 
 from . import hostmap as hm
 from .ports import LearnerPort
-from .learnlane import CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser, learn_widths, mul_const
+from .learnlane import (CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser, align_draw,
+                        learn_shift, learn_widths, mul_const, shift_range)
 from .learnplan import LearnPlan
 from .schedule import ceil_log2
 from .threefry import Threefry2x32, Threefry2x32Pipeline, call_request
@@ -53,11 +56,24 @@ def _lowest(mask: Signal, width: int, m: Module, name: str):
     return index, mask.any()
 
 
+def _unit_runs(m: Module, unit, table, name: str) -> Signal:
+    """table[unit] for a table that is constant over runs of units: one comparison with a constant
+    per run boundary, no memory (units past the table's end read its last value)."""
+    out = Signal(range(max(int(max(table)) + 1, 2)), name=name)
+    m.d.comb += out.eq(int(table[0]))
+    for u in range(1, len(table)):
+        if table[u] != table[u - 1]:
+            with m.If(unit >= u):
+                m.d.comb += out.eq(int(table[u]))
+    return out
+
+
 class _Group:
     """The registers that describe one group in one stage."""
 
     def __init__(self, plan: LearnPlan, name: str, word_bits: int):
         W, n_bits = plan.width, plan.n_bits
+        rate_bits = ceil_log2(len(plan.rates))
         self.valid = Signal(name=f"{name}_valid")
         self.word = Signal(word_bits, name=f"{name}_word")
         self.part = Signal(range(max(plan.parts, 2)), name=f"{name}_part")
@@ -69,10 +85,12 @@ class _Group:
         self.diag = Signal(W, name=f"{name}_diag")
         self.rsel = Signal(W, name=f"{name}_rsel")
         self.col = [Signal(n_bits + 1, name=f"{name}_col{lane}") for lane in range(W)]
+        # per-layer rates: each lane's index into the rate table (none with one rate)
+        self.rate = [Signal(rate_bits, name=f"{name}_rate{lane}") for lane in range(W)] if rate_bits else []
 
     def fields(self):
         return [self.valid, self.word, self.part, self.bias, self.buf, self.r0, self.prim, self.mir, self.diag,
-                self.rsel, *self.col]
+                self.rsel, *self.col, *self.rate]
 
     def eq(self, other: "_Group"):
         return [a.eq(b) for a, b in zip(self.fields(), other.fields())]
@@ -139,8 +157,13 @@ class Learner(wiring.Component):
         # -- random numbers -------------------------------------------------------------------------
         tag_lane_bits = max(ceil_log2(W), 1)
         tag_call_bits = max(ceil_log2(max(K, 1)), 1)
+        # per-layer rates or decay, stochastic rounding: the rounding call also carries its lane's
+        # sh_top - sh, so that its draw is aligned once, where it arrives (learnlane.align_draw)
+        sh_min, sh_top = shift_range(f)
+        aligned_draws = plan.stochastic and not Quantiser.constant_for(f)
+        tag_drop_bits = ceil_log2(sh_top - sh_min + 1) if aligned_draws else 0
         if K:
-            tag_bits = 2 + tag_lane_bits + tag_call_bits
+            tag_bits = 2 + tag_lane_bits + tag_call_bits + tag_drop_bits
             if plan.rng == "pipelined":
                 m.submodules.rng = rng = Threefry2x32Pipeline(tag_bits=tag_bits, static_key=True)
             else:
@@ -198,23 +221,33 @@ class Learner(wiring.Component):
                         m.d.comb += [d_valid[lane].eq(entry.valid), d_last[lane].eq(entry.last),
                                      d_col[lane].eq(entry.col)]
         d_rsel, d_prim, d_mir, d_diag = Signal(W), Signal(W), Signal(W), Signal(W)
+        d_row = []
         for lane in range(W):
             rsel = d_last[:lane].any() if lane else Const(0, 1)
             row = Signal(n_bits + 1, name=f"drow{lane}")
             m.d.comb += [d_rsel[lane].eq(rsel), row.eq(ra + rsel)]
+            d_row.append(row)
             m.d.comb += [
                 d_prim[lane].eq(d_valid[lane] & ((d_col[lane] >= row) | (d_col[lane] < first_row))),
                 d_mir[lane].eq(d_valid[lane] & (d_col[lane] > row)),
                 d_diag[lane].eq(d_valid[lane] & (d_col[lane] == row)),
             ]
         d_ends = d_last.any()
+        # per-layer rates: a synapse learns at its lower unit's weight layer (the row for a primary
+        # copy with col >= row, the clamped column otherwise), a bias at the layer below its unit
+        rated = len(plan.rates) > 1
+        if rated:
+            table = plan.unit_rates["synapse"]
+            d_rate = [Mux(d_col[lane] >= d_row[lane], _unit_runs(m, d_row[lane], table, f"drate_row{lane}"),
+                          _unit_runs(m, d_col[lane], table, f"drate_col{lane}")) for lane in range(W)]
+            b_rate = [_unit_runs(m, bias_next + lane, plan.unit_rates["bias"], f"brate{lane}") for lane in range(W)]
 
         # the request register and the issue loop
         req_valid = Signal()
         s_bits = (N * N + N).bit_length()        # synapse indices s < N N + N
         req_s = Signal(s_bits)
         req_k = Signal(5)
-        req_tag = Signal(2 + tag_lane_bits + tag_call_bits)
+        req_tag = Signal(2 + tag_lane_bits + tag_call_bits + tag_drop_bits)
         accept = Signal()
         if K:
             m.d.comb += [rng.i.valid.eq(req_valid), accept.eq(req_valid & rng.i.ready),
@@ -231,6 +264,17 @@ class Learner(wiring.Component):
             for lane in range(W):
                 with m.Case(lane):
                     m.d.comb += [sel_col.eq(ga.col[lane]), sel_rsel.eq(ga.rsel[lane])]
+        if aligned_draws:                          # the selected lane's shift, as its quantiser will have it
+            sel_rate, sel_diag = Signal(range(len(plan.rates))), Signal()
+            with m.Switch(sel):
+                for lane in range(W):
+                    with m.Case(lane):
+                        m.d.comb += [sel_diag.eq(ga.diag[lane])]
+                        if rated:
+                            m.d.comb += sel_rate.eq(ga.rate[lane])
+            sel_sh = learn_shift(m, f, sel_rate, sel_diag, self.decay if f.decay_shift else None, "a_sh")
+            sel_drop = Signal(tag_drop_bits)
+            m.d.comb += sel_drop.eq(sh_top - sel_sh)
         sel_row = Signal(n_bits + 1)
         m.d.comb += sel_row.eq(ga.r0 + sel_rsel)
         s_val = Signal(s_bits)
@@ -256,6 +300,8 @@ class Learner(wiring.Component):
                         for lane in range(W):
                             unit = bias_next + lane
                             m.d.sync += [ga.col[lane].eq(Mux(unit < end_row, unit, 0)), ga.prim[lane].eq(unit < end_row)]
+                            if rated:
+                                m.d.sync += ga.rate[lane].eq(b_rate[lane])
                         m.d.sync += bias_next.eq(bias_next + W)
                         with m.If(bias_next + W >= end_row):
                             m.d.sync += exhausted.eq(1)
@@ -277,6 +323,8 @@ class Learner(wiring.Component):
                                          ga.diag.eq(d_diag), ga.rsel.eq(d_rsel), a_rowN.eq(rowN),
                                          remaining.eq(d_prim), kk.eq(0)]
                             m.d.sync += [ga.col[lane].eq(d_col[lane]) for lane in range(W)]
+                            if rated:
+                                m.d.sync += [ga.rate[lane].eq(d_rate[lane]) for lane in range(W)]
                             for b in range(3):
                                 with m.If(buf_a == b):
                                     m.d.sync += [issued[b].eq(0), recv[b].eq(0)]
@@ -286,7 +334,8 @@ class Learner(wiring.Component):
                     with m.If(can_load):
                         m.d.sync += [req_valid.eq(1), req_s.eq(s_val), req_k.eq(first_call + kk),
                                      req_tag.eq(Cat(ga.buf, sel[:tag_lane_bits] if W > 1 else Const(0, 1),
-                                                    kk[:tag_call_bits] if K > 1 else Const(0, 1)))]
+                                                    kk[:tag_call_bits] if K > 1 else Const(0, 1),
+                                                    *([sel_drop] if aligned_draws else [])))]
                         for b in range(3):
                             with m.If(ga.buf == b):
                                 m.d.sync += issued[b].eq(issued[b] + 1)
@@ -302,12 +351,20 @@ class Learner(wiring.Component):
                 with m.If(slot_end):
                     m.next = "SCAN"
 
-        # results: rounding draw (top LR_SHIFT + 1 bits of x0) or a pulse's noise (bits 31..15 of x0, x1)
+        # results: rounding draw (top LR_SHIFT + 1 bits of x0, or with per-layer rates or decay its top
+        # sh bits, aligned) or a pulse's noise (bits 31..15 of x0, x1)
         if K:
             out = rng.o.payload
             t_buf = out.tag[:2]
             t_lane = out.tag[2:2 + tag_lane_bits]
-            t_call = out.tag[2 + tag_lane_bits:]
+            t_call = out.tag[2 + tag_lane_bits:2 + tag_lane_bits + tag_call_bits]
+            t_drop = out.tag[2 + tag_lane_bits + tag_call_bits:] if aligned_draws else None
+            if plan.stochastic:
+                if aligned_draws:
+                    rho_in = Signal(wd["rho_bits"])
+                    m.d.comb += rho_in.eq(align_draw(f, out.x0, t_drop))
+                else:
+                    rho_in = out.x0 >> (32 - wd["rho_bits"])
             with m.If(rng.o.valid):
                 for b in range(3):
                     with m.If(t_buf == b):
@@ -317,7 +374,7 @@ class Learner(wiring.Component):
                         for b in range(3):
                             for lane in range(W):
                                 with m.If((t_buf == b) & (t_lane == lane)):
-                                    m.d.sync += rho[b][lane].eq(out.x0 >> (32 - wd["rho_bits"]))
+                                    m.d.sync += rho[b][lane].eq(rho_in)
             if noisy:
                 pulse_index = t_call - int(plan.stochastic)
                 m.d.comb += [noise_wr.addr.eq(t_buf * P_max + pulse_index),
@@ -415,6 +472,10 @@ class Learner(wiring.Component):
                          qz.scale.eq(gc.valid & (cyc == 0)), qz.round.eq(c_round), qz.rho.eq(rho_lane),
                          pl.n_mag.eq(qz.n_mag), pl.neg.eq(qz.neg), pl.p.eq(p_round),
                          pl.phase_a.eq(c_phase_a), pl.phase_b.eq(c_phase_b)]
+            if rated:
+                m.d.comb += qz.rate.eq(gb.rate[lane])          # latched with C at load
+            if f.decay_shift:
+                m.d.comb += qz.decay.eq(self.decay)
             if noisy:
                 m.d.comb += pl.noise.eq(noise_rd.data.word_select(lane, 2 * NOISE_BITS))
             # entries: stream codes arrive in cycle 1; bias lane l's code in cycle l + 1

@@ -7,21 +7,23 @@ them. Their arithmetic is docs/numerics.md section 5, with the widths of `Format
 * `CorrelatorLane`: C = sum over the minibatch of a_i a_j (HI set) minus a_i a_j (LO set);
   for a bias C = sum (a_i^HI - a_i^LO) << fa. One product per cycle.
 * `Quantiser`: the pulse count n from C: |C| * LR_MUL (shifts and adds, no multiplier), the
-  configured rounding with the lane's draw, the shift (one more on the diagonal), +-P_max.
+  configured rounding with the lane's draw, the shift (one more on the diagonal), +-P_max;
+  LR_MUL and LR_SHIFT of the synapse's weight layer, the shift grown by the rate's decay.
 * `PulseLane`: the pulses of one synapse or bias, one round per two cycles: potentiate-first
   device choice, the UP/DOWN table read (a synchronous ROM port outside the lane, shared
   between two lanes), c2c noise with the threshold of the device's class.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.hdl import Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from memprop.model.numerics import Formats, bitlen_signed
+from memprop.model.numerics import LR_SHIFT_MAX, Formats, bitlen_signed
 
 from . import formal
-from .learnplan import c2c_thresholds
+from .hostmap import DECAY_BITS, DECAY_STEPS_MAX
+from .learnplan import c2c_thresholds, max_learn_shift, rate_table
 from .schedule import ceil_log2
 
 #: CorrelatorLane: cycles from operands at the inputs to their product in the sum (input
@@ -61,14 +63,63 @@ def learn_widths(fmt: Formats) -> dict:
     """Widths shared by the lanes and the learner."""
     a_bits = bitlen_signed(max(fmt.a_max, 1 << fmt.fa))
     corr_bits = bitlen_signed(fmt.corr_bound)
-    mul, shift = fmt.lr_fixed
+    mul_bits = max(mul.bit_length() for mul, _ in rate_table(fmt))
     tables = fmt.device
     code_bits = max(ceil_log2(tables.levels), 1)
     class_bits = ceil_log2(tables.classes)
-    return {"a_bits": a_bits, "corr_bits": corr_bits, "q_bits": corr_bits + mul.bit_length(),
-            "rho_bits": shift + 1, "n_bits": max(fmt.max_pulses.bit_length(), 1),
+    return {"a_bits": a_bits, "corr_bits": corr_bits, "q_bits": corr_bits + mul_bits,
+            "rho_bits": max_learn_shift(fmt) + 1, "n_bits": max(fmt.max_pulses.bit_length(), 1),
             "code_bits": code_bits, "class_bits": class_bits, "devices": tables.devices,
             "entry_bits": tables.devices * (code_bits + class_bits)}
+
+
+def shift_range(fmt: Formats) -> tuple[int, int]:
+    """(smallest, largest) pulse shift sh of any synapse: LR_SHIFT of the rate table, up to the
+    decayed cap, +1 on the diagonal."""
+    return min(shift for _, shift in rate_table(fmt)), max_learn_shift(fmt) + 1
+
+
+def learn_shift(m: Module, fmt: Formats, rate, diag, decay, name: str) -> Signal:
+    """sh = min(LR_SHIFT_rate + e d, LR_SHIFT_MAX) + diag (docs/numerics.md section 5) for rate-table
+    index `rate`, the diagonal flag and `decay` = e (None without decay; d = Formats.decay_shift)."""
+    rates = rate_table(fmt)
+    sh = Signal(range(shift_range(fmt)[1] + 1), name=name)
+    shifts = []
+    for k, (_, shift) in enumerate(rates):
+        if decay is None:
+            shifts.append(Const(shift, len(sh)))
+            continue
+        grown = Signal(range(shift + DECAY_STEPS_MAX * fmt.decay_shift + 1), name=f"{name}_grown{k}")
+        m.d.comb += grown.eq(shift + decay * fmt.decay_shift)
+        shifts.append(Mux(grown > LR_SHIFT_MAX, LR_SHIFT_MAX, grown))
+    m.d.comb += sh.eq((Array(shifts)[rate] if len(shifts) > 1 else shifts[0]) + diag)
+    return sh
+
+
+def _clamped_shift(m: Module, value: Value, sh_min: int, off: Signal, span: int, p_max: int) -> Signal:
+    """min(value >> (sh_min + off), p_max) for off < span: the few low bits of the shifted value
+    and whether anything lies above them, each a span:1 multiplexer (not a full barrel shifter)."""
+    bits = max(p_max.bit_length(), 1)
+    window = Value.cast(value)[sh_min:]
+    padded = Cat(window, Const(0, span + bits))
+    low = Signal(bits, name="shifted_low")
+    m.d.comb += low.eq(Array(padded[o:o + bits] for o in range(span))[off])
+    # any bit at or above position i of the window: one OR chain from the top, shared by every off
+    suffix = [Const(0, 1)] * (len(padded) + 1)
+    for i in reversed(range(len(window))):
+        suffix[i] = window[i] | suffix[i + 1]
+    above = [suffix[o + bits] for o in range(span)]
+    over = Signal(name="shifted_over")
+    m.d.comb += over.eq(Array(above)[off] | (low > p_max))
+    out = Signal(bits, name="shifted")
+    m.d.comb += out.eq(Mux(over, p_max, low))
+    return out
+
+
+def align_draw(fmt: Formats, x0, drop) -> Value:
+    """The top sh bits of a 32-bit draw, right-aligned (the stochastic rounding offset of a synapse
+    of shift sh), for drop = sh_top - sh: one shifter for all lanes, where the draws arrive."""
+    return (x0 >> (32 - shift_range(fmt)[1])) >> drop
 
 
 class CorrelatorLane(wiring.Component):
@@ -114,10 +165,18 @@ class CorrelatorLane(wiring.Component):
 class Quantiser(wiring.Component):
     """Pulse count n = clamp(sign(C) ((|C| LR_MUL + add) >> sh), +-P_max), in three strobed steps.
 
-    `load` takes C and the diagonal flag (|C| and the sign registered), `scale` multiplies by
-    LR_MUL, `round` adds the rounding offset (nearest: half; stochastic: the top sh bits of the
-    lane's draw, given as its top LR_SHIFT + 1 bits in `rho`), shifts and clamps. The outputs
-    hold until the next `round`.
+    `load` takes C, the diagonal flag and the synapse's rate (`rate`, an index into the rate
+    table: learnplan.rate_table; only with per-layer rates) — |C| and the sign registered —,
+    `scale` multiplies by the rate's LR_MUL and fixes the shift sh = min(LR_SHIFT + e d, 31)
+    (+1 on the diagonal; e = `decay`, the host's decay steps, only when the rate decays; d =
+    Formats.decay_shift), `round` adds the rounding offset (nearest: half; stochastic: the top sh
+    bits of the lane's draw), shifts and clamps. The outputs hold until the next `round`.
+
+    With one rate and no decay every constant is wired in (x LR_MUL as shifts and adds, fixed
+    shifts) and `rho` is the draw's top LR_SHIFT + 1 bits. Otherwise the shift is a small
+    barrel shifter over the bits of q from the smallest shift up, and `rho` is the draw's top sh
+    bits, right-aligned by the learner where the draws arrive (`align_draw`, one shifter for all
+    lanes): so no lane shifts its 32-bit draw.
     """
 
     def __init__(self, fmt: Formats, *, dsp: bool = False):
@@ -125,37 +184,97 @@ class Quantiser(wiring.Component):
         self.dsp = bool(dsp)           # x LR_MUL in a DSP block (narrow learners) or shifts and adds
         w = learn_widths(fmt)
         self.widths = w
-        super().__init__({
+        self.rates = rate_table(fmt)
+        self.decay_shift = fmt.decay_shift
+        ports = {
             "load": In(1), "scale": In(1), "round": In(1),
             "corr": In(signed(w["corr_bits"])), "diag": In(1), "rho": In(unsigned(w["rho_bits"])),
             "n_mag": Out(unsigned(w["n_bits"])), "neg": Out(1),
-        })
+        }
+        if len(self.rates) > 1:
+            ports["rate"] = In(range(len(self.rates)))
+        if self.decay_shift:
+            ports["decay"] = In(DECAY_BITS)
+        super().__init__(ports)
+
+    @staticmethod
+    def constant_for(fmt: Formats) -> bool:
+        """One (LR_MUL, LR_SHIFT) for every synapse and no decay: constants only."""
+        return len(rate_table(fmt)) == 1 and not fmt.decay_shift
+
+    @property
+    def constant(self) -> bool:
+        return self.constant_for(self.fmt)
 
     def elaborate(self, platform):
         m = Module()
         w, f = self.widths, self.fmt
-        mul, shift = f.lr_fixed
         mag = Signal(w["corr_bits"])
-        neg, diag = Signal(), Signal()
+        neg, diag = Signal(), Signal(name="diag")
         with m.If(self.load):
             m.d.sync += [mag.eq(Mux(self.corr < 0, -self.corr, self.corr)), neg.eq(self.corr < 0),
                          diag.eq(self.diag)]
         q = Signal(w["q_bits"])
-        with m.If(self.scale):
-            m.d.sync += q.eq(mag * mul if self.dsp else mul_const(mag, mul, w["q_bits"]))
         mode = f.cfg.fixed.rounding
-        if mode == "truncate":
-            add = Const(0, 1)
-        elif mode == "nearest":
-            add = Mux(diag, 1 << shift, 1 << (shift - 1))
+        # q + the rounding offset (< 2^sh <= 2^rho_bits): one bit above the wider of the two
+        total = Signal(max(w["q_bits"], w["rho_bits"]) + 1)
+        pulses = Signal(len(total))
+        if self.constant:
+            mul, shift = self.rates[0]
+            with m.If(self.scale):
+                m.d.sync += q.eq(mag * mul if self.dsp else mul_const(mag, mul, w["q_bits"]))
+            if mode == "truncate":
+                add = Const(0, 1)
+            elif mode == "nearest":
+                add = Mux(diag, 1 << shift, 1 << (shift - 1))
+            else:
+                add = Mux(diag, self.rho, self.rho >> 1)     # the top sh bits of the draw
+            m.d.comb += [total.eq(q + add), pulses.eq(Mux(diag, total >> (shift + 1), total >> shift))]
+            internals = {}
         else:
-            add = Mux(diag, self.rho, self.rho >> 1)     # the top sh bits of the draw
-        total = Signal(w["q_bits"] + 1)
-        pulses = Signal(w["q_bits"] + 1)
-        m.d.comb += [total.eq(q + add), pulses.eq(Mux(diag, total >> (shift + 1), total >> shift))]
+            rate = Signal(range(len(self.rates)))
+            if len(self.rates) > 1:
+                with m.If(self.load):
+                    m.d.sync += rate.eq(self.rate)
+            # x LR_MUL of the rate: one product per distinct multiplier, chosen by the rate
+            product = Signal(w["q_bits"])
+            muls = list(dict.fromkeys(mul for mul, _ in self.rates))
+            which = Signal(range(len(muls)))                 # the rate's multiplier among the distinct ones
+            if len(muls) > 1:
+                m.d.comb += which.eq(Array(Const(muls.index(mul), len(which)) for mul, _ in self.rates)[rate])
+            if self.dsp:
+                m.d.comb += product.eq(mag * (Array(Const(mul, 8) for mul in muls)[which] if len(muls) > 1
+                                              else muls[0]))
+            else:
+                products = []
+                for k, mul in enumerate(muls):
+                    p_k = Signal(w["q_bits"], name=f"product{k}")
+                    m.d.comb += p_k.eq(mul_const(mag, mul, w["q_bits"]))
+                    products.append(p_k)
+                m.d.comb += product.eq(Array(products)[which] if len(muls) > 1 else products[0])
+            # the shift, kept as an offset above the smallest one
+            sh_min, sh_top = shift_range(f)
+            sh = learn_shift(m, f, rate, diag, self.decay if self.decay_shift else None, "sh")
+            off = Signal(range(sh_top - sh_min + 1))         # sh - sh_min
+            with m.If(self.scale):
+                m.d.sync += [q.eq(product), off.eq(sh - sh_min)]
+            span = sh_top - sh_min + 1
+            if mode == "stochastic":                         # rho: the draw's top sh bits (align_draw)
+                m.d.comb += total.eq(q + self.rho)
+                n = _clamped_shift(m, total, sh_min, off, span, f.max_pulses)
+            else:
+                n = _clamped_shift(m, q, sh_min, off, span, f.max_pulses)
+                if mode == "nearest":                        # + the bit below sh: (q + 2^(sh-1)) >> sh
+                    q_padded = Cat(q, Const(0, span))
+                    half = Array(q_padded[sh_min - 1 + o] for o in range(span))[off]
+                    more = Signal(len(n) + 1)
+                    m.d.comb += more.eq(n + half)
+                    n = Mux(more > f.max_pulses, f.max_pulses, more)
+            m.d.comb += pulses.eq(n)
+            internals = {"rate": rate, "off": off}
         with m.If(self.round):
             m.d.sync += [self.n_mag.eq(Mux(pulses > f.max_pulses, f.max_pulses, pulses)), self.neg.eq(neg)]
-        formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q)
+        formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q, **internals)
         return m
 
 

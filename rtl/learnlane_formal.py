@@ -7,7 +7,8 @@ drives them (strobes in any order the ports allow; the UP/DOWN table as the real
 - `CorrelatorLane`: the correlation equals a shadow sum kept wider, so it never wraps over a
   minibatch (at most 2B products between clears); the row operand comes from
   `CorrelatorLane.row_operand` as in the Learner, so its sign and bias cases are checked too;
-- `Quantiser`: the pulse count is numerics.md section 5's, rounding included, never above P_max;
+- `Quantiser`: the pulse count is numerics.md section 5's, rounding included, at the synapse's
+  layer's rate and the decayed shift (any rate index and decay count), never above P_max;
 - `PulseLane`: codes stay in [0, L - 1]; a round pulses only while p < |n|, the device the
   potentiate-first rule picks, by exactly the table and the c2c noise rule; a stuck device
   (a class whose UP and DOWN tables leave every code where it is) never changes.
@@ -21,10 +22,12 @@ from amaranth.asserts import AnySeq
 from amaranth.lib import memory
 
 from memprop.model.config import Config
+from memprop.model.numerics import LR_SHIFT_MAX
 
 from .formal import Properties, attach, past
-from .learnlane import CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser, learn_widths
-from .learnplan import c2c_thresholds
+from .learnlane import (CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser, align_draw,
+                        learn_widths)
+from .learnplan import c2c_thresholds, max_learn_shift, rate_table
 from .schedule import formats
 
 __all__ = ["LearnLaneProof", "stuck_classes"]
@@ -97,30 +100,62 @@ class LearnLaneProof(Elaboratable):
     # -- quantisation --------------------------------------------------------------------------
     def _quantiser(self, m: Module):
         props, f = self.props, self.fmt
-        mul, shift = f.lr_fixed
+        rates = rate_table(f)
         p_max = f.max_pulses
         mode = self.cfg.fixed.rounding
         learn_lanes = self.cfg.hw.learn_lanes or self.cfg.hw.lanes
         q = Quantiser(f, dsp=learn_lanes <= 2)      # as the Learner builds it: x LR_MUL in a DSP when narrow
         m.submodules.quant = q
-        for port in (q.load, q.scale, q.round, q.corr, q.diag, q.rho):
+        rated, decaying = len(rates) > 1, bool(f.decay_shift)
+        ports = [q.load, q.scale, q.round, q.corr, q.diag]
+        ports += [q.rate] if rated else []
+        ports += [q.decay] if decaying else []          # any decay count the register can hold
+        for port in ports:
             m.d.comb += port.eq(AnySeq(port.shape()))
         props.assume(m, (q.corr <= f.corr_bound) & (q.corr >= -f.corr_bound))
-        # the spec's pulse count, step by step on the same strobes
+        if rated:
+            props.assume(m, q.rate < len(rates))
+        # the Learner's order: a group is loaded, scaled, then rounded (no load between its scale and round)
+        loaded = Signal(name="env_q_loaded_since_scale")
+        with m.If(q.load):
+            m.d.sync += loaded.eq(1)
+        with m.Elif(q.scale):
+            m.d.sync += loaded.eq(0)
+        props.assume(m, ~(q.round & loaded))
+        # the spec's pulse count, step by step on the same strobes: the synapse's rate (per-layer
+        # LR_MUL and LR_SHIFT) taken with C, the decayed shift min(LR_SHIFT + e d, 31) when scaled
         s_c = Signal(signed(len(q.corr)), name="ref_q_c")
         s_diag = Signal(name="ref_q_diag")
+        s_rate = Signal(range(len(rates)), name="ref_q_rate")
         s_q = Signal(len(q.corr) + 9, name="ref_q_scaled")
+        sh_top = max_learn_shift(f) + 1
+        sh_min = min(shift for _, shift in rates)
+        s_sh = Signal(range(sh_top + 1), name="ref_q_shift", init=sh_min)
         with m.If(q.load):
             m.d.sync += [s_c.eq(q.corr), s_diag.eq(q.diag)]
-        with m.If(q.scale):
-            m.d.sync += s_q.eq(Mux(s_c < 0, -s_c, s_c) * mul)
-        n_ref = Signal(len(s_q) + 1, name="ref_q_pulses")
-        for extra in (0, 1):
-            sh = shift + extra
+            if rated:
+                m.d.sync += s_rate.eq(q.rate)
+        for k, (mul, shift) in enumerate(rates):
+            grown = shift + q.decay * f.decay_shift if decaying else Const(shift, 6)
+            with m.If(q.scale & (s_rate == k)):
+                m.d.sync += [s_q.eq(Mux(s_c < 0, -s_c, s_c) * mul),
+                             s_sh.eq(Mux(grown > LR_SHIFT_MAX, LR_SHIFT_MAX, grown) + s_diag)]
+        # the lane's 32-bit draw, as the Learner hands it over: its top rho_bits (one rate, no decay),
+        # or its top sh bits aligned where the draws arrive (align_draw, with the lane's shift)
+        draw = Signal(32, name="env_q_draw")
+        m.d.comb += draw.eq(AnySeq(32))
+        if Quantiser.constant_for(f):
+            m.d.comb += q.rho.eq(draw >> (32 - len(q.rho)))
+        else:
+            drop = Signal(range(sh_top - sh_min + 1), name="env_q_drop")
+            m.d.comb += [drop.eq(sh_top - s_sh), q.rho.eq(align_draw(f, draw, drop))]
+        # the rounding and the shift for every value the shift can take, each a constant shift
+        n_ref = Signal(len(s_q) + 33, name="ref_q_pulses")
+        for sh in range(sh_min, sh_top + 1):
             add = {"truncate": 0, "nearest": 1 << (sh - 1)}.get(mode)
             if add is None:                  # stochastic: the top sh bits of the draw
-                add = q.rho >> (1 - extra)
-            with m.If(s_diag == extra):
+                add = draw >> (32 - sh)
+            with m.If(s_sh == sh):
                 m.d.comb += n_ref.eq((s_q + add) >> sh)
         expect_mag = Signal(len(q.n_mag), name="ref_q_n_mag")
         expect_neg = Signal(name="ref_q_neg")
@@ -128,20 +163,29 @@ class LearnLaneProof(Elaboratable):
             m.d.sync += [expect_mag.eq(Mux(n_ref > p_max, p_max, n_ref)), expect_neg.eq(s_c < 0)]
         props.check(m, "learner.pulse_count_exact", (q.n_mag == expect_mag) & (q.neg == expect_neg),
                     "the pulse count is sign(C) ((|C| LR_MUL + rho) >> LR_SHIFT) with the configured rounding "
-                    "(one more shift on the diagonal), clamped to +-P_max: x LR_MUL, as shifts and adds or in a DSP block "
-                    "(a learner of W <= 2 lanes), is exact")
+                    "(one more shift on the diagonal), clamped to +-P_max, at the synapse's layer's LR_MUL and "
+                    "LR_SHIFT, the shift grown by e d for e decay steps and capped at 31: x LR_MUL, as shifts and "
+                    "adds or in a DSP block (a learner of W <= 2 lanes), and the shift are exact")
         props.check(m, "learner.pulse_count_within_limit", q.n_mag <= p_max,
                     "a pulse count never exceeds the pulse limit P_max")
 
         def lemmas(m_q, quant, i):
-            props.check(m_q, "learner.quantiser_registers",
-                        (i.mag == Mux(s_c < 0, -s_c, s_c)) & (i.neg == (s_c < 0)) & (i.diag == s_diag)
-                        & (i.q == s_q),
-                        "lemma: the quantiser's registers hold |C|, its sign, the diagonal flag and |C| LR_MUL",
-                        lemma=True)
+            held = ((i.mag == Mux(s_c < 0, -s_c, s_c)) & (i.neg == (s_c < 0)) & (i.diag == s_diag)
+                    & (i.q == s_q))
+            if hasattr(i, "off"):            # per-layer rates or decay: the rate and the shift offset
+                held &= (i.rate == s_rate) & (i.off == s_sh - sh_min) & (s_sh >= sh_min) & (s_sh <= sh_top)
+            else:                            # constants: the shift follows the diagonal flag until a load
+                held &= loaded | (s_sh == rates[0][1] + s_diag)
+            props.check(m_q, "learner.quantiser_registers", held,
+                        "lemma: the quantiser's registers hold |C|, its sign, the diagonal flag, |C| LR_MUL and "
+                        "(per-layer rates, decay) the rate and the shift", lemma=True)
         attach(q, lemmas)
         props.assume(m, ~(q.load & (q.scale | q.round)) & ~(q.scale & q.round))   # one strobe at a time
+
         props.cover(m, "learner.max_pulse_count", q.n_mag == p_max, "the maximum pulse count P_max")
+        if decaying:
+            props.cover(m, "learner.decayed_to_the_cap", past(m, q.scale, "ref_was_scale") & (s_sh >= LR_SHIFT_MAX),
+                        "a decayed shift at its cap 31")
 
     # -- programming -----------------------------------------------------------------------------
     def _pulse_lane(self, m: Module):

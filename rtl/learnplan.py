@@ -19,7 +19,7 @@ from functools import cached_property
 import numpy as np
 
 from memprop.model.config import Config
-from memprop.model.numerics import Formats
+from memprop.model.numerics import LR_SHIFT_MAX, Formats
 
 from .schedule import Schedule, ceil_log2, formats
 from .threefry import LATENCY as ITERATIVE_LATENCY
@@ -32,6 +32,19 @@ RNG_TIMING = {"pipelined": (PIPELINE_LATENCY, 1), "iterative": (ITERATIVE_LATENC
 def c2c_thresholds(fmt: Formats) -> list[int]:
     """The c2c noise threshold C2C[m] of each device class m (0 for the stuck classes)."""
     return [int(v) for v in fmt.device.c2c_table]
+
+
+def rate_table(fmt: Formats) -> tuple[tuple[int, int], ...]:
+    """The learner's rate table: the distinct (LR_MUL, LR_SHIFT) of the weight layers, input side
+    first (docs/numerics.md section 5). One entry without `train.layer_lr`, or when every layer's
+    rate has the same constants: then the quantiser holds constants only, as before per-layer rates."""
+    return tuple(dict.fromkeys(fmt.lr_layers))
+
+
+def max_learn_shift(fmt: Formats) -> int:
+    """The largest LR_SHIFT any synapse can learn at (without the diagonal's extra shift): the
+    table's, or LR_SHIFT_MAX once a decaying rate can reach it."""
+    return LR_SHIFT_MAX if fmt.decay_shift else max(shift for _, shift in rate_table(fmt))
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,32 @@ class LearnPlan:
     @property
     def batch(self) -> int:
         return self.cfg.train.batch_size
+
+    # -- per-layer learning rates ---------------------------------------------------------------
+    @cached_property
+    def rates(self) -> tuple[tuple[int, int], ...]:
+        return rate_table(self.fmt)
+
+    @cached_property
+    def unit_rates(self) -> dict[str, np.ndarray]:
+        """Per unit u, the rate-table index of a synapse whose lower unit is u ("synapse") and of
+        u's bias ("bias"). A synapse {i, j} learns at weight layer min(layer(i), layer(j)) =
+        layer(min(i, j)) (layers are contiguous runs of units, input side first), a bias at the
+        layer below its unit (Formats.synapse_layer, bias_layer), so both are runs of units: the
+        learner compares a unit with the run boundaries instead of holding a table."""
+        f = self.fmt
+        index = {rate: k for k, rate in enumerate(self.rates)}
+        per_layer = np.array([index[rate] for rate in f.lr_layers], dtype=np.int64)
+        last = len(per_layer) - 1           # a last-layer unit is never a synapse's lower unit
+        return {"synapse": per_layer[np.minimum(np.diagonal(f.synapse_layer), last)],
+                "bias": per_layer[np.minimum(f.bias_layer, last)]}
+
+    @cached_property
+    def entry_rates(self) -> np.ndarray:
+        """Per stream position, the rate-table index of its synapse (0 for padding)."""
+        st = self.schedule.stream
+        lower = np.minimum(st["row"], st["col"])
+        return np.where(st["valid"], self.unit_rates["synapse"][lower], 0)
 
     @property
     def first_row(self) -> int:

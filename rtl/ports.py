@@ -84,13 +84,14 @@ class LearnerPort(wiring.Signature):
     start / done: LEARN begins / ends (done for one cycle); `active` while it owns the
     code, bias and stream ports. `seed` and `updates` are the random numbers' key and
     counter t. `fp_a`/`fp_b` read the fixed-point store (address = set, slot, unit as
-    `Layout.fixpoint_offset`). `stored` shows every STORE write as it happens.
+    `Layout.fixpoint_offset`). `stored` shows every STORE write as it happens. `decay` (only
+    for a Config whose learning rate decays) is the host's decay steps e, at most 31.
     """
 
     def __init__(self, *, word_bits: int, lanes: int, entry_bits: int, n_bits: int, slot_bits: int,
-                 v_bits: int):
+                 v_bits: int, decay_bits: int = 0):
         fp_bits = 2 + slot_bits + n_bits
-        super().__init__({
+        members = {
             "start": In(1), "active": Out(1), "done": Out(1),
             "seed": In(32), "updates": In(32),
             "stream": Out(StreamPort(lanes, n_bits)),
@@ -99,13 +100,17 @@ class LearnerPort(wiring.Signature):
             "fp_a": Out(ReadPort(fp_bits, signed(v_bits))),
             "fp_b": Out(ReadPort(fp_bits, signed(v_bits))),
             "stored": In(StoreEvent(slot_bits, n_bits, v_bits)),
-        })
+        }
+        if decay_bits:
+            members["decay"] = In(decay_bits)
+        super().__init__(members)
 
     @classmethod
     def for_layout(cls, layout) -> "LearnerPort":
         """The port of one configuration (`hostmap.Layout`)."""
+        from .hostmap import DECAY_BITS
         from .schedule import ceil_log2
 
         return cls(word_bits=max(ceil_log2(layout.schedule.depth), 1), lanes=layout.lanes,
                    entry_bits=layout.entry_bits, n_bits=layout.n_bits, slot_bits=layout.slot_bits,
-                   v_bits=layout.fmt.state_bits)
+                   v_bits=layout.fmt.state_bits, decay_bits=DECAY_BITS if layout.fmt.decay_shift else 0)

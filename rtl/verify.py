@@ -36,6 +36,7 @@ class Case:
     params: fixed.FixedParams
     drive: fixed.FixedDrive
     target: fixed.FixedTarget
+    decay_steps: int = 0          # epochs of learning-rate decay before this update (train.lr_decay)
 
     @property
     def fmt(self) -> Formats:
@@ -84,8 +85,12 @@ def _random_config(r: np.random.Generator, max_n: int, max_lanes: int) -> Config
     train = {"batch_size": int(r.integers(1, 4)), "beta": float(r.choice([1.0, 0.5, 2.0])),
              "nudge": str(r.choice(["positive", "centered", "random_sign"])), "lr": float(r.choice([0.05, 0.2, 0.5])),
              "max_step": float(r.choice([0.02, 0.05])), "seed": int(r.integers(0, 2**31))}
+    lanes = int(r.integers(1, max_lanes + 1))
+    if topology == "layered" and r.random() < 0.5:     # per-layer rates and their decay (drawn last)
+        train["layer_lr"] = tuple(float(r.choice([0.05, 0.2, 0.5])) for _ in network["layers"][1:])
+        train["lr_decay"] = float(r.choice([1.0, 0.5, 0.25]))
     return Config.for_algorithm("eqprop", network=network, train=train, numerics="fixed", fixed=fixed_,
-                                device=device, hw={"lanes": int(r.integers(1, max_lanes + 1))})
+                                device=device, hw={"lanes": lanes})
 
 
 def make_case(cfg: Config, seed: int) -> Case:
@@ -110,7 +115,8 @@ def make_case(cfg: Config, seed: int) -> Case:
     else:
         x = np.where(r.random((batch, net.n)) < 0.5, 1, -1)
         y = np.where(r.random((batch, net.n)) < 0.5, 1, -1)
-    return Case(cfg, seed, params, fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y))
+    decay_steps = int(r.integers(0, 4)) if fmt.decay_shift else 0
+    return Case(cfg, seed, params, fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y), decay_steps)
 
 
 def expected(case: Case) -> Expected:
@@ -133,7 +139,7 @@ def expected(case: Case) -> Expected:
             nudged = fixed.fixed_relax(fmt, W, b, one, tgt, sg, v_start=free.v, trace=True)
             exp.traces[(s, name)] = [v[0] for v in nudged.trace[1:]]
     exp.params = case.params.copy()
-    exp.pulses, _ = fixed.eqprop_fixed_update(fmt, exp.params, case.drive, case.target)
+    exp.pulses, _ = fixed.eqprop_fixed_update(fmt, exp.params, case.drive, case.target, case.decay_steps)
     return exp
 
 
@@ -198,7 +204,7 @@ async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = No
         seen[(sample, phase)] = step
 
     phases = await driver.train_minibatch(case.drive, case.target, case.params.updates,
-                                          observe=observe if mode == "step" else None)
+                                          observe=observe if mode == "step" else None, decay_steps=case.decay_steps)
     from . import cycles
 
     sch = driver.layout.schedule
@@ -391,7 +397,9 @@ async def check_steps_and_learn(driver: EngineDriver, case: Case, steps: int = 3
                 await driver.bus.write(hm.address(hm.FIXPOINT, driver.layout.fixpoint_offset(set_, slot, i)),
                                        int(states[slot, i]) & 0xFFFFFFFF)
     want = case.params.copy()
-    pulses = fixed.learn(fmt, want, fixed.activation(fmt, hi), fixed.activation(fmt, lo), case.drive.clamped)
+    pulses = fixed.learn(fmt, want, fixed.activation(fmt, hi), fixed.activation(fmt, lo), case.drive.clamped,
+                         case.decay_steps)
+    await driver.set_decay(case.decay_steps)
     learn = await driver.run(hm.OP_LEARN)
     model_cycles = cycles.learn_cycles(sch, pulses.pulses_w, pulses.pulses_b)
     if learn != model_cycles:

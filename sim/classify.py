@@ -4,8 +4,8 @@ The classifier's devices (a fixed-point weight file trained by `memprop train --
 --numerics fixed`) are loaded into the engine; every test image is clamped on the input units
 and relaxed (RELAX), and its fixed point, step count, cycle count and predicted class are
 compared with the fixed-point model. Then one minibatch of training images runs the engine's
-in-situ EqProp (free phase, nudged phase, LEARN) and every device code is compared with the
-model's. Runs inside the cocotb testbench (`kind: "classification"` workloads) and with any
+in-situ EqProp (free phase, nudged phase, LEARN at the classifier's per-layer rates, decayed as
+the workload says) and every device code is compared with the model's. Runs inside the cocotb testbench (`kind: "classification"` workloads) and with any
 other transport of the engine driver.
 """
 
@@ -31,18 +31,6 @@ def task_of(meta: dict, data: str | None = None):
                      tuple(recorded["classes"]), recorded.get("per_class_limit"), recorded["binarized"])
 
 
-def engine_config(cfg: Config) -> Config:
-    """The classifier's Config as today's engine learns it: one learning rate (the first layer's).
-
-    The fingerprint (what the network computes) is the classifier's; only the learner's rate
-    differs, because the engine's learner has a single (LR_MUL, LR_SHIFT) (docs/numerics.md, sec. 5).
-    """
-    if Formats(cfg).uniform_lr:
-        return cfg
-    rate = cfg.train.layer_lr[0]
-    return cfg.replace(train={"layer_lr": (rate,) * len(cfg.train.layer_lr), "lr": rate})
-
-
 def load_classifier(path: str, cfg: Config):
     params, wcfg, meta = weights.load(path)
     if wcfg.numerics != "fixed":
@@ -53,7 +41,11 @@ def load_classifier(path: str, cfg: Config):
 
 
 async def check_classification(driver: EngineDriver, cfg: Config, workload: dict) -> dict:
-    """`images` test images (inference) and, unless `minibatches` is 0, one training minibatch."""
+    """`images` test images (inference) and, unless `minibatches` is 0, one training minibatch.
+
+    The minibatch learns at the classifier's per-layer rates after `decay_steps` epochs of decay
+    (workload key, default 0: the engine's decay register is written as the model's training
+    loop would at the start of epoch decay_steps + 1)."""
     fmt = Formats(cfg)
     params, meta = load_classifier(workload["weights"], cfg)
     task = task_of(meta, workload.get("data"))
@@ -90,16 +82,18 @@ async def check_classification(driver: EngineDriver, cfg: Config, workload: dict
         W, b = params.weights(fmt.device)
         free = fixed.fixed_relax(fmt, W, b, drive)
         before = params.copy()
-        phases = await driver.train_minibatch(drive, target, params.updates)
+        decay_steps = int(workload.get("decay_steps", 0))
+        phases = await driver.train_minibatch(drive, target, params.updates, decay_steps=decay_steps)
         for s, result in enumerate(phases["free"]):
             _fixed_points_agree(f"training image {s}, free phase", result, free.v[s], free.steps[s])
-        step, _ = fixed.eqprop_fixed_update(fmt, params, drive, target)
+        step, _ = fixed.eqprop_fixed_update(fmt, params, drive, target, decay_steps)
         rtl = await driver.read_params(before)
         compare_codes(Case(cfg, 0, before, drive, target), rtl, params)
         want = cycles.learn_cycles(driver.layout.schedule, step.pulses_w, step.pulses_b)
         if phases["learn_cycles"] != want:
             raise Mismatch(f"LEARN took {phases['learn_cycles']} cycles, the cycle model says {want}")
         relaxations = sum(r.cycles for ph in ("free", "hi", "lo") for r in phases[ph])
-        report.update(minibatches=1, batch=len(xs), learn_cycles=phases["learn_cycles"], train_relax_cycles=relaxations,
+        report.update(minibatches=1, batch=len(xs), decay_steps=decay_steps, learn_cycles=phases["learn_cycles"],
+                      train_relax_cycles=relaxations,
                       pulses=int(np.abs(step.pulses_w).sum() + np.abs(step.pulses_b).sum()))
     return report

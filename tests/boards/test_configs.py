@@ -57,3 +57,23 @@ def test_checksum_is_zlib_crc32_of_little_endian_entries():
 def test_config_differences_name_the_fields():
     other = CFG.replace(device={"preset": "linear-256"}, network={"n": 16})
     assert config_differences(other, CFG) == ["network.n: 16 vs 12", "device.preset: 'linear-256' vs 'linear-64'"]
+
+
+def test_design_id_names_per_layer_rates_and_decay_only_when_set():
+    """Per-layer rates and their decay make another learner (another id); a design without them
+    keeps the id it had before they existed (the old formula, the train fields of DESIGN_TRAIN_FIELDS)."""
+    import hashlib
+    import json
+
+    from memprop.rtl.hostmap import DESIGN_TRAIN_FIELDS
+
+    layered = Config.for_algorithm("eqprop", numerics="fixed", device={"preset": "linear-64"},
+                                   network={"n": 10, "topology": "layered", "layers": (3, 4, 3)})
+    rated = layered.replace(train={"layer_lr": (0.1, 0.05)})
+    decaying = rated.replace(train={"lr_decay": 0.5})
+    assert len({design_id(c) for c in (layered, rated, decaying)}) == 3
+    for cfg in (CFG, layered):
+        what = cfg.model_dump(include={"numerics", "network", "fixed", "device", "hw"})
+        what["train"] = {k: getattr(cfg.train, k) for k in DESIGN_TRAIN_FIELDS}
+        blob = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str).encode()
+        assert design_id(cfg) == hashlib.sha256(blob).hexdigest()[:16]

@@ -141,21 +141,6 @@ def test_halving_after_an_epoch_is_one_more_shift(rounding):
     assert far.tolist() == [LR_SHIFT_MAX, LR_SHIFT_MAX]          # the rate stops decaying at shift 31
 
 
-def test_the_engine_driver_refuses_per_layer_rates_it_cannot_learn():
-    import asyncio
-
-    from memprop.rtl import hostmap as hm
-    from memprop.rtl.driver import EngineDriver, EngineError
-
-    cfg = fixed_layered((0.1, 0.05))
-    driver = EngineDriver(hm.Layout(Formats(cfg)), transport=None)
-    fmt = Formats(cfg)
-    x = np.zeros((1, 5))
-    with pytest.raises(EngineError, match="per-layer rates"):
-        asyncio.run(driver.train_minibatch(fixed.fixed_drive_for(fmt, x),
-                                           fixed.fixed_target_for(fmt, np.zeros((1, 3))), 0))
-
-
 # -- evaluation and training ---------------------------------------------------------------------------
 
 def test_confusion_and_per_class(monkeypatch):

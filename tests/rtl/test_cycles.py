@@ -21,7 +21,8 @@ def measure(case):
     async def bench(ctx):
         drv = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
         await drv.load_params(case.params)
-        phases = await drv.train_minibatch(case.drive, case.target, case.params.updates)
+        phases = await drv.train_minibatch(case.drive, case.target, case.params.updates,
+                                           decay_steps=case.decay_steps)
         out["relax"] = [(r.steps, r.cycles) for r in phases["free"] + phases["hi"] + phases["lo"]]
         out["learn"] = phases["learn_cycles"]
         out["step"] = (await drv.step()).cycles

@@ -69,7 +69,8 @@ class Harness(Elaboratable):
         return m
 
 
-def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np.ndarray) -> dict:
+def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np.ndarray,
+              decay_steps: int = 0) -> dict:
     """STORE the fixed points into the learner, load the codes, LEARN, read the memories back."""
     dut = Harness(cfg, params, v_hi, v_lo)
     u, lay = dut.unit, dut.layout
@@ -78,6 +79,8 @@ def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np
     async def bench(ctx):
         ctx.set(u.seed, cfg.train.seed & 0xFFFFFFFF)
         ctx.set(u.updates, params.updates)
+        if lay.fmt.decay_shift:
+            ctx.set(u.decay, min(decay_steps, hm.DECAY_STEPS_MAX))
         for set_, v in ((hm.SET_HI, v_hi), (hm.SET_LO, v_lo)):
             for b in range(v.shape[0]):
                 for i in range(v.shape[1]):
@@ -107,7 +110,7 @@ def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np
     return {**out, "layout": lay}
 
 
-def check_learn(cfg: Config, seed: int, case=None) -> dict:
+def check_learn(cfg: Config, seed: int, case=None, decay_steps: int = 0) -> dict:
     """One LEARN on a random case: codes of every streamed copy and every bias, and the cycles."""
     case = make_case(cfg, seed) if case is None else case
     fmt = case.fmt
@@ -118,8 +121,9 @@ def check_learn(cfg: Config, seed: int, case=None) -> dict:
     v_hi[:, 0] = fmt.hi                                     # some saturated units, as at fixed points
     v_lo[:, -1] = fmt.lo
     want = case.params.copy()
-    step = fixed.learn(fmt, want, fixed.activation(fmt, v_hi), fixed.activation(fmt, v_lo), case.drive.clamped)
-    got = run_learn(cfg, case.params, v_hi, v_lo)
+    step = fixed.learn(fmt, want, fixed.activation(fmt, v_hi), fixed.activation(fmt, v_lo), case.drive.clamped,
+                       decay_steps)
+    got = run_learn(cfg, case.params, v_hi, v_lo, decay_steps)
     lay = got["layout"]
     sch = lay.schedule
     st = sch.stream
@@ -193,3 +197,66 @@ def test_learn_unit_never_changes_a_stuck_code():
     assert np.any(result["step"].pulses_w[np.triu(pair_stuck)] != 0)      # pulses reached such pairs
     assert np.array_equal(result["after"].codes_w[stuck], before[stuck])
     assert np.any(result["after"].codes_w != before)
+
+
+# -- per-layer learning rates and their decay (docs/numerics.md, section 5) ---------------------------
+
+def layered(layer_lr, lr_decay=1.0, train=None, **sections) -> Config:
+    """A 3-4-3 layered network (inputs clamped) whose weight layers learn at `layer_lr`."""
+    return small(network={"n": 10, "topology": "layered", "layers": (3, 4, 3)},
+                 train={"layer_lr": layer_lr, "lr_decay": lr_decay, "lr": layer_lr[0], **(train or {})}, **sections)
+
+
+@pytest.mark.parametrize("sections, lr_decay, decay_steps", [
+    ({"hw": {"lanes": 4, "learn_lanes": 3}}, 1.0, 0),                              # rates only: no decay register
+    ({"hw": {"lanes": 3}, "fixed": {"rounding": "nearest"}}, 0.5, 2),
+    ({"hw": {"lanes": 2}, "fixed": {"rounding": "truncate"}}, 0.5, 1),             # W <= 2: x LR_MUL in a DSP
+    ({"hw": {"lanes": 5, "learn_lanes": 4}, "device": {"preset": "ideal", "levels": 64, "c2c": 0.2}}, 0.5, 3),
+    ({"hw": {"lanes": 4}}, 0.25, 0),                                                # a decay register at 0
+])
+def test_learn_unit_follows_per_layer_rates(sections, lr_decay, decay_steps):
+    """Two weight layers at rates 4.5x apart (different LR_MUL too), decaying: every code equals the model's."""
+    cfg = layered((0.5, 0.11), lr_decay, **sections)
+    fmt = formats(cfg)
+    assert len(set(fmt.lr_layers)) == 2 and len({mul for mul, _ in fmt.lr_layers}) == 2
+    result = check_learn(cfg, 4, decay_steps=decay_steps)
+    assert result["pulses"] > 0
+
+
+def test_learn_unit_decay_saturates_as_the_model():
+    """lr_decay 1/4 (two shifts an epoch): past the point where every shift is at 31 nothing learns,
+    and a decay register at its maximum (31) is what the model does for any larger count."""
+    cfg = layered((0.5, 0.2), lr_decay=0.25, train={"max_step": 0.2})
+    fmt = formats(cfg)
+    for steps in (1, 40):
+        result = check_learn(cfg, 5, decay_steps=steps)
+        if steps == 40:
+            assert result["pulses"] == 0 and int(fmt.learn_shifts(np.array([0, 1]), steps)[1].max()) == 31
+
+
+def test_plan_rates_are_the_models_weight_layers():
+    """The learner's rate of every primary stream entry and every bias is the model's (Formats)."""
+    cfg = small(network={"n": 14, "topology": "layered", "layers": (3, 4, 4, 3)},
+                train={"layer_lr": (0.1, 0.2, 0.1), "lr": 0.1})
+    plan = LearnPlan(cfg)
+    fmt = plan.fmt
+    assert len(plan.rates) == 2                       # equal rates share one table entry
+    st = plan.schedule.stream
+    for k in np.nonzero(plan.entries["primary"])[0]:
+        i, j = int(st["row"][k]), int(st["col"][k])
+        assert plan.rates[plan.entry_rates[k]] == fmt.lr_layers[fmt.synapse_layer[i, j]]
+    for i in plan.schedule.rows:
+        assert plan.rates[plan.unit_rates["bias"][i]] == fmt.lr_layers[fmt.bias_layer[i]]
+
+
+def test_a_learner_with_the_layers_swapped_is_caught(monkeypatch):
+    """The bit-exact check fails for a learner that takes a synapse's layer wrongly (rates swapped)."""
+    cfg = layered((0.5, 0.11), 0.5, hw={"lanes": 3})
+    right = LearnPlan.unit_rates.func
+
+    def swapped(plan):
+        return {kind: len(plan.rates) - 1 - rates for kind, rates in right(plan).items()}
+
+    monkeypatch.setattr(LearnPlan, "unit_rates", property(swapped))
+    with pytest.raises(AssertionError, match="streamed copies differ"):
+        check_learn(cfg, 4, decay_steps=2)

@@ -43,6 +43,8 @@ QUANT_CONFIGS = [
     {"fixed": {"rounding": "stochastic", "state_frac": 5}, "train": {"lr": 0.5, "batch_size": 2},
      "device": {"preset": "linear-256"}},
     {"fixed": {"rounding": "stochastic"}, "device": {"preset": "ideal"}, "train": {"max_step": 0.02}},
+    # a slow rate: the shift (and the draw's bits) wider than |C| LR_MUL, so q + rho needs rho's width
+    {"fixed": {"rounding": "stochastic"}, "train": {"lr": 0.0001, "batch_size": 1}},
 ]
 
 
@@ -54,8 +56,8 @@ def test_quantiser_equals_model_quantise(sections, dsp):
     _, shift = fmt.lr_fixed
     r = np.random.default_rng(1)
     bound = fmt.corr_bound
-    C = np.concatenate([r.integers(-bound, bound + 1, 150), [bound, -bound, 0, 1, -1],
-                        r.integers(-(1 << (shift - 7)), 1 << (shift - 7), 60)])
+    C = np.concatenate([r.integers(-bound, bound + 1, 150), [bound, -bound, 0, 1, -1], np.repeat([bound, -bound], 60),
+                        r.integers(-min(1 << (shift - 7), bound), min(1 << (shift - 7), bound), 60)])
     diag = r.integers(0, 2, len(C))
     s = r.integers(0, 150, len(C))
     t = int(r.integers(0, 1000))
@@ -214,3 +216,66 @@ def test_correlator_lane_equals_model_correlations(sections):
     want = [v for _, _, c, cb in cases for v in (c, cb)]
     np.testing.assert_equal(np.array(got), np.array(want))
     assert abs(want[0]) == (fmt.corr_bound if fmt.lo < 0 else fmt.corr_bound // 2)   # the widest sum
+
+
+LAYER_RATE_CONFIGS = [
+    ({"rounding": "stochastic"}, (0.5, 0.11, 0.2), 0.5),
+    ({"rounding": "nearest"}, (0.1, 0.05, 0.1), 0.25),
+    ({"rounding": "truncate"}, (0.3, 0.07, 0.02), 1.0),
+]
+
+
+@pytest.mark.parametrize("dsp", [False, True])
+@pytest.mark.parametrize("fixed_, layer_lr, lr_decay", LAYER_RATE_CONFIGS)
+def test_quantiser_follows_per_layer_rates_and_decay(fixed_, layer_lr, lr_decay, dsp):
+    """Each weight layer's LR_MUL and LR_SHIFT, the shift grown by any decay count up to the register's
+    31 (and capped at 31 as the model caps it), against model.fixed.quantise."""
+    cfg = cfg_of(network={"n": 12, "topology": "layered", "layers": (4, 3, 3, 2)}, fixed=fixed_,
+                 train={"layer_lr": layer_lr, "lr_decay": lr_decay, "lr": layer_lr[0]})
+    fmt = Formats(cfg)
+    from memprop.rtl.learnplan import rate_table
+
+    rates = rate_table(fmt)
+    layer_of_rate = [fmt.lr_layers.index(rate) for rate in rates]
+    r = np.random.default_rng(3)
+    bound = fmt.corr_bound
+    k = 240
+    C = np.concatenate([r.integers(-bound, bound + 1, k - 40), r.integers(-300, 301, 40)])
+    diag = r.integers(0, 2, k)
+    rate = r.integers(0, len(rates), k)
+    decay = r.choice([0, 1, 2, 3, 12, 31], k) if fmt.decay_shift else np.zeros(k, dtype=np.int64)
+    s = r.integers(0, 150, k)
+    t = int(r.integers(0, 1000))
+    want = np.zeros(k, dtype=np.int64)
+    rho = np.zeros(k, dtype=np.int64)          # the draw's top sh bits: the learner aligns them (align_draw)
+    draws = rng.rand(cfg.train.seed, t, s, 0).astype(np.int64)
+    for i in range(k):
+        mul, shift = fmt.learn_shifts(np.array([layer_of_rate[rate[i]]]), int(decay[i]))
+        want[i] = fixed.quantise(fmt, C[i:i + 1], shift + diag[i], t, s[i:i + 1], mul)[0]
+        rho[i] = draws[i] >> (32 - int(shift[0] + diag[i]))
+    dut = Quantiser(fmt, dsp=dsp)
+    got = []
+
+    async def bench(ctx):
+        for i in range(k):
+            ctx.set(dut.corr, int(C[i]))
+            ctx.set(dut.diag, int(diag[i]))
+            if len(rates) > 1:
+                ctx.set(dut.rate, int(rate[i]))
+            if fmt.decay_shift:
+                ctx.set(dut.decay, int(decay[i]))
+            ctx.set(dut.load, 1)
+            await ctx.tick()
+            ctx.set(dut.load, 0)
+            ctx.set(dut.scale, 1)
+            await ctx.tick()
+            ctx.set(dut.scale, 0)
+            ctx.set(dut.rho, int(rho[i]))
+            ctx.set(dut.round, 1)
+            await ctx.tick()
+            ctx.set(dut.round, 0)
+            got.append(-ctx.get(dut.n_mag) if ctx.get(dut.neg) else ctx.get(dut.n_mag))
+
+    simulate(dut, bench)
+    np.testing.assert_equal(np.array(got), want)
+    assert np.count_nonzero(want) > k // 4
