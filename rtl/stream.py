@@ -121,37 +121,50 @@ class StreamGenerator(wiring.Component):
                          cnt.eq(hi - lo + 1 - no_self), length.eq(Mux(cnt < P, P, cnt))]
             return lo, cnt, length
 
-        # the pointer: row and offset of the word to present next
+        # The pointer (row, off) is the word to present next. Restart and advance only pick
+        # among values computed from registers (the next word's decode, or the constant decode
+        # of word 0), so the controller's decision is one multiplexer before the flip-flops,
+        # not the head of the lanes' adder chains (at P = 32 that chain was the design's
+        # critical path).
         row, off = Signal(nb + 1), Signal(count_bits)
-        src_row, src_off = Signal(nb + 1), Signal(count_bits)
-        m.d.comb += [src_row.eq(Mux(port.restart, 0, row)), src_off.eq(Mux(port.restart, 0, off))]
-        lo0, cnt0, len0 = row_shape(src_row)
-        nxt = Signal(nb + 1)
-        m.d.comb += nxt.eq(src_row + 1)
-        lo1, cnt1, len1 = row_shape(nxt)
-        step = Signal(wide)
-        m.d.comb += step.eq(src_off + P)
-        with m.If(port.restart | port.advance):
-            with m.If(step >= len0):
-                m.d.sync += [row.eq(nxt), off.eq(step - len0)]
-            with m.Else():
-                m.d.sync += [row.eq(src_row), off.eq(step)]
+
+        def advance_from(src_row, src_off, tag):
+            """(row, off) after presenting the word at (src_row, src_off), and that word's entries."""
+            lo0, cnt0, len0 = row_shape(src_row)
+            nxt = Signal(nb + 1, name=f"{tag}_next_row")
+            m.d.comb += nxt.eq(src_row + 1)
+            lo1, cnt1, len1 = row_shape(nxt)
+            step = Signal(wide, name=f"{tag}_step")
+            m.d.comb += step.eq(src_off + P)
+            wrap = step >= len0
+            pointer = (Mux(wrap, nxt, src_row), Mux(wrap, step - len0, step))
+            entries = []
             for lane in range(P):
-                e = port.entries[lane]
-                pos = Signal(wide, name=f"pos{lane}")
+                pos = Signal(wide, name=f"{tag}_pos{lane}")
                 m.d.comb += pos.eq(src_off + lane)
                 spill = pos >= len0
                 r = Mux(spill, nxt, src_row)
-                t = Signal(wide, name=f"t{lane}")
+                t = Signal(wide, name=f"{tag}_t{lane}")
                 m.d.comb += t.eq(Mux(spill, pos - len0, pos))
                 lo, cnt, length = Mux(spill, lo1, lo0), Mux(spill, cnt1, cnt0), Mux(spill, len1, len0)
-                col = Signal(nb + 2, name=f"col{lane}")
+                col = Signal(nb + 2, name=f"{tag}_col{lane}")
                 m.d.comb += col.eq(lo + t)
                 if no_self:             # skip the diagonal: col and col + 1 side by side, then choose
-                    col_up = Signal(nb + 2, name=f"col_up{lane}")
+                    col_up = Signal(nb + 2, name=f"{tag}_col_up{lane}")
                     m.d.comb += col_up.eq(lo + t + 1)
                     col = Mux(col >= r, col_up, col)
                 past = r >= n                               # padding after the last row
                 valid = ~past & (t < cnt)
-                m.d.sync += [e.valid.eq(valid), e.last.eq(~past & (t == length - 1)),
-                             e.col.eq(Mux(valid, col, 0)), e.row.eq(Mux(past, n - 1, r))]
+                entries.append((valid, ~past & (t == length - 1), Mux(valid, col, 0), Mux(past, n - 1, r)))
+            return pointer, entries
+
+        (go_row, go_off), go = advance_from(row, off, "go")
+        (first_row, first_off), first = advance_from(Const(0, nb + 1), Const(0, count_bits), "first")
+        with m.If(port.restart | port.advance):
+            m.d.sync += [row.eq(Mux(port.restart, first_row, go_row)),
+                         off.eq(Mux(port.restart, first_off, go_off))]
+            for e, from_go, from_first in zip(port.entries, go, first):
+                m.d.sync += [e.valid.eq(Mux(port.restart, from_first[0], from_go[0])),
+                             e.last.eq(Mux(port.restart, from_first[1], from_go[1])),
+                             e.col.eq(Mux(port.restart, from_first[2], from_go[2])),
+                             e.row.eq(Mux(port.restart, from_first[3], from_go[3]))]
