@@ -201,6 +201,7 @@ class Learner(wiring.Component):
         cand_word = Signal(word_bits)
         cand_part = Signal(range(max(parts, 2)))
         ra = Signal(n_bits + 1)                    # row at the candidate's first lane
+        ra_plus = [ra] + [Signal(n_bits + 2, name=f"ra_plus{k}", init=k) for k in (1, 2)]   # ra + 1, ra + 2
         in_bias, exhausted = Signal(), Signal()
         bias_next = Signal(range(end_row + W + 1))
         last_part = cand_part == parts - 1
@@ -227,10 +228,16 @@ class Learner(wiring.Component):
             row = Signal(n_bits + 1, name=f"drow{lane}")
             m.d.comb += [d_rsel[lane].eq(rsel), row.eq(ra + rsel)]
             d_row.append(row)
+            # the lane's row is ra or ra + 1: compare the column with ra, ra + 1 and ra + 2 (held
+            # in registers) while the row end is found, then choose (no adder before the compares)
+            ge = [Signal(name=f"dge{k}_{lane}") for k in range(3)]
+            m.d.comb += [g.eq(d_col[lane] >= r) for g, r in zip(ge, ra_plus)]
+            at_or_above = Mux(rsel, ge[1], ge[0])                  # col >= row
+            above = Mux(rsel, ge[2], ge[1])                        # col > row
             m.d.comb += [
-                d_prim[lane].eq(d_valid[lane] & ((d_col[lane] >= row) | (d_col[lane] < first_row))),
-                d_mir[lane].eq(d_valid[lane] & (d_col[lane] > row)),
-                d_diag[lane].eq(d_valid[lane] & (d_col[lane] == row)),
+                d_prim[lane].eq(d_valid[lane] & (at_or_above | (d_col[lane] < first_row))),
+                d_mir[lane].eq(d_valid[lane] & above),
+                d_diag[lane].eq(d_valid[lane] & at_or_above & ~above),
             ]
         d_ends = d_last.any()
         # per-layer rates: a synapse learns at its lower unit's weight layer (the row for a primary
@@ -315,6 +322,7 @@ class Learner(wiring.Component):
                         # advance past the candidate (skipped or latched)
                         m.d.sync += [cand_part.eq(Mux(last_part, 0, cand_part + 1)), cand_word.eq(next_word),
                                      ra.eq(ra + d_ends), rowN.eq(rowN + Mux(d_ends, N, 0))]
+                        m.d.sync += [r.eq(r + d_ends) for r in ra_plus[1:]]
                         with m.If(last_part & (next_word == D)):
                             m.d.sync += [in_bias.eq(1), bias_next.eq(first_row)]
                         # the candidate's fields are taken whether or not it is latched (a skipped
@@ -615,6 +623,7 @@ class Learner(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.active.eq(0)
                 with m.If(self.start):
+                    m.d.sync += [r.eq(first_row + k) for k, r in enumerate(ra_plus[1:], start=1)]
                     m.d.sync += [cand_word.eq(0), cand_part.eq(0), ra.eq(first_row), rowN.eq(first_row * N),
                                  in_bias.eq(0), exhausted.eq(0), bias_next.eq(first_row), ga.valid.eq(0),
                                  gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0)]
