@@ -354,51 +354,198 @@ def _synapses(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _SYNAPSES["ij"]
 
 
+def _memo(fmt: Formats, name: str, key, build):
+    """What `build()` gives for this Formats and key, kept on the Formats (the last key per name).
+
+    Formats is immutable, so what follows from it (and from the mask, the decay step) need not be
+    derived again for every update; `cached_property` keeps its own values the same way.
+    """
+    memo = fmt.__dict__.setdefault("_fixed_memo", {})
+    hit = memo.get(name)
+    if hit is None or hit[0] != key:
+        hit = memo[name] = (key, build())
+    return hit[1]
+
+
+@dataclass(frozen=True)
+class _LearnPlan:
+    """Everything of one learning update that depends on the Formats, the mask and the decay step only."""
+
+    ii: np.ndarray            # synapses i <= j of the mask, row order
+    jj: np.ndarray
+    flat: np.ndarray          # i * N + j: the synapse's index s, and its place in a flattened (N, N)
+    mul: np.ndarray           # (synapses + N,) LR_MUL of every synapse, then of every bias
+    shift: np.ndarray         # (synapses + N,) LR_SHIFT (the diagonal's + 1 included)
+    s: np.ndarray             # (synapses + N,) random-number index of every synapse, then bias
+    uniform: bool             # one (LR_MUL, LR_SHIFT) for all: the compiled pass applies
+
+
+def _learn_plan(fmt: Formats, mask: np.ndarray, decay_steps: int) -> _LearnPlan:
+    def build() -> _LearnPlan:
+        n = mask.shape[0]
+        ii, jj = _synapses(mask)
+        mul_w, shift_w = fmt.learn_shifts(fmt.synapse_layer[ii, jj], decay_steps)
+        mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay_steps)
+        mul, shift = fmt.lr_fixed
+        uniform = all(bool(np.all(m == mul)) and bool(np.all(sh == shift))
+                      for m, sh in ((mul_w, shift_w), (mul_b, shift_b)))
+        flat = ii * n + jj
+        return _LearnPlan(ii, jj, flat, np.concatenate([mul_w, mul_b]),
+                          np.concatenate([shift_w + (ii == jj), shift_b]),     # diagonal: tied-pair factor 1/2
+                          np.concatenate([flat, n * n + np.arange(n)]), uniform)
+
+    return _memo(fmt, "learn_plan", (mask.shape, mask.tobytes(), decay_steps), build)
+
+
+@dataclass(frozen=True)
+class _PulseTables:
+    """UP and DOWN applied k = 0..P_max times, and the pulses a device takes to reach the top code.
+
+    Without cycle-to-cycle noise a pulse's effect depends on the code alone, so n pulses are one
+    table look-up: the same codes as applying them one at a time (apply_pulses).
+    """
+
+    up: np.ndarray            # (M', P_max + 1, L): UP^k
+    down: np.ndarray          # (M', P_max + 1, L): DOWN^k
+    to_top: np.ndarray        # (M', L): least k with UP^k(c) >= L - 1, P_max + 1 if none
+
+
+def _pulse_tables(fmt: Formats) -> _PulseTables:
+    def build() -> _PulseTables:
+        tables = fmt.device
+        top, kmax = tables.levels - 1, tables.max_pulses
+        powers = []
+        for table in (tables.up, tables.down):
+            rows = [np.broadcast_to(np.arange(tables.levels), table.shape)]
+            for _ in range(kmax):
+                rows.append(np.take_along_axis(table, rows[-1], axis=1))
+            powers.append(np.stack(rows, axis=1).astype(np.int64))
+        at_top = powers[0] >= top
+        to_top = np.where(at_top.any(axis=1), at_top.argmax(axis=1), kmax + 1)
+        return _PulseTables(powers[0], powers[1], to_top)
+
+    return _memo(fmt, "pulse_tables", None, build)
+
+
+def _quantise_all(fmt: Formats, C: np.ndarray, plan: _LearnPlan, t: int) -> np.ndarray:
+    """`quantise` of every synapse and bias at once: one Threefry call for all the draws.
+
+    Draws of zero correlations are made too and do not matter: (0 + noise) >> shift is 0 for
+    noise < 2^shift, so the pulse counts are quantise's exactly (tests/model/test_fixed_fast.py).
+    """
+    q = C * plan.mul
+    mag = np.abs(q)
+    shift = plan.shift
+    mode = fmt.cfg.fixed.rounding
+    if mode == "truncate":
+        n = mag >> shift
+    elif mode == "nearest":
+        n = (mag + (np.int64(1) << (shift - 1))) >> shift
+    else:
+        draws = rng.rand(fmt.cfg.train.seed, t, plan.s, 0).astype(np.int64)
+        draws >>= 32 - shift
+        draws += mag
+        n = draws >> shift
+    n *= np.sign(q)
+    return _clip(n, -fmt.max_pulses, fmt.max_pulses, out=n)
+
+
+def _program(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: np.ndarray, s: np.ndarray,
+             t: int) -> None:
+    """`apply_pulses`, the same codes (in place): table look-ups without c2c noise, else the
+    pulse-by-pulse loop with every pulse's Threefry draws made in one call."""
+    tables = fmt.device
+    mags = np.abs(pulses)
+    kmax = int(mags.max(initial=0))
+    if kmax == 0:
+        return
+    if kmax > tables.max_pulses:              # not from quantise: the definition says what happens
+        apply_pulses(fmt, codes, classes, pulses, s, t)
+        return
+    if not tables.c2c_table.any():
+        powers = _pulse_tables(fmt)
+        positive = pulses > 0
+        if tables.devices == 1:
+            c, m = codes[0], classes[0]
+            codes[0] = np.where(positive, powers.up[m, mags, c], powers.down[m, mags, c])
+            return
+        idx = np.arange(len(pulses))
+        primary = np.where(positive, 0, 1)    # potentiate-first: G+ for n > 0, G- for n < 0
+        partner = 1 - primary
+        cp, mp = codes[primary, idx], classes[primary, idx]
+        cq, mq = codes[partner, idx], classes[partner, idx]
+        ups = np.minimum(mags, powers.to_top[mp, cp])     # pulses before the primary device is at the top
+        codes[primary, idx] = powers.up[mp, ups, cp]
+        codes[partner, idx] = powers.down[mq, mags - ups, cq]
+        return
+    # c2c noise: pulse p of a synapse uses draws 2 + 2p + dev, i.e. both words of Threefry call 1 + p
+    pulse, syn = np.nonzero(mags[None, :] > np.arange(kmax)[:, None])     # pulse-major, synapses in order
+    x0, x1 = rng.threefry2x32(np.uint32(t & rng.MASK32), rng.call_counter(s[syn], pulse + 1),
+                              np.uint32(fmt.cfg.train.seed & rng.MASK32), np.uint32(0x6D656D70))
+    bounds = np.searchsorted(pulse, np.arange(kmax + 1))
+    top = tables.levels - 1
+    for p in range(kmax):
+        lo, hi = bounds[p], bounds[p + 1]
+        active = syn[lo:hi]
+        positive = pulses[active] > 0
+        if tables.devices == 1:
+            dev = np.zeros(len(active), dtype=np.int64)
+            potentiate = positive
+        else:
+            primary = np.where(positive, 0, 1)
+            saturated = codes[primary, active] >= top
+            dev = np.where(saturated, 1 - primary, primary)
+            potentiate = ~saturated
+        c, m = codes[dev, active], classes[dev, active]
+        c = np.where(potentiate, tables.up[m, c], tables.down[m, c])
+        u = np.where(dev == 1, x1[lo:hi], x0[lo:hi])         # rng.rand(..., c2c_draw(p, dev))
+        hit = (u >> np.uint32(16)).astype(np.int64) < tables.c2c_table[m]
+        step = np.where((u >> np.uint32(15)) & np.uint32(1), 1, -1)
+        c = np.clip(c + np.where(hit, step, 0), 0, top)
+        codes[dev, active] = c
+
+
 def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
           clamped: np.ndarray, decay_steps: int = 0) -> LearnStep:
     """One in-situ EqProp update from two sets of fixed-point activations (in place).
 
     Each synapse learns at its weight layer's (LR_MUL, LR_SHIFT), the shift grown by
-    `decay_steps` epochs of learning-rate decay (Formats.learn_shifts).
+    `decay_steps` epochs of learning-rate decay (Formats.learn_shifts). The numpy path below is
+    `correlations`, `quantise` and `apply_pulses` (the definition) computed with fewer passes:
+    tests/model/test_fixed_fast.py holds it to them on random inputs.
     """
     n = params.mask.shape[0]
     t = params.updates
-    mul, shift = fmt.lr_fixed
-    ii, jj = _synapses(params.mask)
-    mul_w, shift_w = fmt.learn_shifts(fmt.synapse_layer[ii, jj], decay_steps)
-    mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay_steps)
+    plan = _learn_plan(fmt, params.mask, decay_steps)
+    ii, jj = plan.ii, plan.jj
+    Cb = (a_hi - a_lo).sum(axis=0) << fmt.fa
+    Cb[clamped] = 0
     # The compiled pass knows one (LR_MUL, LR_SHIFT) for every synapse: per-layer rates and their
-    # decay (classifiers) take the numpy path below, which is the definition.
-    uniform = all(bool(np.all(m == mul)) and bool(np.all(sh == shift))
-                  for m, sh in ((mul_w, shift_w), (mul_b, shift_b)))
-    if (uniform and compiled_kernel_enabled() and params.codes_w.dtype == np.int64
+    # decay (classifiers) take the numpy path below.
+    if (plan.uniform and compiled_kernel_enabled() and params.codes_w.dtype == np.int64
             and params.codes_b.dtype == np.int64):
         tables = fmt.device      # the same correlations, quantisation and pulses in one compiled pass
+        mul, shift = fmt.lr_fixed
         c2c = getattr(tables, "c2c_table", None)
         c2c = np.full(tables.classes, tables.c2c_threshold, dtype=np.int64) if c2c is None else c2c
-        Cb = (a_hi - a_lo).sum(axis=0) << fmt.fa
-        Cb[clamped] = 0
         pw, pb = kernels.learn_fixed(a_hi, a_lo, Cb, ii, jj, params.codes_w,
                                      params.class_w.astype(np.int64, copy=False),
                                      params.codes_b, params.class_b.astype(np.int64, copy=False), mul, shift,
                                      fmt.cfg.fixed.rounding, fmt.cfg.train.seed, t, fmt.max_pulses,
                                      tables.up.astype(np.int64, copy=False), tables.down.astype(np.int64, copy=False),
                                      np.asarray(c2c, dtype=np.int64))
-        params.updates += 1
-        pulses_w = np.zeros((n, n), dtype=np.int64)
-        pulses_w[ii, jj] = pw
-        return LearnStep(pulses_w=pulses_w, pulses_b=pb)
-    C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
-    s_w = ii * n + jj
-    shift_w = shift_w + (ii == jj)                     # diagonal: tied-pair factor 1/2
-    pw = quantise(fmt, C[ii, jj], shift_w, t, s_w, mul_w)
-    s_b = n * n + np.arange(n)
-    pb = quantise(fmt, Cb, shift_b, t, s_b, mul_b)
-    codes_w = params.codes_w[:, ii, jj]
-    apply_pulses(fmt, codes_w, params.class_w[:, ii, jj], pw, s_w, t)
-    params.codes_w[:, ii, jj] = codes_w
-    params.codes_w[:, jj, ii] = codes_w
-    apply_pulses(fmt, params.codes_b, params.class_b, pb, s_b, t)
+    else:
+        hi, lo = a_hi.astype(np.float64), a_lo.astype(np.float64)
+        gram = hi.T @ hi                  # correlations(): exact integers below 2^53 (Formats)
+        gram -= lo.T @ lo
+        C = np.concatenate([gram.ravel()[plan.flat].astype(np.int64), Cb])
+        pulses = _quantise_all(fmt, C, plan, t)
+        pw, pb = pulses[:len(ii)], pulses[len(ii):]
+        codes_w = params.codes_w[:, ii, jj]
+        _program(fmt, codes_w, params.class_w[:, ii, jj], pw, plan.s[:len(ii)], t)
+        params.codes_w[:, ii, jj] = codes_w
+        params.codes_w[:, jj, ii] = codes_w
+        _program(fmt, params.codes_b, params.class_b, pb, plan.s[len(ii):], t)
     params.updates += 1
     pulses_w = np.zeros((n, n), dtype=np.int64)
     pulses_w[ii, jj] = pw
