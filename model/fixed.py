@@ -120,8 +120,11 @@ def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
 
     noise = ReadNoise.for_relaxation(fmt, drive, v, sign) if fmt.cfg.device.read_noise > 0 else None
     step = _Stepper(fmt, W, b, None if target is None or sign == 0 else target.units, sign, noise)
-    if noise is None and not trace and step.identity_act and not drive.clamped.any() and compiled_kernel_enabled():
-        return _relax_compiled(fmt, step, v, drive, target, sign, limit)
+    if noise is None and not trace and step.identity_act:
+        if not drive.clamped.any() and compiled_kernel_enabled():
+            return _relax_compiled(fmt, step, v, drive, target, sign, limit)
+        if _float_exact(fmt):
+            return _relax_float64(fmt, step, v, drive, target, limit)
     rows = cached_rows(drive.x, None if target is None else target.values)
     drive_rows = {"key": None}
 
@@ -146,6 +149,54 @@ def _relax_compiled(fmt: Formats, step: "_Stepper", v: np.ndarray, drive: FixedD
                                                 step.sign if nudged else 0, step.k_frac, step.sk, step.skm,
                                                 step.shift, step.lo, step.hi, fmt.cfg.fixed.tol_lsb, limit)
     return Relaxed(v=out, steps=steps, converged=converged)
+
+
+def _float_exact(fmt: Formats) -> bool:
+    """Whether every sum of a relaxation step, rounding offset included, is an integer below 2^53."""
+    return _memo(fmt, "float_exact", None,
+                 lambda: fmt.r_bound + (1 << max(fmt.round_shift - 1, 0)) < 2**53)
+
+
+def _relax_float64(fmt: Formats, step: "_Stepper", v: np.ndarray, drive: FixedDrive, target: FixedTarget | None,
+                   limit: int) -> FixedRelaxed:
+    """`_Stepper` over `converge` with the states held in float64: the same integers, exactly.
+
+    Every value of a step is an integer below 2^53 (`_float_exact`), so float64 holds it exactly:
+    shifts are multiplications by powers of two, the rounding shift is floor((r + 2^(R-1)) 2^-R),
+    and the order of the sums does not matter. No int64 <-> float64 conversion per step: W is
+    scaled by 2^k' once, the input, bias and rounding offset are one constant per active set.
+    """
+    Wk = step.Wf * float(1 << step.k_frac)
+    down = float(2.0 ** -step.shift)
+    state = float(1 << step.sk)
+    half = (1 << (step.shift - 1)) if step.shift else 0
+    pull = None
+    if step.units is not None:                         # sign (T - v) units 2^(s + m)
+        pull = step.units * float((1 << step.skm) * (1 if step.sign > 0 else -1))
+    rows = cached_rows(drive.x, None if target is None else target.values)
+    memo = {"key": None}
+    lo, hi = float(step.lo), float(step.hi)
+
+    def update(active, va):
+        x, values = rows(active)
+        if memo["key"] is not active:
+            memo["key"] = active
+            memo["const"] = (step.constant(x) * (1 << step.k_frac) + half).astype(np.float64)
+            memo["values"] = None if values is None else values.astype(np.float64)
+        r = va @ Wk
+        r += memo["const"]
+        r -= va * state
+        if pull is not None:
+            toward = memo["values"] - va
+            toward *= pull
+            r += toward
+        r *= down
+        np.floor(r, out=r)
+        r += va
+        return _clip(r, lo, hi, out=r)
+
+    out = converge(v.astype(np.float64), update, limit, fmt.cfg.fixed.tol_lsb, drive.clamped)
+    return Relaxed(v=out.v.astype(np.int64), steps=out.steps, converged=out.converged)
 
 
 class ReadNoise:
@@ -194,7 +245,8 @@ class _Stepper:
         self.g_in, self.lo, self.hi = fmt.g_in, fmt.lo, fmt.hi
         self.k_frac, self.sk, self.skm = fmt.k_frac, fmt.s + fmt.k_frac, fmt.s + fmt.k_mul
         self.shift = fmt.round_shift
-        self.identity_act = fmt.hard and np.array_equal(fmt.act_lut, np.arange(fmt.lo, fmt.hi + 1))
+        self.identity_act = _memo(fmt, "identity_act", None, lambda: fmt.hard and np.array_equal(
+            fmt.act_lut, np.arange(fmt.lo, fmt.hi + 1)))
         self.units = None if units is None else units.astype(np.int64)
 
     def constant(self, x: np.ndarray) -> np.ndarray:

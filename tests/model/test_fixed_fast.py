@@ -165,3 +165,33 @@ def test_in_place_threefry_is_the_textbook_one(shapes):
     for g, w in zip(got, want):
         assert np.shape(g) == np.shape(w) and np.array_equal(g, w)
         assert isinstance(g, np.ndarray) == isinstance(w, np.ndarray)
+
+
+@pytest.mark.parametrize("activation", ["hard_tanh", "hard_sigmoid"])
+@pytest.mark.parametrize("beta, eps", [(1.0, 0.5), (0.25, 0.5), (4.0, 0.25), (0.5, 1.0)])
+@pytest.mark.parametrize("sign", [0, 1, -1])
+@pytest.mark.parametrize("clamp", [False, True])
+def test_float64_relaxation_equals_the_integer_one(activation, beta, eps, sign, clamp):
+    cfg = Config.for_algorithm("eqprop", numerics="fixed", train={"beta": beta, "seed": 3},
+                               network={"n": 30, "activation": activation, "eps": eps, "max_steps": 40})
+    fmt = Formats(cfg)
+    assert fixed._float_exact(fmt)
+    r = np.random.default_rng(int(beta * 8) + 2 * sign + clamp)
+    n, batch = 30, 9
+    params = FixedParams.from_float(cfg, 0.4 * r.standard_normal((n, n)), 0.2 * r.standard_normal(n))
+    W, b = params.weights(fmt.device)
+    x = r.choice([-1, 1], (batch, n))
+    drive = fixed.fixed_drive_for(fmt, x)
+    if clamp:
+        clamped = np.zeros(n, bool)
+        clamped[:4] = True
+        drive = fixed.FixedDrive(v0=drive.v0, x=drive.x, clamped=clamped)
+    target = fixed.fixed_target_for(fmt, r.choice([-1, 1], (batch, n)))
+    start = r.integers(fmt.lo, fmt.hi + 1, (batch, n))
+    with relaxation_kernel("fast-numpy"):
+        got = fixed.fixed_relax(fmt, W, b, drive, target, sign, v_start=start)
+        want = fixed.fixed_relax(fmt, W, b, drive, target, sign, v_start=start, trace=True)   # integer loop
+    assert got.v.dtype == np.int64
+    assert np.array_equal(got.v, want.v)
+    assert np.array_equal(got.steps, want.steps) and np.array_equal(got.converged, want.converged)
+    assert got.steps.max() > 1
