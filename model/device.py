@@ -308,6 +308,11 @@ class DeviceTables:
 
     def weight(self, codes: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """Weight values (int, scale 2^-fw) of device codes shaped (devices, ...)."""
+        if self.gmap.shape[0] == 1:       # one class (every device nominal): a 1-D look-up is enough
+            w = self.gmap[0][codes[0]]
+            if self.devices == 2:
+                w -= self.gmap[0][codes[1]]
+            return w
         w = self.gmap[classes[0], codes[0]]
         if self.devices == 2:
             w = w - self.gmap[classes[1], codes[1]]

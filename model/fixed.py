@@ -42,9 +42,10 @@ class FixedParams:
 
     def weights(self, tables: DeviceTables) -> tuple[np.ndarray, np.ndarray]:
         """(W, b) as integers at scale 2^-fw; W is zero outside the mask."""
-        W = tables.weight(self.codes_w, self.class_w) * self.mask
+        W = tables.weight(self.codes_w, self.class_w)
+        W *= self.mask
         b = tables.weight(self.codes_b, self.class_b)
-        return W.astype(np.int64), b.astype(np.int64)
+        return W.astype(np.int64, copy=False), b.astype(np.int64, copy=False)
 
     @classmethod
     def from_float(cls, cfg: Config, W: np.ndarray, b: np.ndarray, fault_aware: bool = True) -> "FixedParams":
@@ -229,6 +230,13 @@ class ReadNoise:
         return np.floor(std * self.rng.standard_normal(a.shape) + 0.5).astype(np.int64)
 
 
+def _stepper_constants(fmt: Formats) -> tuple:
+    """fa, g_in, lo, hi, k', s + k', s + m, R and whether the activation table is the identity."""
+    identity = fmt.hard and np.array_equal(fmt.act_lut, np.arange(fmt.lo, fmt.hi + 1))
+    return (fmt.fa, fmt.g_in, fmt.lo, fmt.hi, fmt.k_frac, fmt.s + fmt.k_frac, fmt.s + fmt.k_mul, fmt.round_shift,
+            identity)
+
+
 class _Stepper:
     """`fixed_step` with its constants hoisted out of the loop: the same integers, exactly.
 
@@ -241,12 +249,9 @@ class _Stepper:
                  read_noise: "ReadNoise | None" = None):
         self.fmt, self.sign, self.read_noise = fmt, sign, read_noise
         self.Wf = W.astype(np.float64)
-        self.bias = b << fmt.fa
-        self.g_in, self.lo, self.hi = fmt.g_in, fmt.lo, fmt.hi
-        self.k_frac, self.sk, self.skm = fmt.k_frac, fmt.s + fmt.k_frac, fmt.s + fmt.k_mul
-        self.shift = fmt.round_shift
-        self.identity_act = _memo(fmt, "identity_act", None, lambda: fmt.hard and np.array_equal(
-            fmt.act_lut, np.arange(fmt.lo, fmt.hi + 1)))
+        (fa, self.g_in, self.lo, self.hi, self.k_frac, self.sk, self.skm, self.shift,
+         self.identity_act) = _memo(fmt, "stepper", None, lambda: _stepper_constants(fmt))
+        self.bias = b << fa
         self.units = None if units is None else units.astype(np.int64)
 
     def constant(self, x: np.ndarray) -> np.ndarray:
