@@ -420,7 +420,11 @@ def _memo(fmt: Formats, name: str, key, build):
     memo = fmt.__dict__.setdefault("_fixed_memo", {})
     hit = memo.get(name)
     if hit is None or hit[0] != key:
-        hit = memo[name] = (key, build())
+        value = build()
+        for array in vars(value).values() if hasattr(value, "__dataclass_fields__") else ():
+            if isinstance(array, np.ndarray):
+                array.setflags(write=False)          # shared from now on: nobody may change it
+        hit = memo[name] = (key, value)
     return hit[1]
 
 
