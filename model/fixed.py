@@ -164,16 +164,21 @@ def _relax_float64(fmt: Formats, step: "_Stepper", v: np.ndarray, drive: FixedDr
 
     Every value of a step is an integer below 2^53 (`_float_exact`), so float64 holds it exactly:
     shifts are multiplications by powers of two, the rounding shift is floor((r + 2^(R-1)) 2^-R),
-    and the order of the sums does not matter. No int64 <-> float64 conversion per step: W is
-    scaled by 2^k' once, the input, bias and rounding offset are one constant per active set.
+    and the order of the sums does not matter (every partial sum is bounded by Formats.r_bound).
+    So the step is one product and one constant: r = v M + c with
+    M = W 2^k' - diag(2^(s+k') + sign units 2^(s+m)) and c = ((b << fa) + x g_in) 2^k'
+    + sign units T 2^(s+m) + 2^(R-1); then v + floor(r 2^-R), clipped. No int64 <-> float64
+    conversion per step.
     """
-    Wk = step.Wf * float(1 << step.k_frac)
-    down = float(2.0 ** -step.shift)
-    state = float(1 << step.sk)
-    half = (1 << (step.shift - 1)) if step.shift else 0
-    pull = None
+    n = v.shape[1]
+    diagonal = np.full(n, float(1 << step.sk))
+    pull = np.zeros(n)
     if step.units is not None:                         # sign (T - v) units 2^(s + m)
         pull = step.units * float((1 << step.skm) * (1 if step.sign > 0 else -1))
+    M = step.Wf * float(1 << step.k_frac)
+    M[np.diag_indices(n)] -= diagonal + pull
+    down = float(2.0 ** -step.shift)
+    half = (1 << (step.shift - 1)) if step.shift else 0
     rows = cached_rows(drive.x, None if target is None else target.values)
     memo = {"key": None}
     lo, hi = float(step.lo), float(step.hi)
@@ -182,15 +187,12 @@ def _relax_float64(fmt: Formats, step: "_Stepper", v: np.ndarray, drive: FixedDr
         x, values = rows(active)
         if memo["key"] is not active:
             memo["key"] = active
-            memo["const"] = (step.constant(x) * (1 << step.k_frac) + half).astype(np.float64)
-            memo["values"] = None if values is None else values.astype(np.float64)
-        r = va @ Wk
+            const = (step.constant(x) * (1 << step.k_frac) + half).astype(np.float64)
+            if step.units is not None:
+                const += values * pull
+            memo["const"] = const
+        r = va @ M
         r += memo["const"]
-        r -= va * state
-        if pull is not None:
-            toward = memo["values"] - va
-            toward *= pull
-            r += toward
         r *= down
         np.floor(r, out=r)
         r += va
@@ -435,6 +437,7 @@ class _LearnPlan:
     ii: np.ndarray            # synapses i <= j of the mask, row order
     jj: np.ndarray
     flat: np.ndarray          # i * N + j: the synapse's index s, and its place in a flattened (N, N)
+    flat_t: np.ndarray        # j * N + i: the place of its symmetric copy
     mul: np.ndarray           # (synapses + N,) LR_MUL of every synapse, then of every bias
     shift: np.ndarray         # (synapses + N,) LR_SHIFT (the diagonal's + 1 included)
     s: np.ndarray             # (synapses + N,) random-number index of every synapse, then bias
@@ -451,7 +454,7 @@ def _learn_plan(fmt: Formats, mask: np.ndarray, decay_steps: int) -> _LearnPlan:
         uniform = all(bool(np.all(m == mul)) and bool(np.all(sh == shift))
                       for m, sh in ((mul_w, shift_w), (mul_b, shift_b)))
         flat = ii * n + jj
-        return _LearnPlan(ii, jj, flat, np.concatenate([mul_w, mul_b]),
+        return _LearnPlan(ii, jj, flat, jj * n + ii, np.concatenate([mul_w, mul_b]),
                           np.concatenate([shift_w + (ii == jj), shift_b]),     # diagonal: tied-pair factor 1/2
                           np.concatenate([flat, n * n + np.arange(n)]), uniform)
 
@@ -602,15 +605,22 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
         C = np.concatenate([gram.ravel()[plan.flat].astype(np.int64), Cb])
         pulses = _quantise_all(fmt, C, plan, t)
         pw, pb = pulses[:len(ii)], pulses[len(ii):]
-        codes_w = params.codes_w[:, ii, jj]
-        _program(fmt, codes_w, params.class_w[:, ii, jj], pw, plan.s[:len(ii)], t)
-        params.codes_w[:, ii, jj] = codes_w
-        params.codes_w[:, jj, ii] = codes_w
+        devices = params.codes_w.shape[0]
+        flat_codes = params.codes_w.reshape(devices, n * n)     # a view when contiguous: 1-D indices
+        codes_w = np.take(flat_codes, plan.flat, axis=1)
+        _program(fmt, codes_w, np.take(params.class_w.reshape(devices, n * n), plan.flat, axis=1), pw,
+                 plan.s[:len(ii)], t)
+        if np.shares_memory(flat_codes, params.codes_w):
+            flat_codes[:, plan.flat] = codes_w
+            flat_codes[:, plan.flat_t] = codes_w
+        else:
+            params.codes_w[:, ii, jj] = codes_w
+            params.codes_w[:, jj, ii] = codes_w
         _program(fmt, params.codes_b, params.class_b, pb, plan.s[len(ii):], t)
     params.updates += 1
-    pulses_w = np.zeros((n, n), dtype=np.int64)
-    pulses_w[ii, jj] = pw
-    return LearnStep(pulses_w=pulses_w, pulses_b=pb)
+    pulses_w = np.zeros(n * n, dtype=np.int64)
+    pulses_w[plan.flat] = pw
+    return LearnStep(pulses_w=pulses_w.reshape(n, n), pulses_b=pb)
 
 
 def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, target: FixedTarget,
