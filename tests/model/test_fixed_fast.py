@@ -65,7 +65,8 @@ def test_program_beyond_the_pulse_limit_is_the_definition():
        t=st.integers(0, 2**33), decay=st.integers(0, 30), layered=st.booleans())
 def test_quantise_all_equals_quantise(rounding, seed, t, decay, layered):
     if layered:
-        cfg = Config.for_algorithm("eqprop", numerics="fixed", network={"n": 14, "topology": "layered", "layers": (6, 5, 3)},
+        cfg = Config.for_algorithm("eqprop", numerics="fixed",
+                                   network={"n": 14, "topology": "layered", "layers": (6, 5, 3)},
                                    train={"seed": seed, "layer_lr": (0.05, 0.01), "lr_decay": 0.5},
                                    fixed={"rounding": rounding})
     else:
@@ -114,7 +115,8 @@ def reference_learn(fmt: Formats, params: FixedParams, a_hi, a_lo, clamped, deca
                                              ({"preset": "ideal"}, True)])
 def test_learn_equals_the_definition(kernel, device, layered):
     if layered:
-        cfg = Config.for_algorithm("eqprop", numerics="fixed", network={"n": 22, "topology": "layered", "layers": (10, 8, 4)}, device=device,
+        cfg = Config.for_algorithm("eqprop", numerics="fixed", device=device,
+                                   network={"n": 22, "topology": "layered", "layers": (10, 8, 4)},
                                    train={"seed": 5, "batch_size": 4, "layer_lr": (0.05, 0.02), "lr_decay": 0.5})
     else:
         cfg = fixed_cfg(20, train={"seed": 5, "batch_size": 4, "lr": 0.2}, device=device)
