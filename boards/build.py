@@ -136,6 +136,8 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
                    clock_hz=(clock_mhz or board.clock_mhz) * 1e6, init=init)
     overrides = dict(board.overrides)
     overrides["nextpnr_opts"] = f"--report {NAME}_report.json --timing-allow-fail --seed {seed}"
+    if board.family == "ecp5":     # router2 routes the congested P = 32 design; router1 did not finish in an hour
+        overrides["nextpnr_opts"] += " --router router2"
     start = time.monotonic()
     plan = platform.prepare(top, name=NAME, **overrides)
     try:

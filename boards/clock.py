@@ -20,7 +20,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from amaranth import ClockDomain, ClockSignal, Const, Instance, Module, Signal
+from amaranth import ClockDomain, Const, Instance, Module
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 
@@ -101,9 +101,8 @@ class PLLClock(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain("sync")
-        clk = Signal()
-        m.d.comb += ClockSignal("sync").eq(clk)
+        m.domains.sync = sync = ClockDomain("sync")
+        clk = sync.clk
         p = self.params
         if self.family == "ice40":
             m.submodules.pll = Instance(
@@ -128,6 +127,7 @@ class PLLClock(wiring.Component):
                 i_PHASELOADREG=Const(1), i_PLLWAKESYNC=Const(0), i_ENCLKOP=Const(0),
                 o_CLKOP=clk, o_LOCK=self.locked)
         m.submodules.reset = ResetSynchronizer(~self.locked, domain="sync")
-        if platform is not None:
-            platform.add_clock_constraint(clk, self.frequency)
+        # No constraint on the PLL output: nextpnr derives it from the oscillator pin's and the
+        # PLL's dividers (the build report checks it equals `frequency`). A constraint by net
+        # name missed: yosys keeps another name of the flattened clock net.
         return m

@@ -317,14 +317,18 @@ class Learner(wiring.Component):
                                      ra.eq(ra + d_ends), rowN.eq(rowN + Mux(d_ends, N, 0))]
                         with m.If(last_part & (next_word == D)):
                             m.d.sync += [in_bias.eq(1), bias_next.eq(first_row)]
+                        # the candidate's fields are taken whether or not it is latched (a skipped
+                        # candidate has no primary, mirror or diagonal lane, and ga is free while
+                        # scanning): only the valid flag waits for the lanes' decode, not the
+                        # enables of every field (that decode is the walk's longest path)
+                        m.d.sync += [ga.valid.eq(d_prim.any()), ga.bias.eq(0), ga.buf.eq(buf_a),
+                                     ga.word.eq(cand_word), ga.part.eq(cand_part), ga.r0.eq(ra), ga.prim.eq(d_prim),
+                                     ga.mir.eq(d_mir), ga.diag.eq(d_diag), ga.rsel.eq(d_rsel), a_rowN.eq(rowN),
+                                     remaining.eq(d_prim), kk.eq(0)]
+                        m.d.sync += [ga.col[lane].eq(d_col[lane]) for lane in range(W)]
+                        if rated:
+                            m.d.sync += [ga.rate[lane].eq(d_rate[lane]) for lane in range(W)]
                         with m.If(d_prim.any()):
-                            m.d.sync += [ga.valid.eq(1), ga.bias.eq(0), ga.buf.eq(buf_a), ga.word.eq(cand_word),
-                                         ga.part.eq(cand_part), ga.r0.eq(ra), ga.prim.eq(d_prim), ga.mir.eq(d_mir),
-                                         ga.diag.eq(d_diag), ga.rsel.eq(d_rsel), a_rowN.eq(rowN),
-                                         remaining.eq(d_prim), kk.eq(0)]
-                            m.d.sync += [ga.col[lane].eq(d_col[lane]) for lane in range(W)]
-                            if rated:
-                                m.d.sync += [ga.rate[lane].eq(d_rate[lane]) for lane in range(W)]
                             for b in range(3):
                                 with m.If(buf_a == b):
                                     m.d.sync += [issued[b].eq(0), recv[b].eq(0)]

@@ -209,11 +209,19 @@ class Quantiser(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         w, f = self.widths, self.fmt
-        mag = Signal(w["corr_bits"])
+        mag = Signal(w["corr_bits"], reset_less=self.dsp)   # a DSP register has no synchronous reset
         neg, diag = Signal(), Signal(name="diag")
         with m.If(self.load):
-            m.d.sync += [mag.eq(Mux(self.corr < 0, -self.corr, self.corr)), neg.eq(self.corr < 0),
-                         diag.eq(self.diag)]
+            m.d.sync += [neg.eq(self.corr < 0), diag.eq(self.diag)]
+        if self.dsp:
+            # |C| is the DSP block's input register, which shares one clock enable with the
+            # block's other registers: so it samples every cycle, and `scale` must come in the
+            # cycle right after `load` (the learner's schedule). A DSP with no register at all
+            # would sit on an untimed pseudo-clock (nextpnr's $PACKER_GND_NET).
+            m.d.sync += mag.eq(Mux(self.corr < 0, -self.corr, self.corr))
+        else:
+            with m.If(self.load):
+                m.d.sync += mag.eq(Mux(self.corr < 0, -self.corr, self.corr))
         q = Signal(w["q_bits"])
         mode = f.cfg.fixed.rounding
         # q + the rounding offset (< 2^sh <= 2^rho_bits): one bit above the wider of the two

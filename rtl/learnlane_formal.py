@@ -122,6 +122,10 @@ class LearnLaneProof(Elaboratable):
         with m.Elif(q.scale):
             m.d.sync += loaded.eq(0)
         props.assume(m, ~(q.round & loaded))
+        loaded_last = Signal(name="env_q_loaded_last_cycle")
+        m.d.sync += loaded_last.eq(q.load)
+        if q.dsp:   # |C| is the DSP's free-running input register: scale comes right after load
+            props.assume(m, ~q.scale | loaded_last)
         # the spec's pulse count, step by step on the same strobes: the synapse's rate (per-layer
         # LR_MUL and LR_SHIFT) taken with C, the decayed shift min(LR_SHIFT + e d, 31) when scaled
         s_c = Signal(signed(len(q.corr)), name="ref_q_c")
@@ -170,8 +174,10 @@ class LearnLaneProof(Elaboratable):
                     "a pulse count never exceeds the pulse limit P_max")
 
         def lemmas(m_q, quant, i):
-            held = ((i.mag == Mux(s_c < 0, -s_c, s_c)) & (i.neg == (s_c < 0)) & (i.diag == s_diag)
-                    & (i.q == s_q))
+            mag_held = i.mag == Mux(s_c < 0, -s_c, s_c)
+            if quant.dsp:                    # |C| is only needed (and held) in the cycle after load
+                mag_held |= ~loaded_last
+            held = mag_held & (i.neg == (s_c < 0)) & (i.diag == s_diag) & (i.q == s_q)
             if hasattr(i, "off"):            # per-layer rates or decay: the rate and the shift offset
                 held &= (i.rate == s_rate) & (i.off == s_sh - sh_min) & (s_sh >= sh_min) & (s_sh <= sh_top)
             else:                            # constants: the shift follows the diagonal flag until a load

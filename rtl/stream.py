@@ -5,8 +5,8 @@ ends produce the same entries, registered one cycle after the request like a blo
 
 - **counters** (dense and band masks): each row's columns form one range
   [max(0, i - b), min(N - 1, i + b)] (b = N - 1 - K; dense: b = N - 1) without the diagonal
-  unless self-connections are on, so a row pointer and an offset decode every lane with a few
-  comparators. No memory at all: for N = 100 dense at P = 4 the index table would take 22
+  unless self-connections are on, so each lane's own (row, index) counter decodes its entry
+  with a few comparators. No memory at all: for N = 100 dense at P = 4 the index table would take 22
   iCE40 block RAMs.
 - **rom** (irregular masks, e.g. layered): the per-entry (valid, last, column) table.
 
@@ -106,7 +106,6 @@ class StreamGenerator(wiring.Component):
         b = n - 1 - net.band                     # half-width of the band (dense: n - 1)
         no_self = 0 if net.self_connections else 1
         count_bits = max((n + P).bit_length(), 1)
-        wide = count_bits + 1
 
         def row_shape(r):
             """(lo, count, length) of row r: first column, real entries, streamed entries."""
@@ -121,37 +120,45 @@ class StreamGenerator(wiring.Component):
                          cnt.eq(hi - lo + 1 - no_self), length.eq(Mux(cnt < P, P, cnt))]
             return lo, cnt, length
 
-        # the pointer: row and offset of the word to present next
-        row, off = Signal(nb + 1), Signal(count_bits)
-        src_row, src_off = Signal(nb + 1), Signal(count_bits)
-        m.d.comb += [src_row.eq(Mux(port.restart, 0, row)), src_off.eq(Mux(port.restart, 0, off))]
-        lo0, cnt0, len0 = row_shape(src_row)
-        nxt = Signal(nb + 1)
-        m.d.comb += nxt.eq(src_row + 1)
-        lo1, cnt1, len1 = row_shape(nxt)
-        step = Signal(wide)
-        m.d.comb += step.eq(src_off + P)
-        with m.If(port.restart | port.advance):
-            with m.If(step >= len0):
-                m.d.sync += [row.eq(nxt), off.eq(step - len0)]
-            with m.Else():
-                m.d.sync += [row.eq(src_row), off.eq(step)]
-            for lane in range(P):
-                e = port.entries[lane]
-                pos = Signal(wide, name=f"pos{lane}")
-                m.d.comb += pos.eq(src_off + lane)
-                spill = pos >= len0
-                r = Mux(spill, nxt, src_row)
-                t = Signal(wide, name=f"t{lane}")
-                m.d.comb += t.eq(Mux(spill, pos - len0, pos))
-                lo, cnt, length = Mux(spill, lo1, lo0), Mux(spill, cnt1, cnt0), Mux(spill, len1, len0)
-                col = Signal(nb + 2, name=f"col{lane}")
-                m.d.comb += col.eq(lo + t)
+        def shape_of(r: int):
+            """row_shape in Python, for the constant start of the stream."""
+            cnt = min(n - 1, r + b) - max(0, r - b) + 1 - no_self
+            return max(cnt, P)
+
+        # Every lane counts its own place in the stream: (row, t), the row its entry of the next
+        # word falls in and the entry's index in that row. A word moves every lane P entries on,
+        # into the next row at most (a row streams at least P entries). The entries are decoded
+        # from these registers alone and restart / advance only pick between that decode and the
+        # constant word 0 at the flip-flops: the lanes' adder chains start at a register, not at
+        # the controller (at P = 32 that chain was the design's critical path).
+        len_first = shape_of(0)
+        for lane in range(P):
+            e = port.entries[lane]
+            start_row, start_t = (0, lane + P) if lane + P < len_first else (1, lane + P - len_first)
+            row = Signal(nb + 1, name=f"row{lane}", init=start_row)
+            t = Signal(count_bits, name=f"t{lane}", init=start_t)
+
+            def decode(r, t_, tag):
+                lo, cnt, length = row_shape(r)
+                col = Signal(nb + 2, name=f"{tag}_col{lane}")
+                m.d.comb += col.eq(lo + t_)
                 if no_self:             # skip the diagonal: col and col + 1 side by side, then choose
-                    col_up = Signal(nb + 2, name=f"col_up{lane}")
-                    m.d.comb += col_up.eq(lo + t + 1)
+                    col_up = Signal(nb + 2, name=f"{tag}_col_up{lane}")
+                    m.d.comb += col_up.eq(lo + t_ + 1)
                     col = Mux(col >= r, col_up, col)
                 past = r >= n                               # padding after the last row
-                valid = ~past & (t < cnt)
-                m.d.sync += [e.valid.eq(valid), e.last.eq(~past & (t == length - 1)),
-                             e.col.eq(Mux(valid, col, 0)), e.row.eq(Mux(past, n - 1, r))]
+                valid = ~past & (t_ < cnt)
+                return valid, ~past & (t_ == length - 1), Mux(valid, col, 0), Mux(past, n - 1, r), length
+
+            *now, length = decode(row, t, "go")
+            *first, _ = decode(Const(0, nb + 1), Const(lane, count_bits), "first")
+            step = Signal(count_bits + 1, name=f"step{lane}")
+            m.d.comb += step.eq(t + P)
+            wrap = step >= length
+            with m.If(port.restart):
+                m.d.sync += [row.eq(start_row), t.eq(start_t)]
+            with m.Elif(port.advance):
+                m.d.sync += [row.eq(Mux(wrap, row + 1, row)), t.eq(Mux(wrap, step - length, step))]
+            with m.If(port.restart | port.advance):
+                for field, from_now, from_first in zip((e.valid, e.last, e.col, e.row), now, first):
+                    m.d.sync += field.eq(Mux(port.restart, from_first, from_now))
