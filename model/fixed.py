@@ -600,9 +600,8 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
                                      np.asarray(c2c, dtype=np.int64))
     else:
         hi, lo = a_hi.astype(np.float64), a_lo.astype(np.float64)
-        gram = hi.T @ hi                  # correlations(): exact integers below 2^53 (Formats)
-        gram -= lo.T @ lo
-        C = np.concatenate([gram.ravel()[plan.flat].astype(np.int64), Cb])
+        grams = [np.take(a.T @ a, plan.flat).astype(np.int64) for a in (hi, lo)]   # exact, as in correlations()
+        C = np.concatenate([grams[0] - grams[1], Cb])
         pulses = _quantise_all(fmt, C, plan, t)
         pw, pb = pulses[:len(ii)], pulses[len(ii):]
         devices = params.codes_w.shape[0]
