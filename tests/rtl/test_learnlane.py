@@ -48,6 +48,24 @@ QUANT_CONFIGS = [
 ]
 
 
+async def quantise_strobed(ctx, dut, c: int, rho: int) -> int:
+    """One pulse count through the learner's strobes: load C, scale in the next cycle (as the
+    learner does; C changes meanwhile and must not matter), round with the draw `rho`."""
+    ctx.set(dut.corr, c)
+    ctx.set(dut.load, 1)
+    await ctx.tick()
+    ctx.set(dut.load, 0)
+    ctx.set(dut.corr, -c // 3 + 1)
+    ctx.set(dut.scale, 1)
+    await ctx.tick()
+    ctx.set(dut.scale, 0)
+    ctx.set(dut.rho, rho)
+    ctx.set(dut.round, 1)
+    await ctx.tick()
+    ctx.set(dut.round, 0)
+    return -ctx.get(dut.n_mag) if ctx.get(dut.neg) else ctx.get(dut.n_mag)
+
+
 @pytest.mark.parametrize("dsp", [False, True])
 @pytest.mark.parametrize("sections", QUANT_CONFIGS)
 def test_quantiser_equals_model_quantise(sections, dsp):
@@ -69,20 +87,8 @@ def test_quantiser_equals_model_quantise(sections, dsp):
 
     async def bench(ctx):
         for c, d, p in zip(C, diag, rho):
-            ctx.set(dut.corr, int(c))
             ctx.set(dut.diag, int(d))
-            ctx.set(dut.load, 1)
-            await ctx.tick()
-            ctx.set(dut.load, 0)
-            ctx.set(dut.corr, int(-c) // 3 + 1)   # C is taken at load: what follows must not matter
-            ctx.set(dut.scale, 1)
-            await ctx.tick()
-            ctx.set(dut.scale, 0)
-            ctx.set(dut.rho, int(p))
-            ctx.set(dut.round, 1)
-            await ctx.tick()
-            ctx.set(dut.round, 0)
-            got.append(-ctx.get(dut.n_mag) if ctx.get(dut.neg) else ctx.get(dut.n_mag))
+            got.append(await quantise_strobed(ctx, dut, int(c), int(p)))
 
     simulate(dut, bench)
     np.testing.assert_equal(np.array(got), want)
@@ -259,23 +265,12 @@ def test_quantiser_follows_per_layer_rates_and_decay(fixed_, layer_lr, lr_decay,
 
     async def bench(ctx):
         for i in range(k):
-            ctx.set(dut.corr, int(C[i]))
             ctx.set(dut.diag, int(diag[i]))
             if len(rates) > 1:
                 ctx.set(dut.rate, int(rate[i]))
             if fmt.decay_shift:
                 ctx.set(dut.decay, int(decay[i]))
-            ctx.set(dut.load, 1)
-            await ctx.tick()
-            ctx.set(dut.load, 0)
-            ctx.set(dut.scale, 1)
-            await ctx.tick()
-            ctx.set(dut.scale, 0)
-            ctx.set(dut.rho, int(rho[i]))
-            ctx.set(dut.round, 1)
-            await ctx.tick()
-            ctx.set(dut.round, 0)
-            got.append(-ctx.get(dut.n_mag) if ctx.get(dut.neg) else ctx.get(dut.n_mag))
+            got.append(await quantise_strobed(ctx, dut, int(C[i]), int(rho[i])))
 
     simulate(dut, bench)
     np.testing.assert_equal(np.array(got), want)
