@@ -73,6 +73,18 @@ def float_trainers(peer: bool) -> dict:
     return trainers
 
 
+def fixed_trainers() -> dict:
+    """With numba: the fixed-point model's numpy loops too, so both fixed / float ratios come from one run."""
+    if active_kernel() != "compiled":
+        return {}
+
+    def numpy_loop(cfg, pats):
+        with relaxation_kernel("fast-numpy"):
+            return training.train(cfg, pats, progress=False)
+
+    return {"fixed-numpy": numpy_loop}
+
+
 def float_speed(summary: dict, epochs: int) -> dict:
     """Speed-up of the float model over its original loop, and numpy vs the PyTorch peer (same run)."""
     flt, ref = summary["float"], summary["float-reference"]
@@ -118,8 +130,9 @@ def run_bench(out: Path | None = None, epochs: int = 50, repeats: int = 3, trial
     pats = pattern_sets.load()
     cfgs = configs(pats.size, epochs, device)
     trainers = float_trainers(peer)
+    fixed_loops = fixed_trainers()
     runs = {name: {"train_seconds": [], "train_cpu_seconds": [], "eval_seconds": [], "steps": [],
-                   "accuracy": []} for name in [*cfgs, *trainers]}
+                   "accuracy": []} for name in [*cfgs, *trainers, *fixed_loops]}
     start = time.perf_counter()
     load_before = os.getloadavg()
     echo(f"bench: EqProp on {pats.source} (N={pats.size}, {pats.count} patterns), {epochs} epochs, "
@@ -141,6 +154,8 @@ def run_bench(out: Path | None = None, epochs: int = 50, repeats: int = 3, trial
             measure(name, cfg, lambda: training.train(cfg, pats, progress=False))
         for name, trainer in trainers.items():  # the float model's comparisons, in the same alternation
             measure(name, cfgs["float"], lambda: trainer(cfgs["float"], pats))
+        for name, trainer in fixed_loops.items():   # the fixed-point model without numba, same alternation
+            measure(name, cfgs["fixed"], lambda: trainer(cfgs["fixed"], pats))
     samples = pats.count * trials
     summary = {}
     for name, r in runs.items():
@@ -149,16 +164,20 @@ def run_bench(out: Path | None = None, epochs: int = 50, repeats: int = 3, trial
         summary[name] = {"train_seconds": train_s, "train_cpu_seconds": statistics.median(r["train_cpu_seconds"]),
                          "epoch_ms": 1000.0 * train_s / epochs, "mean_steps": statistics.median(r["steps"]),
                          "eval_seconds": eval_s, "trials_per_second": samples / eval_s,
-                         "accuracy": r["accuracy"][-1], "fingerprint": cfgs.get(name, cfgs["float"]).fingerprint,
+                         "accuracy": r["accuracy"][-1],
+                         "fingerprint": cfgs.get(name, cfgs["fixed" if name in fixed_loops else "float"]).fingerprint,
                          "samples_per_second": epochs * pats.count * cfgs["float"].train.repeats / train_s}
     ratio = summary["fixed"]["train_seconds"] / summary["float"]["train_seconds"]
+    if "fixed-numpy" in summary and "float-numpy" in summary:   # both models' numpy loops, no numba
+        loops = summary["fixed-numpy"]
+        loops["ratio"] = loops["train_seconds"] / summary["float-numpy"]["train_seconds"]
     report = {
         "version": __version__, "epochs": epochs, "repeats": repeats, "trials_per_pattern": trials,
         "eval_samples": samples, "flip": FLIP, "device": device, "patterns": pats.source,
         "ratio": ratio, "eval_ratio": summary["fixed"]["eval_seconds"] / summary["float"]["eval_seconds"],
         "target_ratio": TARGET_RATIO, "meets_target": ratio <= TARGET_RATIO,
         "float": summary["float"], "fixed": summary["fixed"], "runs": runs,
-        **{name: summary[name] for name in trainers},
+        **{name: summary[name] for name in [*trainers, *fixed_loops]},
         "float_speed": float_speed(summary, epochs),
         "environment": {"python": platform.python_version(), "numpy": np.__version__,
                         "machine": platform.machine(), "cpus": os.cpu_count(),
@@ -221,6 +240,8 @@ def markdown(report: dict) -> str:
                             "fixed / float"], rows)
             + f"\n\nTraining time ratio fixed / float = {report['ratio']:.2f} ({verdict} the target "
               f"<= {report['target_ratio']:.0f}); bench wall time {report['wall_seconds']:.0f} s."
+            + (f" Without numba (both models' numpy loops, same run): fixed / float = "
+               f"{report['fixed-numpy']['ratio']:.2f}." if "ratio" in report.get("fixed-numpy", {}) else "")
             + "\n\n" + float_markdown(report))
 
 

@@ -21,6 +21,7 @@ chip by the fabrication seed.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields, replace
 from fractions import Fraction
@@ -307,6 +308,11 @@ class DeviceTables:
 
     def weight(self, codes: np.ndarray, classes: np.ndarray) -> np.ndarray:
         """Weight values (int, scale 2^-fw) of device codes shaped (devices, ...)."""
+        if self.gmap.shape[0] == 1:       # one class (every device nominal): a 1-D look-up is enough
+            w = self.gmap[0][codes[0]]
+            if self.devices == 2:
+                w -= self.gmap[0][codes[1]]
+            return w
         w = self.gmap[classes[0], codes[0]]
         if self.devices == 2:
             w = w - self.gmap[classes[1], codes[1]]
@@ -314,9 +320,29 @@ class DeviceTables:
 
 
 def build_tables(cfg) -> DeviceTables:
-    """Tabulate the configured preset (with the config's overrides) for the fixed-point model."""
-    p = resolve(cfg.device)
-    levels, fw = p.levels, cfg.fixed.weight_frac
+    """Tabulate the configured preset (with the config's overrides) for the fixed-point model.
+
+    Tabulating a 2048-level device takes tens of milliseconds, and every Formats of a Config
+    asks for it: the tables are built once per (preset, weight format, c2c, pulse limit) and
+    shared, with read-only arrays so that no caller can change another's tables.
+    """
+    return _tables(resolve(cfg.device), cfg.fixed.weight_frac, cfg.device.c2c, cfg.device.max_pulses,
+                   cfg.train.max_step)
+
+
+@functools.lru_cache(maxsize=32, typed=True)
+def _tables(p: Preset, fw: int, c2c_override: float | None, max_pulses_override: int | None,
+            max_step: float) -> DeviceTables:
+    tables = _tabulate(p, fw, c2c_override, max_pulses_override, max_step)
+    for name in ("gmap", "up", "down", "c2c_table"):
+        getattr(tables, name).setflags(write=False)
+    return tables
+
+
+def _tabulate(p: Preset, fw: int, c2c_override: float | None, max_pulses_override: int | None,
+              max_step: float) -> DeviceTables:
+    """build_tables' work: GMAP, UP, DOWN and C2C of every class of the resolved preset."""
+    levels = p.levels
     codes = np.arange(levels)
     top = levels - 1
     ref = potentiation_curve(p, levels)
@@ -339,20 +365,20 @@ def build_tables(cfg) -> DeviceTables:
             up.append(codes.copy())
             down.append(codes.copy())
     gmap, up, down = (np.array(t, dtype=np.int64) for t in (gmap, up, down))
-    c2c = c2c_probability(p.dw_min_std) if cfg.device.c2c is None else cfg.device.c2c
+    c2c = c2c_probability(p.dw_min_std) if c2c_override is None else c2c_override
     c2c_table = np.array([round_half_up(c2c * 2**16)] * len(devices) + [0] * len(stuck_classes), dtype=np.int64)
     pulse_weight = p.w_scale * (float(np.mean(np.diff(ref))) if levels > 1 else 1.0)
     steps = np.concatenate([np.abs(np.take_along_axis(gmap, t, axis=1) - gmap).ravel() for t in (up, down)])
-    max_step = int(steps.max(initial=0))
-    max_pulses = cfg.device.max_pulses or pulse_limit(cfg.train.max_step, max_step, fw)
+    largest = int(steps.max(initial=0))
+    max_pulses = max_pulses_override or pulse_limit(max_step, largest, fw)
     if max_pulses > MAX_PULSES:
-        raise ValueError(f"train.max_step={cfg.train.max_step} is {max_pulses} pulses of this device "
-                         f"(largest pulse = {max_step} x 2^-{fw}); at most {MAX_PULSES} fit the random-draw "
+        raise ValueError(f"train.max_step={max_step} is {max_pulses} pulses of this device "
+                         f"(largest pulse = {largest} x 2^-{fw}); at most {MAX_PULSES} fit the random-draw "
                          f"index: lower max_step or set device.max_pulses")
     return DeviceTables(
         preset=p, levels=levels, devices=1 if p.mode == "single" else 2, gmap=gmap, up=up, down=down,
         class_devices=tuple(devices), c2c=c2c, c2c_table=c2c_table, stuck_classes=stuck_classes,
-        max_pulses=max_pulses, max_pulse_step=max_step, pulse_weight=pulse_weight,
+        max_pulses=max_pulses, max_pulse_step=largest, pulse_weight=pulse_weight,
         mid=int(nearest_code(_quantise(p.w_scale * (ref - reference), fw).astype(np.float64), np.zeros(1))[0])
         if p.mode == "single" else levels // 2,
         scale=1 << fw)

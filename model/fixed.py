@@ -42,9 +42,10 @@ class FixedParams:
 
     def weights(self, tables: DeviceTables) -> tuple[np.ndarray, np.ndarray]:
         """(W, b) as integers at scale 2^-fw; W is zero outside the mask."""
-        W = tables.weight(self.codes_w, self.class_w) * self.mask
+        W = tables.weight(self.codes_w, self.class_w)
+        W *= self.mask
         b = tables.weight(self.codes_b, self.class_b)
-        return W.astype(np.int64), b.astype(np.int64)
+        return W.astype(np.int64, copy=False), b.astype(np.int64, copy=False)
 
     @classmethod
     def from_float(cls, cfg: Config, W: np.ndarray, b: np.ndarray, fault_aware: bool = True) -> "FixedParams":
@@ -120,8 +121,11 @@ def fixed_relax(fmt: Formats, W: np.ndarray, b: np.ndarray, drive: FixedDrive,
 
     noise = ReadNoise.for_relaxation(fmt, drive, v, sign) if fmt.cfg.device.read_noise > 0 else None
     step = _Stepper(fmt, W, b, None if target is None or sign == 0 else target.units, sign, noise)
-    if noise is None and not trace and step.identity_act and not drive.clamped.any() and compiled_kernel_enabled():
-        return _relax_compiled(fmt, step, v, drive, target, sign, limit)
+    if noise is None and not trace and step.identity_act:
+        if not drive.clamped.any() and compiled_kernel_enabled():
+            return _relax_compiled(fmt, step, v, drive, target, sign, limit)
+        if _float_exact(fmt):
+            return _relax_float64(fmt, step, v, drive, target, limit)
     rows = cached_rows(drive.x, None if target is None else target.values)
     drive_rows = {"key": None}
 
@@ -146,6 +150,56 @@ def _relax_compiled(fmt: Formats, step: "_Stepper", v: np.ndarray, drive: FixedD
                                                 step.sign if nudged else 0, step.k_frac, step.sk, step.skm,
                                                 step.shift, step.lo, step.hi, fmt.cfg.fixed.tol_lsb, limit)
     return Relaxed(v=out, steps=steps, converged=converged)
+
+
+def _float_exact(fmt: Formats) -> bool:
+    """Whether every sum of a relaxation step, rounding offset included, is an integer below 2^53."""
+    return _memo(fmt, "float_exact", None,
+                 lambda: fmt.r_bound + (1 << max(fmt.round_shift - 1, 0)) < 2**53)
+
+
+def _relax_float64(fmt: Formats, step: "_Stepper", v: np.ndarray, drive: FixedDrive, target: FixedTarget | None,
+                   limit: int) -> FixedRelaxed:
+    """`_Stepper` over `converge` with the states held in float64: the same integers, exactly.
+
+    Every value of a step is an integer below 2^53 (`_float_exact`), so float64 holds it exactly:
+    shifts are multiplications by powers of two, the rounding shift is floor((r + 2^(R-1)) 2^-R),
+    and the order of the sums does not matter (every partial sum is bounded by Formats.r_bound).
+    So the step is one product and one constant: r = v M + c with
+    M = W 2^k' - diag(2^(s+k') + sign units 2^(s+m)) and c = ((b << fa) + x g_in) 2^k'
+    + sign units T 2^(s+m) + 2^(R-1); then v + floor(r 2^-R), clipped. No int64 <-> float64
+    conversion per step.
+    """
+    n = v.shape[1]
+    diagonal = np.full(n, float(1 << step.sk))
+    pull = np.zeros(n)
+    if step.units is not None:                         # sign (T - v) units 2^(s + m)
+        pull = step.units * float((1 << step.skm) * (1 if step.sign > 0 else -1))
+    M = step.Wf * float(1 << step.k_frac)
+    M[np.diag_indices(n)] -= diagonal + pull
+    down = float(2.0 ** -step.shift)
+    half = (1 << (step.shift - 1)) if step.shift else 0
+    rows = cached_rows(drive.x, None if target is None else target.values)
+    memo = {"key": None}
+    lo, hi = float(step.lo), float(step.hi)
+
+    def update(active, va):
+        x, values = rows(active)
+        if memo["key"] is not active:
+            memo["key"] = active
+            const = (step.constant(x) * (1 << step.k_frac) + half).astype(np.float64)
+            if step.units is not None:
+                const += values * pull
+            memo["const"] = const
+        r = va @ M
+        r += memo["const"]
+        r *= down
+        np.floor(r, out=r)
+        r += va
+        return _clip(r, lo, hi, out=r)
+
+    out = converge(v.astype(np.float64), update, limit, fmt.cfg.fixed.tol_lsb, drive.clamped)
+    return Relaxed(v=out.v.astype(np.int64), steps=out.steps, converged=out.converged)
 
 
 class ReadNoise:
@@ -178,6 +232,13 @@ class ReadNoise:
         return np.floor(std * self.rng.standard_normal(a.shape) + 0.5).astype(np.int64)
 
 
+def _stepper_constants(fmt: Formats) -> tuple:
+    """fa, g_in, lo, hi, k', s + k', s + m, R and whether the activation table is the identity."""
+    identity = fmt.hard and np.array_equal(fmt.act_lut, np.arange(fmt.lo, fmt.hi + 1))
+    return (fmt.fa, fmt.g_in, fmt.lo, fmt.hi, fmt.k_frac, fmt.s + fmt.k_frac, fmt.s + fmt.k_mul, fmt.round_shift,
+            identity)
+
+
 class _Stepper:
     """`fixed_step` with its constants hoisted out of the loop: the same integers, exactly.
 
@@ -190,11 +251,9 @@ class _Stepper:
                  read_noise: "ReadNoise | None" = None):
         self.fmt, self.sign, self.read_noise = fmt, sign, read_noise
         self.Wf = W.astype(np.float64)
-        self.bias = b << fmt.fa
-        self.g_in, self.lo, self.hi = fmt.g_in, fmt.lo, fmt.hi
-        self.k_frac, self.sk, self.skm = fmt.k_frac, fmt.s + fmt.k_frac, fmt.s + fmt.k_mul
-        self.shift = fmt.round_shift
-        self.identity_act = fmt.hard and np.array_equal(fmt.act_lut, np.arange(fmt.lo, fmt.hi + 1))
+        (fa, self.g_in, self.lo, self.hi, self.k_frac, self.sk, self.skm, self.shift,
+         self.identity_act) = _memo(fmt, "stepper", None, lambda: _stepper_constants(fmt))
+        self.bias = b << fa
         self.units = None if units is None else units.astype(np.int64)
 
     def constant(self, x: np.ndarray) -> np.ndarray:
@@ -354,55 +413,213 @@ def _synapses(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _SYNAPSES["ij"]
 
 
+def _memo(fmt: Formats, name: str, key, build):
+    """What `build()` gives for this Formats and key, kept on the Formats (the last key per name).
+
+    Formats is immutable, so what follows from it (and from the mask, the decay step) need not be
+    derived again for every update; `cached_property` keeps its own values the same way.
+    """
+    memo = fmt.__dict__.setdefault("_fixed_memo", {})
+    hit = memo.get(name)
+    if hit is None or hit[0] != key:
+        value = build()
+        for array in vars(value).values() if hasattr(value, "__dataclass_fields__") else ():
+            if isinstance(array, np.ndarray):
+                array.setflags(write=False)          # shared from now on: nobody may change it
+        hit = memo[name] = (key, value)
+    return hit[1]
+
+
+@dataclass(frozen=True)
+class _LearnPlan:
+    """Everything of one learning update that depends on the Formats, the mask and the decay step only."""
+
+    ii: np.ndarray            # synapses i <= j of the mask, row order
+    jj: np.ndarray
+    flat: np.ndarray          # i * N + j: the synapse's index s, and its place in a flattened (N, N)
+    flat_t: np.ndarray        # j * N + i: the place of its symmetric copy
+    mul: np.ndarray           # (synapses + N,) LR_MUL of every synapse, then of every bias
+    shift: np.ndarray         # (synapses + N,) LR_SHIFT (the diagonal's + 1 included)
+    s: np.ndarray             # (synapses + N,) random-number index of every synapse, then bias
+    uniform: bool             # one (LR_MUL, LR_SHIFT) for all: the compiled pass applies
+
+
+def _learn_plan(fmt: Formats, mask: np.ndarray, decay_steps: int) -> _LearnPlan:
+    def build() -> _LearnPlan:
+        n = mask.shape[0]
+        ii, jj = _synapses(mask)
+        mul_w, shift_w = fmt.learn_shifts(fmt.synapse_layer[ii, jj], decay_steps)
+        mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay_steps)
+        mul, shift = fmt.lr_fixed
+        uniform = all(bool(np.all(m == mul)) and bool(np.all(sh == shift))
+                      for m, sh in ((mul_w, shift_w), (mul_b, shift_b)))
+        flat = ii * n + jj
+        return _LearnPlan(ii, jj, flat, jj * n + ii, np.concatenate([mul_w, mul_b]),
+                          np.concatenate([shift_w + (ii == jj), shift_b]),     # diagonal: tied-pair factor 1/2
+                          np.concatenate([flat, n * n + np.arange(n)]), uniform)
+
+    return _memo(fmt, "learn_plan", (mask.shape, mask.tobytes(), decay_steps), build)
+
+
+@dataclass(frozen=True)
+class _PulseTables:
+    """UP and DOWN applied k = 0..P_max times, and the pulses a device takes to reach the top code.
+
+    Without cycle-to-cycle noise a pulse's effect depends on the code alone, so n pulses are one
+    table look-up: the same codes as applying them one at a time (apply_pulses).
+    """
+
+    up: np.ndarray            # (M', P_max + 1, L): UP^k
+    down: np.ndarray          # (M', P_max + 1, L): DOWN^k
+    to_top: np.ndarray        # (M', L): least k with UP^k(c) >= L - 1, P_max + 1 if none
+
+
+def _pulse_tables(fmt: Formats) -> _PulseTables:
+    def build() -> _PulseTables:
+        tables = fmt.device
+        top, kmax = tables.levels - 1, tables.max_pulses
+        powers = []
+        for table in (tables.up, tables.down):
+            rows = [np.broadcast_to(np.arange(tables.levels), table.shape)]
+            for _ in range(kmax):
+                rows.append(np.take_along_axis(table, rows[-1], axis=1))
+            powers.append(np.stack(rows, axis=1).astype(np.int64))
+        at_top = powers[0] >= top
+        to_top = np.where(at_top.any(axis=1), at_top.argmax(axis=1), kmax + 1)
+        return _PulseTables(powers[0], powers[1], to_top)
+
+    return _memo(fmt, "pulse_tables", None, build)
+
+
+def _quantise_all(fmt: Formats, C: np.ndarray, plan: _LearnPlan, t: int) -> np.ndarray:
+    """`quantise` of every synapse and bias at once: one Threefry call for all the draws.
+
+    Draws of zero correlations are made too and do not matter: (0 + noise) >> shift is 0 for
+    noise < 2^shift, so the pulse counts are quantise's exactly (tests/model/test_fixed_fast.py).
+    """
+    q = C * plan.mul
+    mag = np.abs(q)
+    shift = plan.shift
+    mode = fmt.cfg.fixed.rounding
+    if mode == "truncate":
+        n = mag >> shift
+    elif mode == "nearest":
+        n = (mag + (np.int64(1) << (shift - 1))) >> shift
+    else:
+        draws = rng.rand(fmt.cfg.train.seed, t, plan.s, 0).astype(np.int64)
+        draws >>= 32 - shift
+        draws += mag
+        n = draws >> shift
+    n *= np.sign(q)
+    return _clip(n, -fmt.max_pulses, fmt.max_pulses, out=n)
+
+
+def _program(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: np.ndarray, s: np.ndarray,
+             t: int) -> None:
+    """`apply_pulses`, the same codes (in place): table look-ups without c2c noise, else the
+    pulse-by-pulse loop with every pulse's Threefry draws made in one call."""
+    tables = fmt.device
+    mags = np.abs(pulses)
+    kmax = int(mags.max(initial=0))
+    if kmax == 0:
+        return
+    if kmax > tables.max_pulses:              # not from quantise: the definition says what happens
+        apply_pulses(fmt, codes, classes, pulses, s, t)
+        return
+    if not tables.c2c_table.any():
+        powers = _pulse_tables(fmt)
+        positive = pulses > 0
+        if tables.devices == 1:
+            c, m = codes[0], classes[0]
+            codes[0] = np.where(positive, powers.up[m, mags, c], powers.down[m, mags, c])
+            return
+        idx = np.arange(len(pulses))
+        primary = np.where(positive, 0, 1)    # potentiate-first: G+ for n > 0, G- for n < 0
+        partner = 1 - primary
+        cp, mp = codes[primary, idx], classes[primary, idx]
+        cq, mq = codes[partner, idx], classes[partner, idx]
+        ups = np.minimum(mags, powers.to_top[mp, cp])     # pulses before the primary device is at the top
+        codes[primary, idx] = powers.up[mp, ups, cp]
+        codes[partner, idx] = powers.down[mq, mags - ups, cq]
+        return
+    # c2c noise: pulse p of a synapse uses draws 2 + 2p + dev, i.e. both words of Threefry call 1 + p
+    pulse, syn = np.nonzero(mags[None, :] > np.arange(kmax)[:, None])     # pulse-major, synapses in order
+    x0, x1 = rng.threefry2x32(np.uint32(t & rng.MASK32), rng.call_counter(s[syn], pulse + 1),
+                              np.uint32(fmt.cfg.train.seed & rng.MASK32), np.uint32(0x6D656D70))
+    bounds = np.searchsorted(pulse, np.arange(kmax + 1))
+    top = tables.levels - 1
+    for p in range(kmax):
+        lo, hi = bounds[p], bounds[p + 1]
+        active = syn[lo:hi]
+        positive = pulses[active] > 0
+        if tables.devices == 1:
+            dev = np.zeros(len(active), dtype=np.int64)
+            potentiate = positive
+        else:
+            primary = np.where(positive, 0, 1)
+            saturated = codes[primary, active] >= top
+            dev = np.where(saturated, 1 - primary, primary)
+            potentiate = ~saturated
+        c, m = codes[dev, active], classes[dev, active]
+        c = np.where(potentiate, tables.up[m, c], tables.down[m, c])
+        u = np.where(dev == 1, x1[lo:hi], x0[lo:hi])         # rng.rand(..., c2c_draw(p, dev))
+        hit = (u >> np.uint32(16)).astype(np.int64) < tables.c2c_table[m]
+        step = np.where((u >> np.uint32(15)) & np.uint32(1), 1, -1)
+        c = np.clip(c + np.where(hit, step, 0), 0, top)
+        codes[dev, active] = c
+
+
 def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
           clamped: np.ndarray, decay_steps: int = 0) -> LearnStep:
     """One in-situ EqProp update from two sets of fixed-point activations (in place).
 
     Each synapse learns at its weight layer's (LR_MUL, LR_SHIFT), the shift grown by
-    `decay_steps` epochs of learning-rate decay (Formats.learn_shifts).
+    `decay_steps` epochs of learning-rate decay (Formats.learn_shifts). The numpy path below is
+    `correlations`, `quantise` and `apply_pulses` (the definition) computed with fewer passes:
+    tests/model/test_fixed_fast.py holds it to them on random inputs.
     """
     n = params.mask.shape[0]
     t = params.updates
-    mul, shift = fmt.lr_fixed
-    ii, jj = _synapses(params.mask)
-    mul_w, shift_w = fmt.learn_shifts(fmt.synapse_layer[ii, jj], decay_steps)
-    mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay_steps)
+    plan = _learn_plan(fmt, params.mask, decay_steps)
+    ii, jj = plan.ii, plan.jj
+    Cb = (a_hi - a_lo).sum(axis=0) << fmt.fa
+    Cb[clamped] = 0
     # The compiled pass knows one (LR_MUL, LR_SHIFT) for every synapse: per-layer rates and their
-    # decay (classifiers) take the numpy path below, which is the definition.
-    uniform = all(bool(np.all(m == mul)) and bool(np.all(sh == shift))
-                  for m, sh in ((mul_w, shift_w), (mul_b, shift_b)))
-    if (uniform and compiled_kernel_enabled() and params.codes_w.dtype == np.int64
+    # decay (classifiers) take the numpy path below.
+    if (plan.uniform and compiled_kernel_enabled() and params.codes_w.dtype == np.int64
             and params.codes_b.dtype == np.int64):
         tables = fmt.device      # the same correlations, quantisation and pulses in one compiled pass
+        mul, shift = fmt.lr_fixed
         c2c = getattr(tables, "c2c_table", None)
         c2c = np.full(tables.classes, tables.c2c_threshold, dtype=np.int64) if c2c is None else c2c
-        Cb = (a_hi - a_lo).sum(axis=0) << fmt.fa
-        Cb[clamped] = 0
         pw, pb = kernels.learn_fixed(a_hi, a_lo, Cb, ii, jj, params.codes_w,
                                      params.class_w.astype(np.int64, copy=False),
                                      params.codes_b, params.class_b.astype(np.int64, copy=False), mul, shift,
                                      fmt.cfg.fixed.rounding, fmt.cfg.train.seed, t, fmt.max_pulses,
                                      tables.up.astype(np.int64, copy=False), tables.down.astype(np.int64, copy=False),
                                      np.asarray(c2c, dtype=np.int64))
-        params.updates += 1
-        pulses_w = np.zeros((n, n), dtype=np.int64)
-        pulses_w[ii, jj] = pw
-        return LearnStep(pulses_w=pulses_w, pulses_b=pb)
-    C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
-    s_w = ii * n + jj
-    shift_w = shift_w + (ii == jj)                     # diagonal: tied-pair factor 1/2
-    pw = quantise(fmt, C[ii, jj], shift_w, t, s_w, mul_w)
-    s_b = n * n + np.arange(n)
-    pb = quantise(fmt, Cb, shift_b, t, s_b, mul_b)
-    codes_w = params.codes_w[:, ii, jj]
-    apply_pulses(fmt, codes_w, params.class_w[:, ii, jj], pw, s_w, t)
-    params.codes_w[:, ii, jj] = codes_w
-    params.codes_w[:, jj, ii] = codes_w
-    apply_pulses(fmt, params.codes_b, params.class_b, pb, s_b, t)
+    else:
+        hi, lo = a_hi.astype(np.float64), a_lo.astype(np.float64)
+        grams = [np.take(a.T @ a, plan.flat).astype(np.int64) for a in (hi, lo)]   # exact, as in correlations()
+        C = np.concatenate([grams[0] - grams[1], Cb])
+        pulses = _quantise_all(fmt, C, plan, t)
+        pw, pb = pulses[:len(ii)], pulses[len(ii):]
+        devices = params.codes_w.shape[0]
+        flat_codes = params.codes_w.reshape(devices, n * n)     # a view when contiguous: 1-D indices
+        codes_w = np.take(flat_codes, plan.flat, axis=1)
+        _program(fmt, codes_w, np.take(params.class_w.reshape(devices, n * n), plan.flat, axis=1), pw,
+                 plan.s[:len(ii)], t)
+        if np.shares_memory(flat_codes, params.codes_w):
+            flat_codes[:, plan.flat] = codes_w
+            flat_codes[:, plan.flat_t] = codes_w
+        else:
+            params.codes_w[:, ii, jj] = codes_w
+            params.codes_w[:, jj, ii] = codes_w
+        _program(fmt, params.codes_b, params.class_b, pb, plan.s[len(ii):], t)
     params.updates += 1
-    pulses_w = np.zeros((n, n), dtype=np.int64)
-    pulses_w[ii, jj] = pw
-    return LearnStep(pulses_w=pulses_w, pulses_b=pb)
+    pulses_w = np.zeros(n * n, dtype=np.int64)
+    pulses_w[plan.flat] = pw
+    return LearnStep(pulses_w=pulses_w.reshape(n, n), pulses_b=pb)
 
 
 def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, target: FixedTarget,

@@ -23,19 +23,38 @@ def _rotl(x: np.ndarray, r: int) -> np.ndarray:
     return (x << np.uint32(r)) | (x >> np.uint32(32 - r))
 
 
+#: (r, 32 - r) of every rotation as uint32 scalars, made once.
+_SHIFTS = tuple((np.uint32(r), np.uint32(32 - r)) for r in ROTATIONS)
+
+
 def threefry2x32(c0, c1, k0, k1, rounds: int = ROUNDS) -> tuple[np.ndarray, np.ndarray]:
-    """Threefry-2x32: two 32-bit words of counter and key in, two 32-bit words out (broadcast)."""
+    """Threefry-2x32: two 32-bit words of counter and key in, two 32-bit words out (broadcast).
+
+    Computed in place on two working arrays (the words wrap modulo 2^32, so the same bits as the
+    textbook form `_rotl`/`+` spells; tests/model/test_rng.py pins the Random123 vectors).
+    """
     c0, c1, k0, k1 = (np.asarray(v, dtype=np.uint32) for v in (c0, c1, k0, k1))
     ks = (k0, k1, np.uint32(PARITY) ^ k0 ^ k1)
+    shape = np.broadcast_shapes(c0.shape, c1.shape, k0.shape, k1.shape)
+    x0, x1 = np.empty(shape, dtype=np.uint32), np.empty(shape, dtype=np.uint32)
+    tmp = np.empty(shape, dtype=np.uint32)
     with np.errstate(over="ignore"):
-        x0, x1 = c0 + ks[0], c1 + ks[1]
+        np.add(c0, ks[0], out=x0)
+        np.add(c1, ks[1], out=x1)
         for r in range(rounds):
-            x0 = x0 + x1
-            x1 = _rotl(x1, ROTATIONS[r % 8]) ^ x0
+            left, right = _SHIFTS[r % 8]
+            x0 += x1
+            np.left_shift(x1, left, out=tmp)
+            x1 >>= right
+            x1 |= tmp
+            x1 ^= x0
             if r % 4 == 3:
                 inj = r // 4 + 1
-                x0 = x0 + ks[inj % 3]
-                x1 = x1 + ks[(inj + 1) % 3] + np.uint32(inj)
+                x0 += ks[inj % 3]
+                x1 += ks[(inj + 1) % 3]
+                x1 += np.uint32(inj)
+    if shape == ():                     # scalars in, numpy scalars out (as the plain expressions give)
+        return x0[()], x1[()]
     return x0, x1
 
 

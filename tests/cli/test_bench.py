@@ -45,6 +45,9 @@ def test_bench_runs_and_writes_json(tmp_path):
         assert speed["compiled_over_numpy_loop"] == (report["float-numpy"]["train_seconds"]
                                                      / report["float"]["train_seconds"])
         assert report["float-numpy"]["accuracy"] == report["float"]["accuracy"]
+        loops = report["fixed-numpy"]            # the fixed-point model's numpy loops: same results
+        assert loops["ratio"] == loops["train_seconds"] / report["float-numpy"]["train_seconds"]
+        assert loops["accuracy"] == report["fixed"]["accuracy"] and "Without numba" in out
 
 
 def test_bench_without_out_prints_only(tmp_path, monkeypatch):
