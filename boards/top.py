@@ -51,12 +51,22 @@ class LinkedEngine(wiring.Component):
         return m
 
 
+#: The LED hold counts ticks of 2^STRETCH_TICK_BITS cycles: a 20-bit cycle counter's carry chain
+#: was the iCEBreaker design's critical path (split across columns in a full device).
+STRETCH_TICK_BITS = 12
+
+
 def _stretch(m: Module, event, cycles: int):
-    """A signal that is high while `event` is and for `cycles` afterwards."""
-    left = Signal(range(cycles + 1))
+    """A signal that is high while `event` is and for about `cycles` afterwards (at least
+    `cycles`, at most one tick more)."""
+    prescaler = Signal(STRETCH_TICK_BITS)
+    tick = Signal()
+    m.d.sync += [prescaler.eq(prescaler + 1), tick.eq(prescaler == (1 << STRETCH_TICK_BITS) - 1)]
+    ticks = -(-cycles // (1 << STRETCH_TICK_BITS)) + 1
+    left = Signal(range(ticks + 1))
     with m.If(event):
-        m.d.sync += left.eq(cycles)
-    with m.Elif(left != 0):
+        m.d.sync += left.eq(ticks)
+    with m.Elif(tick & (left != 0)):
         m.d.sync += left.eq(left - 1)
     return event | (left != 0)
 

@@ -115,3 +115,36 @@ def test_icebreaker_build_smoke(tmp_path):
     assert 0 < util["logic_cells"]["used"] < util["logic_cells"]["available"]
     assert util["lut"]["used"] > 0 and util["ff"]["used"] > 0 and util["bram"]["used"] > 0
     assert report["fingerprint"] == TINY.fingerprint
+
+
+def test_led_stretch_holds_at_least_its_time_and_ends():
+    """The LED hold (prescaled, so no long counter): high during the event, for at least `cycles`
+    after it, low within one tick more."""
+    from amaranth import Module, Signal
+    from amaranth.sim import Simulator
+
+    from memprop.boards.top import STRETCH_TICK_BITS, _stretch
+
+    cycles, tick = 5000, 1 << STRETCH_TICK_BITS
+    m = Module()
+    event = Signal()
+    out = Signal()
+    m.d.comb += out.eq(_stretch(m, event, cycles))
+    seen = []
+
+    async def bench(ctx):
+        await ctx.tick().repeat(777)                  # the prescaler at some phase
+        ctx.set(event, 1)
+        await ctx.tick().repeat(3)
+        ctx.set(event, 0)
+        for _ in range(cycles + 2 * tick + 10):
+            seen.append(ctx.get(out))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    high = seen.index(0)
+    assert all(seen[:high]) and not any(seen[high:])
+    assert cycles <= high <= cycles + 2 * tick
