@@ -35,3 +35,52 @@ def xor_step(taps: list[list[int]], crc, byte):
             x = x ^ bits[k]
         out.append(x)
     return Cat(*out)
+
+
+def zero_check_taps(step: Callable[[int, int], int], crc_bits: int) -> tuple[list[list[int]], list[list[int]]]:
+    """When does one step end at 0? `step(crc, byte) == 0` exactly when `byte` equals e(crc) and
+    g(crc) is 0, both linear in crc alone. Returns (e_taps, g_taps): e_taps[i] are the crc bits
+    whose XOR is bit i of e, each entry of g_taps a set of crc bits whose XOR must be 0. So the
+    check of a frame's last byte is a byte compare against a value computed a cycle earlier
+    from the CRC register (the link's CRC check was its longest path on the iCE40).
+
+    With A crc + B byte the step (B injective: a CRC step loses no byte bit), take 8 rows R where
+    B is invertible: byte = B_R^-1 A_R crc =: e(crc); the rest must vanish: (B e + A) crc = 0."""
+    A = [step(1 << j, 0) for j in range(crc_bits)]            # column j of A, as an int over rows
+    B = [step(0, 1 << i) for i in range(8)]                   # column i of B
+    rows = lambda cols, r: sum(((c >> r) & 1) << j for j, c in enumerate(cols))   # noqa: E731
+    A_rows = [rows(A, r) for r in range(crc_bits)]            # row r of A: bit j = A[r][j]
+    B_rows = [rows(B, r) for r in range(crc_bits)]            # row r of B: bit i = B[r][i]
+    # Gauss-Jordan on [B_rows | A_rows] to find 8 pivot rows and solve B_R byte = A_R crc
+    aug = [(B_rows[r], A_rows[r]) for r in range(crc_bits)]
+    pivots: list[tuple[int, int, int]] = []                   # (byte bit, b part, a part) reduced
+    rest = []
+    for b, a in aug:
+        for bit, pb, pa in pivots:
+            if b >> bit & 1:
+                b, a = b ^ pb, a ^ pa
+        if b:
+            bit = b.bit_length() - 1
+            pivots = [(q, pb ^ b, pa ^ a) if pb >> bit & 1 else (q, pb, pa) for q, pb, pa in pivots]
+            pivots.append((bit, b, a))
+        else:
+            rest.append(a)                                    # 0 = a . crc must hold
+    if len(pivots) != 8:
+        raise ValueError("the step is not injective in the byte")
+    e_taps = [[] for _ in range(8)]
+    for bit, b, a in pivots:
+        assert b == 1 << bit
+        e_taps[bit] = [j for j in range(crc_bits) if a >> j & 1]
+    g_taps = [[j for j in range(crc_bits) if a >> j & 1] for a in rest if a]
+    return e_taps, g_taps
+
+
+def xor_of(taps: list[list[int]], value):
+    """Each entry of `taps` as the XOR of those bits of the Amaranth `value`."""
+    out = []
+    for bit_taps in taps:
+        x = Const(0, 1)
+        for k in bit_taps:
+            x = x ^ value[k]
+        out.append(x)
+    return Cat(*out)

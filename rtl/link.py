@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import formal
 from . import hostmap as hm
-from .crc import linear_taps, xor_step
+from .crc import linear_taps, xor_of, xor_step, zero_check_taps
 from .engine import HostBus
 
 VERSION = 1
@@ -84,6 +84,15 @@ _TAPS = linear_taps(lambda crc, byte: _crc16_raw(byte, crc), 16)
 def crc16_next(crc, byte):
     """The same CRC step on Amaranth values: one byte per clock, each bit a flat XOR."""
     return xor_step(_TAPS, crc, byte)
+
+
+_EXPECT_TAPS, _ZERO_TAPS = zero_check_taps(lambda crc, byte: _crc16_raw(byte, crc), 16)
+
+
+def crc16_ends_at_zero(crc, byte):
+    """`crc16_next(crc, byte) == 0` as a compare of `byte` with bits of the CRC register (for
+    this CRC: its high byte, and its low byte must be 0): no XOR tree ahead of the compare."""
+    return (byte == xor_of(_EXPECT_TAPS, crc)) & ~xor_of(_ZERO_TAPS, crc).any()
 
 
 #: INFO reports the link's clock in these units (its low 16 bits; 0: not told).
@@ -248,7 +257,7 @@ class HostLink(wiring.Component):
                 def on_crc():
                     m.d.sync += k.eq(k + 1)
                     with m.If(k == 1):
-                        with m.If(crc16_next(crc, byte) == 0):
+                        with m.If(crc16_ends_at_zero(crc, byte)):
                             m.d.sync += [index.eq(0), status.eq(ST_OK)]
                             m.next = "EXECUTE"
                         with m.Else():

@@ -146,7 +146,7 @@ def test_mismatched_config_is_refused(tmp_path, fixed_file):
     clean_error(run("export", "--weights", path, "--config", write_config(tmp_path, other), "--out", tmp_path / "img"),
                 r"made for config .* differ in: device")
     clean_error(run("export", "--weights", path, "--board", "icebreaker", "--out", tmp_path / "img"),
-                r"differ in: network, device")
+                r"differ in: network, fixed, device")
 
 
 def test_bad_inputs(tmp_path, fixed_file):

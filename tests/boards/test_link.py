@@ -47,6 +47,49 @@ def test_crc_hardware_matches_reference():
     sim.run()
 
 
+def test_crc_zero_check_is_the_step_ending_at_zero():
+    """The frame check `crc16_ends_at_zero` (a compare against CRC register bits) is exactly
+    `crc16_next(crc, byte) == 0`: for every CRC value, with the byte that ends at 0 and others."""
+    from memprop.rtl.crc import zero_check_taps
+    from memprop.rtl.link import _crc16_raw
+
+    step = lambda crc, byte: _crc16_raw(byte, crc)      # noqa: E731
+    expect_taps, zero_taps = zero_check_taps(step, 16)
+    par = lambda x, taps: sum(x >> k & 1 for k in taps) & 1      # noqa: E731
+    ends = 0
+    for crc in range(1 << 16):
+        expected = sum(par(crc, taps) << i for i, taps in enumerate(expect_taps))
+        viable = not any(par(crc, taps) for taps in zero_taps)
+        for byte in (expected, expected ^ 1, expected ^ 0x80):
+            assert (step(crc, byte) == 0) == (byte == expected and viable), (crc, byte)
+        ends += viable
+    assert ends == 256                                  # one CRC value in 256 can end at 0
+
+    class Check(Elaboratable):
+        def __init__(self):
+            self.crc, self.byte, self.out = Signal(16), Signal(8), Signal()
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.out.eq(lk.crc16_ends_at_zero(self.crc, self.byte))
+            return m
+
+    dut = Check()
+    r = random.Random(2)
+
+    async def bench(ctx):
+        for _ in range(300):
+            crc = r.randrange(1 << 16) & (0xFF00 if r.random() < 0.5 else 0xFFFF)
+            byte = crc >> 8 if r.random() < 0.5 else r.randrange(256)
+            ctx.set(dut.crc, crc)
+            ctx.set(dut.byte, byte)
+            assert ctx.get(dut.out) == (lk.crc16(bytes([byte]), crc) == 0)
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 async def respond(t) -> host.Response:
     return host.decode_response(await t.pipe.recv(lk.RESPONSE_BYTES))
 
