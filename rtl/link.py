@@ -150,6 +150,7 @@ class HostLink(wiring.Component):
         addr = Signal(hm.ADDR_BITS)
         data = Signal(hm.DATA_BITS)
         count = Signal(8)                       # BURST: words - 1
+        count_end = Signal(9, init=1)           # count + 1, kept beside it: no adder before the burst's end test
         index = Signal(range(self.max_burst + 1))
         k = Signal(2)                           # byte within a field
         crc = Signal(16)
@@ -229,7 +230,7 @@ class HostLink(wiring.Component):
                 m.d.comb += self.active.eq(1)
 
                 def on_count():
-                    m.d.sync += count.eq(byte)
+                    m.d.sync += [count.eq(byte), count_end.eq(byte + 1)]
                     with m.If(byte >= self.max_burst):
                         fail(ST_BAD_LENGTH)
                     with m.Else():
@@ -302,7 +303,7 @@ class HostLink(wiring.Component):
                 m.next = "BURST_GAP"
             with m.State("BURST_GAP"):
                 m.d.comb += [self.active.eq(1), buf_rd.addr.eq(index)]
-                with m.If(index == count + 1):
+                with m.If(index == count_end):
                     m.d.sync += data.eq(index)
                     m.next = "RESPOND"
                 with m.Else():
@@ -329,6 +330,6 @@ class HostLink(wiring.Component):
             with m.If(sent < 7):
                 m.d.sync += out_crc.eq(crc16_next(out_crc, tx.payload))
         formal.hook(self, m, fsm=fsm, rx_fifo=rx_fifo, burst_mem=burst_mem, buf_rd=buf_rd, buf_wr=buf_wr, op=op,
-                    addr=addr, data=data, count=count, index=index, k=k, crc=crc, quiet=quiet, lost=lost,
+                    addr=addr, data=data, count=count, count_end=count_end, index=index, k=k, crc=crc, quiet=quiet, lost=lost,
                     status=status, queue=queue, sending=sending, out=out, sent=sent, out_crc=out_crc)
         return m

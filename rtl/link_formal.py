@@ -226,7 +226,8 @@ def link_properties(props: Properties, *, rvalid_pipe: tuple):
               "the parser's state, byte counter and burst index match the monitor's byte count")
         ran = executing | (st["RESPOND"] & executed)      # executing, or answering an executed frame
         lemma("frame_fields",
-              (~(receiving | ran) | (mon_sync == SYNC_REQUEST))
+              (i.count_end == i.count + 1)
+              & (~(receiving | ran) | (mon_sync == SYNC_REQUEST))
               & (~((receiving & ~st["OP"]) | ran) | ((i.op == mon_op) & valid_op))
               & (~receiving | (i.crc == mon_crc))
               & (~st["ADDR"] | ((k != 1) | (i.addr[:8] == mon_addr[:8])) & ((k != 2) | (i.addr[:16] == mon_addr[:16])))
