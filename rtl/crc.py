@@ -27,14 +27,7 @@ def linear_taps(step: Callable[[int, int], int], crc_bits: int) -> list[list[int
 
 def xor_step(taps: list[list[int]], crc, byte):
     """One CRC step on Amaranth values (`crc` may be an int constant): each output bit a flat XOR."""
-    bits = Cat(Const(crc, len(taps)) if isinstance(crc, int) else crc, byte)
-    out = []
-    for bit_taps in taps:
-        x = Const(0, 1)
-        for k in bit_taps:
-            x = x ^ bits[k]
-        out.append(x)
-    return Cat(*out)
+    return xor_of(taps, Cat(Const(crc, len(taps)) if isinstance(crc, int) else crc, byte))
 
 
 def zero_check_taps(step: Callable[[int, int], int], crc_bits: int) -> tuple[list[list[int]], list[list[int]]]:
