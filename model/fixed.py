@@ -368,6 +368,23 @@ def c2c_draw(p, dev):
     return 2 + 2 * p + dev
 
 
+def _pulse_once(tables, codes: np.ndarray, classes: np.ndarray, active: np.ndarray, positive: np.ndarray,
+                top: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pulse on each `active` synapse (numerics.md section 5): the device it goes to (a pair
+    potentiates its primary device unless that one is at the top code, then depresses the
+    other), that device's class, and its code after the pulse (before cycle-to-cycle noise)."""
+    if tables.devices == 1:
+        dev = np.zeros(len(active), dtype=np.int64)
+        potentiate = positive
+    else:
+        primary = np.where(positive, 0, 1)
+        saturated = codes[primary, active] >= top
+        dev = np.where(saturated, 1 - primary, primary)
+        potentiate = ~saturated
+    c, m = codes[dev, active], classes[dev, active]
+    return dev, m, np.where(potentiate, tables.up[m, c], tables.down[m, c])
+
+
 def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: np.ndarray,
                  s: np.ndarray, t: int) -> None:
     """Program |n| pulses per synapse, one pulse at a time, with optional c2c noise (in place).
@@ -383,17 +400,7 @@ def apply_pulses(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: n
     noisy = bool(tables.c2c_table.any())
     for p in range(int(np.max(np.abs(pulses), initial=0))):
         active = np.nonzero(np.abs(pulses) > p)[0]
-        positive = pulses[active] > 0
-        if tables.devices == 1:
-            dev = np.zeros(len(active), dtype=np.int64)
-            potentiate = positive
-        else:
-            primary = np.where(positive, 0, 1)
-            saturated = codes[primary, active] >= top
-            dev = np.where(saturated, 1 - primary, primary)
-            potentiate = ~saturated
-        c, m = codes[dev, active], classes[dev, active]
-        c = np.where(potentiate, tables.up[m, c], tables.down[m, c])
+        dev, m, c = _pulse_once(tables, codes, classes, active, pulses[active] > 0, top)
         if noisy:                  # C2C of the pulsed device's class (0 for stuck classes)
             u = rng.rand(fmt.cfg.train.seed, t, s[active], c2c_draw(p, dev))
             hit = (u >> np.uint32(16)).astype(np.int64) < tables.c2c_table[m]
@@ -551,17 +558,7 @@ def _program(fmt: Formats, codes: np.ndarray, classes: np.ndarray, pulses: np.nd
     for p in range(kmax):
         lo, hi = bounds[p], bounds[p + 1]
         active = syn[lo:hi]
-        positive = pulses[active] > 0
-        if tables.devices == 1:
-            dev = np.zeros(len(active), dtype=np.int64)
-            potentiate = positive
-        else:
-            primary = np.where(positive, 0, 1)
-            saturated = codes[primary, active] >= top
-            dev = np.where(saturated, 1 - primary, primary)
-            potentiate = ~saturated
-        c, m = codes[dev, active], classes[dev, active]
-        c = np.where(potentiate, tables.up[m, c], tables.down[m, c])
+        dev, m, c = _pulse_once(tables, codes, classes, active, pulses[active] > 0, top)
         u = np.where(dev == 1, x1[lo:hi], x0[lo:hi])         # rng.rand(..., c2c_draw(p, dev))
         hit = (u >> np.uint32(16)).astype(np.int64) < tables.c2c_table[m]
         step = np.where((u >> np.uint32(15)) & np.uint32(1), 1, -1)
