@@ -31,7 +31,7 @@ from memprop.model import fixed
 from memprop.model.config import Config
 from memprop.model.fixed import FixedParams
 from memprop.model.numerics import Formats
-from memprop.model.training import epoch_samples
+from memprop.model.training import decay_steps, epoch_samples
 from memprop.rtl import hostmap as hm
 from memprop.rtl.driver import EngineDriver, EngineError, RelaxResult
 
@@ -222,11 +222,15 @@ class TrainStats:
 
 def minibatches(cfg: Config, patterns: np.ndarray, epochs: int, seed: int):
     """(epoch, inputs, targets) of each minibatch: the model's training protocol (noisy copies of
-    every pattern, `repeats` times an epoch, clean targets) from `np.random.default_rng(seed)`."""
+    every pattern, `repeats` times an epoch, clean targets) from `np.random.default_rng(seed)`.
+
+    The run is a schedule of its own: `epochs` epochs, over which a noise curriculum ramps and
+    after whose epochs the learning rate decays (`decay_steps`), as `memprop train` would."""
     rng = np.random.default_rng(seed)
+    cfg = cfg.replace(train={"epochs": epochs})
     batch = cfg.train.batch_size
     for epoch in range(1, epochs + 1):
-        inputs, targets = epoch_samples(cfg, patterns, rng)
+        inputs, targets = epoch_samples(cfg, patterns, rng, epoch)
         for start in range(0, len(inputs), batch):
             yield epoch, inputs[start:start + batch], targets[start:start + batch]
 
@@ -235,8 +239,9 @@ def model_train(cfg: Config, params: FixedParams, patterns: np.ndarray, epochs: 
     """The fixed-point model doing what `BoardSession.train` makes the board do (a copy is trained)."""
     fmt = Formats(cfg)
     params = params.copy()
-    for _, x, y in minibatches(cfg, patterns, epochs, seed):
-        fixed.eqprop_fixed_update(fmt, params, fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y))
+    for epoch, x, y in minibatches(cfg, patterns, epochs, seed):
+        fixed.eqprop_fixed_update(fmt, params, fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y),
+                                  decay_steps(cfg, epoch))
     return params
 
 
@@ -567,7 +572,7 @@ class BoardSession:
         try:
             for epoch, x, y in minibatches(run_cfg, patterns, epochs, seed):
                 phases = await driver.train_minibatch(fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y),
-                                                      updates)
+                                                      updates, decay_steps=decay_steps(cfg, epoch))
                 updates += 1
                 stats.learn_cycles += phases["learn_cycles"]
                 stats.samples += len(x)

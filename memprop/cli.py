@@ -149,9 +149,9 @@ def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_f
     if preset is not None and numerics != "fixed":
         raise click.UsageError("--device applies to --numerics fixed")
     if use_recipe:
-        from memprop.recipe import RECIPE_EPOCHS
+        from memprop.recipe import recipe_train
 
-        tr = {"epochs": RECIPE_EPOCHS * RECIPE["epochs_factor"], **RECIPE["train"], **tr}
+        tr = {**recipe_train(tr.get("epochs")), **tr}
     cfg = _train_config(algo, network.pop("n", pats.size), config_file, network, tr)
     if numerics == "fixed" or preset is not None:
         cfg = cfg.replace(numerics="fixed", device={"preset": preset or cfg.device.preset})

@@ -41,7 +41,9 @@ STEPS: tuple[tuple[str, dict], ...] = (
     ("+ slower learning: lr 0.005, ΔW ≤ 0.0025", {"train": {"lr": 0.005, "max_step": 0.0025}}),
     ("+ noisier training: p_train 0.25", {"train": {"train_flip": 0.25}}),
     ("+ 16 hidden units", {"hidden": 16}),
-    ("+ longer training: 2x the epochs (the recipe)", {"epochs_factor": 2}),
+    ("+ longer training: 2x the epochs", {"epochs_factor": 2}),
+    ("+ step decay: lr halved after each third of the epochs (the recipe)",
+     {"train": {"lr_decay": 0.5}, "decay_periods": 3}),
 )
 RECIPE_EPOCHS = 300   # the project's schedule; the recipe trains epochs_factor times as long
 
@@ -64,11 +66,27 @@ def merged(steps) -> dict:
         out["train"].update(over.get("train", {}))
         out["hidden"] = over.get("hidden", out["hidden"])
         out["epochs_factor"] = over.get("epochs_factor", out["epochs_factor"])
+        if "decay_periods" in over:
+            out["decay_periods"] = over["decay_periods"]
     return out
 
 
 #: The recipe: every ingredient.
 RECIPE = merged(STEPS)
+
+
+def decay_every(epochs: int, periods: int) -> int:
+    """Epochs between two decays when the rate decays after every 1/periods of a run of `epochs`."""
+    return max(1, -(-epochs // periods))
+
+
+def recipe_train(epochs: int | None = None) -> dict:
+    """The recipe's train section for a run of `epochs` (default: its own schedule)."""
+    epochs = RECIPE_EPOCHS * RECIPE["epochs_factor"] if epochs is None else epochs
+    tr = {**RECIPE["train"], "epochs": epochs}
+    if RECIPE.get("decay_periods"):
+        tr["lr_decay_every"] = decay_every(epochs, RECIPE["decay_periods"])
+    return tr
 
 
 def recipe_config(pattern_units: int, overrides: dict | None = None, numerics: str = "float",
@@ -83,6 +101,8 @@ def recipe_config(pattern_units: int, overrides: dict | None = None, numerics: s
     extra = {"numerics": "fixed", "device": {"preset": "ideal"}} if numerics == "fixed" else {}
     tr = {"epochs": RECIPE_EPOCHS, **over.get("train", {}), **(train or {})}
     tr["epochs"] *= over.get("epochs_factor", 1)
+    if over.get("decay_periods"):
+        tr["lr_decay_every"] = decay_every(tr["epochs"], over["decay_periods"])
     return Config.for_algorithm("eqprop", network=network, train=tr, **extra)
 
 
@@ -174,8 +194,12 @@ def reusable(jobs: list[Job], path: Path) -> dict[str, dict]:
         if run is None or job.name not in per_class:
             continue
         cfg = job_config(job, pattern_sets.load(job.patterns).size)
-        if run.get("config") == json.loads(cfg.to_json()) and run.get("fingerprint") == cfg.fingerprint:
-            found[job.name] = {**run, "per_class": per_class[job.name]}
+        try:      # read back as a Config: a field added since then reads as its default
+            same = Config.create(**run["config"]) == cfg and run.get("fingerprint") == cfg.fingerprint
+        except (KeyError, TypeError, ValueError):
+            same = False
+        if same:
+            found[job.name] = {**run, "config": json.loads(cfg.to_json()), "per_class": per_class[job.name]}
     return found
 
 

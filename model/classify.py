@@ -26,6 +26,7 @@ from . import activations
 from .network import Params, Relaxed, converge
 from .numerics import Formats, round_shift
 from .tasks import Task
+from .training import decay_steps
 
 #: Learning rates per weight layer. One hidden layer: the seed's (Frontiers / Scellier & Bengio 2017).
 #: Two: Scellier & Bengio's (0.4, 0.1, 0.01) halved, since theirs average 20 samples per update and
@@ -336,7 +337,7 @@ def train_classifier(cfg: Config, task: Task, *, progress: bool = True, monitor:
         losses, steps = [], []
         for start in range(0, len(order), tr.batch_size):
             idx = order[start:start + tr.batch_size]
-            loss, n_steps = update(task.x_train[idx], targets[idx], epoch - 1)
+            loss, n_steps = update(task.x_train[idx], targets[idx], decay_steps(cfg, epoch))
             losses.append(loss)
             steps.append(n_steps)
         history.loss.append(float(np.mean(losses)))

@@ -118,7 +118,10 @@ class TrainConfig(_Section):
         (), description="layered: one learning rate per weight layer, input side first (Frontiers: 0.1, 0.05); "
         "a unit's bias learns at the rate of the weights below it; empty: lr everywhere")
     lr_decay: float = Field(1.0, gt=0.0, le=1.0,
-                            description="learning rates are multiplied by this after every epoch (Frontiers: 0.5)")
+                            description="learning rates are multiplied by this after every lr_decay_every epochs "
+                                        "(Frontiers: 0.5 after every epoch)")
+    lr_decay_every: int = Field(1, ge=1, le=1_000_000,
+                                description="epochs between two learning-rate decays (a step schedule)")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

@@ -448,7 +448,7 @@ class _LearnPlan:
     mul: np.ndarray           # (synapses + N,) LR_MUL of every synapse, then of every bias
     shift: np.ndarray         # (synapses + N,) LR_SHIFT (the diagonal's + 1 included)
     s: np.ndarray             # (synapses + N,) random-number index of every synapse, then bias
-    uniform: bool             # one (LR_MUL, LR_SHIFT) for all: the compiled pass applies
+    rate: tuple[int, int] | None   # the (LR_MUL, LR_SHIFT) all share (the compiled pass applies), else None
 
 
 def _learn_plan(fmt: Formats, mask: np.ndarray, decay_steps: int) -> _LearnPlan:
@@ -457,13 +457,13 @@ def _learn_plan(fmt: Formats, mask: np.ndarray, decay_steps: int) -> _LearnPlan:
         ii, jj = _synapses(mask)
         mul_w, shift_w = fmt.learn_shifts(fmt.synapse_layer[ii, jj], decay_steps)
         mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay_steps)
-        mul, shift = fmt.lr_fixed
-        uniform = all(bool(np.all(m == mul)) and bool(np.all(sh == shift))
-                      for m, sh in ((mul_w, shift_w), (mul_b, shift_b)))
+        muls, shifts = np.concatenate([mul_w, mul_b]), np.concatenate([shift_w, shift_b])
+        uniform = bool(np.all(muls == muls[0]) and np.all(shifts == shifts[0]))
         flat = ii * n + jj
         return _LearnPlan(ii, jj, flat, jj * n + ii, np.concatenate([mul_w, mul_b]),
                           np.concatenate([shift_w + (ii == jj), shift_b]),     # diagonal: tied-pair factor 1/2
-                          np.concatenate([flat, n * n + np.arange(n)]), uniform)
+                          np.concatenate([flat, n * n + np.arange(n)]),
+                          (int(muls[0]), int(shifts[0])) if uniform else None)
 
     return _memo(fmt, "learn_plan", (mask.shape, mask.tobytes(), decay_steps), build)
 
@@ -581,12 +581,12 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
     ii, jj = plan.ii, plan.jj
     Cb = (a_hi - a_lo).sum(axis=0) << fmt.fa
     Cb[clamped] = 0
-    # The compiled pass knows one (LR_MUL, LR_SHIFT) for every synapse: per-layer rates and their
-    # decay (classifiers) take the numpy path below.
-    if (plan.uniform and compiled_kernel_enabled() and params.codes_w.dtype == np.int64
+    # The compiled pass knows one (LR_MUL, LR_SHIFT) for every synapse (decayed or not): per-layer
+    # rates (classifiers) take the numpy path below.
+    if (plan.rate is not None and compiled_kernel_enabled() and params.codes_w.dtype == np.int64
             and params.codes_b.dtype == np.int64):
         tables = fmt.device      # the same correlations, quantisation and pulses in one compiled pass
-        mul, shift = fmt.lr_fixed
+        mul, shift = plan.rate
         c2c = getattr(tables, "c2c_table", None)
         c2c = np.full(tables.classes, tables.c2c_threshold, dtype=np.int64) if c2c is None else c2c
         pw, pb = kernels.learn_fixed(a_hi, a_lo, Cb, ii, jj, params.codes_w,

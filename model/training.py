@@ -41,6 +41,16 @@ def train_flip(cfg: Config, epoch: int) -> float:
     return tr.train_flip + (tr.train_flip_end - tr.train_flip) * (epoch - 1) / (tr.epochs - 1)
 
 
+def decay_steps(cfg: Config, epoch: int) -> int:
+    """Learning-rate decays before `epoch` (1-based): one after every `lr_decay_every` epochs.
+
+    The float rate is lr · lr_decay^e; in fixed point e is the shift the host writes into the
+    engine's decay register (docs/numerics.md, section 5)."""
+    if epoch < 1:
+        raise ValueError(f"epochs count from 1, got {epoch}")
+    return 0 if cfg.train.lr_decay == 1.0 else (epoch - 1) // cfg.train.lr_decay_every
+
+
 def epoch_samples(cfg: Config, patterns: np.ndarray, rng: np.random.Generator,
                   epoch: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(noisy inputs, clean targets) for one epoch, in presentation order."""
@@ -72,9 +82,9 @@ def _train(cfg: Config, patterns: PatternSet, progress: bool, on_epoch: EpochCal
         return params, History()
     update = UPDATES[tr.algo]
 
-    def step(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    def step(x: np.ndarray, y: np.ndarray, epoch: int) -> tuple[float, float]:
         u = update(params, net, tr, drive_for(net, x, rng), target_for(net, y), rng)
-        u.apply(params, tr.lr, tr.max_step)
+        u.apply(params, tr.lr * tr.lr_decay ** decay_steps(cfg, epoch), tr.max_step)
         return u.loss, u.steps
 
     return params, _epochs(cfg, patterns, rng, step, params, f"{tr.algo} N={net.n}", progress, on_epoch, every)
@@ -90,7 +100,7 @@ def _epochs(cfg: Config, patterns: PatternSet, rng: np.random.Generator, step, p
         inputs, targets = epoch_samples(cfg, patterns.values, rng, epoch)
         losses, steps = [], []
         for start in range(0, len(inputs), tr.batch_size):
-            loss, n_steps = step(inputs[start:start + tr.batch_size], targets[start:start + tr.batch_size])
+            loss, n_steps = step(inputs[start:start + tr.batch_size], targets[start:start + tr.batch_size], epoch)
             losses.append(loss)
             steps.append(n_steps)
         history.loss.append(float(np.mean(losses)))
@@ -112,8 +122,9 @@ def _train_fixed(cfg: Config, patterns: PatternSet, init: Params, rng: np.random
     fmt = Formats(cfg)
     params = FixedParams.from_float(cfg, init.W, init.b)
 
-    def step(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        _, info = eqprop_fixed_update(fmt, params, fixed_drive_for(fmt, x), fixed_target_for(fmt, y))
+    def step(x: np.ndarray, y: np.ndarray, epoch: int) -> tuple[float, float]:
+        _, info = eqprop_fixed_update(fmt, params, fixed_drive_for(fmt, x), fixed_target_for(fmt, y),
+                                      decay_steps(cfg, epoch))
         return info["loss"], info["steps"]
 
     return params, _epochs(cfg, patterns, rng, step, params, f"eqprop/fixed N={cfg.network.n}", progress,

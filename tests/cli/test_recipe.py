@@ -34,7 +34,7 @@ def test_recipe_quick_writes_the_ablation(tmp_path):
     assert "| ingredients (cumulative) |" in text and "(the recipe)" in text
     assert text.count("\n|") >= len(rows) + 2
     # the recipe (float, fixed) and the alternatives train twice as long
-    assert [r["epochs"] for r in rows] == [3] * (len(STEPS) - 1) + [6, 6] + [6] * len(VARIANTS)
+    assert [r["epochs"] for r in rows] == [3] * (len(STEPS) - 2) + [6, 6, 6] + [6] * len(VARIANTS)
     assert "alternative: round 1's recipe" in text
     # a second run taking every network over from the first gives the same report
     again = CliRunner().invoke(main, ["recipe", "--quick", "--jobs", "2", "--out", str(tmp_path / "again"),
@@ -52,6 +52,7 @@ def test_the_recipe_is_hardware_ready():
     assert cfg.numerics == "fixed" and cfg.network.n == 100 + RECIPE["hidden"] and cfg.network.hidden == 16
     assert cfg.network.input_gain == 0.5 and cfg.train.train_flip == 0.25 and cfg.train.lr == 0.005
     assert cfg.train.epochs == 600 and cfg.train.max_step == 0.0025
+    assert cfg.train.lr_decay == 0.5 and cfg.train.lr_decay_every == 200      # halved after epochs 200 and 400
 
 
 def test_train_with_the_recipe_and_a_seed_initial_state(tmp_path):
@@ -61,7 +62,7 @@ def test_train_with_the_recipe_and_a_seed_initial_state(tmp_path):
     assert result.exit_code == 0, result.output
     params, cfg, _ = weights.load(out)
     assert cfg.network.hidden == 16 and cfg.network.n == 116 and cfg.train.train_flip == 0.25
-    assert cfg.train.epochs == 1
+    assert cfg.train.epochs == 1 and cfg.train.lr_decay_every == 1
     result = CliRunner().invoke(main, ["eval", "--weights", str(out), "--patterns", "generated:1", "--flip", "0.2",
                                        "--trials", "5", "--json"])
     assert result.exit_code == 0, result.output

@@ -110,16 +110,20 @@ def reference_learn(fmt: Formats, params: FixedParams, a_hi, a_lo, clamped, deca
 
 
 @pytest.mark.parametrize("kernel", ["fast", "fast-numpy"])
-@pytest.mark.parametrize("device, layered", [({"preset": "ideal"}, False), ({"preset": "linear-64", "c2c": 0.2}, False),
-                                             ({"preset": "rram-nonlinear", "stuck": 0.2}, False),
-                                             ({"preset": "ideal"}, True)])
-def test_learn_equals_the_definition(kernel, device, layered):
+@pytest.mark.parametrize("device, kind", [({"preset": "ideal"}, "dense"), ({"preset": "linear-64", "c2c": 0.2}, "dense"),
+                                          ({"preset": "rram-nonlinear", "stuck": 0.2}, "dense"),
+                                          ({"preset": "linear-64", "c2c": 0.2}, "decayed"),
+                                          ({"preset": "ideal"}, "layered")])
+def test_learn_equals_the_definition(kernel, device, kind):
+    """Every path of `learn` (the compiled one: one rate, decayed or not) is the definition."""
+    layered = kind == "layered"
     if layered:
         cfg = Config.for_algorithm("eqprop", numerics="fixed", device=device,
                                    network={"n": 22, "topology": "layered", "layers": (10, 8, 4)},
                                    train={"seed": 5, "batch_size": 4, "layer_lr": (0.05, 0.02), "lr_decay": 0.5})
     else:
-        cfg = fixed_cfg(20, train={"seed": 5, "batch_size": 4, "lr": 0.2}, device=device)
+        decay = {"lr_decay": 0.5, "lr_decay_every": 3} if kind == "decayed" else {}
+        cfg = fixed_cfg(20, train={"seed": 5, "batch_size": 4, "lr": 0.2, **decay}, device=device)
     fmt = Formats(cfg)
     n = cfg.network.n
     r = np.random.default_rng(7)

@@ -126,3 +126,36 @@ def test_eqprop_on_the_builtin_glyphs():
     params, _ = training.train(cfg, pats, progress=False)
     assert recall.evaluate(params, cfg, pats, flip=0.1, trials=200, seed=2).accuracy >= 0.95
     assert recall.evaluate(params, cfg, pats, flip=0.2, trials=200, seed=2).accuracy >= 0.85
+
+
+def test_decay_steps_follow_the_step_schedule():
+    cfg = Config.for_algorithm("eqprop", network={"n": N}, train={"lr_decay": 0.5, "lr_decay_every": 3})
+    assert [training.decay_steps(cfg, e) for e in range(1, 8)] == [0, 0, 0, 1, 1, 1, 2]
+    flat = Config.for_algorithm("eqprop", network={"n": N}, train={"lr_decay_every": 3})
+    assert [training.decay_steps(flat, e) for e in (1, 5, 100)] == [0, 0, 0]
+    with pytest.raises(ValueError, match="from 1"):
+        training.decay_steps(cfg, 0)
+
+
+@pytest.mark.parametrize("numerics, algo", [("float", "eqprop"), ("float", "rbp"), ("fixed", "eqprop")])
+def test_learning_rate_decay_applies_to_autoassociative_training(pats, numerics, algo):
+    """A decay inside the run changes the weights; a decay scheduled after the last epoch does not."""
+    def weights(**train):
+        cfg = Config.for_algorithm(algo, network={"n": N}, numerics=numerics, train={"epochs": 3, **train})
+        params, _ = training.train(cfg, pats, progress=False)
+        return params.codes_w.copy() if numerics == "fixed" else params.W.copy()
+
+    plain = weights()
+    assert np.array_equal(weights(lr_decay=0.5, lr_decay_every=3), plain)      # would decay before epoch 4
+    assert not np.array_equal(weights(lr_decay=0.5, lr_decay_every=2), plain)  # decays before epoch 3
+
+
+def test_the_rate_decays_after_the_first_epoch_not_before(pats):
+    """Epoch 1 runs at lr (the weights after it equal an undecayed run's); epoch 2 at lr · decay."""
+    after = {"decayed": {}, "plain": {}}
+    for tag, train in (("decayed", {"lr_decay": 0.5}), ("plain", {})):
+        cfg = Config.for_algorithm("eqprop", network={"n": N}, train={"epochs": 2, **train})
+        training.train(cfg, pats, progress=False,
+                       on_epoch=lambda epoch, p, tag=tag: after[tag].update({epoch: p.W.copy()}))
+    assert np.array_equal(after["decayed"][1], after["plain"][1])
+    assert not np.array_equal(after["decayed"][2], after["plain"][2])

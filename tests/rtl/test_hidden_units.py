@@ -20,7 +20,7 @@ from memprop.rtl.simbus import AmaranthBus
 from memprop.rtl.verify import Case, check_case
 
 
-def hidden_case(cfg: Config, seed: int) -> Case:
+def hidden_case(cfg: Config, seed: int, decay_steps: int = 0) -> Case:
     r = np.random.default_rng(seed)
     net = cfg.network
     init = Params.initial(net, 0.4, r)
@@ -29,7 +29,7 @@ def hidden_case(cfg: Config, seed: int) -> Case:
     fmt = Formats(cfg)
     shape = (cfg.train.batch_size, net.pattern_units)
     x, y = np.where(r.random(shape) < 0.5, 1, -1), np.where(r.random(shape) < 0.5, 1, -1)
-    return Case(cfg, seed, params, fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y))
+    return Case(cfg, seed, params, fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y), decay_steps)
 
 
 def simulate(case: Case) -> dict:
@@ -47,14 +47,15 @@ def simulate(case: Case) -> dict:
     return out["report"]
 
 
-@pytest.mark.parametrize("nudge, preset, seed", [
-    ("centered", "ideal", 0),
-    pytest.param("positive", "linear-64", 1, marks=pytest.mark.slow),
+@pytest.mark.parametrize("nudge, preset, seed, decay", [
+    ("centered", "ideal", 0, 2),      # the recipe's step decay: its rate halved twice (R_DECAY = 2)
+    pytest.param("positive", "linear-64", 1, 0, marks=pytest.mark.slow),
 ])
-def test_hidden_units_are_bit_exact(nudge, preset, seed):
+def test_hidden_units_are_bit_exact(nudge, preset, seed, decay):
+    train = {"batch_size": 3, "nudge": nudge, "lr": 0.08, **({"lr_decay": 0.5, "lr_decay_every": 200} if decay else {})}
     cfg = Config.for_algorithm("eqprop", network={"n": 10, "hidden": 3, "input_gain": 0.25}, numerics="fixed",
-                               train={"batch_size": 3, "nudge": nudge}, device={"preset": preset}, hw={"lanes": 2})
-    case = hidden_case(cfg, seed)
+                               train=train, device={"preset": preset}, hw={"lanes": 2})
+    case = hidden_case(cfg, seed, decay)
     assert np.all(case.drive.x[:, :3] == 0) and not case.target.units[:3].any()
     report = simulate(case)
     assert report["pulses"] > 0
