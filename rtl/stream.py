@@ -3,12 +3,14 @@
 The stream is `Schedule.stream` (schedule.py), one word of P entries per clock. Two back
 ends produce the same entries, registered one cycle after the request like a block-RAM read:
 
-- **counters** (dense and band masks): each row's columns form one range
+- **counters** (dense, band and layered masks): each row's columns form one range
   [max(0, i - b), min(N - 1, i + b)] (b = N - 1 - K; dense: b = N - 1) without the diagonal
-  unless self-connections are on, so each lane's own (row, index) counter decodes its entry
-  with a few comparators. No memory at all: for N = 100 dense at P = 4 the index table would take 22
-  iCE40 block RAMs.
-- **rom** (irregular masks, e.g. layered): the per-entry (valid, last, column) table.
+  unless self-connections are on; a layered row (a free unit of layer k) has two, the layer
+  below and the layer above, so its column is the below layer's start + t, plus the own
+  layer's size once t passes the layer below. Each lane's own (row, index) counter decodes
+  its entry with a few comparators. No memory at all: for N = 100 dense at P = 4 the index
+  table would take 22 iCE40 block RAMs, for the 64-100-10 digits classifier 17.
+- **rom** (any mask): the per-entry (valid, last, column) table.
 
 `addr` is the word index the code memory must read in the same cycle so that its data lines
 up with the entries.
@@ -27,8 +29,8 @@ BACKENDS = ("counters", "rom")
 
 
 def default_backend(schedule: Schedule) -> str:
-    """Counters wherever every row's columns are one range (dense, band); a ROM otherwise."""
-    return "rom" if schedule.cfg.network.layered else "counters"
+    """Counters: every mask memprop has is a band or adjacent layers (the ROM is the reference)."""
+    return "counters"
 
 
 class StreamGenerator(wiring.Component):
@@ -38,8 +40,6 @@ class StreamGenerator(wiring.Component):
         backend = backend or default_backend(schedule)
         if backend not in BACKENDS:
             raise ValueError(f"stream backend must be one of {BACKENDS}, not {backend!r}")
-        if backend == "counters" and schedule.cfg.network.layered:
-            raise ValueError("the counter stream covers dense and band masks only; use backend='rom'")
         self.schedule = schedule
         self.backend = backend
         self.lanes = schedule.lanes
@@ -103,25 +103,38 @@ class StreamGenerator(wiring.Component):
         sch, P, nb, port = self.schedule, self.lanes, self.n_bits, self.port
         net = sch.cfg.network
         n = net.n
+        layered = net.layered
         b = n - 1 - net.band                     # half-width of the band (dense: n - 1)
-        no_self = 0 if net.self_connections else 1
+        no_self = 0 if net.self_connections or layered else 1
         count_bits = max((n + P).bit_length(), 1)
+        first_row = int(sch.rows[0])             # layered: the first hidden unit (inputs are clamped)
+        layer_rows = _layer_rows(net.layers, P) if layered else []
 
         def row_shape(r):
-            """(lo, count, length) of row r: first column, real entries, streamed entries."""
+            """(lo, count, length, split, skip) of row r: first column, real entries, streamed
+            entries; entry t >= split is at column lo + t + skip (layered: past the own layer)."""
+            if layered:               # per layer constants, chosen by comparing r with the layer starts
+                lo, cnt, length, split, skip = (Const(v, count_bits + 1) for v in layer_rows[0][1:])
+                for start, *values in layer_rows[1:]:
+                    above = r >= start
+                    lo, cnt, length, split, skip = (Mux(above, v, old)
+                                                    for v, old in zip(values, (lo, cnt, length, split, skip)))
+                return lo, cnt, length, split, skip
             if b >= n - 1:            # dense: every row has the same range (short logic paths)
                 cnt = n - no_self
-                return Const(0, 1), Const(cnt, count_bits), Const(max(cnt, P), count_bits)
+                return Const(0, 1), Const(cnt, count_bits), Const(max(cnt, P), count_bits), None, None
             lo = Signal(nb + 1, name=None)
             hi = Signal(nb + 1, name=None)
             cnt = Signal(count_bits)
             length = Signal(count_bits)
             m.d.comb += [lo.eq(Mux(r > b, r - b, 0)), hi.eq(Mux(r + b < n - 1, r + b, n - 1)),
                          cnt.eq(hi - lo + 1 - no_self), length.eq(Mux(cnt < P, P, cnt))]
-            return lo, cnt, length
+            return lo, cnt, length, None, None
 
         def shape_of(r: int):
-            """row_shape in Python, for the constant start of the stream."""
+            """row_shape's length in Python, for the constant start of the stream."""
+            if layered:
+                return next(v[3] for v in reversed(layer_rows) if r >= v[0])
             cnt = min(n - 1, r + b) - max(0, r - b) + 1 - no_self
             return max(cnt, P)
 
@@ -131,17 +144,18 @@ class StreamGenerator(wiring.Component):
         # from these registers alone and restart / advance only pick between that decode and the
         # constant word 0 at the flip-flops: the lanes' adder chains start at a register, not at
         # the controller (at P = 32 that chain was the design's critical path).
-        len_first = shape_of(0)
+        len_first = shape_of(first_row)
         for lane in range(P):
             e = port.entries[lane]
-            start_row, start_t = (0, lane + P) if lane + P < len_first else (1, lane + P - len_first)
+            start_row, start_t = ((first_row, lane + P) if lane + P < len_first
+                                  else (first_row + 1, lane + P - len_first))
             row = Signal(nb + 1, name=f"row{lane}", init=start_row)
             t = Signal(count_bits, name=f"t{lane}", init=start_t)
 
             def decode(r, t_, tag):
-                lo, cnt, length = row_shape(r)
+                lo, cnt, length, split, skip = row_shape(r)
                 col = Signal(nb + 2, name=f"{tag}_col{lane}")
-                m.d.comb += col.eq(lo + t_)
+                m.d.comb += col.eq(lo + t_ if split is None else lo + t_ + Mux(t_ >= split, skip, 0))
                 if no_self:             # skip the diagonal: col and col + 1 side by side, then choose
                     col_up = Signal(nb + 2, name=f"{tag}_col_up{lane}")
                     m.d.comb += col_up.eq(lo + t_ + 1)
@@ -151,7 +165,7 @@ class StreamGenerator(wiring.Component):
                 return valid, ~past & (t_ == length - 1), Mux(valid, col, 0), Mux(past, n - 1, r), length
 
             *now, length = decode(row, t, "go")
-            *first, _ = decode(Const(0, nb + 1), Const(lane, count_bits), "first")
+            *first, _ = decode(Const(first_row, nb + 1), Const(lane, count_bits), "first")
             step = Signal(count_bits + 1, name=f"step{lane}")
             m.d.comb += step.eq(t + P)
             wrap = step >= length
@@ -162,3 +176,15 @@ class StreamGenerator(wiring.Component):
             with m.If(port.restart | port.advance):
                 for field, from_now, from_first in zip((e.valid, e.last, e.col, e.row), now, first):
                     m.d.sync += field.eq(Mux(port.restart, from_first, from_now))
+
+
+def _layer_rows(layers: tuple[int, ...], lanes: int) -> list[tuple[int, int, int, int, int, int]]:
+    """Per free layer k >= 1: (first row, lo, count, length, split, skip) of its rows' columns:
+    the layer below ([lo, lo + split)), then the layer above (after skipping the own layer)."""
+    starts = [sum(layers[:k]) for k in range(len(layers) + 1)]
+    out = []
+    for k in range(1, len(layers)):
+        below, above = layers[k - 1], layers[k + 1] if k + 1 < len(layers) else 0
+        cnt = below + above
+        out.append((starts[k], starts[k - 1], cnt, max(cnt, lanes), below, layers[k]))
+    return out
