@@ -69,6 +69,7 @@ class Board:
     max_burst: int = 256
     fifo_depth: int = 16
     overrides: dict = field(default_factory=dict)
+    classifier: dict = field(default_factory=dict)   # `--task digits`: hidden layers, hw, fixed, clock_mhz
 
     def make_platform(self):
         module, cls = self.platform.split(":")
@@ -77,6 +78,21 @@ class Board:
     def default_config(self) -> Config:
         return Config.for_algorithm("eqprop", numerics="fixed", **self.config)
 
+    def classifier_config(self, task_name: str = "digits") -> Config:
+        """The board's digits classifier (`memprop build --task digits`): the seed's network and
+        training on linear-256 devices, sized to the board."""
+        from memprop.model import classify
+        from memprop.model.tasks import load_task
+
+        if not self.classifier:
+            raise ConfigError(f"{self.name} has no classifier design; build one with --config FILE")
+        if task_name != "digits":
+            raise ConfigError(f"the boards' classifier designs are for --task digits, not {task_name!r} "
+                              "(an MNIST design: --config FILE)")
+        spec = self.classifier
+        return classify.classifier_config(load_task(task_name), spec["hidden"], numerics="fixed",
+                                          device={"preset": "linear-256"}, hw=spec["hw"], fixed=spec.get("fixed"))
+
 
 BOARDS = {
     "icebreaker": Board(
@@ -84,11 +100,16 @@ BOARDS = {
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 2},
          "fixed": {"rounding": "nearest"},
          "hw": {"lanes": 4, "code_memory": "spram", "learn_lanes": 1, "threefry": "iterative"}}, clock_mhz=30,
-        overrides={"synth_opts": "-dsp"}),
+        overrides={"synth_opts": "-dsp"},
+        # 64-50-10: with 100 hidden units the state and fixed-point memories need 31 of 30 block RAMs
+        classifier={"hidden": (50,), "hw": {"lanes": 4, "code_memory": "spram", "learn_lanes": 1,
+                                            "threefry": "iterative"},
+                    "fixed": {"rounding": "nearest"}, "clock_mhz": 25}),
     "ulx3s": Board(
         "ulx3s", "ulx3s:ULX3S_85F_Platform", "ecp5",
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 8},
-         "hw": {"lanes": 32}}, clock_mhz=75),
+         "hw": {"lanes": 32}}, clock_mhz=75,
+        classifier={"hidden": (100,), "hw": {"lanes": 16}, "clock_mhz": 25}),
     "ulx3s-25f": Board(
         "ulx3s-25f", "ulx3s:ULX3S_25F_Platform", "ecp5",
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 2},

@@ -223,14 +223,17 @@ def _train_task(task_name, data_dir, classes, per_class, binarize, hidden, layer
     """memprop train --task: the seed's classifier in float or fixed point; the file records the task."""
     from memprop.model import classify, tasks
 
+    base = _load_config(config_file)
+    numerics = "fixed" if base.get("numerics") == "fixed" else numerics     # a hardware config trains in situ
     if preset is not None and numerics != "fixed":
         raise click.UsageError("--device applies to --numerics fixed")
     task = tasks.load_task(task_name, data_dir, tasks.parse_classes(classes), per_class, binarize)
-    base = _load_config(config_file)
     options = {"epochs": epochs, "batch_size": batch, "nudge": nudge, "layer_lr": _floats(layer_lr, "--layer-lr"),
                "lr_decay": lr_decay}
     device = {**base.get("device", {}), **({"preset": preset} if preset else {})}
-    cfg = classify.classifier_config(task, _ints(hidden, "--hidden"), seed=seed, numerics=numerics, device=device,
+    layers = base.get("network", {}).get("layers") or ()
+    hidden = _ints(hidden, "--hidden") or (tuple(layers[1:-1]) if len(layers) > 2 else None)
+    cfg = classify.classifier_config(task, hidden, seed=seed, numerics=numerics, device=device,
                                      hw=base.get("hw"), fixed=base.get("fixed"),
                                      **{k: v for k, v in options.items() if v is not None})
     params, history = classify.train_classifier(cfg, task, progress=not quiet)
@@ -495,13 +498,21 @@ BOARD_NAMES = ("icebreaker", "ulx3s", "ulx3s-25f")
               help="core clock from the board PLL in MHz (default: the board's, where its design closes)")
 @click.option("--weights", "weight_file", type=click.Path(dir_okay=False), default=None,
               help="bake these fixed-point weights into the bitstream (block-RAM code memory only)")
+@click.option("--task", "task_name", type=click.Choice(["digits"]), default=None,
+              help="the board's digits classifier instead of its recall network (train its weights with "
+                   "memprop train --task digits --config OUT/config.json)")
 @user_errors
-def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file):
+def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file, task_name):
     """Build a bitstream for a board: engine + host link + UART (YoWASP toolchain)."""
     from memprop.boards.build import DEFAULT_BAUD, BuildError, build, get_board
     from memprop.boards.configs import board_clock_hz, remember
 
+    if task_name is not None and config_file is not None:
+        raise click.UsageError("give --task or --config, not both")
     cfg = hardware_config(config_file) if config_file is not None else None
+    if task_name is not None:
+        cfg = get_board(board).classifier_config(task_name)
+        clock_mhz = clock_mhz or get_board(board).classifier["clock_mhz"]
     init = None
     if weight_file is not None:
         init = _baked_weights(board, cfg or get_board(board).default_config(), weight_file)

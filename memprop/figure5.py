@@ -95,7 +95,8 @@ def run_job(job: Job, plan: Plan, data: str | None) -> dict:
     if job.preset is None:
         out["ex_situ"] = {}
         for preset in plan.presets:
-            fixed_cfg = cfg.replace(numerics="fixed", device=device_section(preset))
+            # the chip the in-situ run trains on: the same device section, read-out gain included
+            fixed_cfg = cfg.replace(numerics="fixed", device=classify.classifier_device(device_section(preset)))
             programmed = FixedParams.from_float(fixed_cfg, params.W, params.b)
             out["ex_situ"][preset] = classify.evaluate(programmed, fixed_cfg, task.x_test, task.y_test,
                                                        task.n_classes).accuracy

@@ -159,6 +159,9 @@ class DeviceConfig(_Section):
         from .device import get_preset
 
         get_preset(self.preset)  # a clear error for an unknown name, whatever the numerics
+        if self.preset == "ideal" and self.w_scale is not None:
+            raise ValueError("device.w_scale maps a memristive device to a weight; the ideal preset is an "
+                             "exact 11-bit weight and has none")
         return self
 
     preset: str = "ideal"
@@ -179,6 +182,9 @@ class DeviceConfig(_Section):
     stuck_high: float | None = Field(None, ge=0.0, le=1.0, description="override: share of stuck devices at G_max")
     fab_seed: int = Field(0, ge=0, description="seed of the 'fabrication' (device class and stuck map)")
     max_pulses: int | None = Field(None, ge=1, le=31, description="override: pulses per update limit")
+    w_scale: float | None = Field(None, gt=0.0, le=4.0, description="override: network weight of one device "
+                                  "unit (the read-out gain; aihwkit's weight scaling): smaller, finer steps "
+                                  "over a narrower weight range")
     read_noise: float = Field(0.0, ge=0.0, le=0.5, description="model only: std of every conductance read, "
                               "relative to the device range, per relaxation step")
     drift_nu: float = Field(0.0, ge=0.0, le=1.0, description="model only: drift exponent nu of "
@@ -321,7 +327,8 @@ class Config(_Section):
 
 
 #: Fields added after weight files were first written: left out of the fingerprint at these values.
-FINGERPRINT_OPTIONAL: dict[str, dict] = {"network": {"init_state": "input", "hidden": 0}}  # train is not hashed
+FINGERPRINT_OPTIONAL: dict[str, dict] = {"network": {"init_state": "input", "hidden": 0},   # train is not hashed
+                                         "device": {"w_scale": None}}
 
 
 def _power_of_two(name: str, value: float) -> None:

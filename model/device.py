@@ -44,7 +44,7 @@ Curve = Literal["linear", "exponential", "soft_bounds"]
 
 #: Preset parameters a DeviceConfig may override (same names, same meanings).
 OVERRIDABLE = ("dw_min_dtod", "dw_min_std", "up_down", "up_down_dtod", "w_min_dtod", "w_max_dtod",
-               "stuck", "stuck_high")
+               "stuck", "stuck_high", "w_scale")
 
 
 @dataclass(frozen=True)

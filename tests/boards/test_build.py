@@ -148,3 +148,42 @@ def test_led_stretch_holds_at_least_its_time_and_ends():
     high = seen.index(0)
     assert all(seen[:high]) and not any(seen[high:])
     assert cycles <= high <= cycles + 2 * tick
+
+
+@pytest.mark.parametrize("name, layers, lanes", [("icebreaker", (64, 50, 10), 4), ("ulx3s", (64, 100, 10), 16)])
+def test_boards_digits_classifiers(name, layers, lanes):
+    """`memprop build --task digits`: the seed's classifier, sized to the board (measured to fit)."""
+    cfg = bb.get_board(name).classifier_config("digits")
+    assert cfg.numerics == "fixed" and cfg.network.layered and cfg.network.layers == layers
+    assert cfg.hw.lanes == lanes and cfg.train.layer_lr == (0.1, 0.05) and cfg.device.preset == "linear-256"
+    if name == "icebreaker":
+        assert cfg.hw.code_memory == "spram" and cfg.fixed.rounding == "nearest"
+
+
+def test_classifier_builds_refuse_what_they_cannot_build(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["build", "--board", "ulx3s-25f", "--task", "digits", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "no classifier design" in result.output
+    config = tmp_path / "c.json"
+    config.write_text(TINY.to_json())
+    result = runner.invoke(main, ["build", "--board", "icebreaker", "--task", "digits", "--config", str(config),
+                                  "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--task or --config" in result.output
+    with pytest.raises(ValueError, match="not 'mnist'"):
+        bb.get_board("icebreaker").classifier_config("mnist")
+
+
+def test_weights_for_a_boards_classifier_come_from_its_config(tmp_path):
+    """Training with the config.json of `build --task digits` gives that design's network, in situ."""
+    cfg = bb.get_board("icebreaker").classifier_config("digits")
+    config = tmp_path / "config.json"
+    config.write_text(cfg.to_json())
+    out = tmp_path / "w.npz"
+    result = CliRunner().invoke(main, ["train", "--task", "digits", "--config", str(config), "--epochs", "1",
+                                       "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    from memprop.model import weights
+
+    _, trained, _ = weights.load(out)
+    assert trained.fingerprint == cfg.fingerprint and trained.numerics == "fixed"
+    assert trained.network.layers == (64, 50, 10) and trained.hw == cfg.hw

@@ -219,3 +219,16 @@ def test_fixed_layered_path_is_bit_exact(layers, nudge, beta, preset):
         np.testing.assert_array_equal(a.codes_w, b.codes_w)
         np.testing.assert_array_equal(a.codes_b, b.codes_b)
         assert info_a == info_b and a.updates == b.updates
+
+
+def test_coarse_device_pairs_get_the_classifiers_read_out_gain():
+    """Pair presets with fewer than 128 levels map a device unit to 0.25 in a classifier; finer and
+    other presets keep theirs; a given w_scale or a levels override decides."""
+    from memprop.model.classify import COARSE_PAIR_W_SCALE, classifier_device
+
+    assert classifier_device({"preset": "rram-nonlinear"})["w_scale"] == COARSE_PAIR_W_SCALE
+    assert classifier_device({"preset": "linear-64"})["w_scale"] == COARSE_PAIR_W_SCALE
+    for preset in ("ideal", "linear-256", "soft-bounds", "reram-array-om"):
+        assert "w_scale" not in classifier_device({"preset": preset}), preset
+    assert "w_scale" not in classifier_device({"preset": "linear-64", "levels": 256})
+    assert classifier_device({"preset": "linear-64", "w_scale": 0.5})["w_scale"] == 0.5

@@ -367,3 +367,26 @@ def test_model_only_options_are_not_in_the_fingerprint():
     base = fixed(preset="rram-nonlinear")
     assert fixed(preset="rram-nonlinear", read_noise=0.02, drift_nu=0.05).fingerprint == base.fingerprint
     assert fixed(preset="rram-nonlinear", stuck=0.1).fingerprint != base.fingerprint
+
+
+@pytest.mark.parametrize("preset", ["linear-64", "rram-nonlinear"])
+def test_w_scale_is_the_read_out_gain(preset):
+    """device.w_scale scales every conductance's weight (finer steps, narrower range); the pulse
+    limit follows the smaller steps; a Config without it keeps its old fingerprint."""
+    half, full = Formats(fixed(preset=preset, w_scale=0.25)).device, Formats(fixed(preset=preset)).device
+    assert np.all(np.abs(2 * half.gmap - full.gmap) <= 2)          # half the weight, to the 2^-fw quantum
+    assert half.gmap.max() < full.gmap.max()
+    assert Formats(fixed(preset=preset, w_scale=0.25)).max_pulses >= Formats(fixed(preset=preset)).max_pulses
+    assert fixed(preset=preset, w_scale=0.25).fingerprint != fixed(preset=preset).fingerprint
+
+
+def test_configs_without_w_scale_keep_their_fingerprint():
+    """Weight files and bitstreams written before device.w_scale existed still identify themselves."""
+    assert fixed(preset="linear-64").fingerprint == "654120261457733d"     # main before w_scale
+
+
+def test_w_scale_is_refused_for_the_ideal_preset():
+    with pytest.raises(ConfigError, match="ideal preset"):
+        fixed(preset="ideal", w_scale=0.5)
+    with pytest.raises(ConfigError, match="w_scale"):
+        fixed(preset="linear-64", w_scale=0.0)

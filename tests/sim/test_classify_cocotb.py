@@ -52,3 +52,23 @@ def test_digits_classifier_ten_classes(tmp_path):
                      build_root=tmp_path)
     assert_clean(run)
     assert run.results[0]["images"] == 20 and run.results[0]["minibatches"] == 1
+
+
+@pytest.mark.slow
+@needs("verilator")
+def test_icebreaker_digits_classifier(tmp_path):
+    """`memprop build --board icebreaker --task digits` as it runs: 64-50-10, codes in SPRAM, nearest
+    pulse rounding, P = 4. One epoch of training, so the minibatch still programs pulses."""
+    from memprop.boards.build import get_board
+
+    cfg = get_board("icebreaker").classifier_config("digits").replace(train={"epochs": 1})
+    data = load_task("digits")
+    params, _ = classify.train_classifier(cfg, data, progress=False, monitor=0)
+    path = weights.save(tmp_path / "classifier.npz", params, cfg,
+                        task={**data.summary(), "per_class_limit": None, "data": None})
+    run = run_engine(cfg, [], [{"kind": "classification", "weights": str(path), "images": 20, "decay_steps": 0}],
+                     build_root=tmp_path)
+    assert_clean(run)
+    (report,) = run.results
+    assert report["images"] == 20 and report["minibatches"] == 1 and report["pulses"] > 0
+    assert report["accuracy"] == report["model_accuracy"]
