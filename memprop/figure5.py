@@ -96,7 +96,8 @@ def run_job(job: Job, plan: Plan, data: str | None) -> dict:
         out["ex_situ"] = {}
         for preset in plan.presets:
             # the chip the in-situ run trains on: the same device section, read-out gain included
-            fixed_cfg = cfg.replace(numerics="fixed", device=classify.classifier_device(device_section(preset)))
+            fixed_cfg = cfg.replace(numerics="fixed", device=classify.classifier_device(device_section(preset),
+                                                                                    cfg.network.layers))
             programmed = FixedParams.from_float(fixed_cfg, params.W, params.b)
             out["ex_situ"][preset] = classify.evaluate(programmed, fixed_cfg, task.x_test, task.y_test,
                                                        task.n_classes).accuracy
@@ -200,13 +201,16 @@ def markdown(report: dict) -> str:
                      f"rates {list(tr['layer_lr'])} × {tr['lr_decay']} per epoch, {tr['batch_size']} sample(s) "
                      f"per update, |Δw| ≤ {tr['max_step']}.\n")
         rows = []
+        layers = tuple(t["layers"])
         for key, r in t["results"].items():
-            label = "float" if key == "float" else f"fixed point, {key} (in situ)"
+            gain = None if key == "float" else classify.classifier_device(device_section(key), layers).get("w_scale")
+            label = "float" if key == "float" else f"fixed point, {key} (in situ{f', gain {gain}' if gain else ''})"
             rows.append([label, pm(r["accuracy"]), f"{r['error_rate']['mean']:.4f}", f"{r['mean_steps']:.1f}"])
         lines.append(markdown_table(["model", "test accuracy", "error rate", "relaxation steps"], rows) + "\n")
         flt = t["results"]["float"]
         if flt.get("ex_situ"):
-            rows = [[p, pm(s)] for p, s in flt["ex_situ"].items()]
+            rows = [[p + (f" (gain {g})" if (g := classify.classifier_device(device_section(p), layers).get("w_scale"))
+                          else ""), pm(s)] for p, s in flt["ex_situ"].items()]
             lines.append("Float weights programmed into the devices (ex situ, write-verify to the nearest codes):\n")
             lines.append(markdown_table(["device preset", "test accuracy"], rows) + "\n")
         if t.get("baselines"):

@@ -39,16 +39,23 @@ MONITOR_SEED = 5       # which patterns (fixed: every epoch and every run see th
 EVAL_CHUNK = 512       # samples relaxed together when evaluating
 
 
-#: The classifier's read-out gain (device.w_scale) on coarse device pairs. Its weights stay small
-#: (float-trained 64-100-10 digits: 99 % within 0.33, all within 0.46), so a pair preset with fewer
-#: than COARSE_LEVELS levels maps one device unit to 0.25 instead of the preset's 0.5: steps half as
-#: large over [-0.25, 0.25]. In situ, seed 0 (README, Classification): rram-nonlinear 0.902 -> 0.924,
-#: linear-64 improves too; linear-256 does not need it (0.972 at 0.5, 0.967 at 0.25, seeds 0-2).
+#: The classifier's read-out gain (device.w_scale) on coarse device pairs. A trained classifier's
+#: weights stay close to their Glorot range (float 64-100-10 digits: 99 % within 0.33), so where
+#: that range fits in [-0.25, 0.25] a pair preset with fewer than COARSE_LEVELS levels maps one
+#: device unit to 0.25 instead of the preset's 0.5: steps half as large. In situ, seeds 0-2
+#: (README, Classification): rram-nonlinear 0.9133 -> 0.9363, linear-64 0.9644 -> 0.9704;
+#: linear-256 does not need it (0.972 at 0.5, 0.967 at 0.25). A narrow network (64-8-3: Glorot
+#: limit 0.74) keeps 0.5: at 0.25 its weights clip (3 classes, 20 images: 0.60 instead of >= 0.8).
 COARSE_LEVELS = 128
 COARSE_PAIR_W_SCALE = 0.25
 
 
-def classifier_device(device: dict | None) -> dict:
+def glorot_limit(layers: tuple[int, ...]) -> float:
+    """The largest initial |w| (initial_params: U[-sqrt(6 / (fan_in + fan_out)), +...] per layer)."""
+    return max(float(np.sqrt(6.0 / (a + b))) for a, b in zip(layers[:-1], layers[1:]))
+
+
+def classifier_device(device: dict | None, layers: tuple[int, ...]) -> dict:
     """The device section with the classifier's read-out gain for coarse pair presets, unless given."""
     from .device import PAIR_W_SCALE, get_preset
 
@@ -56,7 +63,7 @@ def classifier_device(device: dict | None) -> dict:
     preset = get_preset(device.get("preset", "ideal"))
     levels = device.get("levels") or preset.levels
     if (device.get("w_scale") is None and preset.mode == "differential" and preset.w_scale == PAIR_W_SCALE
-            and levels < COARSE_LEVELS):
+            and levels < COARSE_LEVELS and glorot_limit(layers) <= COARSE_PAIR_W_SCALE):
         device["w_scale"] = COARSE_PAIR_W_SCALE
     return device
 
@@ -82,7 +89,7 @@ def classifier_config(task: Task, hidden: tuple[int, ...] | None = None, *, epoc
              "beta": 1.0, "lr": rates[0], "layer_lr": rates, "lr_decay": lr_decay, "max_step": max_step,
              "shuffle": True}
     sections = {"numerics": numerics, "network": network, "train": train}
-    device = classifier_device(device) if numerics == "fixed" else device
+    device = classifier_device(device, layers) if numerics == "fixed" else device
     for name, value in (("device", device), ("hw", hw), ("fixed", fixed)):
         if value:
             sections[name] = value

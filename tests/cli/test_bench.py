@@ -80,11 +80,13 @@ def test_bench_reports_classification_cost_per_board(tmp_path):
         # cycles per image = the cycle model at the mean step count (RELAX = 1 + steps x step cycles)
         assert board["cycles_per_image"] == pytest.approx(1 + steps * board["step_cycles"])
         assert board["images_per_s"] == pytest.approx(board["clock_mhz"] * 1e6 / board["cycles_per_image"])
-        assert board["ratio"] == pytest.approx(board["images_per_s"] / section["numpy_float"]["images_per_s"])
+        assert board["ratio"] == pytest.approx(board["images_per_s"] / board["numpy_images_per_s"])
         # a training sample: its free and nudged relaxations, two STOREs and one LEARN
         assert board["train_sample_cycles"] > board["learn_cycles"] > 0
         assert board["train_sample_cycles"] > board["step_cycles"] * 2
     assert section["boards"][1]["step_cycles"] < section["boards"][0]["step_cycles"]   # 16 lanes vs 4
+    # each board costs the classifier `memprop build --task digits` builds for it
+    assert [b["layers"] for b in section["boards"]] == [[64, 50, 10], [64, 100, 10]]
 
 
 # -- the hardware section -------------------------------------------------------------------------

@@ -222,13 +222,17 @@ def test_fixed_layered_path_is_bit_exact(layers, nudge, beta, preset):
 
 
 def test_coarse_device_pairs_get_the_classifiers_read_out_gain():
-    """Pair presets with fewer than 128 levels map a device unit to 0.25 in a classifier; finer and
-    other presets keep theirs; a given w_scale or a levels override decides."""
-    from memprop.model.classify import COARSE_PAIR_W_SCALE, classifier_device
+    """Pair presets with fewer than 128 levels map a device unit to 0.25 in a classifier whose initial
+    weights fit in that range; narrow networks, finer and other presets keep theirs; a given w_scale
+    or a levels override decides."""
+    from memprop.model.classify import COARSE_PAIR_W_SCALE, classifier_device, glorot_limit
 
-    assert classifier_device({"preset": "rram-nonlinear"})["w_scale"] == COARSE_PAIR_W_SCALE
-    assert classifier_device({"preset": "linear-64"})["w_scale"] == COARSE_PAIR_W_SCALE
+    digits = (64, 100, 10)
+    assert glorot_limit(digits) == pytest.approx(np.sqrt(6 / 110)) and glorot_limit((64, 8, 3)) > 0.7
+    assert classifier_device({"preset": "rram-nonlinear"}, digits)["w_scale"] == COARSE_PAIR_W_SCALE
+    assert classifier_device({"preset": "linear-64"}, (784, 500, 10))["w_scale"] == COARSE_PAIR_W_SCALE
+    assert "w_scale" not in classifier_device({"preset": "linear-64"}, (64, 8, 3))
     for preset in ("ideal", "linear-256", "soft-bounds", "reram-array-om"):
-        assert "w_scale" not in classifier_device({"preset": preset}), preset
-    assert "w_scale" not in classifier_device({"preset": "linear-64", "levels": 256})
-    assert classifier_device({"preset": "linear-64", "w_scale": 0.5})["w_scale"] == 0.5
+        assert "w_scale" not in classifier_device({"preset": preset}, digits), preset
+    assert "w_scale" not in classifier_device({"preset": "linear-64", "levels": 256}, digits)
+    assert classifier_device({"preset": "linear-64", "w_scale": 0.5}, digits)["w_scale"] == 0.5
