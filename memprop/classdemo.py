@@ -1,8 +1,10 @@
 """`memprop demo`, classification stage: the digits classifier from float to the engine's Verilog.
 
-Float training (the seed's settings), in-situ fixed-point training on the board's device preset,
-then the trained devices in the engine under cocotb: test images and one training minibatch,
-bit-exact with the fixed-point model. `--quick` uses three classes and a small hidden layer.
+Float training (the seed's settings), in-situ fixed-point training on the board's classifier
+design (`memprop build --board BOARD --task digits`: its layers, devices, lanes and rounding), then
+the trained devices in the engine under cocotb: test images and one training minibatch, bit-exact
+with the fixed-point model. `--quick` uses three classes, a small hidden layer and the board's
+recall lanes.
 """
 
 from __future__ import annotations
@@ -26,10 +28,16 @@ def run_classification_demo(out: Path, board: str, quick: bool, simulator: str =
     hidden = (16,) if quick else None
     epochs = 2 if quick else classify.DEFAULT_EPOCHS
     task = load_task("digits", **subset)
-    hw = get_board(board).default_config()
-    cfgs = {"float": classify.classifier_config(task, hidden, epochs=epochs),
-            "fixed": classify.classifier_config(task, hidden, epochs=epochs, numerics="fixed",
-                                                device={"preset": hw.device.preset}, hw={"lanes": hw.hw.lanes})}
+    spec = get_board(board)
+    hw = spec.default_config()
+    if quick or not spec.classifier:
+        fixed_cfg = classify.classifier_config(task, hidden, epochs=epochs, numerics="fixed",
+                                               device={"preset": hw.device.preset}, hw={"lanes": hw.hw.lanes})
+    else:     # the design `memprop build --board BOARD --task digits` builds
+        fixed_cfg = spec.classifier_config("digits")
+        hidden = tuple(fixed_cfg.network.layers[1:-1])
+        hw = fixed_cfg
+    cfgs = {"float": classify.classifier_config(task, hidden, epochs=epochs), "fixed": fixed_cfg}
     click.secho(f"[+] classification: digits ({task.n_classes} classes, {len(task.y_train)} training images), "
                 f"network {'-'.join(map(str, cfgs['float'].network.layers))}, float and in situ on "
                 f"{hw.device.preset} devices", bold=True)
