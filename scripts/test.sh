@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-python -m pytest tests -q -p no:cacheprovider "$@"
+# -n auto: one pytest-xdist worker per core; --dist loadfile keeps a file's tests (and its module
+# fixtures: builds, trained networks) on one worker.
+python -m pytest tests -q -p no:cacheprovider -n auto --dist loadfile "$@"
