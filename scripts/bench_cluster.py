@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=50) as cluster, tempfile.TemporaryDirectory() as tmp:
+                      dashboard_address="127.0.0.1:0", silence_logs=50) as cluster, tempfile.TemporaryDirectory() as tmp:
         startup = time.perf_counter() - start
         local, dask = [], []
         for k in range(args.repeats):

@@ -38,9 +38,11 @@ def sim_build(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cluster(sim_build):
+    # Port 0, not None: with dashboard_address=None the scheduler still binds its HTTP server to
+    # 8787, and two pytest-xdist workers (or any other Dask on the machine) then collide.
     distributed = pytest.importorskip("distributed", reason=NO_DASK)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=50,
+                                  dashboard_address="127.0.0.1:0", silence_logs=50,
                                   env={"MEMPROP_SIM_BUILD": str(sim_build)}) as local:
         yield local
 
