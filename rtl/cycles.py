@@ -55,14 +55,14 @@ def _plan(cfg):
 def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     """The parallel learning unit (learn.py), start to done: exact, slot by slot.
 
-    Four stages work in lock step on consecutive groups; a slot lasts 1 + the latest stage's
-    done cycle. A: skipped groups (one cycle each), the latch, one Threefry request per
+    Four stages work in lock step on consecutive groups; a slot lasts 1 + SLOT_END_LATENCY +
+    the latest stage's done cycle. A: skipped groups (one cycle each), the latch, one Threefry request per
     cycle (or per initiation interval); B: 2B reads and the correlator pipeline; C: waits
     for its draws (requested two slots earlier), rounds, two cycles per pulse round; D: the
     own write and one write per mirror.
     """
     from .learnlane import CORRELATOR_LATENCY
-    from .learn import LEARN_FINISH, LEARN_INIT, ROUND_EARLIEST
+    from .learn import LEARN_FINISH, LEARN_INIT, ROUND_EARLIEST, SLOT_END_LATENCY
 
     walk = plan.walk(pulses_w, pulses_b)
     skipped, requests, rounds, mirrors, bias_lanes = (walk[key].tolist() for key in
@@ -106,5 +106,5 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
                 longest = max(longest, width + bias_lanes[j] - 1)
             else:
                 longest = max(longest, 1 + mirrors[j] + (1 if mirrors[j] and not pow2 else 0))
-        t += 1 + longest
+        t += 1 + SLOT_END_LATENCY + longest
     return LEARN_INIT + t + LEARN_FINISH

@@ -2,7 +2,7 @@
 
 LEARN walks the synapse stream group by group (learnplan.py): W lanes of a stream word, then
 the biases W at a time. Four stages work on four consecutive groups in lock step; a *slot*
-ends when all four are done, and every group moves one stage on:
+ends in the cycle after all four are done, and every group moves one stage on:
 
   A  walk and draw   walks the synapse stream, skips groups that hold only mirror copies,
                      latches the next group (with each lane's learning rate: its weight layer's
@@ -42,6 +42,8 @@ from .threefry import Threefry2x32, Threefry2x32Pipeline, call_request
 #: Cycles of LEARN outside the slots: the start cycle (first index read) and the finish cycle.
 LEARN_INIT = 1
 LEARN_FINISH = 1
+#: Cycles from the last stage's done flag to the slot's end (slot_end is a register).
+SLOT_END_LATENCY = 1
 #: Rounding happens no earlier than this cycle of a slot (|C| is taken at the slot's start,
 #: multiplied by LR_MUL in cycle 0).
 ROUND_EARLIEST = 1
@@ -182,8 +184,11 @@ class Learner(wiring.Component):
         cyc = Signal(range(plan.slot_bound + 1))   # cycle within the slot
         running = Signal()
         done_a, done_b, done_c, done_d = Signal(), Signal(), Signal(), Signal()
+        # the slot ends one cycle after every stage is done: a register, so that the done flags (the
+        # pulse rounds' compare, the mirror walk) and the fan-out of slot_end to every stage's
+        # enables are two timing paths, not one (the ends of both were the iCE40's longest path)
         slot_end = Signal()
-        m.d.comb += slot_end.eq(running & done_a & done_b & done_c & done_d)
+        m.d.sync += slot_end.eq(running & done_a & done_b & done_c & done_d & ~slot_end)
         with m.If(slot_end):
             m.d.sync += cyc.eq(0)
         with m.Elif(running):
