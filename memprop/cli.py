@@ -17,6 +17,7 @@ import click
 from memprop import __version__
 from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training, weights
+from memprop.model.device import get_preset
 from memprop.model.config import Config, ConfigError
 from memprop.model.patterns import PatternError
 from memprop.model.tasks import TASKS
@@ -88,6 +89,9 @@ def task_options(fn):
               help="float reference, or the hardware's fixed-point in-situ learning")
 @click.option("--device", "preset", default=None,
               help="memristive device preset for --numerics fixed (ideal, linear-256, linear-64, soft-bounds, rram-nonlinear)")
+@click.option("--rounding", type=click.Choice(["stochastic", "nearest", "truncate", "carry"]), default=None,
+              help="pulse-count rounding of --numerics fixed (default: the device preset's, else the config's: "
+                   "stochastic); carry keeps each synapse's remainder for its next update")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="JSON config; command-line options override it")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="weight file to write (.npz)")
@@ -109,7 +113,7 @@ def task_options(fn):
               help="--task: nudging of the second phase (default: the seed's positive beta = 1)")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="--task: samples per weight update (default 1)")
 @user_errors
-def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_file, out, quiet, use_recipe,
+def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, rounding, config_file, out, quiet, use_recipe,
           init_state, task, data_dir, classes, per_class, binarize, hidden, layer_lr, lr_decay, nudge, batch):
     """Train a network on a pattern set (or a classifier on a --task) and save its weights."""
     weights.check_path(out)
@@ -118,6 +122,8 @@ def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_f
     if task is not None:
         if algo not in (None, "eqprop"):
             raise click.UsageError(f"--task trains with EqProp (the seed's rule), not --algo {algo}")
+        if rounding is not None:
+            raise click.UsageError("--rounding is for pattern networks; a --task classifier takes it from --config")
         if pattern_file is not None or band or lr is not None or use_recipe or init_state is not None:
             raise click.UsageError("--patterns, --band, --lr, --recipe and --init-state are for pattern networks; "
                                    "a --task classifier takes --hidden and --layer-lr")
@@ -153,8 +159,13 @@ def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, config_f
 
         tr = {**recipe_train(tr.get("epochs")), **tr}
     cfg = _train_config(algo, network.pop("n", pats.size), config_file, network, tr)
+    if rounding is not None and numerics != "fixed":
+        raise click.UsageError("--rounding applies to --numerics fixed")
     if numerics == "fixed" or preset is not None:
         cfg = cfg.replace(numerics="fixed", device={"preset": preset or cfg.device.preset})
+        rounding = rounding or (get_preset(preset).rounding if preset else None)
+        if rounding:
+            cfg = cfg.replace(fixed={"rounding": rounding})
     params, history = training.train(cfg, pats, progress=not quiet)
     path = weights.save(out, params, cfg, patterns=pats.source,
                         final_loss=history.loss[-1] if history.loss else None)

@@ -133,6 +133,8 @@ def fixed_config(n: int, preset: str, levels: int | None, state_frac: int, epoch
     if stuck:
         device["stuck"] = stuck
     fixed = {} if state_frac == DEFAULT_STATE_FRAC else {"state_frac": state_frac}
+    if PRESETS[preset].rounding:                  # the pulse rounding the device needs in situ
+        fixed["rounding"] = PRESETS[preset].rounding
     return Config.for_algorithm("eqprop", network={"n": n}, numerics="fixed", device=device, fixed=fixed,
                                 train={"epochs": epochs, "seed": seed, "nudge": nudge, "lr": lr, "beta": beta})
 

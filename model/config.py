@@ -132,7 +132,7 @@ class TrainConfig(_Section):
         return self
 
 
-Rounding = Literal["truncate", "nearest", "stochastic"]
+Rounding = Literal["truncate", "nearest", "stochastic", "carry"]
 
 
 class FixedConfig(_Section):

@@ -84,6 +84,7 @@ class Preset:
     d2d_classes: int = 1         # device classes M (1: no device-to-device variation)
     stuck: float = 0.0           # fraction of stuck devices (aihwkit: corrupt_devices_prob)
     stuck_high: float = 0.5      # share of the stuck devices stuck at G_max (the others at G_min)
+    rounding: str | None = None  # the pulse rounding it needs to learn in situ (None: the config's)
     source: str = ""
 
     @property
@@ -119,11 +120,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                   "an approximation of NeuroSim's NL-to-A table; c2c and d2d spreads are our assumed values"),
     Preset("reram-array-om", "single", 48, "soft_bounds", w_min=-1.0, w_max=1.0, w_scale=0.5, alpha=0.0949,
            dw_min_dtod=0.7829, dw_min_dtod_log_normal=True, up_down_dtod=0.01, w_min_dtod=0.5695,
-           w_max_dtod=0.3499, dw_min_std=0.4158, d2d_classes=8,
+           w_max_dtod=0.3499, dw_min_std=0.4158, d2d_classes=8, rounding="carry",
            source="aihwkit ReRamArrayOMPresetDevice (IBM aihwkit, simulator/presets/devices.py): a fit to "
                   "measured ReRAM arrays, Gong & Rasch et al., IEDM 2022 ('optimized material'); soft bounds "
                   "with dw_min 0.0949 on [-1, 1] (47 pulses reach 99% of the range: L = 48), its d2d and "
-                  "c2c spreads; write noise not modelled; its 13.5% corrupt devices: set device.stuck"),
+                  "c2c spreads; write noise not modelled; its 13.5% corrupt devices: set device.stuck. One pulse "
+                  "moves a weight 9.5% of the way to a bound, so pulses whose signs alternate pull every weight "
+                  "to the symmetry point: it learns in situ with truncation and carry (IBM's mixed-precision "
+                  "scheme, Nandakumar et al., Front. Neurosci. 2020), rounding='carry'"),
 )}
 
 

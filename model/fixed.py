@@ -17,7 +17,7 @@ from .config import Config
 from .device import DeviceTables, fabricate, nearest_code, program
 from .masks import connectivity
 from .network import Relaxed, _clip, cached_rows, compiled_kernel_enabled, converge, units_of
-from .numerics import Formats, round_shift
+from .numerics import CARRY_FRAC, Formats, round_shift
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -35,10 +35,21 @@ class FixedParams:
     class_b: np.ndarray      # (devices, N)
     mask: np.ndarray         # (N, N) bool
     updates: int = 0         # update counter t of the random numbers
+    # fixed.rounding "carry": each synapse's (upper triangle) and bias's pulse remainder, in units of
+    # 2^-CARRY_FRAC pulse (docs/numerics.md section 5); zero under every other rounding
+    carry_w: np.ndarray | None = None    # (N, N) int64
+    carry_b: np.ndarray | None = None    # (N,) int64
+
+    def __post_init__(self) -> None:
+        n = self.mask.shape[0]
+        if self.carry_w is None:
+            self.carry_w = np.zeros((n, n), dtype=np.int64)
+        if self.carry_b is None:
+            self.carry_b = np.zeros(n, dtype=np.int64)
 
     def copy(self) -> "FixedParams":
         return FixedParams(self.codes_w.copy(), self.codes_b.copy(), self.class_w.copy(), self.class_b.copy(),
-                           self.mask.copy(), self.updates)
+                           self.mask.copy(), self.updates, self.carry_w.copy(), self.carry_b.copy())
 
     def weights(self, tables: DeviceTables) -> tuple[np.ndarray, np.ndarray]:
         """(W, b) as integers at scale 2^-fw; W is zero outside the mask."""
@@ -338,13 +349,38 @@ def correlations(fmt: Formats, a_hi: np.ndarray, a_lo: np.ndarray, mask: np.ndar
     return C, Cb
 
 
+def carry_round(q: np.ndarray, shift: np.ndarray, carry: np.ndarray, max_pulses: int) -> tuple[np.ndarray, np.ndarray]:
+    """Truncation with carry (fixed.rounding "carry", docs/numerics.md section 5): (pulses, carry').
+
+    x = q + carry 2^k with k = sh - CARRY_FRAC; y = |x| >> k; n = min(y >> CARRY_FRAC, P_max);
+    carry' = y mod 2^CARRY_FRAC, or 2^CARRY_FRAC - 1 where n was clipped; both take the sign of x.
+    A pulse fires only once the accumulated update reaches a whole pulse, so updates whose signs
+    alternate cancel in the carry instead of on a device whose up and down steps differ.
+    """
+    k = shift - CARRY_FRAC
+    x = q + (carry << k)
+    sign = np.sign(x)
+    y = np.abs(x) >> k
+    n = y >> CARRY_FRAC
+    rem = np.where(n > max_pulses, (1 << CARRY_FRAC) - 1, y & ((1 << CARRY_FRAC) - 1))
+    return sign * np.minimum(n, max_pulses), sign * rem
+
+
 def quantise(fmt: Formats, C: np.ndarray, shift: np.ndarray | int, t: int, s: np.ndarray,
-             mul: np.ndarray | int | None = None) -> np.ndarray:
-    """Pulse counts from correlations: LR_MUL (per synapse or train.lr's), shift, rounding, +-P_max."""
+             mul: np.ndarray | int | None = None, carry: np.ndarray | None = None) -> np.ndarray:
+    """Pulse counts from correlations: LR_MUL (per synapse or train.lr's), shift, rounding, +-P_max.
+
+    Rounding "carry" reads each synapse's carry from `carry` and writes the new one back (in place).
+    """
     q = C * (fmt.lr_fixed[0] if mul is None else mul)
     mag = np.abs(q)
     shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), q.shape)
     mode = fmt.cfg.fixed.rounding
+    if mode == "carry":
+        if carry is None or carry.shape != q.shape:
+            raise ValueError(f"rounding 'carry' needs one carry per correlation, shape {q.shape}")
+        n, carry[...] = carry_round(q, shift, carry, fmt.max_pulses)
+        return n
     if mode == "truncate":
         n = mag >> shift
     elif mode == "nearest":
@@ -498,7 +534,7 @@ def _pulse_tables(fmt: Formats) -> _PulseTables:
     return _memo(fmt, "pulse_tables", None, build)
 
 
-def _quantise_all(fmt: Formats, C: np.ndarray, plan: _LearnPlan, t: int) -> np.ndarray:
+def _quantise_all(fmt: Formats, C: np.ndarray, plan: _LearnPlan, t: int, carry: np.ndarray | None = None) -> np.ndarray:
     """`quantise` of every synapse and bias at once: one Threefry call for all the draws.
 
     Draws of zero correlations are made too and do not matter: (0 + noise) >> shift is 0 for
@@ -508,6 +544,9 @@ def _quantise_all(fmt: Formats, C: np.ndarray, plan: _LearnPlan, t: int) -> np.n
     mag = np.abs(q)
     shift = plan.shift
     mode = fmt.cfg.fixed.rounding
+    if mode == "carry":
+        n, carry[...] = carry_round(q, shift, carry, fmt.max_pulses)
+        return n
     if mode == "truncate":
         n = mag >> shift
     elif mode == "nearest":
@@ -583,7 +622,8 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
     Cb[clamped] = 0
     # The compiled pass knows one (LR_MUL, LR_SHIFT) for every synapse (decayed or not): per-layer
     # rates (classifiers) take the numpy path below.
-    if (plan.rate is not None and compiled_kernel_enabled() and params.codes_w.dtype == np.int64
+    carrying = fmt.cfg.fixed.rounding == "carry"
+    if (plan.rate is not None and not carrying and compiled_kernel_enabled() and params.codes_w.dtype == np.int64
             and params.codes_b.dtype == np.int64):
         tables = fmt.device      # the same correlations, quantisation and pulses in one compiled pass
         mul, shift = plan.rate
@@ -599,7 +639,13 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
         hi, lo = a_hi.astype(np.float64), a_lo.astype(np.float64)
         grams = [np.take(a.T @ a, plan.flat).astype(np.int64) for a in (hi, lo)]   # exact, as in correlations()
         C = np.concatenate([grams[0] - grams[1], Cb])
-        pulses = _quantise_all(fmt, C, plan, t)
+        carry = None
+        if carrying:
+            carry = np.concatenate([np.take(params.carry_w, plan.flat), params.carry_b])
+        pulses = _quantise_all(fmt, C, plan, t, carry)
+        if carrying:
+            params.carry_w.flat[plan.flat] = carry[:len(ii)]
+            params.carry_b[:] = carry[len(ii):]
         pw, pb = pulses[:len(ii)], pulses[len(ii):]
         devices = params.codes_w.shape[0]
         flat_codes = params.codes_w.reshape(devices, n * n)     # a view when contiguous: 1-D indices

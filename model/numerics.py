@@ -28,6 +28,9 @@ def floor_log2(x: Fraction) -> int:
 
 #: A decaying learning rate's pulse shift saturates here (docs/numerics.md, section 5).
 LR_SHIFT_MAX = 31
+#: Fraction bits of a synapse's carry under fixed.rounding "carry" (section 5): the remainder of its
+#: pulse count, kept to 1/256 pulse. Every LR_SHIFT must be at least this.
+CARRY_FRAC = 8
 
 
 def bitlen_signed(bound: int) -> int:
@@ -299,6 +302,9 @@ class Formats:
                 f"{self.acc_bits_min} bits")
         if self.r_bound >= 2**53:
             raise ValueError(f"update intermediate needs {self.r_bits} bits; the model's exact range is 53")
+        if self.cfg.fixed.rounding == "carry" and min(shift for _, shift in self.lr_layers) < CARRY_FRAC:
+            raise ValueError(f"fixed.rounding='carry' keeps {CARRY_FRAC} fraction bits of a pulse: LR_SHIFT "
+                             f"{min(shift for _, shift in self.lr_layers)} is below that; lower the learning rate")
         if max(shift for _, shift in self.lr_layers) + 1 > 32:
             raise ValueError("stochastic rounding needs more than 32 random bits; raise the learning rate")
 
@@ -311,7 +317,7 @@ class Formats:
                 "acc_bits_min": self.acc_bits_min, "r_bits": self.r_bits, "w_max": self.w_max,
                 "a_max": self.a_max, "degree_max": self.degree_max, "lr_mul": mul, "lr_shift": shift,
                 "lr_layers": [list(c) for c in self.lr_layers], "decay_shift": self.decay_shift,
-                "max_pulses": self.max_pulses, "max_pulse_step": self.device.max_pulse_step,
+                "max_pulses": self.max_pulses, "carry_frac": CARRY_FRAC, "max_pulse_step": self.device.max_pulse_step,
                 "levels": self.device.levels, "devices_per_weight": self.device.devices,
                 "classes": self.device.classes, "stuck_classes": list(self.device.stuck_classes),
                 "c2c": [int(c) for c in self.device.c2c_table]}

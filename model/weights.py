@@ -16,7 +16,7 @@ from .config import Config, ConfigError
 from .fixed import FixedParams
 from .masks import connectivity
 from .network import Params
-from .numerics import Formats
+from .numerics import CARRY_FRAC, Formats
 
 FORMAT = "memprop-weights/1"
 
@@ -26,6 +26,8 @@ class WeightFileError(ValueError):
 
 
 FIXED_ARRAYS = ("codes_w", "codes_b", "class_w", "class_b")
+#: fixed.rounding "carry": each synapse's and bias's pulse remainder (files from before them have none: zero)
+CARRY_ARRAYS = ("carry_w", "carry_b")
 
 
 def check_path(path: str | Path) -> Path:
@@ -48,7 +50,7 @@ def save(path: str | Path, params: Params | FixedParams, cfg: Config, **meta) ->
     info = {"format": FORMAT, "version": __version__, "algo": cfg.train.algo, "epochs": cfg.train.epochs,
             "seed": cfg.train.seed, "fingerprint": cfg.fingerprint, "numerics": cfg.numerics, **meta}
     if fixed:
-        arrays = {name: getattr(params, name) for name in FIXED_ARRAYS}
+        arrays = {name: getattr(params, name) for name in FIXED_ARRAYS + CARRY_ARRAYS}
         arrays["updates"] = np.array(params.updates)
     else:
         arrays = {"W": params.W, "b": params.b}
@@ -125,6 +127,18 @@ def _fixed_params(path: Path, data: dict, cfg: Config) -> FixedParams:
     for name in ("codes_w", "class_w"):
         if not np.array_equal(data[name], np.swapaxes(data[name], 1, 2)):
             raise WeightFileError(f"{path}: {name} is not symmetric")
+    carries = {}
+    for name, shape in (("carry_w", (n, n)), ("carry_b", (n,))):
+        if name not in data:
+            continue
+        value = data[name]
+        if value.shape != shape or not np.issubdtype(value.dtype, np.integer):
+            raise WeightFileError(f"{path}: {name} is {value.dtype}{value.shape}, expected integers of shape {shape}")
+        if np.abs(value).max(initial=0) >= 1 << CARRY_FRAC:
+            raise WeightFileError(f"{path}: {name} holds carries of a whole pulse or more (|carry| < 2^{CARRY_FRAC})")
+        if value.any() and cfg.fixed.rounding != "carry":
+            raise WeightFileError(f"{path}: {name} is not zero, but fixed.rounding is {cfg.fixed.rounding!r}")
+        carries[name] = value.astype(np.int64)
     return FixedParams(codes_w=data["codes_w"].astype(np.int64), codes_b=data["codes_b"].astype(np.int64),
                        class_w=data["class_w"].astype(np.int64), class_b=data["class_b"].astype(np.int64),
-                       mask=mask, updates=int(data["updates"]))
+                       mask=mask, updates=int(data["updates"]), **carries)

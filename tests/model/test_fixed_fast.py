@@ -61,7 +61,7 @@ def test_program_beyond_the_pulse_limit_is_the_definition():
 
 
 @settings(max_examples=60, deadline=None)
-@given(rounding=st.sampled_from(["stochastic", "nearest", "truncate"]), seed=st.integers(0, 2**33),
+@given(rounding=st.sampled_from(["stochastic", "nearest", "truncate", "carry"]), seed=st.integers(0, 2**33),
        t=st.integers(0, 2**33), decay=st.integers(0, 30), layered=st.booleans())
 def test_quantise_all_equals_quantise(rounding, seed, t, decay, layered):
     if layered:
@@ -82,10 +82,14 @@ def test_quantise_all_equals_quantise(rounding, seed, t, decay, layered):
     ii, jj = plan.ii, plan.jj
     mul_w, shift_w = fmt.learn_shifts(fmt.synapse_layer[ii, jj], decay)
     mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay)
-    want_w = quantise(fmt, C[ii, jj], shift_w + (ii == jj), t, ii * n + jj, mul_w)
-    want_b = quantise(fmt, Cb, shift_b, t, n * n + np.arange(n), mul_b)
-    got = fixed._quantise_all(fmt, np.concatenate([C[ii, jj], Cb]), plan, t)
+    limit = (1 << fixed.CARRY_FRAC) - 1
+    carry_w, carry_b = r.integers(-limit, limit + 1, len(ii)), r.integers(-limit, limit + 1, n)
+    carry = np.concatenate([carry_w, carry_b])
+    want_w = quantise(fmt, C[ii, jj], shift_w + (ii == jj), t, ii * n + jj, mul_w, carry_w)
+    want_b = quantise(fmt, Cb, shift_b, t, n * n + np.arange(n), mul_b, carry_b)
+    got = fixed._quantise_all(fmt, np.concatenate([C[ii, jj], Cb]), plan, t, carry)
     assert np.array_equal(got, np.concatenate([want_w, want_b]))
+    assert np.array_equal(carry, np.concatenate([carry_w, carry_b]))   # the same carries written back
 
 
 def reference_learn(fmt: Formats, params: FixedParams, a_hi, a_lo, clamped, decay_steps: int):
@@ -97,9 +101,11 @@ def reference_learn(fmt: Formats, params: FixedParams, a_hi, a_lo, clamped, deca
     mul_b, shift_b = fmt.learn_shifts(fmt.bias_layer, decay_steps)
     C, Cb = correlations(fmt, a_hi, a_lo, params.mask, clamped)
     s_w = ii * n + jj
-    pw = quantise(fmt, C[ii, jj], shift_w + (ii == jj), t, s_w, mul_w)
+    carry_w = params.carry_w[ii, jj]
+    pw = quantise(fmt, C[ii, jj], shift_w + (ii == jj), t, s_w, mul_w, carry_w)
+    params.carry_w[ii, jj] = carry_w
     s_b = n * n + np.arange(n)
-    pb = quantise(fmt, Cb, shift_b, t, s_b, mul_b)
+    pb = quantise(fmt, Cb, shift_b, t, s_b, mul_b, params.carry_b)
     codes_w = params.codes_w[:, ii, jj]
     apply_pulses(fmt, codes_w, params.class_w[:, ii, jj], pw, s_w, t)
     params.codes_w[:, ii, jj] = codes_w
@@ -113,17 +119,20 @@ def reference_learn(fmt: Formats, params: FixedParams, a_hi, a_lo, clamped, deca
 @pytest.mark.parametrize("device, kind", [({"preset": "ideal"}, "dense"), ({"preset": "linear-64", "c2c": 0.2}, "dense"),
                                           ({"preset": "rram-nonlinear", "stuck": 0.2}, "dense"),
                                           ({"preset": "linear-64", "c2c": 0.2}, "decayed"),
-                                          ({"preset": "ideal"}, "layered")])
+                                          ({"preset": "ideal"}, "layered"),
+                                          ({"preset": "reram-array-om"}, "carry"),
+                                          ({"preset": "ideal"}, "carry-layered")])
 def test_learn_equals_the_definition(kernel, device, kind):
     """Every path of `learn` (the compiled one: one rate, decayed or not) is the definition."""
-    layered = kind == "layered"
+    layered = kind.endswith("layered")
+    rounding = {"rounding": "carry"} if kind.startswith("carry") else {}
     if layered:
-        cfg = Config.for_algorithm("eqprop", numerics="fixed", device=device,
+        cfg = Config.for_algorithm("eqprop", numerics="fixed", device=device, fixed=rounding,
                                    network={"n": 22, "topology": "layered", "layers": (10, 8, 4)},
                                    train={"seed": 5, "batch_size": 4, "layer_lr": (0.05, 0.02), "lr_decay": 0.5})
     else:
         decay = {"lr_decay": 0.5, "lr_decay_every": 3} if kind == "decayed" else {}
-        cfg = fixed_cfg(20, train={"seed": 5, "batch_size": 4, "lr": 0.2, **decay}, device=device)
+        cfg = fixed_cfg(20, train={"seed": 5, "batch_size": 4, "lr": 0.2, **decay}, device=device, fixed=rounding)
     fmt = Formats(cfg)
     n = cfg.network.n
     r = np.random.default_rng(7)
@@ -132,6 +141,7 @@ def test_learn_equals_the_definition(kernel, device, kind):
     want = params.copy()
     clamped = np.zeros(n, bool)
     clamped[:2] = layered
+    pulsed = False
     with relaxation_kernel(kernel):
         for decay in (0, 3):
             a_hi = r.integers(fmt.lo, fmt.hi + 1, (4, n))
@@ -140,9 +150,13 @@ def test_learn_equals_the_definition(kernel, device, kind):
             pw, pb = reference_learn(fmt, want, a_hi, a_lo, clamped, decay)
             ii, jj = np.nonzero(np.triu(params.mask))
             assert np.array_equal(step.pulses_w[ii, jj], pw) and np.array_equal(step.pulses_b, pb)
-            assert np.abs(pw).max() > 0
+            pulsed |= bool(np.abs(pw).max() > 0)
             assert np.array_equal(params.codes_w, want.codes_w) and np.array_equal(params.codes_b, want.codes_b)
             assert params.updates == want.updates
+            assert np.array_equal(params.carry_w, want.carry_w) and np.array_equal(params.carry_b, want.carry_b)
+    assert pulsed
+    if rounding:
+        assert np.abs(params.carry_w).max() > 0          # the carries are exercised, not all zero
 
 
 def textbook_threefry(c0, c1, k0, k1, rounds: int = rng.ROUNDS):
