@@ -442,14 +442,16 @@ def markdown(report: dict) -> str:
         protocol += (f"\nThe jobs took {t['job_cpu_seconds']:.0f} CPU-s, {t['job_cpu_seconds'] / 2 / 60:.1f} min for 2 "
                      f"otherwise idle cores; this run took {t['wall_seconds'] / 60:.1f} min of wall time (load "
                      f"average {t['load_average_start']:.1f} at its start, including other users' work).\n")
-    default_rows = [[d["preset"], d["levels"], d["max_pulses"], cell(d["fixed"]), cell(d["ex_situ"]), cell(d["float"])]
-                    for d in report["defaults"]]
+    default_rows = [[d["preset"], d["levels"], d["max_pulses"], preset_rounding(d["preset"]), cell(d["fixed"]),
+                     cell(d["ex_situ"]), cell(d["float"])] for d in report["defaults"]]
     defaults_md = ("## Presets at their own levels\n\n"
-                   + markdown_table(["preset", "levels", "P_max", "in-situ fixed-point EqProp",
+                   + markdown_table(["preset", "levels", "P_max", "pulse rounding", "in-situ fixed-point EqProp",
                                      "float weights programmed (ex situ)", "float model"], default_rows)
                    + "\n\n*ex situ*: the float model's weights (same seed and checkpoints) written device by device "
                      "(write-verify to the nearest codes) into the chip of that seed and recalled in fixed point. "
-                     "P_max: pulses per update (docs/numerics.md, section 5: from the largest single pulse).\n\n"
+                     "P_max: pulses per update (docs/numerics.md, section 5: from the largest single pulse). Pulse "
+                     "rounding *carry*: truncation with each synapse's remainder carried to its next update "
+                     "(section 5), which reram-array-om needs (stochastic rounding: 0.00).\n\n"
                      "Recall per glyph (in situ, mean over seeds):\n\n"
                    + _glyph_md([(d["preset"], d["fixed"]) for d in report["defaults"]]) + "\n")
     levels_rows = [[p, *(cell(s) for s in stats)] for p, stats in lv["accuracy"].items()]
@@ -497,11 +499,18 @@ def nudge_label(row: dict) -> str:
     return f"{row['nudge']} (β = {row['beta']:g}, lr {row['lr']:g})"
 
 
+def preset_rounding(preset: str) -> str:
+    """The pulse rounding a preset is trained with in situ (fixed_config): its own, else stochastic."""
+    return PRESETS[preset].rounding or "stochastic"
+
+
 def readme_block(report: dict) -> str:
     """The README's device tables (between the README_BEGIN/END markers), from one sweep report."""
     pr, t = report["protocol"], report["timing"]
-    defaults = markdown_table(["device preset", "levels", "in-situ fixed-point EqProp", "float weights programmed (ex situ)"],
-                              [[d["preset"], d["levels"], cell(d["fixed"]), cell(d["ex_situ"])] for d in report["defaults"]])
+    defaults = markdown_table(["device preset", "levels", "pulse rounding", "in-situ fixed-point EqProp",
+                               "float weights programmed (ex situ)"],
+                              [[d["preset"], d["levels"], preset_rounding(d["preset"]), cell(d["fixed"]), cell(d["ex_situ"])]
+                               for d in report["defaults"]])
     lv = report["levels_sweep"]
     levels = markdown_table(["preset", *(f"L = {v}" for v in lv["levels"])],
                             [[p, *(cell(s) for s in stats)] for p, stats in lv["accuracy"].items()])

@@ -62,7 +62,7 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     own write and one write per mirror.
     """
     from .learnlane import CORRELATOR_LATENCY
-    from .learn import LEARN_FINISH, LEARN_INIT, ROUND_EARLIEST, SLOT_END_LATENCY
+    from .learn import LEARN_FINISH, LEARN_INIT, SLOT_END_LATENCY, round_earliest
 
     walk = plan.walk(pulses_w, pulses_b)
     skipped, requests, rounds, mirrors, bias_lanes = (walk[key].tolist() for key in
@@ -72,6 +72,7 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     d_b = 2 * plan.batch - 1 + (1 if hard else 2) + CORRELATOR_LATENCY
     latency, interval = plan.rng_latency, plan.rng_interval
     width, pow2 = plan.width, plan.pow2_lanes
+    carry = plan.cfg.fixed.rounding == "carry"
     last_accept = -(10**9)
     ready = [0] * G                          # absolute cycle from which a group's draws are all in
     t = 0                                    # absolute start of the slot (slot 0 at 0)
@@ -98,7 +99,7 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
             longest = max(longest, d_b)
         if 0 <= k - 2 < G:
             j = k - 2
-            q = max(width if bias_lanes[j] else ROUND_EARLIEST, ready[j] - t)
+            q = max(round_earliest(carry, bool(bias_lanes[j]), width), ready[j] - t)
             longest = max(longest, q + 1 + 2 * rounds[j])
         if 0 <= k - 3 < G:
             j = k - 3

@@ -86,6 +86,9 @@ class EngineDriver:
 
     # -- memories -------------------------------------------------------------------------------
     async def load_params(self, params: FixedParams) -> None:
+        """Codes, biases, t and the seed over the bus. With rounding "carry" every code or bias the host
+        writes has its carry zeroed by the engine (the host link has no carry region): training goes on
+        from zero carries, so a model whose carries are not zero goes on differently."""
         for offset, word in self.layout.image(params.codes_w, params.class_w):
             await self.bus.write(hm.address(hm.CODES, offset), word)
         for i in range(self.n):

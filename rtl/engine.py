@@ -142,7 +142,7 @@ class Engine(wiring.Component):
         m.submodules.state = state = StateMemory(f, nb, P)
         m.submodules.mac = mac = MacArray(P, lookup.w_bits, state.a_bits, f.acc_bits)
         m.submodules.neuron = neuron = NeuronUpdate(f, nb)
-        m.submodules.learner = learner = Learner(cfg, lay)
+        m.submodules.learner = learner = Learner(cfg, lay, banked=self.atomic_load)
         m.submodules.bias_lookup = bias_lookup = WeightLookup(lay, 1)
         mems = self._memories(m)
         # by default everything reads, learns and writes in the active bank (host writes and the
@@ -317,6 +317,8 @@ class Engine(wiring.Component):
             m.d.comb += [fp_wr.en.eq(1), fp_wr.addr.eq(offset), fp_wr.data.eq(bus.wdata)]
         # the learning unit keeps its own copies of the fixed points: it sees host writes too
         self._host_fixpoint = (host_write & (region == hm.FIXPOINT), offset, bus.wdata)
+        # ... and, with rounding "carry", zeroes the carry of every code or bias the host writes
+        self._host_weight = (host_write & ((region == hm.CODES) | (region == hm.BIAS)), region == hm.BIAS, offset)
 
         # reads: answer two cycles after the request (synchronous memory read + register)
         rd_region, rd_offset, rd_pending = Signal(4), Signal(hm.REGION_SHIFT), Signal()
@@ -427,6 +429,14 @@ class Engine(wiring.Component):
             m.d.comb += learner.decay.eq(self._decay)
         host_fp, offset, wdata = self._host_fixpoint
         nb, sb = self.layout.n_bits, self.layout.slot_bits
+        if self.cfg.fixed.rounding == "carry":
+            valid, bias, w_offset = self._host_weight
+            lb = self.layout.lane_bits
+            clear = learner.carry_clear
+            m.d.comb += [learner.bank.eq(self._active), clear.valid.eq(valid), clear.bias.eq(bias),
+                         clear.word.eq(w_offset[lb:]), clear.unit.eq(w_offset[:nb]), clear.bank.eq(self._write_bank)]
+            if lb:
+                m.d.comb += clear.lane.eq(w_offset[:lb])
         with m.If(host_fp):
             m.d.comb += [learner.stored.valid.eq(1), learner.stored.unit.eq(offset[:nb]),
                          learner.stored.slot.eq(offset[nb:nb + sb]), learner.stored.set.eq(offset[nb + sb:nb + sb + 2]),

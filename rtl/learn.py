@@ -30,6 +30,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from memprop.model.config import Config
+from memprop.model.numerics import CARRY_FRAC
 
 from . import hostmap as hm
 from .ports import LearnerPort
@@ -47,6 +48,15 @@ SLOT_END_LATENCY = 1
 #: Rounding happens no earlier than this cycle of a slot (|C| is taken at the slot's start,
 #: multiplied by LR_MUL in cycle 0).
 ROUND_EARLIEST = 1
+
+
+def round_earliest(carry: bool, bias: bool, width: int) -> int:
+    """The first cycle of a slot in which stage C may round: a bias group waits for its W entries
+    (read in cycles 0 .. W-1); with rounding "carry" also for the carries, which arrive with the
+    entries (a stream group's in cycle 1, bias lane l's in cycle l + 1) and are registered first."""
+    if bias:
+        return width + 1 if carry else width
+    return ROUND_EARLIEST + 1 if carry else ROUND_EARLIEST
 
 
 def _lowest(mask: Signal, width: int, m: Module, name: str):
@@ -101,13 +111,14 @@ class _Group:
 class Learner(wiring.Component):
     """The learning unit of one Config, behind its `LearnerPort` (ports.py)."""
 
-    def __init__(self, cfg: Config, layout: hm.Layout):
+    def __init__(self, cfg: Config, layout: hm.Layout, *, banked: bool = False):
         if cfg.device.read_noise:
             self._MustUse__silence = True      # refused, never to be elaborated: no "unused" warning
             raise ValueError(f"device.read_noise={cfg.device.read_noise} is a model option the hardware leaves out "
                              "(docs/numerics.md, section 5): set it to 0 for the RTL")
         self.cfg = cfg
         self.layout = layout
+        self.banked = banked            # the engine's code and bias memories hold two weight banks
         self.plan = plan = LearnPlan(cfg)
         self.word_bits = max(ceil_log2(layout.schedule.depth + 1), 1)    # walk position, up to D
         self.n_bits = layout.n_bits
@@ -506,7 +517,8 @@ class Learner(wiring.Component):
             m.d.comb += noise_rd.addr.eq(gc.buf * P_max + p_round)
         more = Signal()
         m.d.comb += more.eq(Cat(*[quant[lane].n_mag > p_round for lane in range(W)]).any())
-        earliest = Mux(gc.bias, W, ROUND_EARLIEST)
+        carrying = cfg.fixed.rounding == "carry"
+        earliest = Mux(gc.bias, round_earliest(carrying, True, W), round_earliest(carrying, False, W))
         with m.FSM(name="program"):
             with m.State("WAIT"):
                 with m.If(~gc.valid):
@@ -615,6 +627,8 @@ class Learner(wiring.Component):
             with m.If(gd.valid & gd.bias & (cyc == W + lane) & gd.prim[lane]):
                 m.d.comb += [self.bias.w_en.eq(1), self.bias.addr.eq(gd.col[lane][:n_bits]),
                              self.bias.w_data.eq(d_entry[lane])]
+        if carrying:
+            self._carries(m, gc, gd, cyc, quant, slot_end, bias_read_addr)
         with m.If(~gd.valid):
             m.d.comb += done_d.eq(1)
         with m.Elif(gd.bias):
@@ -645,3 +659,59 @@ class Learner(wiring.Component):
                 m.d.comb += self.done.eq(1)
                 m.next = "IDLE"
         return m
+
+    def _carries(self, m, gc: _Group, gd: _Group, cyc, quant, slot_end, bias_read_addr):
+        """Rounding "carry": every synapse's carry beside its primary code (one word of P carries per
+        stream word) and every bias's. Stage C reads them with the codes, its quantisers take them
+        before rounding; stage D writes the new ones with the primary codes. A host write of a code
+        or bias zeroes its carry (`carry_clear`), in the bank written."""
+        plan, lay, P, W = self.plan, self.layout, self.cfg.hw.lanes, self.plan.width
+        Fb, n_bits, N = CARRY_FRAC + 1, self.n_bits, self.cfg.network.n
+        word_bits = len(self.codes.addr)
+        D = lay.schedule.depth
+
+        def at(addr, width):
+            return Cat(addr[:width], self.bank) if self.banked else addr[:width]
+
+        words = memory.Memory(shape=unsigned(P * Fb), depth=(1 << word_bits) + D if self.banked else D, init=[])
+        units = memory.Memory(shape=signed(Fb), depth=(1 << n_bits) + N if self.banked else N, init=[])
+        m.submodules.carry_words, m.submodules.carry_biases = words, units
+        self.carry_words, self.carry_biases = words, units      # for testbenches (tests/rtl/test_learner.py)
+        w_wr, w_rd = words.write_port(granularity=Fb), words.read_port()
+        b_wr, b_rd = units.write_port(), units.read_port()
+        m.d.comb += [w_rd.addr.eq(at(gc.word, word_bits)), b_rd.addr.eq(at(bias_read_addr, n_bits))]
+        # stage C: a stream group's carries in cycle 1 (the word read in cycle 0), bias lane l's in l + 1
+        for lane, qz in enumerate(quant):
+            c_carry = Signal(signed(Fb), name=f"c_carry{lane}")
+            for part in range(plan.parts):
+                q = part * W + lane
+                if q < P:
+                    with m.If(gc.part == part):
+                        m.d.comb += c_carry.eq(w_rd.data.word_select(q, Fb))
+            m.d.comb += [qz.carry_in.eq(Mux(gc.bias, b_rd.data, c_carry)),
+                         qz.carry_load.eq(gc.valid & Mux(gc.bias, cyc == lane + 1, cyc == 1))]
+        # stage D: the new carries, taken when the slot ends (as the programmed entries)
+        d_carry = [Signal(signed(Fb), name=f"d_carry{lane}") for lane in range(W)]
+        with m.If(slot_end):
+            m.d.sync += [d_carry[lane].eq(quant[lane].carry_out) for lane in range(W)]
+        with m.If(gd.valid & ~gd.bias & (cyc == 1)):     # with the own write: every primary lane
+            m.d.comb += [w_wr.addr.eq(at(gd.word, word_bits)),
+                         w_wr.data.eq(Cat(*[d_carry[q % W] for q in range(P)]) if P % W == 0 else 0)]
+            for part in range(plan.parts):
+                with m.If(gd.part == part):
+                    for q in range(P):
+                        lane = q - part * W
+                        if 0 <= lane < W:
+                            m.d.comb += w_wr.en[q].eq(gd.prim[lane])
+                            if P % W:
+                                m.d.comb += w_wr.data.word_select(q, Fb).eq(d_carry[lane])
+        for lane in range(W):                            # bias lane l: with its entry, cycle W + l
+            with m.If(gd.valid & gd.bias & (cyc == W + lane) & gd.prim[lane]):
+                m.d.comb += [b_wr.en.eq(1), b_wr.addr.eq(at(gd.col[lane], n_bits)), b_wr.data.eq(d_carry[lane])]
+        clear = self.carry_clear
+        with m.If(clear.valid & clear.bias):
+            m.d.comb += [b_wr.en.eq(1), b_wr.addr.eq(Cat(clear.unit, clear.bank) if self.banked else clear.unit),
+                         b_wr.data.eq(0)]
+        with m.If(clear.valid & ~clear.bias):
+            m.d.comb += [w_wr.addr.eq(Cat(clear.word, clear.bank) if self.banked else clear.word), w_wr.data.eq(0),
+                         w_wr.en.eq(1 << clear.lane if P > 1 else 1)]

@@ -19,7 +19,7 @@ from amaranth.hdl import Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from memprop.model.numerics import LR_SHIFT_MAX, Formats, bitlen_signed
+from memprop.model.numerics import CARRY_FRAC, LR_SHIFT_MAX, Formats, bitlen_signed
 
 from . import formal
 from .hostmap import DECAY_BITS, DECAY_STEPS_MAX
@@ -195,7 +195,15 @@ class Quantiser(wiring.Component):
             ports["rate"] = In(range(len(self.rates)))
         if self.decay_shift:
             ports["decay"] = In(DECAY_BITS)
+        if self.carrying:
+            # rounding "carry": the synapse's carry is taken with `carry_load` (before `round`), its
+            # new one is `carry_out` (held, like n_mag, until the next round)
+            ports.update(carry_load=In(1), carry_in=In(signed(CARRY_FRAC + 1)), carry_out=Out(signed(CARRY_FRAC + 1)))
         super().__init__(ports)
+
+    @property
+    def carrying(self) -> bool:
+        return self.fmt.cfg.fixed.rounding == "carry"
 
     @staticmethod
     def constant_for(fmt: Formats) -> bool:
@@ -231,7 +239,7 @@ class Quantiser(wiring.Component):
             mul, shift = self.rates[0]
             with m.If(self.scale):
                 m.d.sync += q.eq(mag * mul if self.dsp else mul_const(mag, mul, w["q_bits"]))
-            if mode == "truncate":
+            if mode == "truncate" or mode == "carry":
                 add = Const(0, 1)
             elif mode == "nearest":
                 add = Mux(diag, 1 << shift, 1 << (shift - 1))
@@ -239,6 +247,7 @@ class Quantiser(wiring.Component):
                 add = Mux(diag, self.rho, self.rho >> 1)     # the top sh bits of the draw
             m.d.comb += [total.eq(q + add), pulses.eq(Mux(diag, total >> (shift + 1), total >> shift))]
             internals = {}
+            carry_shift = (shift - CARRY_FRAC, diag, 2)       # k = sh - CARRY_FRAC: k0 + diag
         else:
             rate = Signal(range(len(self.rates)))
             if len(self.rates) > 1:
@@ -280,10 +289,49 @@ class Quantiser(wiring.Component):
                     n = Mux(more > f.max_pulses, f.max_pulses, more)
             m.d.comb += pulses.eq(n)
             internals = {"rate": rate, "off": off}
-        with m.If(self.round):
-            m.d.sync += [self.n_mag.eq(Mux(pulses > f.max_pulses, f.max_pulses, pulses)), self.neg.eq(neg)]
+            carry_shift = (sh_min - CARRY_FRAC, off, span)   # k = sh - CARRY_FRAC: k0 + off
+        if self.carrying:
+            n_c, neg_c, carry_c = self._carry_round(m, q, neg, *carry_shift)
+            with m.If(self.round):
+                m.d.sync += [self.n_mag.eq(n_c), self.neg.eq(neg_c), self.carry_out.eq(carry_c)]
+        else:
+            with m.If(self.round):
+                m.d.sync += [self.n_mag.eq(Mux(pulses > f.max_pulses, f.max_pulses, pulses)), self.neg.eq(neg)]
         formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q, **internals)
         return m
+
+
+    def _carry_round(self, m: Module, q: Signal, neg: Value, k0: int, o: Value, span: int):
+        """Truncation with carry (docs/numerics.md section 5) in sign and magnitude: |x| >> k for
+        x = +-q + carry 2^k, k = k0 + o, without forming x. With ya = q >> k and b = |carry|:
+        ya + b for equal signs, ya - b or b - ya - (q mod 2^k != 0) for opposite ones."""
+        F, p_max = CARRY_FRAC, self.fmt.max_pulses
+        assert k0 >= 0, "Formats refuses LR_SHIFT < CARRY_FRAC"
+        carry = Signal(signed(F + 1))
+        with m.If(self.carry_load):
+            m.d.sync += carry.eq(self.carry_in)
+        b, s_r = Signal(F), Signal()
+        m.d.comb += [s_r.eq(carry < 0), b.eq(Mux(s_r, -carry, carry))]
+        ya_bits = max(len(q) - k0, 1)
+        padded = Cat(q, Const(0, span + ya_bits))
+        ya = Signal(ya_bits)
+        m.d.comb += ya.eq(Array(padded[k0 + i:k0 + i + ya_bits] for i in range(span))[o])
+        low_any = [q[:min(k0 + i, len(q))].any() if k0 + i else Const(0, 1) for i in range(span)]
+        sticky = Signal()
+        m.d.comb += sticky.eq(Array(low_any)[o])
+        y, sign = Signal(ya_bits + 1), Signal()
+        with m.If((neg == s_r) | (b == 0)):
+            m.d.comb += [y.eq(ya + b), sign.eq(neg)]
+        with m.Elif(ya >= b):
+            m.d.comb += [y.eq(ya - b), sign.eq(neg)]
+        with m.Else():
+            m.d.comb += [y.eq(b - ya - sticky), sign.eq(s_r)]
+        over = Signal()
+        m.d.comb += over.eq((y >> F) > p_max)
+        n_out, carry_out = Signal(len(self.n_mag)), Signal(signed(F + 1))
+        rem = Mux(over, (1 << F) - 1, y[:F])
+        m.d.comb += [n_out.eq(Mux(over, p_max, y >> F)), carry_out.eq(Mux(sign, -rem, rem))]
+        return n_out, sign, carry_out
 
 
 class PulseLane(wiring.Component):

@@ -78,6 +78,15 @@ class StoreEvent(wiring.Signature):
                           "value": Out(signed(v_bits))})
 
 
+class CarryClear(wiring.Signature):
+    """A host write of a code (`word`, `lane`) or of a bias (`bias`, `unit`) in weight bank `bank`:
+    the learner zeroes that entry's carry (fixed.rounding "carry"), so loaded weights start from none."""
+
+    def __init__(self, word_bits: int, lane_bits: int, n_bits: int):
+        super().__init__({"valid": Out(1), "bias": Out(1), "word": Out(word_bits), "lane": Out(max(lane_bits, 1)),
+                          "unit": Out(n_bits), "bank": Out(1)})
+
+
 class LearnerPort(wiring.Signature):
     """The learning unit's side of the engine (the learner is the initiator of every port).
 
@@ -89,7 +98,7 @@ class LearnerPort(wiring.Signature):
     """
 
     def __init__(self, *, word_bits: int, lanes: int, entry_bits: int, n_bits: int, slot_bits: int,
-                 v_bits: int, decay_bits: int = 0):
+                 v_bits: int, decay_bits: int = 0, carry: bool = False):
         fp_bits = 2 + slot_bits + n_bits
         members = {
             "start": In(1), "active": Out(1), "done": Out(1),
@@ -103,6 +112,11 @@ class LearnerPort(wiring.Signature):
         }
         if decay_bits:
             members["decay"] = In(decay_bits)
+        if carry:   # rounding "carry": the weight bank in use, and host writes that zero a carry
+            from .schedule import ceil_log2
+
+            members["bank"] = In(1)
+            members["carry_clear"] = In(CarryClear(word_bits, ceil_log2(lanes), n_bits))
         super().__init__(members)
 
     @classmethod
@@ -113,4 +127,5 @@ class LearnerPort(wiring.Signature):
 
         return cls(word_bits=max(ceil_log2(layout.schedule.depth), 1), lanes=layout.lanes,
                    entry_bits=layout.entry_bits, n_bits=layout.n_bits, slot_bits=layout.slot_bits,
-                   v_bits=layout.fmt.state_bits, decay_bits=DECAY_BITS if layout.fmt.decay_shift else 0)
+                   v_bits=layout.fmt.state_bits, decay_bits=DECAY_BITS if layout.fmt.decay_shift else 0,
+                   carry=layout.fmt.cfg.fixed.rounding == "carry")

@@ -81,7 +81,7 @@ def _random_config(r: np.random.Generator, max_n: int, max_lanes: int) -> Config
               "c2c": [None, 0.0, 0.05][int(r.integers(0, 3))], "stuck": float(r.choice([0.0, 0.15, 0.4])),
               "stuck_high": float(r.choice([0.0, 0.5, 1.0]))}
     fixed_ = {"state_frac": int(r.integers(4, 9)), "weight_frac": int(r.integers(6, 11)),
-              "rounding": str(r.choice(["stochastic", "nearest", "truncate"])), "tol_lsb": int(r.choice([0, 0, 1]))}
+              "rounding": str(r.choice(["stochastic", "nearest", "truncate", "carry"])), "tol_lsb": int(r.choice([0, 0, 1]))}
     train = {"batch_size": int(r.integers(1, 4)), "beta": float(r.choice([1.0, 0.5, 2.0])),
              "nudge": str(r.choice(["positive", "centered", "random_sign"])), "lr": float(r.choice([0.05, 0.2, 0.5])),
              "max_step": float(r.choice([0.02, 0.05])), "seed": int(r.integers(0, 2**31))}

@@ -119,6 +119,21 @@ def test_train_options_reach_the_config(workdir, tmp_path):
     assert cfg.train.epochs == 1 and cfg.train.seed == 5 and cfg.train.lr == 0.01   # options win
 
 
+def test_train_takes_the_presets_pulse_rounding(workdir):
+    """A preset that needs rounding with carry trains with it (and keeps its carries in the file);
+    --rounding overrides it; --rounding without fixed point is refused."""
+    out = workdir / "reram.npz"
+    assert_ok(run("train", "--algo", "eqprop", "--numerics", "fixed", "--device", "reram-array-om", "--epochs", "1",
+                  "--out", out, "--quiet"))
+    params, cfg, _ = weights.load(out)
+    assert cfg.fixed.rounding == "carry" and np.abs(params.carry_w).max() > 0
+    assert_ok(run("train", "--algo", "eqprop", "--numerics", "fixed", "--device", "reram-array-om", "--epochs", "1",
+                  "--rounding", "stochastic", "--out", out, "--quiet"))
+    params, cfg, _ = weights.load(out)
+    assert cfg.fixed.rounding == "stochastic" and not params.carry_w.any()
+    assert_clean_error(run("train", "--algo", "eqprop", "--rounding", "carry", "--out", out), "--rounding applies")
+
+
 def test_train_with_user_patterns(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "p.npy", rng.choice([0, 1], (4, 8, 8)))

@@ -143,7 +143,8 @@ def test_quick_sweep_markdown_names_the_presets_and_tables(quick):
         assert title in md
     assert f"**{sweep.QUICK.epochs} epochs**" in md and "(--quick)" in md and "mean ± sd over 2 seeds" in md
     ideal = next(d for d in report["defaults"] if d["preset"] == "ideal")
-    assert f"| ideal | 2048 | 10 | {sweep.cell(ideal['fixed'])} |" in md
+    assert f"| ideal | 2048 | 10 | stochastic | {sweep.cell(ideal['fixed'])} |" in md
+    assert "| reram-array-om | 48 | 1 | carry |" in md
     assert "| network | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | A | B | C | D | E | F |" in md
 
 

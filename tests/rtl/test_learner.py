@@ -69,14 +69,32 @@ class Harness(Elaboratable):
         return m
 
 
+def carry_positions(cfg: Config) -> list[tuple[int, int, int]]:
+    """(stream position, i, j) of every primary copy: the carry of synapse (i, j), i <= j, is kept there."""
+    plan = LearnPlan(cfg)
+    st = plan.schedule.stream
+    return [(int(k), min(int(st["row"][k]), int(st["col"][k])), max(int(st["row"][k]), int(st["col"][k])))
+            for k in np.nonzero(plan.entries["primary"])[0]]
+
+
 def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np.ndarray,
               decay_steps: int = 0) -> dict:
-    """STORE the fixed points into the learner, load the codes, LEARN, read the memories back."""
+    """STORE the fixed points into the learner, load the codes (and any carries), LEARN, read the
+    memories back."""
     dut = Harness(cfg, params, v_hi, v_lo)
     u, lay = dut.unit, dut.layout
     out = {}
+    carrying = cfg.fixed.rounding == "carry"
+    P, Fb = cfg.hw.lanes, fixed.CARRY_FRAC + 1
 
     async def bench(ctx):
+        if carrying:      # the learner's carry memories hold the model's carries (two's complement)
+            for k, i, j in carry_positions(cfg):
+                word = ctx.get(u.carry_words.data[k // P])
+                field = (int(params.carry_w[i, j]) & ((1 << Fb) - 1)) << ((k % P) * Fb)
+                ctx.set(u.carry_words.data[k // P], word | field)
+            for i in range(cfg.network.n):
+                ctx.set(u.carry_biases.data[i], int(params.carry_b[i]))
         ctx.set(u.seed, cfg.train.seed & 0xFFFFFFFF)
         ctx.set(u.updates, params.updates)
         if lay.fmt.decay_shift:
@@ -102,6 +120,13 @@ def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np
         out["cycles"] = count
         out["codes"] = [ctx.get(dut.code_mem.data[w]) for w in range(len(dut.codes))]
         out["biases"] = [ctx.get(dut.bias_mem.data[i]) for i in range(len(dut.biases))]
+        if carrying:
+            carry_w = np.zeros_like(params.carry_w)
+            for k, i, j in carry_positions(cfg):
+                field = (ctx.get(u.carry_words.data[k // P]) >> ((k % P) * Fb)) & ((1 << Fb) - 1)
+                carry_w[i, j] = field - (1 << Fb) if field >> (Fb - 1) else field
+            out["carry_w"] = carry_w
+            out["carry_b"] = np.array([ctx.get(u.carry_biases.data[i]) for i in range(cfg.network.n)])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -139,6 +164,10 @@ def check_learn(cfg: Config, seed: int, case=None, decay_steps: int = 0) -> dict
     for i in sch.rows:
         codes, _ = lay.unpack_entry(got["biases"][i])
         assert codes == want.codes_b[:, i].tolist(), f"bias {i}: rtl {codes}, model {want.codes_b[:, i].tolist()}"
+    if cfg.fixed.rounding == "carry":
+        np.testing.assert_array_equal(got["carry_w"], want.carry_w, err_msg="synapse carries differ")
+        rows = list(sch.rows)
+        np.testing.assert_array_equal(got["carry_b"][rows], want.carry_b[rows], err_msg="bias carries differ")
     model_cycles = cycles.learner_cycles(LearnPlan(cfg), step.pulses_w, step.pulses_b)
     assert got["cycles"] == model_cycles, f"LEARN took {got['cycles']} cycles, the cycle model says {model_cycles}"
     return {"cycles": got["cycles"], "pulses": int(np.abs(step.pulses_w).sum() + np.abs(step.pulses_b).sum()),
@@ -260,3 +289,30 @@ def test_a_learner_with_the_layers_swapped_is_caught(monkeypatch):
     monkeypatch.setattr(LearnPlan, "unit_rates", property(swapped))
     with pytest.raises(AssertionError, match="streamed copies differ"):
         check_learn(cfg, 4, decay_steps=2)
+
+
+# -- pulse rounding with carry (docs/numerics.md, section 5) ---------------------------------------------
+
+@pytest.mark.parametrize("sections", [
+    {"device": {"preset": "reram-array-om", "d2d_classes": 3}, "train": {"lr": 0.2}},
+    {"hw": {"lanes": 4, "learn_lanes": 2}, "train": {"lr": 0.1}},
+    {"hw": {"lanes": 5, "learn_lanes": 2}, "device": {"preset": "ideal", "levels": 64, "c2c": 0.2},
+     "train": {"max_step": 0.1, "lr": 0.1}},
+    {"network": {"n": 10, "topology": "layered", "layers": (3, 4, 3)}, "hw": {"lanes": 4, "learn_lanes": 3},
+     "train": {"layer_lr": (0.5, 0.11), "lr": 0.5, "lr_decay": 0.5}},
+])
+def test_learn_unit_carries_as_the_model(sections):
+    """Rounding "carry": from random carries of both signs, every code, every synapse's and bias's new
+    carry and the cycle count equal the model's; the carries change, and pulses are programmed."""
+    cfg = small(**{**sections, "fixed": {"rounding": "carry"}})
+    case = make_case(cfg, 6)
+    r = np.random.default_rng(11)
+    limit = (1 << fixed.CARRY_FRAC) - 1
+    n = cfg.network.n
+    upper = np.triu(case.params.mask)
+    case.params.carry_w = np.where(upper, r.integers(-limit, limit + 1, (n, n)), 0)
+    case.params.carry_b = np.where(case.drive.clamped, 0, r.integers(-limit, limit + 1, n))
+    before = case.params.carry_w.copy()
+    result = check_learn(cfg, 6, case, decay_steps=1 if cfg.train.lr_decay < 1 else 0)
+    assert result["pulses"] > 0
+    assert np.count_nonzero(result["after"].carry_w != before) > upper.sum() // 2

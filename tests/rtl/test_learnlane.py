@@ -275,3 +275,60 @@ def test_quantiser_follows_per_layer_rates_and_decay(fixed_, layer_lr, lr_decay,
     simulate(dut, bench)
     np.testing.assert_equal(np.array(got), want)
     assert np.count_nonzero(want) > k // 4
+
+
+CARRY_CONFIGS = [
+    ({"network": {"n": 12}, "device": {"preset": "reram-array-om"}}, False),
+    ({"network": {"n": 12}, "train": {"lr": 0.2, "batch_size": 3}}, True),
+    ({"network": {"n": 12, "topology": "layered", "layers": (4, 3, 3, 2)},
+      "train": {"layer_lr": (0.5, 0.11, 0.2), "lr_decay": 0.5, "lr": 0.5}}, False),
+]
+
+
+@pytest.mark.parametrize("dsp", [False, True])
+@pytest.mark.parametrize("sections, tiny", CARRY_CONFIGS)
+def test_quantiser_carries_as_the_model(sections, tiny, dsp):
+    """Rounding "carry": pulse counts and new carries against model.fixed.quantise, for random carries
+    of either sign (with updates of a few pulses, of a fraction of one and of none), on the constant
+    quantiser and on the per-layer, decaying one."""
+    cfg = cfg_of(fixed={"rounding": "carry"}, **sections)
+    fmt = Formats(cfg)
+    from memprop.rtl.learnplan import rate_table
+
+    rates = rate_table(fmt)
+    layer_of_rate = [fmt.lr_layers.index(rate) for rate in rates]
+    r = np.random.default_rng(5)
+    k = 300
+    bound = fmt.corr_bound
+    small = max(bound >> 6, 2) if tiny else bound
+    C = np.concatenate([r.integers(-small, small + 1, k - 60), r.integers(-300, 301, 40), np.zeros(20, np.int64)])
+    diag = r.integers(0, 2, k)
+    rate = r.integers(0, len(rates), k)
+    decay = r.choice([0, 1, 3, 31], k) if fmt.decay_shift else np.zeros(k, dtype=np.int64)
+    limit = (1 << fixed.CARRY_FRAC) - 1
+    carry = r.integers(-limit, limit + 1, k)
+    want, want_carry = np.zeros(k, np.int64), carry.copy()
+    for i in range(k):
+        mul, shift = fmt.learn_shifts(np.array([layer_of_rate[rate[i]]]), int(decay[i]))
+        want[i] = fixed.quantise(fmt, C[i:i + 1], shift + diag[i], 0, np.zeros(1, np.int64), mul,
+                                 want_carry[i:i + 1])[0]
+    dut = Quantiser(fmt, dsp=dsp)
+    got, got_carry = [], []
+
+    async def bench(ctx):
+        for i in range(k):
+            ctx.set(dut.diag, int(diag[i]))
+            if len(rates) > 1:
+                ctx.set(dut.rate, int(rate[i]))
+            if fmt.decay_shift:
+                ctx.set(dut.decay, int(decay[i]))
+            ctx.set(dut.carry_in, int(carry[i]))
+            ctx.set(dut.carry_load, 1)
+            got.append(await quantise_strobed(ctx, dut, int(C[i]), 0))
+            ctx.set(dut.carry_load, 0)
+            got_carry.append(ctx.get(dut.carry_out))
+
+    simulate(dut, bench)
+    np.testing.assert_equal(np.array(got), want)
+    np.testing.assert_equal(np.array(got_carry), want_carry)
+    assert np.count_nonzero(want) > k // 10 and np.count_nonzero(want_carry) > k // 2
