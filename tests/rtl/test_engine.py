@@ -150,3 +150,40 @@ def test_steps_and_learn_check(seed):
     sim.add_testbench(bench)
     sim.run()
     assert out["report"]["steps"] >= 1 and out["report"]["learn_cycles"] > 0
+
+
+def test_carries_live_across_learns_and_host_writes_zero_them():
+    """Rounding "carry" in the engine: a reload of the weights zeroes every carry (a second LEARN from
+    reloaded weights equals the first, as the model's from zero carries), and a further LEARN goes on
+    from the carries the last one left (the model's second update from the same fixed points)."""
+    from memprop.model import fixed
+    from memprop.rtl.verify import compare_codes
+
+    cfg = Config.for_algorithm("eqprop", network={"n": 8}, numerics="fixed", train={"batch_size": 2, "lr": 1.0, "max_step": 0.2},
+                               fixed={"rounding": "carry"}, device={"preset": "reram-array-om", "d2d_classes": 2},
+                               hw={"lanes": 4})
+    case = make_case(cfg, 3)
+    fmt = case.fmt
+    dut = Engine(cfg)
+    out = {}
+
+    async def bench(ctx):
+        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
+        first = await check_steps_and_learn(driver, case, steps=1)
+        await check_steps_and_learn(driver, case, steps=1)          # reloaded: from zero carries again
+        r = np.random.default_rng([case.seed, 1])                     # the fixed points check_steps_and_learn wrote
+        n, B = cfg.network.n, dut.layout.batch
+        lo = r.integers(fmt.lo, fmt.hi + 1, (B, n))
+        hi = np.clip(lo + r.integers(-40, 41, (B, n)), fmt.lo, fmt.hi)
+        want = case.params.copy()
+        for _ in range(2):
+            step = fixed.learn(fmt, want, fixed.activation(fmt, hi), fixed.activation(fmt, lo), case.drive.clamped)
+        await driver.run(hm.OP_LEARN)
+        compare_codes(case, await driver.read_params(case.params), want)
+        out.update(first=first, second_pulses=int(np.abs(step.pulses_w).sum()), carries=int(np.abs(want.carry_w).sum()))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert out["first"]["pulses"] > 0 and out["second_pulses"] > 0 and out["carries"] > 0
