@@ -2,7 +2,8 @@
 
   1. float model   - train EqProp on the 16 glyphs, recall table
   2. fixed point   - in-situ EqProp with the board's device preset and widths, recall table;
-                     the same design with 10 % stuck devices, in situ vs float weights programmed
+                     the same design with 10 % stuck devices, in situ vs float weights programmed;
+                     measured ReRAM (reram-array-om) in situ, stochastic rounding vs carry
   3. simulation    - the engine's Verilog under cocotb + Verilator with the trained devices:
                      recall and a training minibatch, bit-exact against the fixed-point model, and
                      the engine's cycle counter for a minibatch (LEARN included) and recalls;
@@ -63,6 +64,23 @@ def _stuck_devices(cfg_fixed: Config, params_float, pats, trials: int, stuck: fl
     return result
 
 
+def _measured_reram(pats, epochs: int, trials: int) -> dict:
+    """aihwkit's measured-ReRAM preset (one coarse device per weight) in situ: stochastic rounding against
+    truncation with carry, the rounding it needs (docs/numerics.md section 5)."""
+    from memprop.sweep import DEFAULT_STATE_FRAC, fixed_config
+
+    cfg = fixed_config(pats.size, "reram-array-om", None, DEFAULT_STATE_FRAC, epochs)
+    result = {"epochs": epochs}
+    for rounding in ("stochastic", "carry"):
+        run = cfg.replace(fixed={"rounding": rounding})
+        params, _ = training.train(run, pats, progress=False)
+        result[rounding] = recall.evaluate(params, run, pats, 0.1, trials, seed=1).accuracy
+    result["line"] = (f"reram-array-om (aihwkit's measured ReRAM, one device per weight, {epochs} epochs, p = 0.1): "
+                      f"in situ with stochastic rounding {result['stochastic']:.4f}, with carry {result['carry']:.4f}")
+    click.echo(result["line"])
+    return result
+
+
 def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator: str = "verilator",
              skip_bitstream: bool = False, skip_board: bool = False) -> dict:
     from memprop.boards.build import get_board
@@ -101,6 +119,7 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
     report["fixed_seconds"] = time.perf_counter() - t
     report["stuck_devices"] = _stuck_devices(cfg_fixed, params_band if net.topology != "dense" else params_float,
                                              pats, trials)
+    report["measured_reram"] = _measured_reram(pats, min(epochs, 120), trials)
     rows = [[p, report["float"][str(p)]] + ([report["float_same_topology"][str(p)]] if "float_same_topology" in report
                                             else []) + [report["fixed"][str(p)], report["bound"][str(p)]] for p in FLIPS]
     header = ["flip p", "float, dense"] + (["float, same band"] if "float_same_topology" in report else []) + \
@@ -189,7 +208,7 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         formal_line = (f"formal: the host link's {link['distinct_properties']} properties proven by k-induction; "
                        f"a link without its CRC check fails {', '.join(report['formal']['mutant_failures'])}")
 
-    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + report["stuck_devices"]["line"]
+    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + report["stuck_devices"]["line"] + "\n\n" + report["measured_reram"]["line"]
                                  + "\n\n" + sim_line + "\n" + (f"\n{board_line}\n" if board_line else "")
                                  + "\n" + formal_line + "\n\n## Classification\n\n"
                                  + report["classification"]["markdown"])
