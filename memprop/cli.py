@@ -122,13 +122,11 @@ def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, rounding
     if task is not None:
         if algo not in (None, "eqprop"):
             raise click.UsageError(f"--task trains with EqProp (the seed's rule), not --algo {algo}")
-        if rounding is not None:
-            raise click.UsageError("--rounding is for pattern networks; a --task classifier takes it from --config")
         if pattern_file is not None or band or lr is not None or use_recipe or init_state is not None:
             raise click.UsageError("--patterns, --band, --lr, --recipe and --init-state are for pattern networks; "
                                    "a --task classifier takes --hidden and --layer-lr")
         _train_task(task, data_dir, classes, per_class, binarize, hidden, layer_lr, lr_decay, nudge, batch, epochs,
-                    seed, numerics, preset, config_file, out, quiet)
+                    seed, numerics, preset, config_file, out, quiet, rounding)
         return
     given = [name for name, value in task_only.items() if value is not None]
     if given:
@@ -230,7 +228,7 @@ def _ints(text: str | None, option: str) -> tuple[int, ...] | None:
 
 
 def _train_task(task_name, data_dir, classes, per_class, binarize, hidden, layer_lr, lr_decay, nudge, batch, epochs,
-                seed, numerics, preset, config_file, out, quiet) -> None:
+                seed, numerics, preset, config_file, out, quiet, rounding=None) -> None:
     """memprop train --task: the seed's classifier in float or fixed point; the file records the task."""
     from memprop.model import classify, tasks
 
@@ -238,6 +236,9 @@ def _train_task(task_name, data_dir, classes, per_class, binarize, hidden, layer
     numerics = "fixed" if base.get("numerics") == "fixed" else numerics     # a hardware config trains in situ
     if preset is not None and numerics != "fixed":
         raise click.UsageError("--device applies to --numerics fixed")
+    if rounding is not None and numerics != "fixed":
+        raise click.UsageError("--rounding applies to --numerics fixed")
+    fixed_section = {**base.get("fixed", {}), **({"rounding": rounding} if rounding else {})}
     task = tasks.load_task(task_name, data_dir, tasks.parse_classes(classes), per_class, binarize)
     options = {"epochs": epochs, "batch_size": batch, "nudge": nudge, "layer_lr": _floats(layer_lr, "--layer-lr"),
                "lr_decay": lr_decay}
@@ -245,7 +246,7 @@ def _train_task(task_name, data_dir, classes, per_class, binarize, hidden, layer
     layers = base.get("network", {}).get("layers") or ()
     hidden = _ints(hidden, "--hidden") or (tuple(layers[1:-1]) if len(layers) > 2 else None)
     cfg = classify.classifier_config(task, hidden, seed=seed, numerics=numerics, device=device,
-                                     hw=base.get("hw"), fixed=base.get("fixed"),
+                                     hw=base.get("hw"), fixed=fixed_section or None,
                                      **{k: v for k, v in options.items() if v is not None})
     params, history = classify.train_classifier(cfg, task, progress=not quiet)
     result = classify.evaluate(params, cfg, task.x_test, task.y_test, task.n_classes)

@@ -90,6 +90,11 @@ def classifier_config(task: Task, hidden: tuple[int, ...] | None = None, *, epoc
              "shuffle": True}
     sections = {"numerics": numerics, "network": network, "train": train}
     device = classifier_device(device, layers) if numerics == "fixed" else device
+    from .device import get_preset
+
+    preset = (device or {}).get("preset")
+    if numerics == "fixed" and preset and "rounding" not in (fixed or {}) and get_preset(preset).rounding:
+        fixed = {**(fixed or {}), "rounding": get_preset(preset).rounding}   # the rounding the device needs in situ
     for name, value in (("device", device), ("hw", hw), ("fixed", fixed)):
         if value:
             sections[name] = value

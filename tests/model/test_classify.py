@@ -189,6 +189,18 @@ def test_the_seed_settings_are_the_default(small_task):
         classify.train_classifier(two, load_task("digits", classes=(0, 1), per_class=5), progress=False)
 
 
+def test_a_preset_brings_the_rounding_it_needs(small_task):
+    """reram-array-om trains in situ with carry unless the config names a rounding; other presets keep theirs."""
+    carry = classify.classifier_config(small_task, numerics="fixed", device={"preset": "reram-array-om"})
+    assert carry.fixed.rounding == "carry"
+    told = classify.classifier_config(small_task, numerics="fixed", device={"preset": "reram-array-om"},
+                                      fixed={"rounding": "nearest"})
+    assert told.fixed.rounding == "nearest"
+    assert classify.classifier_config(small_task, numerics="fixed", device={"preset": "linear-64"}).fixed.rounding \
+        == "stochastic"
+    assert classify.classifier_config(small_task).fixed.rounding == "stochastic"     # float: untouched
+
+
 # -- fixed point: the layered fast path is the golden model, bit for bit ---------------------------------
 
 @pytest.mark.parametrize("layers, preset", [((6, 5, 3), "ideal"), ((4, 7, 5, 2), "rram-nonlinear")])
