@@ -225,6 +225,15 @@ def test_correlator_lane_equals_model_correlations(sections):
     assert abs(want[0]) == (fmt.corr_bound if fmt.lo < 0 else fmt.corr_bound // 2)   # the widest sum
 
 
+def set_synapse(ctx, dut: Quantiser, diag: int, rate: int, decay: int) -> None:
+    """A synapse's diagonal flag, and its rate-table index and decay steps where the quantiser has them."""
+    ctx.set(dut.diag, diag)
+    if len(dut.rates) > 1:
+        ctx.set(dut.rate, rate)
+    if dut.decay_shift:
+        ctx.set(dut.decay, decay)
+
+
 LAYER_RATE_CONFIGS = [
     ({"rounding": "stochastic"}, (0.5, 0.11, 0.2), 0.5),
     ({"rounding": "nearest"}, (0.1, 0.05, 0.1), 0.25),
@@ -265,11 +274,7 @@ def test_quantiser_follows_per_layer_rates_and_decay(fixed_, layer_lr, lr_decay,
 
     async def bench(ctx):
         for i in range(k):
-            ctx.set(dut.diag, int(diag[i]))
-            if len(rates) > 1:
-                ctx.set(dut.rate, int(rate[i]))
-            if fmt.decay_shift:
-                ctx.set(dut.decay, int(decay[i]))
+            set_synapse(ctx, dut, int(diag[i]), int(rate[i]), int(decay[i]))
             got.append(await quantise_strobed(ctx, dut, int(C[i]), int(rho[i])))
 
     simulate(dut, bench)
@@ -317,11 +322,7 @@ def test_quantiser_carries_as_the_model(sections, tiny, dsp):
 
     async def bench(ctx):
         for i in range(k):
-            ctx.set(dut.diag, int(diag[i]))
-            if len(rates) > 1:
-                ctx.set(dut.rate, int(rate[i]))
-            if fmt.decay_shift:
-                ctx.set(dut.decay, int(decay[i]))
+            set_synapse(ctx, dut, int(diag[i]), int(rate[i]), int(decay[i]))
             ctx.set(dut.carry_in, int(carry[i]))
             ctx.set(dut.carry_load, 1)
             got.append(await quantise_strobed(ctx, dut, int(C[i]), 0))
