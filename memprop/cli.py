@@ -17,7 +17,7 @@ import click
 from memprop import __version__
 from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training, weights
-from memprop.model.device import get_preset
+from memprop.model.device import in_situ_fixed
 from memprop.model.config import Config, ConfigError
 from memprop.model.patterns import PatternError
 from memprop.model.tasks import TASKS
@@ -161,9 +161,9 @@ def train(algo, pattern_file, band, epochs, seed, lr, numerics, preset, rounding
         raise click.UsageError("--rounding applies to --numerics fixed")
     if numerics == "fixed" or preset is not None:
         cfg = cfg.replace(numerics="fixed", device={"preset": preset or cfg.device.preset})
-        rounding = rounding or (get_preset(preset).rounding if preset else None)
-        if rounding:
-            cfg = cfg.replace(fixed={"rounding": rounding})
+        fixed = in_situ_fixed(preset, {"rounding": rounding} if rounding else {})
+        if fixed:
+            cfg = cfg.replace(fixed=fixed)
     params, history = training.train(cfg, pats, progress=not quiet)
     path = weights.save(out, params, cfg, patterns=pats.source,
                         final_loss=history.loss[-1] if history.loss else None)

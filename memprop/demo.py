@@ -208,7 +208,8 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         formal_line = (f"formal: the host link's {link['distinct_properties']} properties proven by k-induction; "
                        f"a link without its CRC check fails {', '.join(report['formal']['mutant_failures'])}")
 
-    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + report["stuck_devices"]["line"] + "\n\n" + report["measured_reram"]["line"]
+    (out / "demo.md").write_text("# memprop demo\n\n" + recall_table + "\n\n" + report["stuck_devices"]["line"]
+                                 + "\n\n" + report["measured_reram"]["line"]
                                  + "\n\n" + sim_line + "\n" + (f"\n{board_line}\n" if board_line else "")
                                  + "\n" + formal_line + "\n\n## Classification\n\n"
                                  + report["classification"]["markdown"])

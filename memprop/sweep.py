@@ -38,7 +38,7 @@ from memprop.model import patterns as pattern_sets
 from memprop.model import recall, training
 from memprop.jobs import JOURNAL, Outcome, Runner, Task, run_tasks
 from memprop.model.config import Config, DeviceConfig
-from memprop.model.device import PRESETS, parameters, resolve
+from memprop.model.device import PRESETS, in_situ_fixed, parameters, resolve
 from memprop.model.fixed import FixedParams
 from memprop.model.numerics import Formats
 from memprop.workers import single_threaded_blas
@@ -132,9 +132,7 @@ def fixed_config(n: int, preset: str, levels: int | None, state_frac: int, epoch
         device["levels"] = levels
     if stuck:
         device["stuck"] = stuck
-    fixed = {} if state_frac == DEFAULT_STATE_FRAC else {"state_frac": state_frac}
-    if PRESETS[preset].rounding:                  # the pulse rounding the device needs in situ
-        fixed["rounding"] = PRESETS[preset].rounding
+    fixed = in_situ_fixed(preset, {} if state_frac == DEFAULT_STATE_FRAC else {"state_frac": state_frac})
     return Config.for_algorithm("eqprop", network={"n": n}, numerics="fixed", device=device, fixed=fixed,
                                 train={"epochs": epochs, "seed": seed, "nudge": nudge, "lr": lr, "beta": beta})
 

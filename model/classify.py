@@ -89,12 +89,11 @@ def classifier_config(task: Task, hidden: tuple[int, ...] | None = None, *, epoc
              "beta": 1.0, "lr": rates[0], "layer_lr": rates, "lr_decay": lr_decay, "max_step": max_step,
              "shuffle": True}
     sections = {"numerics": numerics, "network": network, "train": train}
-    device = classifier_device(device, layers) if numerics == "fixed" else device
-    from .device import get_preset
+    if numerics == "fixed":
+        from .device import in_situ_fixed
 
-    preset = (device or {}).get("preset")
-    if numerics == "fixed" and preset and "rounding" not in (fixed or {}) and get_preset(preset).rounding:
-        fixed = {**(fixed or {}), "rounding": get_preset(preset).rounding}   # the rounding the device needs in situ
+        device = classifier_device(device, layers)
+        fixed = in_situ_fixed(device.get("preset"), fixed)
     for name, value in (("device", device), ("hw", hw), ("fixed", fixed)):
         if value:
             sections[name] = value

@@ -138,6 +138,15 @@ def get_preset(name: str) -> Preset:
         raise ValueError(f"unknown device preset {name!r}; choose one of {sorted(PRESETS)}") from None
 
 
+def in_situ_fixed(preset: str | None, fixed: dict | None = None) -> dict:
+    """A Config's `fixed` section with the pulse rounding the preset needs to learn in situ
+    (`Preset.rounding`), unless the section names a rounding already."""
+    fixed = dict(fixed or {})
+    if preset and "rounding" not in fixed and get_preset(preset).rounding:
+        fixed["rounding"] = get_preset(preset).rounding
+    return fixed
+
+
 def resolve(dev) -> Preset:
     """The configured preset with the DeviceConfig's overrides applied (levels, spreads, stuck)."""
     p = get_preset(dev.preset)

@@ -302,9 +302,10 @@ class Formats:
                 f"{self.acc_bits_min} bits")
         if self.r_bound >= 2**53:
             raise ValueError(f"update intermediate needs {self.r_bits} bits; the model's exact range is 53")
-        if self.cfg.fixed.rounding == "carry" and min(shift for _, shift in self.lr_layers) < CARRY_FRAC:
+        lowest_shift = min(shift for _, shift in self.lr_layers)
+        if self.cfg.fixed.rounding == "carry" and lowest_shift < CARRY_FRAC:
             raise ValueError(f"fixed.rounding='carry' keeps {CARRY_FRAC} fraction bits of a pulse: LR_SHIFT "
-                             f"{min(shift for _, shift in self.lr_layers)} is below that; lower the learning rate")
+                             f"{lowest_shift} is below that; lower the learning rate")
         if max(shift for _, shift in self.lr_layers) + 1 > 32:
             raise ValueError("stochastic rounding needs more than 32 random bits; raise the learning rate")
 

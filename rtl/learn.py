@@ -670,8 +670,8 @@ class Learner(wiring.Component):
         word_bits = len(self.codes.addr)
         D = lay.schedule.depth
 
-        def at(addr, width):
-            return Cat(addr[:width], self.bank) if self.banked else addr[:width]
+        def at(addr, width, bank=self.bank):
+            return Cat(addr[:width], bank) if self.banked else addr[:width]
 
         words = memory.Memory(shape=unsigned(P * Fb), depth=(1 << word_bits) + D if self.banked else D, init=[])
         units = memory.Memory(shape=signed(Fb), depth=(1 << n_bits) + N if self.banked else N, init=[])
@@ -710,8 +710,7 @@ class Learner(wiring.Component):
                 m.d.comb += [b_wr.en.eq(1), b_wr.addr.eq(at(gd.col[lane], n_bits)), b_wr.data.eq(d_carry[lane])]
         clear = self.carry_clear
         with m.If(clear.valid & clear.bias):
-            m.d.comb += [b_wr.en.eq(1), b_wr.addr.eq(Cat(clear.unit, clear.bank) if self.banked else clear.unit),
-                         b_wr.data.eq(0)]
+            m.d.comb += [b_wr.en.eq(1), b_wr.addr.eq(at(clear.unit, n_bits, clear.bank)), b_wr.data.eq(0)]
         with m.If(clear.valid & ~clear.bias):
-            m.d.comb += [w_wr.addr.eq(Cat(clear.word, clear.bank) if self.banked else clear.word), w_wr.data.eq(0),
+            m.d.comb += [w_wr.addr.eq(at(clear.word, word_bits, clear.bank)), w_wr.data.eq(0),
                          w_wr.en.eq(1 << clear.lane if P > 1 else 1)]

@@ -300,7 +300,6 @@ class Quantiser(wiring.Component):
         formal.hook(self, m, mag=mag, neg=neg, diag=diag, q=q, **internals)
         return m
 
-
     def _carry_round(self, m: Module, q: Signal, neg: Value, k0: int, o: Value, span: int):
         """Truncation with carry (docs/numerics.md section 5) in sign and magnitude: |x| >> k for
         x = +-q + carry 2^k, k = k0 + o, without forming x. With ya = q >> k and b = |carry|:
