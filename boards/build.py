@@ -55,6 +55,14 @@ YOWASP_TOOLS = {
 }
 
 
+#: Yosys commands run after reading the design, before synthesis. Yosys 0.70's ABC9 flow
+#: (`synth_ecp5`, `synth_ice40`) asserts in ABC_OPS_REINTEGRATE on some Amaranth netlists
+#: (`GetSize(conn.first) == GetSize(conn.second)` on the ULX3S designs, `count_id(wire->name) == 0`
+#: on the stream generator alone; YosysHQ/yosys#4349): splitting the multi-bit nets after `proc`
+#: avoids it, as proposed there. tests/boards/test_synth_preamble.py holds a design that crashes without.
+YOSYS_PREAMBLE = "proc\nsplitnets"
+
+
 class BuildError(RuntimeError):
     """The toolchain failed or is missing; the message names the log to read."""
 
@@ -143,6 +151,16 @@ def toolchain_env(base: dict | None = None) -> dict:
     return env
 
 
+def toolchain_overrides(board: Board, seed: int) -> dict:
+    """Amaranth's build overrides for `board`: its own, the Yosys preamble, nextpnr's report and seed."""
+    overrides = dict(board.overrides)
+    overrides["script_after_read"] = YOSYS_PREAMBLE
+    overrides["nextpnr_opts"] = f"--report {NAME}_report.json --timing-allow-fail --seed {seed}"
+    if board.family == "ecp5":     # router2 routes the congested P = 32 design; router1 did not finish in an hour
+        overrides["nextpnr_opts"] += " --router router2"
+    return overrides
+
+
 def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int = DEFAULT_BAUD,
           seed: int = 1, clock_mhz: float | None = None, init=None) -> dict:
     """Build the bitstream of `cfg` (default: the board's) into `out_dir` with the core on the
@@ -163,12 +181,8 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     platform = board.make_platform()
     top = BoardTop(cfg, baud=baud, max_burst=board.max_burst, fifo_depth=board.fifo_depth,
                    clock_hz=(clock_mhz or board.clock_mhz) * 1e6, init=init)
-    overrides = dict(board.overrides)
-    overrides["nextpnr_opts"] = f"--report {NAME}_report.json --timing-allow-fail --seed {seed}"
-    if board.family == "ecp5":     # router2 routes the congested P = 32 design; router1 did not finish in an hour
-        overrides["nextpnr_opts"] += " --router router2"
     start = time.monotonic()
-    plan = platform.prepare(top, name=NAME, **overrides)
+    plan = platform.prepare(top, name=NAME, **toolchain_overrides(board, seed))
     try:
         plan.execute_local(str(out), env=toolchain_env())
     except subprocess.CalledProcessError as exc:
