@@ -20,7 +20,7 @@ times) every multiplier path.
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -78,13 +78,16 @@ class MacArray(wiring.Component):
         prod = [Signal(signed(self.p_bits), name=f"prod{i}", reset_less=True) for i in range(P)]
         for i in range(P):
             m.d.sync += prod[i].eq(w_r[i] * a_r[i])
+        # which lanes are the head (up to and including the row end), registered beside the products:
+        # the prefix OR of the row ends over P lanes is a chain of its own, kept off the adders'
+        # path (at P = 32 the two together were the ULX3S design's longest path, 48 MHz)
+        in_head = delay("in_head2", Cat(*[~last[:i].any() if i else Const(1, 1) for i in range(P)]))
         valid, last = delay("valid2", valid), delay("last2", last)
         # 3...: head (lanes up to and including the row end) and tail (the next row's start)
         head, tail = [], []
         for i in range(P):
-            in_head = ~last[:i].any() if i else 1
-            head.append(Mux(in_head, prod[i], 0))
-            tail.append(Mux(in_head, 0, prod[i]))
+            head.append(Mux(in_head[i], prod[i], 0))
+            tail.append(Mux(in_head[i], 0, prod[i]))
         ends = last.any()
         for k in range(tree_stages(P)):
             for _ in range(ADDS_PER_STAGE):
