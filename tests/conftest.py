@@ -20,3 +20,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture
+def yosys() -> str:
+    """The YoWASP yosys `memprop build` runs (its own lookup); the test is skipped without it."""
+    from memprop.boards.build import BuildError, toolchain_env
+
+    try:
+        return toolchain_env({})["YOSYS"]
+    except BuildError as exc:
+        pytest.skip(str(exc))

