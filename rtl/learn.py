@@ -231,7 +231,6 @@ class Learner(wiring.Component):
         cand_word = Signal(word_bits)
         cand_part = Signal(range(max(parts, 2)))
         ra = Signal(n_bits + 1)                    # row at the candidate's first lane
-        ra_plus = [ra] + [Signal(n_bits + 2, name=f"ra_plus{k}", init=k) for k in (1, 2)]   # ra + 1, ra + 2
         in_bias, exhausted = Signal(), Signal()
         bias_next = Signal(range(end_row + W + 1))
         last_part = cand_part == parts - 1
@@ -242,7 +241,9 @@ class Learner(wiring.Component):
         m.d.comb += self.stream.advance.eq(a_scan & last_part & ~in_bias & ~exhausted)
 
         # decode of the candidate's lanes
-        d_valid, d_last, d_col = Signal(W), Signal(W), [Signal(n_bits, name=f"dcol{lane}") for lane in range(W)]
+        d_valid, d_last = Signal(W), Signal(W)
+        d_col = [Signal(n_bits, name=f"dcol{lane}") for lane in range(W)]
+        d_own_row = [Signal(n_bits, name=f"downrow{lane}") for lane in range(W)]   # the stream's row
         for part in range(parts):
             with m.If(cand_part == part):
                 for lane in range(W):
@@ -250,7 +251,7 @@ class Learner(wiring.Component):
                     if q < P:
                         entry = self.stream.entries[q]
                         m.d.comb += [d_valid[lane].eq(entry.valid), d_last[lane].eq(entry.last),
-                                     d_col[lane].eq(entry.col)]
+                                     d_col[lane].eq(entry.col), d_own_row[lane].eq(entry.row)]
         d_rsel, d_prim, d_mir, d_diag = Signal(W), Signal(W), Signal(W), Signal(W)
         d_row = []
         for lane in range(W):
@@ -258,12 +259,11 @@ class Learner(wiring.Component):
             row = Signal(n_bits + 1, name=f"drow{lane}")
             m.d.comb += [d_rsel[lane].eq(rsel), row.eq(ra + rsel)]
             d_row.append(row)
-            # the lane's row is ra or ra + 1: compare the column with ra, ra + 1 and ra + 2 (held
-            # in registers) while the row end is found, then choose (no adder before the compares)
-            ge = [Signal(name=f"dge{k}_{lane}") for k in range(3)]
-            m.d.comb += [g.eq(d_col[lane] >= r) for g, r in zip(ge, ra_plus)]
-            at_or_above = Mux(rsel, ge[1], ge[0])                  # col >= row
-            above = Mux(rsel, ge[2], ge[1])                        # col > row
+            # a valid lane's row (ra + rsel) is the row the stream presents with it, from its
+            # registers: the compares wait for no row end of the lanes before (the prefix OR of the
+            # row ends through the compares to the walk's state was the ECP5's longest path)
+            at_or_above = d_col[lane] >= d_own_row[lane]
+            above = d_col[lane] > d_own_row[lane]
             m.d.comb += [
                 d_prim[lane].eq(d_valid[lane] & (at_or_above | (d_col[lane] < first_row))),
                 d_mir[lane].eq(d_valid[lane] & above),
@@ -352,7 +352,6 @@ class Learner(wiring.Component):
                         # advance past the candidate (skipped or latched)
                         m.d.sync += [cand_part.eq(Mux(last_part, 0, cand_part + 1)), cand_word.eq(next_word),
                                      ra.eq(ra + d_ends), rowN.eq(rowN + Mux(d_ends, N, 0))]
-                        m.d.sync += [r.eq(r + d_ends) for r in ra_plus[1:]]
                         with m.If(last_part & (next_word == D)):
                             m.d.sync += [in_bias.eq(1), bias_next.eq(first_row)]
                         # the candidate's fields are taken whether or not it is latched (a skipped
@@ -656,7 +655,6 @@ class Learner(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.active.eq(0)
                 with m.If(self.start):
-                    m.d.sync += [r.eq(first_row + k) for k, r in enumerate(ra_plus[1:], start=1)]
                     m.d.sync += [cand_word.eq(0), cand_part.eq(0), ra.eq(first_row), rowN.eq(first_row * N),
                                  in_bias.eq(0), exhausted.eq(0), bias_next.eq(first_row), ga.valid.eq(0),
                                  gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0)]
