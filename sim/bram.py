@@ -11,7 +11,8 @@ memories cover the ways yosys maps the engine's memories onto DP16KD: two read p
 ROM (the conductance tables), a ROM read at a narrower port width (the pulse table), a RAM
 with one write and two read ports (the fixed points), byte enables (the code memory's lanes,
 forced into block RAM), a write-through port (a read port transparent for its write port),
-and memories initialised only in part (a bitstream's first bank of codes).
+and memories initialised only in part (a bitstream's first bank of codes). `LanePairProbe` is
+two learning lanes' fixed-point copies (learn.py): one DP16KD read/write port and one read port.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import json
 import random
 from pathlib import Path
 
-from amaranth import Module, signed, unsigned
-from amaranth.back import verilog
+from amaranth import Module, Mux, signed, unsigned
+from amaranth.back import rtlil, verilog
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -101,6 +102,28 @@ class BlockRamProbe(wiring.Component):
         return m
 
 
+class LanePairProbe(wiring.Component):
+    """Two learning lanes' fixed-point copies (learn.py, the ULX3S shape 2048 x 10): the write
+    and lane A's read at one address (the write's while it writes: one read/write port), lane B's
+    read transparent for the write (so yosys keeps one memory). Addresses stay below 40, so
+    reads often meet the written word."""
+
+    def __init__(self):
+        self.limits = {"w_addr": 40, "a_addr": 40, "b_addr": 40}
+        super().__init__({"w_addr": In(11), "w_data": In(signed(10)), "w_en": In(1), "a_addr": In(11),
+                          "b_addr": In(11), "a_data": Out(signed(10)), "b_data": Out(signed(10))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pair = pair = memory.Memory(shape=signed(10), depth=2048, init=[])
+        w = pair.write_port()
+        shared = Mux(self.w_en, self.w_addr, self.a_addr)
+        lane_a, lane_b = pair.read_port(), pair.read_port(transparent_for=[w])
+        m.d.comb += [w.addr.eq(shared), w.data.eq(self.w_data), w.en.eq(self.w_en), lane_a.addr.eq(shared),
+                     lane_b.addr.eq(self.b_addr), self.a_data.eq(lane_a.data), self.b_data.eq(lane_b.data)]
+        return m
+
+
 def ports(component: wiring.Component) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]]]:
     """(inputs as (name, width, limit), outputs as (name, width)) of a flat component."""
     limits = getattr(component, "limits", {})
@@ -133,10 +156,12 @@ def pair_verilog(rtl: str, net: str, ins, outs) -> str:
 
 
 def check_block_ram(arch: str, simulator: str, build_root: Path, *, cycles: int = 3000, seed: int = 1,
-                    component: wiring.Component | None = None) -> tuple[Netlist, SimResult]:
+                    component: wiring.Component | None = None, via_rtlil: bool = False) -> tuple[Netlist, SimResult]:
     """Synthesize `component` (default `BlockRamProbe`) for `arch` and run it beside its RTL for
     `cycles` random cycles under `simulator` (the cocotb testbench sim/tests/test_bram_tb.py);
-    the netlist (its cell counts) and the simulation's result."""
+    the netlist (its cell counts) and the simulation's result. `via_rtlil`: yosys reads the
+    design as RTLIL, as the board builds do, not as Verilog, as the gate-level engine runs do
+    (the Verilog round trip splits a memory's write port per bit, so no port is shared)."""
     build_root = Path(build_root)
     src = build_root / "bram-src"
     src.mkdir(parents=True, exist_ok=True)
@@ -144,7 +169,11 @@ def check_block_ram(arch: str, simulator: str, build_root: Path, *, cycles: int 
     ins, outs = ports(component)
     rtl_path, net_src = src / "bram_rtl.v", src / "bram_net.v"
     rtl_path.write_text(verilog.convert(component, name="bram_rtl", emit_src=False))
-    net_src.write_text(verilog.convert(component, name="bram_net", emit_src=False))
+    if via_rtlil:
+        net_src = src / "bram_net.il"
+        net_src.write_text(rtlil.convert(component, name="bram_net", emit_src=False))
+    else:
+        net_src.write_text(verilog.convert(component, name="bram_net", emit_src=False))
     net = synthesize([net_src], "bram_net", arch, out_root=build_root)
     pair = src / f"{TOP}.v"
     pair.write_text(pair_verilog("bram_rtl", "bram_net", ins, outs))

@@ -238,7 +238,8 @@ def _cells_from_stat(stat_json: Path, top: str) -> dict[str, int]:
 def synthesize(verilog_sources: Sequence[str | os.PathLike], top: str, arch: str = "ice40", *,
                out_root: str | os.PathLike | None = None,
                extra_script: Sequence[str] = ()) -> Netlist:
-    """Synthesize `verilog_sources` (top module `top`) for `arch`; cached by content hash.
+    """Synthesize `verilog_sources` (top module `top`; `.il` files are read as RTLIL) for `arch`;
+    cached by content hash.
 
     Output in ``<out_root>/<top>-<hash>-<arch>-gl/``: ``netlist.v``, ``stat.json``,
     ``stat.txt``, ``synth.ys`` (the script) and ``yosys.log``. `out_root` defaults to
@@ -256,7 +257,7 @@ def synthesize(verilog_sources: Sequence[str | os.PathLike], top: str, arch: str
         out.mkdir(parents=True, exist_ok=True)
         for stale in (netlist, stat_json):
             stale.unlink(missing_ok=True)
-        reads = [f"read_verilog {os.path.relpath(s, out)}" for s in sources]
+        reads = [f"read_{'rtlil' if s.suffix == '.il' else 'verilog'} {os.path.relpath(s, out)}" for s in sources]
         script = [*reads, f"{a.synth} -top {top}", *extra_script,
                   "tee -q -o stat.txt stat", "tee -q -o stat.json stat -json",
                   "write_verilog -noattr netlist.v.tmp"]

