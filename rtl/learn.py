@@ -36,6 +36,7 @@ from . import hostmap as hm
 from .ports import LearnerPort
 from .learnlane import (CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser, align_draw,
                         learn_shift, learn_widths, mul_const, shift_range)
+from .lanepair import LanePairMemory
 from .learnplan import LearnPlan
 from .schedule import ceil_log2
 from .threefry import Threefry2x32, Threefry2x32Pipeline, call_request
@@ -159,27 +160,20 @@ class Learner(wiring.Component):
             store_act = act_port("act_store")
             m.d.comb += [store_act.addr.eq(stored.value - f.lo), st_a.eq(store_act.data)]
             m.d.sync += [st_en.eq(learned), st_addr.eq(addr_now)]
-        # One memory per two lanes: STORE writes and LEARN reads never share a cycle, so lane 2k's
-        # read and the write share one address (STORE's while it writes) and become one read/write
-        # port of a dual-port block RAM; lane 2k + 1 reads through the second port. That port is
-        # transparent to the write: a DP16KD does not promise the old word to one port while the
-        # other writes it, so for a non-transparent port yosys duplicates the memory; transparency
-        # it emulates with a comparator (never observed: LEARN reads only after STORE). An odd last
-        # lane has a memory of its own. (2 x slots x N x a_bits; ULX3S default: 2048 x 10, two
-        # DP16KD a memory, so the pairing halves the lanes' block RAMs.)
+        # One memory per two lanes (lanepair.py: a read/write port and a transparent read port);
+        # an odd last lane has a memory of its own. (2 x slots x N x a_bits; ULX3S default:
+        # 2048 x 10, two DP16KD a memory, so the pairing halves the lanes' block RAMs.)
         lane_addr = [Signal(len(st_addr), name=f"fp_addr{lane}") for lane in range(W)]   # driven by stage B
-        lane_rd = []
-        for lane in range(W):
-            if lane % 2 == 0:
-                mem = memory.Memory(shape=signed(a_bits), depth=plan.store_depth, init=[])
-                m.submodules[f"fp_pair{lane // 2}"] = mem
-                wr = mem.write_port()
-                shared = Signal(len(st_addr), name=f"fp_rw_addr{lane // 2}")
-                m.d.comb += [shared.eq(Mux(st_en, st_addr, lane_addr[lane])),
-                             wr.en.eq(st_en), wr.addr.eq(shared), wr.data.eq(st_a)]
-            rd = mem.read_port(transparent_for=() if lane % 2 == 0 else (wr,))
-            m.d.comb += rd.addr.eq(shared if lane % 2 == 0 else lane_addr[lane])
-            lane_rd.append(rd)
+        lane_data = []
+        for first in range(0, W, 2):
+            pair = LanePairMemory(signed(a_bits), plan.store_depth, len(st_addr), lanes=min(2, W - first))
+            m.submodules[f"fp_pair{first // 2}"] = pair
+            m.d.comb += [pair.w_en.eq(st_en), pair.w_addr.eq(st_addr), pair.w_data.eq(st_a),
+                         pair.a_addr.eq(lane_addr[first])]
+            lane_data.append(pair.a_data)
+            if pair.lanes == 2:
+                m.d.comb += pair.b_addr.eq(lane_addr[first + 1])
+                lane_data.append(pair.b_data)
 
         # -- random numbers -------------------------------------------------------------------------
         tag_lane_bits = max(ceil_log2(W), 1)
@@ -452,12 +446,11 @@ class Learner(wiring.Component):
         m.d.comb += [op_a.eq(CorrelatorLane.row_operand(f, row_a, sub_pipe[-1], gb.bias)),
                      op_b.eq(CorrelatorLane.row_operand(f, row_b, sub_pipe[-1], gb.bias))]
         for lane in range(W):
-            rd = lane_rd[lane]
             m.d.comb += lane_addr[lane].eq(Cat(gb.col[lane][:n_bits], b_slot, b_hi))
-            col_a = rd.data
+            col_a = lane_data[lane]
             if not f.hard:
                 delayed = Signal(signed(a_bits), name=f"col_d{lane}")
-                m.d.sync += delayed.eq(rd.data)
+                m.d.sync += delayed.eq(lane_data[lane])
                 col_a = delayed
             rsel_d = Signal(name=f"rsel_d{lane}")
             m.d.comb += rsel_d.eq(gb.rsel[lane])

@@ -21,10 +21,12 @@ import json
 import random
 from pathlib import Path
 
-from amaranth import Module, Mux, signed, unsigned
+from amaranth import Module, signed, unsigned
 from amaranth.back import rtlil, verilog
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
+
+from memprop.rtl.lanepair import LanePairMemory
 
 from .netlist import Netlist, synthesize
 from .runner import SimResult, run_cocotb
@@ -102,26 +104,13 @@ class BlockRamProbe(wiring.Component):
         return m
 
 
-class LanePairProbe(wiring.Component):
-    """Two learning lanes' fixed-point copies (learn.py, the ULX3S shape 2048 x 10): the write
-    and lane A's read at one address (the write's while it writes: one read/write port), lane B's
-    read transparent for the write (so yosys keeps one memory). Addresses stay below 40, so
-    reads often meet the written word."""
+class LanePairProbe(LanePairMemory):
+    """The learner's lane-pair memory (rtl/lanepair.py) in the ULX3S shape, 2048 x 10. Addresses
+    stay below 40, so reads often meet the written word."""
 
     def __init__(self):
         self.limits = {"w_addr": 40, "a_addr": 40, "b_addr": 40}
-        super().__init__({"w_addr": In(11), "w_data": In(signed(10)), "w_en": In(1), "a_addr": In(11),
-                          "b_addr": In(11), "a_data": Out(signed(10)), "b_data": Out(signed(10))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.pair = pair = memory.Memory(shape=signed(10), depth=2048, init=[])
-        w = pair.write_port()
-        shared = Mux(self.w_en, self.w_addr, self.a_addr)
-        lane_a, lane_b = pair.read_port(), pair.read_port(transparent_for=[w])
-        m.d.comb += [w.addr.eq(shared), w.data.eq(self.w_data), w.en.eq(self.w_en), lane_a.addr.eq(shared),
-                     lane_b.addr.eq(self.b_addr), self.a_data.eq(lane_a.data), self.b_data.eq(lane_b.data)]
-        return m
+        super().__init__(signed(10), 2048, 11)
 
 
 def ports(component: wiring.Component) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]]]:
