@@ -521,13 +521,14 @@ def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file, tas
 
     if task_name is not None and config_file is not None:
         raise click.UsageError("give --task or --config, not both")
+    target = get_board(board)
     cfg = hardware_config(config_file) if config_file is not None else None
     if task_name is not None:
-        cfg = get_board(board).classifier_config(task_name)
-        clock_mhz = clock_mhz or get_board(board).classifier["clock_mhz"]
+        cfg = target.classifier_config(task_name)
+        clock_mhz = clock_mhz or target.classifier["clock_mhz"]
     init = None
     if weight_file is not None:
-        init = _baked_weights(board, cfg or get_board(board).default_config(), weight_file)
+        init = _baked_weights(board, cfg or target.default_config(), weight_file)
     try:
         report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed, clock_mhz=clock_mhz,
                        init=init)

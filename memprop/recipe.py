@@ -80,13 +80,17 @@ def decay_every(epochs: int, periods: int) -> int:
     return max(1, -(-epochs // periods))
 
 
+def with_decay_schedule(train: dict, overrides: dict) -> dict:
+    """`train` with the learning-rate decay period the overrides' decay_periods give its epochs."""
+    if overrides.get("decay_periods"):
+        return {**train, "lr_decay_every": decay_every(train["epochs"], overrides["decay_periods"])}
+    return train
+
+
 def recipe_train(epochs: int | None = None) -> dict:
     """The recipe's train section for a run of `epochs` (default: its own schedule)."""
     epochs = RECIPE_EPOCHS * RECIPE["epochs_factor"] if epochs is None else epochs
-    tr = {**RECIPE["train"], "epochs": epochs}
-    if RECIPE.get("decay_periods"):
-        tr["lr_decay_every"] = decay_every(epochs, RECIPE["decay_periods"])
-    return tr
+    return with_decay_schedule({**RECIPE["train"], "epochs": epochs}, RECIPE)
 
 
 def recipe_config(pattern_units: int, overrides: dict | None = None, numerics: str = "float",
@@ -101,9 +105,7 @@ def recipe_config(pattern_units: int, overrides: dict | None = None, numerics: s
     extra = {"numerics": "fixed", "device": {"preset": "ideal"}} if numerics == "fixed" else {}
     tr = {"epochs": RECIPE_EPOCHS, **over.get("train", {}), **(train or {})}
     tr["epochs"] *= over.get("epochs_factor", 1)
-    if over.get("decay_periods"):
-        tr["lr_decay_every"] = decay_every(tr["epochs"], over["decay_periods"])
-    return Config.for_algorithm("eqprop", network=network, train=tr, **extra)
+    return Config.for_algorithm("eqprop", network=network, train=with_decay_schedule(tr, over), **extra)
 
 
 @dataclass(frozen=True)

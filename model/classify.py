@@ -50,9 +50,14 @@ COARSE_LEVELS = 128
 COARSE_PAIR_W_SCALE = 0.25
 
 
+def glorot_pair_limit(fan_in: int, fan_out: int) -> float:
+    """Glorot-uniform bound of one weight layer: W ~ U[-limit, +limit]."""
+    return float(np.sqrt(6.0 / (fan_in + fan_out)))
+
+
 def glorot_limit(layers: tuple[int, ...]) -> float:
-    """The largest initial |w| (initial_params: U[-sqrt(6 / (fan_in + fan_out)), +...] per layer)."""
-    return max(float(np.sqrt(6.0 / (a + b))) for a, b in zip(layers[:-1], layers[1:]))
+    """The largest initial |w| of `initial_params` over all weight layers."""
+    return max(glorot_pair_limit(a, b) for a, b in zip(layers[:-1], layers[1:]))
 
 
 def classifier_device(device: dict | None, layers: tuple[int, ...]) -> dict:
@@ -110,7 +115,7 @@ def initial_params(cfg: Config, rng: np.random.Generator) -> Params:
     W = np.zeros((net.n, net.n))
     for below, above in zip(parts[:-1], parts[1:]):
         fan_in, fan_out = below.stop - below.start, above.stop - above.start
-        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        limit = glorot_pair_limit(fan_in, fan_out)
         w = rng.uniform(-limit, limit, (fan_in, fan_out))
         W[below, above] = w
         W[above, below] = w.T
