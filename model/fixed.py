@@ -381,17 +381,16 @@ def quantise(fmt: Formats, C: np.ndarray, shift: np.ndarray | int, t: int, s: np
             raise ValueError(f"rounding 'carry' needs one carry per correlation, shape {q.shape}")
         n, carry[...] = carry_round(q, shift, carry, fmt.max_pulses)
         return n
-    if mode == "truncate":
-        n = mag >> shift
-    elif mode == "nearest":
-        n = (mag + (np.int64(1) << (shift - 1))) >> shift
-    else:
-        n = np.zeros_like(mag)
+    # every mode is (|q| + offset) >> shift; only the offset differs (numerics.md section 5)
+    offset = np.zeros_like(mag)
+    if mode == "nearest":
+        offset = np.int64(1) << (shift - 1)
+    elif mode == "stochastic":             # the draw's top `shift` bits; no draw where q = 0
         nz = mag != 0
         if np.any(nz):
             draws = rng.rand(fmt.cfg.train.seed, t, s[nz], 0)
-            noise = (draws.astype(np.int64) >> (32 - shift[nz])).astype(np.int64)
-            n[nz] = (mag[nz] + noise) >> shift[nz]
+            offset[nz] = draws.astype(np.int64) >> (32 - shift[nz])
+    n = (mag + offset) >> shift
     return np.clip(np.sign(q) * n, -fmt.max_pulses, fmt.max_pulses)
 
 
