@@ -207,11 +207,16 @@ class HardwareConfig(_Section):
     code_memory: Literal["auto", "block", "spram"] = Field(
         "auto", description="device-code memory: block RAM, iCE40 UltraPlus SPRAM, or auto (SPRAM when the "
         "build platform has it)")
+    lutram_act_lanes: int = Field(
+        0, ge=0, le=64, description="MAC lanes whose activation copy sits in distributed (LUT) RAM instead of "
+        "block RAM: every lane reads its own copy each clock, so at wide P block RAM, not logic, runs out first")
 
     @model_validator(mode="after")
     def _check_learn_lanes(self) -> "HardwareConfig":
         if self.learn_lanes is not None and self.learn_lanes > self.lanes:
             raise ValueError(f"learn_lanes={self.learn_lanes} exceeds lanes={self.lanes} (a stream word's entries)")
+        if self.lutram_act_lanes > self.lanes:
+            raise ValueError(f"lutram_act_lanes={self.lutram_act_lanes} exceeds lanes={self.lanes}")
         return self
 
 

@@ -139,7 +139,7 @@ class Engine(wiring.Component):
         self._shadow_seed = Signal(32, init=seed0)
         self._write_bank = Signal()
         m.submodules.lookup = lookup = WeightLookup(lay, P)
-        m.submodules.state = state = StateMemory(f, nb, P)
+        m.submodules.state = state = StateMemory(f, nb, P, lutram_lanes=self.cfg.hw.lutram_act_lanes)
         m.submodules.mac = mac = MacArray(P, lookup.w_bits, state.a_bits, f.acc_bits)
         m.submodules.neuron = neuron = NeuronUpdate(f, nb)
         m.submodules.learner = learner = Learner(cfg, lay, banked=self.atomic_load)

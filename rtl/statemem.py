@@ -3,7 +3,8 @@
 Relaxation is Jacobi: a step reads the current half (`cur`) and writes the other. The
 states (for the neuron update, the host and STORE) sit in one memory with one read port;
 each lane has its own copy of the activations ρ(v) (it reads a different column every
-clock), two halves deep. A state write updates the state at once and every activation copy
+clock), two halves deep; `lutram_lanes` of the copies sit in distributed RAM (yosys
+`ram_style`), which frees block RAM for more lanes. A state write updates the state at once and every activation copy
 one cycle later, after a synchronous read of the activation table (tanh; for the hard
 activations ρ(v) = v inside the box and the value is only registered). Nothing reads the
 half being written in that cycle, so the delay is invisible to the controller.
@@ -19,8 +20,9 @@ from memprop.model.numerics import bitlen_signed
 
 
 class StateMemory(wiring.Component):
-    def __init__(self, fmt, n_bits: int, lanes: int):
+    def __init__(self, fmt, n_bits: int, lanes: int, lutram_lanes: int = 0):
         self.fmt = fmt
+        self.lutram_lanes = lutram_lanes          # the last ones: their copies in distributed RAM
         self.n_bits = n_bits
         self.lanes = lanes
         self.v_bits = fmt.state_bits
@@ -55,7 +57,9 @@ class StateMemory(wiring.Component):
             m.d.comb += [lut_rd.addr.eq(self.w_value - f.lo), a_value.eq(lut_rd.data)]
 
         for lane in range(self.lanes):
-            mem = memory.Memory(shape=signed(self.a_bits), depth=depth, init=[])
+            lutram = lane >= self.lanes - self.lutram_lanes
+            mem = memory.Memory(shape=signed(self.a_bits), depth=depth, init=[],
+                                attrs={"ram_style": "distributed"} if lutram else None)
             m.submodules[f"act{lane}"] = mem
             a_rd, a_wr = mem.read_port(), mem.write_port()
             m.d.comb += [a_rd.addr.eq(Cat(self.act_col[lane], self.cur)), self.act[lane].eq(a_rd.data),

