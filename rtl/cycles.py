@@ -71,7 +71,7 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     hard = plan.cfg.network.activation != "tanh"
     d_b = 2 * plan.batch - 1 + (1 if hard else 2) + CORRELATOR_LATENCY
     latency, interval = plan.rng_latency, plan.rng_interval
-    width, pow2 = plan.width, plan.pow2_lanes
+    width = plan.width
     carry = plan.cfg.fixed.rounding == "carry"
     last_accept = -(10**9)
     ready = [0] * G                          # absolute cycle from which a group's draws are all in
@@ -106,6 +106,6 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
             if bias_lanes[j]:
                 longest = max(longest, width + bias_lanes[j] - 1)
             else:
-                longest = max(longest, 1 + mirrors[j] + (1 if mirrors[j] and not pow2 else 0))
+                longest = max(longest, 1 + mirrors[j] + (1 if mirrors[j] else 0))
         t += 1 + SLOT_END_LATENCY + longest
     return LEARN_INIT + t + LEARN_FINISH

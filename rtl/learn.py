@@ -571,7 +571,7 @@ class Learner(wiring.Component):
                     m.d.comb += own_data.eq(Cat(*slices))
         if aligned:
             m.d.comb += own_data.eq(Cat(*[d_entry[q % W] for q in range(P)]))
-        # mirrors: lookup at cycle c, write at c + 1 (power-of-two P) or c + 2
+        # mirrors: lookup at cycle c, write at c + 2
         base = [int(v) for v in plan.mirror_base]
         mbits = plan.mirror_bits
         mrom = memory.Memory(shape=signed(mbits), depth=max(N, 1), init=base)
@@ -599,13 +599,13 @@ class Learner(wiring.Component):
         pos = Signal(mbits)
         m.d.comb += pos.eq(mrd.data + mw_row)
         lane_bits = max(ceil_log2(P), 1)
+        # the position is registered before it splits into word and lane: the mirror ROM's data
+        # and the adder stay off the code memory's address (a path into every code block RAM)
+        w_valid, w_pos, w_entry = Signal(), Signal(mbits), Signal(E)
+        m.d.sync += [w_valid.eq(mw_valid), w_pos.eq(pos), w_entry.eq(mw_entry)]
         if plan.pow2_lanes:
-            w_valid, w_pos, w_entry = mw_valid, pos, mw_entry
             w_word, w_lane = (w_pos >> ceil_log2(P)) if P > 1 else w_pos, (w_pos[:ceil_log2(P)] if P > 1 else Const(0, 1))
-            pending = Const(0, 1)
         else:
-            w_valid, w_pos, w_entry = Signal(), Signal(mbits), Signal(E)
-            m.d.sync += [w_valid.eq(mw_valid), w_pos.eq(pos), w_entry.eq(mw_entry)]
             shift = mbits + ceil_log2(P) + 1
             recip = -(-(1 << shift) // P)
             for k in range(sch.length + 1):          # exact for every stream position
@@ -614,7 +614,7 @@ class Learner(wiring.Component):
             m.d.comb += w_word.eq(mul_const(w_pos[:mbits - 1], recip, shift + mbits) >> shift)
             w_lane = Signal(lane_bits)
             m.d.comb += w_lane.eq(w_pos - mul_const(w_word, P, mbits))
-            pending = mw_valid
+        pending = mw_valid
         # one port each: the code word of stage C is read in cycle 0, D writes from cycle 1 on
         m.d.comb += self.codes.addr.eq(gc.word)
         own = gd.valid & ~gd.bias & (cyc == 1)
@@ -629,10 +629,17 @@ class Learner(wiring.Component):
         # bias entries: C reads lane l in cycle l, D writes lane l in cycle W + l
         bias_count = Signal(range(W + 1))
         m.d.comb += [bias_count.eq(sum(gd.prim[lane] for lane in range(W))), self.bias.addr.eq(bias_read_addr)]
-        for lane in range(W):
-            with m.If(gd.valid & gd.bias & (cyc == W + lane) & gd.prim[lane]):
-                m.d.comb += [self.bias.w_en.eq(1), self.bias.addr.eq(gd.col[lane][:n_bits]),
-                             self.bias.w_data.eq(d_entry[lane])]
+        # lane l's write (cycle W + l) is registered from cycle W + l - 1: one case per cycle, so
+        # the entry select is a parallel multiplexer off the write port's path
+        b_w_en, b_w_addr, b_w_data = Signal(), Signal(n_bits), Signal(E)
+        m.d.sync += b_w_en.eq(0)
+        with m.Switch(cyc):
+            for lane in range(W):
+                with m.Case(W - 1 + lane):
+                    m.d.sync += [b_w_en.eq(gd.valid & gd.bias & gd.prim[lane]), b_w_addr.eq(gd.col[lane][:n_bits]),
+                                 b_w_data.eq(d_entry[lane])]
+        with m.If(b_w_en):
+            m.d.comb += [self.bias.w_en.eq(1), self.bias.addr.eq(b_w_addr), self.bias.w_data.eq(b_w_data)]
         if carrying:
             self._carries(m, gc, gd, cyc, quant, slot_end, bias_read_addr)
         with m.If(~gd.valid):
