@@ -393,7 +393,8 @@ class PulseLane(wiring.Component):
             m.d.comb += [dev.eq(0), pot.eq(~neg)]
         else:
             primary_code = Mux(neg, codes[1], codes[0])
-            saturated = primary_code >= top
+            # at a full code range (top = all ones) >= top is an AND of the bits, not a carry chain
+            saturated = primary_code.all() if top == (1 << cb) - 1 else primary_code >= top
             m.d.comb += [dev.eq(Mux(saturated, ~neg, neg)), pot.eq(~saturated)]
         dev_code = codes[0] if devices == 1 else Mux(dev, codes[1], codes[0])
         dev_class = classes[0] if devices == 1 else Mux(dev, classes[1], classes[0])
