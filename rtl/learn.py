@@ -153,13 +153,18 @@ class Learner(wiring.Component):
         stored = self.stored
         learned = stored.valid & ((stored.set == hm.SET_HI) | (stored.set == hm.SET_LO))
         st_en, st_addr, st_a = Signal(), Signal(1 + slot_bits + n_bits), Signal(signed(a_bits))
-        addr_now = Cat(stored.unit, stored.slot, stored.set == hm.SET_HI)
+        # the STORE event registered first: the value comes straight from the state memory's block
+        # RAM, and its route to the lanes' copies (block RAMs across the die) was the ULX3S's
+        # longest path; LEARN reads the copies long after STORE, so the cycle is invisible
+        ev_en, ev_addr, ev_value = Signal(), Signal(len(st_addr)), Signal.like(stored.value)
+        m.d.sync += [ev_en.eq(learned), ev_addr.eq(Cat(stored.unit, stored.slot, stored.set == hm.SET_HI)),
+                     ev_value.eq(stored.value)]
         if f.hard:
-            m.d.comb += [st_en.eq(learned), st_addr.eq(addr_now), st_a.eq(stored.value)]
+            m.d.comb += [st_en.eq(ev_en), st_addr.eq(ev_addr), st_a.eq(ev_value)]
         else:
             store_act = act_port("act_store")
-            m.d.comb += [store_act.addr.eq(stored.value - f.lo), st_a.eq(store_act.data)]
-            m.d.sync += [st_en.eq(learned), st_addr.eq(addr_now)]
+            m.d.comb += [store_act.addr.eq(ev_value - f.lo), st_a.eq(store_act.data)]
+            m.d.sync += [st_en.eq(ev_en), st_addr.eq(ev_addr)]
         # One memory per two lanes (lanepair.py: a read/write port and a transparent read port);
         # an odd last lane has a memory of its own. (2 x slots x N x a_bits; ULX3S default:
         # 2048 x 10, two DP16KD a memory, so the pairing halves the lanes' block RAMs.)
