@@ -153,7 +153,9 @@ class Controller(wiring.Component):
                 with m.If(delta_max <= self.tol):
                     m.d.sync += [converged.eq(1), busy.eq(0)]
                     m.next = "IDLE"
-                with m.Elif((self.steps + 1 == self.max_steps) | (op == hm.OP_STEP)):
+                # steps = max_steps - 1 (a constant compare, not an adder ahead of one: the carry
+                # chain through the FSM to busy was the iCEBreaker's longest path)
+                with m.Elif((self.steps == self.max_steps - 1) | (op == hm.OP_STEP)):
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
                 with m.Else():

@@ -520,10 +520,15 @@ class Learner(wiring.Component):
             # entries: stream codes arrive in cycle 1; bias lane l's code in cycle l + 1
             with m.If(gc.bias):
                 m.d.comb += [pl.load.eq(gc.valid & (cyc == lane + 1)), pl.entry.eq(self.bias.r_data)]
-                with m.If(gc.valid & (cyc == lane)):
-                    m.d.comb += bias_read_addr.eq(gc.col[lane][:n_bits])
             with m.Else():
                 m.d.comb += [pl.load.eq(gc.valid & (cyc == 1)), pl.entry.eq(c_entry[lane])]
+        # bias lane l's read in cycle l: one case per cycle, a parallel multiplexer (a chain of W
+        # priority muxes here was the ULX3S's longest path)
+        with m.If(gc.valid & gc.bias):
+            with m.Switch(cyc):
+                for lane in range(W):
+                    with m.Case(lane):
+                        m.d.comb += bias_read_addr.eq(gc.col[lane][:n_bits])
         if noisy:
             m.d.comb += noise_rd.addr.eq(gc.buf * P_max + p_round)
         more = Signal()
