@@ -640,14 +640,17 @@ class Learner(wiring.Component):
         bias_count = Signal(range(W + 1))
         m.d.comb += [bias_count.eq(sum(gd.prim[lane] for lane in range(W))), self.bias.addr.eq(bias_read_addr)]
         # lane l's write (cycle W + l) is registered from cycle W + l - 1: one case per cycle, so
-        # the entry select is a parallel multiplexer off the write port's path
+        # the entry select is a parallel multiplexer off the write port's path. One lane has no
+        # select, and its registers would only cost logic cells (the iCEBreaker is 98 % full).
         b_w_en, b_w_addr, b_w_data = Signal(), Signal(n_bits), Signal(E)
-        m.d.sync += b_w_en.eq(0)
+        domain = m.d.sync if W > 1 else m.d.comb
+        if W > 1:
+            m.d.sync += b_w_en.eq(0)
         with m.Switch(cyc):
             for lane in range(W):
-                with m.Case(W - 1 + lane):
-                    m.d.sync += [b_w_en.eq(gd.valid & gd.bias & gd.prim[lane]), b_w_addr.eq(gd.col[lane][:n_bits]),
-                                 b_w_data.eq(d_entry[lane])]
+                with m.Case(W - 1 + lane if W > 1 else W + lane):
+                    domain += [b_w_en.eq(gd.valid & gd.bias & gd.prim[lane]), b_w_addr.eq(gd.col[lane][:n_bits]),
+                               b_w_data.eq(d_entry[lane])]
         with m.If(b_w_en):
             m.d.comb += [self.bias.w_en.eq(1), self.bias.addr.eq(b_w_addr), self.bias.w_data.eq(b_w_data)]
         if carrying:
