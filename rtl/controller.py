@@ -55,6 +55,7 @@ class Controller(wiring.Component):
             # relaxation
             "cur": Out(1), "sign": Out(signed(2)),
             "step_start": Out(1), "restart": Out(1), "advance": Out(1), "issuing": Out(1),
+            "word": Out(max((words - 1).bit_length(), 1)),      # the word issued (code memory address)
             "row_written": In(1), "row_delta": In(v_bits),    # write-back of one free row
             # STORE / RESTORE
             "store_read": Out(1), "store_write": Out(1),
@@ -99,8 +100,12 @@ class Controller(wiring.Component):
             m.d.sync += [rows_done.eq(rows_done + 1),
                          delta_max.eq(Mux(self.row_delta > delta_max, self.row_delta, delta_max))]
 
+        # the issue's stream controls and word are registers: they fan out to every lane's entry
+        # registers and to the code memory's block RAMs (from the FSM's decode, that route across
+        # the die was the ULX3S's longest path); restart in the first issue cycle, advance after it
         block = Signal(range(max(D, 2)))
-        first = Signal()
+        first, advance = Signal(), Signal()
+        m.d.comb += [self.restart.eq(first), self.advance.eq(advance), self.word.eq(block)]
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.command_valid):
@@ -140,8 +145,7 @@ class Controller(wiring.Component):
                 m.d.sync += [block.eq(0), rows_done.eq(0), delta_max.eq(0), self.issuing.eq(1), first.eq(1)]
                 m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += [self.restart.eq(first), self.advance.eq(~first)]
-                m.d.sync += [block.eq(block + 1), first.eq(0)]
+                m.d.sync += [block.eq(block + 1), first.eq(0), advance.eq(block != D - 1)]
                 with m.If(block == D - 1):
                     m.d.sync += self.issuing.eq(0)
                     m.next = "DRAIN"

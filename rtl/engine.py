@@ -55,6 +55,9 @@ from .schedule import Schedule, ceil_log2, formats
 READ_LATENCY = 2
 #: Cycles from a row sum to its new state in memory (operand reads, update, write-back).
 FINAL_LATENCY = 2 + NEURON_LATENCY + 1
+#: From this many lanes a host read of a device code answers in three cycles, not two (a register
+#: stage behind the wide code word; iCE40 designs, P = 4, keep their logic cells).
+WIDE_CODE_LANES = 8
 
 
 class _UnitPort:
@@ -151,7 +154,7 @@ class Engine(wiring.Component):
                      mems["bias_bank"][0].eq(self._active), mems["bias_bank"][1].eq(self._active)]
         m.d.comb += [self.busy.eq(ctrl.busy), state.cur.eq(ctrl.cur)]
 
-        self._relaxation(m, ctrl, stream, codes, lookup, state, mac)
+        self._relaxation(m, ctrl, stream, codes, lookup, state, mac, learner)
         self._finalizer(m, ctrl, state, neuron, bias_lookup, mems)
         self._host(m, ctrl, codes, state, mems)
         self._copies(m, ctrl, state, mems)
@@ -192,10 +195,15 @@ class Engine(wiring.Component):
         return mems
 
     # -- stream -> codes and activations -> weights -> MAC lanes -----------------------------------
-    def _relaxation(self, m, ctrl, stream, codes, lookup, state, mac):
+    def _relaxation(self, m, ctrl, stream, codes, lookup, state, mac, learner):
         P, E = self.cfg.hw.lanes, self.layout.entry_bits
-        m.d.comb += [stream.port.restart.eq(ctrl.restart), stream.port.advance.eq(ctrl.advance),
-                     self._code_word.eq(stream.addr)]
+        # the controller's and the learner's stream controls are never both active (one command at
+        # a time, each drives 0 when idle): an OR, not a multiplexer in front of every lane's entry
+        # registers. The code memory reads the controller's issue word, a register, not the
+        # stream's address (the same word, but a decode and two multiplexers ahead of 20 block RAMs)
+        m.d.comb += [stream.port.restart.eq(ctrl.restart | learner.stream.restart),
+                     stream.port.advance.eq(ctrl.advance | learner.stream.advance),
+                     self._code_word.eq(ctrl.word)]
         s1_valid, s2_valid = Signal(), Signal()
         s2_entry, s2_last = Signal(P), Signal(P)
         m.d.sync += [s1_valid.eq(ctrl.issuing), s2_valid.eq(s1_valid)]
@@ -320,7 +328,9 @@ class Engine(wiring.Component):
         # ... and, with rounding "carry", zeroes the carry of every code or bias the host writes
         self._host_weight = (host_write & ((region == hm.CODES) | (region == hm.BIAS)), region == hm.BIAS, offset)
 
-        # reads: answer two cycles after the request (synchronous memory read + register)
+        # reads: answer two cycles after the request (synchronous memory read + register); an entry
+        # of a code word of WIDE_CODE_LANES lanes or more three cycles after
+        wide_codes = P >= WIDE_CODE_LANES
         rd_region, rd_offset, rd_pending = Signal(4), Signal(hm.REGION_SHIFT), Signal()
         m.d.sync += [rd_pending.eq(bus.re), rd_region.eq(region), rd_offset.eq(offset)]
         with m.If(bus.re & ~busy):
@@ -361,12 +371,24 @@ class Engine(wiring.Component):
             with m.Case(hm.TARGET):
                 m.d.comb += rdata.eq(tgt_rd.data.as_signed())
             with m.Case(hm.CODES):
-                m.d.comb += rdata.eq(codes.port.r_data.word_select(rd_offset[:lay.lane_bits] if lay.lane_bits else 0, E))
+                if not wide_codes:
+                    m.d.comb += rdata.eq(codes.port.r_data.word_select(rd_offset[:lay.lane_bits] if lay.lane_bits else 0, E))
             with m.Case(hm.BIAS):
                 m.d.comb += rdata.eq(bias_rd.data)
             with m.Case(hm.FIXPOINT):
                 m.d.comb += rdata.eq(fp_b.data.as_signed())
-        m.d.sync += [bus.rdata.eq(rdata), bus.rvalid.eq(rd_pending)]
+        if wide_codes:
+            # a wide code word is registered whole before its entry is selected: from block RAMs
+            # across the die, the route and a P-way select in one cycle were the ULX3S's longest path
+            word_q, lane_q, code_pending = Signal(P * E), Signal(max(lay.lane_bits, 1)), Signal()
+            m.d.sync += [word_q.eq(codes.port.r_data), lane_q.eq(rd_offset[:lay.lane_bits]),
+                         code_pending.eq(rd_pending & (rd_region == hm.CODES))]
+            with m.If(code_pending):
+                m.d.comb += rdata.eq(word_q.word_select(lane_q, E))
+            m.d.sync += bus.rvalid.eq((rd_pending & (rd_region != hm.CODES)) | code_pending)
+        else:
+            m.d.sync += bus.rvalid.eq(rd_pending)
+        m.d.sync += bus.rdata.eq(rdata)
 
     # -- STORE and RESTORE ----------------------------------------------------------------------------
     def _copies(self, m, ctrl, state, mems):
@@ -443,7 +465,6 @@ class Engine(wiring.Component):
                          learner.stored.value.eq(wdata)]
         with m.If(learner.active):
             m.d.comb += [
-                stream.port.restart.eq(learner.stream.restart), stream.port.advance.eq(learner.stream.advance),
                 self._code_word.eq(learner.codes.addr), codes.port.w_en.eq(learner.codes.w_en),
                 codes.port.w_data.eq(learner.codes.w_data),
                 bias_rd.addr.eq(learner.bias.addr), bias_wr.addr.eq(learner.bias.addr),

@@ -60,13 +60,17 @@ def round_earliest(carry: bool, bias: bool, width: int) -> int:
     return ROUND_EARLIEST + 1 if carry else ROUND_EARLIEST
 
 
-def _lowest(mask: Signal, width: int, m: Module, name: str):
-    """(index, any) of the lowest set bit of `mask` (a priority encoder)."""
-    index = Signal(range(max(width, 2)), name=f"{name}_idx")
-    for b in reversed(range(width)):
-        with m.If(mask[b]):
-            m.d.comb += index.eq(b)
-    return index, mask.any()
+def _lowest_bit(mask, width: int):
+    """The lowest set bit of `mask`, one-hot (0 if none): mask AND its two's complement."""
+    return (mask & (~mask + 1))[:width]
+
+
+def _select(hot, values):
+    """values[l] for the one set bit l of `hot` (an AND-OR, no index decode)."""
+    out = Const(0, 1)
+    for lane, value in enumerate(values):
+        out = out | Mux(hot[lane], value, 0)
+    return out
 
 
 def _unit_runs(m: Module, unit, table, name: str) -> Signal:
@@ -240,9 +244,8 @@ class Learner(wiring.Component):
         m.d.comb += self.stream.advance.eq(a_scan & last_part & ~in_bias & ~exhausted)
 
         # decode of the candidate's lanes
-        d_valid, d_last = Signal(W), Signal(W)
+        d_valid, d_last, d_above, d_on_diag = Signal(W), Signal(W), Signal(W), Signal(W)
         d_col = [Signal(n_bits, name=f"dcol{lane}") for lane in range(W)]
-        d_own_row = [Signal(n_bits, name=f"downrow{lane}") for lane in range(W)]   # the stream's row
         for part in range(parts):
             with m.If(cand_part == part):
                 for lane in range(W):
@@ -250,7 +253,8 @@ class Learner(wiring.Component):
                     if q < P:
                         entry = self.stream.entries[q]
                         m.d.comb += [d_valid[lane].eq(entry.valid), d_last[lane].eq(entry.last),
-                                     d_col[lane].eq(entry.col), d_own_row[lane].eq(entry.row)]
+                                     d_col[lane].eq(entry.col), d_above[lane].eq(entry.above),
+                                     d_on_diag[lane].eq(entry.diag)]
         d_rsel, d_prim, d_mir, d_diag = Signal(W), Signal(W), Signal(W), Signal(W)
         d_row = []
         for lane in range(W):
@@ -258,15 +262,13 @@ class Learner(wiring.Component):
             row = Signal(n_bits + 1, name=f"drow{lane}")
             m.d.comb += [d_rsel[lane].eq(rsel), row.eq(ra + rsel)]
             d_row.append(row)
-            # a valid lane's row (ra + rsel) is the row the stream presents with it, from its
-            # registers: the compares wait for no row end of the lanes before (the prefix OR of the
-            # row ends through the compares to the walk's state was the ECP5's longest path)
-            at_or_above = d_col[lane] >= d_own_row[lane]
-            above = d_col[lane] > d_own_row[lane]
+            # the stream registers each valid entry's col > row and col = row with it: no compare
+            # waits for a row end of the lanes before (that prefix OR through the compares was the
+            # ECP5's longest path) or for the candidate's part select (the next one)
             m.d.comb += [
-                d_prim[lane].eq(d_valid[lane] & (at_or_above | (d_col[lane] < first_row))),
-                d_mir[lane].eq(d_valid[lane] & above),
-                d_diag[lane].eq(d_valid[lane] & at_or_above & ~above),
+                d_prim[lane].eq(d_above[lane] | d_on_diag[lane] | (d_valid[lane] & (d_col[lane] < first_row))),
+                d_mir[lane].eq(d_above[lane]),
+                d_diag[lane].eq(d_on_diag[lane]),
             ]
         d_ends = d_last.any()
         # per-layer rates: a synapse learns at its lower unit's weight layer (the row for a primary
@@ -293,37 +295,36 @@ class Learner(wiring.Component):
                 m.d.sync += req_valid.eq(0)
         remaining = Signal(W)
         kk = Signal(range(max(K, 2)))
-        a_rowN = Signal(s_bits)                    # r0 * N of the latched group
-        sel, sel_any = _lowest(remaining, W, m, "a_sel")
-        sel_col, sel_rsel = Signal(n_bits + 1), Signal()
-        with m.Switch(sel):
-            for lane in range(W):
-                with m.Case(lane):
-                    m.d.comb += [sel_col.eq(ga.col[lane]), sel_rsel.eq(ga.rsel[lane])]
+        # each latched lane's synapse index s (numerics.md, section 5), computed when the group is
+        # latched: the issue loop only selects one (its adders behind the lane select were the
+        # ULX3S's longest path)
+        a_s = [Signal(s_bits, name=f"a_s{lane}") for lane in range(W)] if K else []
+        # the lowest lane with calls left, one-hot, is a register beside `remaining` (as the mirror
+        # walk's m_hot): the selects are AND-ORs, not a priority encoder and a decode
+        a_hot = Signal(W)
+        sel = Signal(range(max(W, 2)))
+        m.d.comb += sel.eq(_select(a_hot, [Const(lane, len(sel)) for lane in range(W)]))
+        s_val = Signal(s_bits)
+        m.d.comb += s_val.eq(_select(a_hot, a_s))
         if aligned_draws:                          # the selected lane's shift, as its quantiser will have it
             sel_rate, sel_diag = Signal(range(len(plan.rates))), Signal()
-            with m.Switch(sel):
-                for lane in range(W):
-                    with m.Case(lane):
-                        m.d.comb += [sel_diag.eq(ga.diag[lane])]
-                        if rated:
-                            m.d.comb += sel_rate.eq(ga.rate[lane])
+            m.d.comb += sel_diag.eq(_select(a_hot, ga.diag))
+            if rated:
+                m.d.comb += sel_rate.eq(_select(a_hot, ga.rate))
             sel_sh = learn_shift(m, f, sel_rate, sel_diag, self.decay if f.decay_shift else None, "a_sh")
             sel_drop = Signal(tag_drop_bits)
             m.d.comb += sel_drop.eq(sh_top - sel_sh)
-        sel_row = Signal(n_bits + 1)
-        m.d.comb += sel_row.eq(ga.r0 + sel_rsel)
-        s_val = Signal(s_bits)
-        with m.If(ga.bias):
-            m.d.comb += s_val.eq(N * N + sel_col)
-        with m.Elif(sel_col >= sel_row):
-            m.d.comb += s_val.eq(a_rowN + Mux(sel_rsel, N, 0) + sel_col)
-        if first_row:
-            with m.Else():                         # a clamped (input) column: s = j N + i
-                m.d.comb += s_val.eq(mul_const(sel_col, N, s_bits) + sel_row)
         can_load = ~req_valid | accept
 
         rowN = Signal(s_bits)                      # ra * N
+        d_s = []                                   # s of the candidate's lanes: i N + j, for j >= i
+        for lane in range(W if K else 0):
+            s_lane = Signal(s_bits, name=f"d_s{lane}")
+            m.d.comb += s_lane.eq(rowN + Mux(d_rsel[lane], N, 0) + d_col[lane])
+            if first_row:                          # a clamped (input) column j < i: s = j N + i
+                with m.If(~(d_above[lane] | d_on_diag[lane])):
+                    m.d.comb += s_lane.eq(mul_const(d_col[lane], N, s_bits) + d_row[lane])
+            d_s.append(s_lane)
         with m.FSM(name="walk"):
             with m.State("SCAN"):
                 m.d.comb += a_scan.eq(running)
@@ -336,6 +337,8 @@ class Learner(wiring.Component):
                         for lane in range(W):
                             unit = bias_next + lane
                             m.d.sync += [ga.col[lane].eq(Mux(unit < end_row, unit, 0)), ga.prim[lane].eq(unit < end_row)]
+                            if a_s:
+                                m.d.sync += a_s[lane].eq(N * N + unit)
                             if rated:
                                 m.d.sync += ga.rate[lane].eq(b_rate[lane])
                         m.d.sync += bias_next.eq(bias_next + W)
@@ -344,7 +347,8 @@ class Learner(wiring.Component):
                         for b in range(3):
                             with m.If(buf_a == b):
                                 m.d.sync += [issued[b].eq(0), recv[b].eq(0)]
-                        m.d.sync += [remaining.eq(Cat(*[bias_next + lane < end_row for lane in range(W)])),
+                        b_rem = Cat(*[bias_next + lane < end_row for lane in range(W)])
+                        m.d.sync += [remaining.eq(b_rem), a_hot.eq(_lowest_bit(b_rem, W)),
                                      kk.eq(0)]
                         m.next = "ISSUE" if K else "DONE"
                     with m.Else():
@@ -359,9 +363,10 @@ class Learner(wiring.Component):
                         # enables of every field (that decode is the walk's longest path)
                         m.d.sync += [ga.valid.eq(d_prim.any()), ga.bias.eq(0), ga.buf.eq(buf_a),
                                      ga.word.eq(cand_word), ga.part.eq(cand_part), ga.r0.eq(ra), ga.prim.eq(d_prim),
-                                     ga.mir.eq(d_mir), ga.diag.eq(d_diag), ga.rsel.eq(d_rsel), a_rowN.eq(rowN),
-                                     remaining.eq(d_prim), kk.eq(0)]
+                                     ga.mir.eq(d_mir), ga.diag.eq(d_diag), ga.rsel.eq(d_rsel),
+                                     remaining.eq(d_prim), a_hot.eq(_lowest_bit(d_prim, W)), kk.eq(0)]
                         m.d.sync += [ga.col[lane].eq(d_col[lane]) for lane in range(W)]
+                        m.d.sync += [a.eq(d) for a, d in zip(a_s, d_s)]
                         if rated:
                             m.d.sync += [ga.rate[lane].eq(d_rate[lane]) for lane in range(W)]
                         with m.If(d_prim.any()):
@@ -381,8 +386,10 @@ class Learner(wiring.Component):
                                 m.d.sync += issued[b].eq(issued[b] + 1)
                         last_call = kk == K - 1
                         with m.If(last_call):
-                            m.d.sync += [kk.eq(0), remaining.eq(remaining & ~(1 << sel))]
-                            with m.If((remaining & ~(1 << sel)) == 0):
+                            rest = Signal(W)
+                            m.d.comb += rest.eq(remaining & ~a_hot)
+                            m.d.sync += [kk.eq(0), remaining.eq(rest), a_hot.eq(_lowest_bit(rest, W))]
+                            with m.If(rest == 0):
                                 m.next = "DONE"
                         with m.Else():
                             m.d.sync += kk.eq(kk + 1)
@@ -587,25 +594,23 @@ class Learner(wiring.Component):
         mrom = memory.Memory(shape=signed(mbits), depth=max(N, 1), init=base)
         m.submodules.mirror_base = mrom
         mrd = mrom.read_port()
-        m_rem = Signal(W)
+        # the lanes with a mirror left (m_rem) and the lowest of them, one-hot (m_hot): both are
+        # registers, the next lowest found while this one is looked up, so the selects below are
+        # AND-ORs from a register (a priority encoder ahead of them was the ULX3S's longest path)
+        m_rem, m_hot, m_new = Signal(W), Signal(W), Signal(W)
+        m.d.comb += m_new.eq(gc.mir & Cat(*[quant[lane].n_mag != 0 for lane in range(W)]))
         with m.If(slot_end):
-            m.d.sync += m_rem.eq(gc.mir & Cat(*[quant[lane].n_mag != 0 for lane in range(W)]))
-        msel, m_any = _lowest(m_rem, W, m, "d_msel")
+            m.d.sync += [m_rem.eq(m_new), m_hot.eq(_lowest_bit(m_new, W))]
+        m_any = m_hot.any()
         m_col, m_rsel = Signal(n_bits + 1), Signal()
-        with m.Switch(msel):
-            for lane in range(W):
-                with m.Case(lane):
-                    m.d.comb += [m_col.eq(gd.col[lane]), m_rsel.eq(gd.rsel[lane])]
+        m.d.comb += [m_col.eq(_select(m_hot, gd.col)), m_rsel.eq(_select(m_hot, gd.rsel))]
         lookup = gd.valid & ~gd.bias & (cyc >= 1) & m_any
         m.d.comb += mrd.addr.eq(m_col[:n_bits])
         with m.If(lookup):
-            m.d.sync += m_rem.eq(m_rem & ~(1 << msel))
+            m_rest = m_rem & ~m_hot
+            m.d.sync += [m_rem.eq(m_rest), m_hot.eq(_lowest_bit(m_rest, W))]
         mw_valid, mw_row, mw_entry = Signal(), Signal(n_bits + 1), Signal(E)
-        m.d.sync += [mw_valid.eq(lookup), mw_row.eq(gd.r0 + m_rsel)]
-        with m.Switch(msel):
-            for lane in range(W):
-                with m.Case(lane):
-                    m.d.sync += mw_entry.eq(d_entry[lane])
+        m.d.sync += [mw_valid.eq(lookup), mw_row.eq(gd.r0 + m_rsel), mw_entry.eq(_select(m_hot, d_entry))]
         pos = Signal(mbits)
         m.d.comb += pos.eq(mrd.data + mw_row)
         lane_bits = max(ceil_log2(P), 1)
@@ -643,12 +648,13 @@ class Learner(wiring.Component):
         # the entry select is a parallel multiplexer off the write port's path. One lane has no
         # select, and its registers would only cost logic cells (the iCEBreaker is 98 % full).
         b_w_en, b_w_addr, b_w_data = Signal(), Signal(n_bits), Signal(E)
-        domain = m.d.sync if W > 1 else m.d.comb
-        if W > 1:
+        registered = W > 1
+        domain = m.d.sync if registered else m.d.comb
+        if registered:
             m.d.sync += b_w_en.eq(0)
         with m.Switch(cyc):
             for lane in range(W):
-                with m.Case(W - 1 + lane if W > 1 else W + lane):
+                with m.Case(W + lane - registered):
                     domain += [b_w_en.eq(gd.valid & gd.bias & gd.prim[lane]), b_w_addr.eq(gd.col[lane][:n_bits]),
                                b_w_data.eq(d_entry[lane])]
         with m.If(b_w_en):

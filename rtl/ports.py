@@ -27,8 +27,9 @@ from amaranth.lib.wiring import In, Out
 #: The fields of one stream entry (one lane of a word).
 def stream_entry(n_bits: int) -> data.StructLayout:
     """valid: a real synapse (not padding); last: its row ends here; col: the presynaptic
-    unit j; row: the postsynaptic unit i."""
-    return data.StructLayout({"valid": 1, "last": 1, "col": n_bits, "row": n_bits})
+    unit j; row: the postsynaptic unit i; above / diag: a valid entry with j > i / j = i
+    (registered with the entry, so the learner's walk does not compare col with row)."""
+    return data.StructLayout({"valid": 1, "last": 1, "col": n_bits, "row": n_bits, "above": 1, "diag": 1})
 
 
 class CodePort(wiring.Signature):

@@ -12,8 +12,9 @@ ends produce the same entries, registered one cycle after the request like a blo
   table would take 22 iCE40 block RAMs, for the 64-100-10 digits classifier 17.
 - **rom** (any mask): the per-entry (valid, last, column) table.
 
-`addr` is the word index the code memory must read in the same cycle so that its data lines
-up with the entries.
+`addr` is the word index a memory must read in the same cycle so that its data lines up with
+the entries (the ROM back end reads its table with it). The engine's code memory does not use
+it: in a relaxation step the controller's issue counter is the same word, from a register.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class StreamGenerator(wiring.Component):
             before = Cat(*(rd.data[k * fields + 1] for k in range(lane))).any() if lane else Const(0, 1)
             # padding after the last row stays on the last row (as Schedule.stream says)
             m.d.comb += e.row.eq(Mux(before & (row0 != last_row), row0 + 1, row0))
+            m.d.comb += [e.above.eq(e.valid & (e.col > e.row)), e.diag.eq(e.valid & (e.col == e.row))]
         m.d.comb += ends.eq(Cat(*(rd.data[k * fields + 1] for k in range(P))).any())
 
     # -- dense / band: a (row, offset) pointer and per-lane decoding ---------------------------------
@@ -158,13 +160,21 @@ class StreamGenerator(wiring.Component):
                 lo, cnt, length, split, skip = row_shape(r)
                 col = Signal(nb + 2, name=f"{tag}_col{lane}")
                 m.d.comb += col.eq(lo + t_ if split is None else lo + t_ + Mux(t_ >= split, skip, 0))
-                if no_self:             # skip the diagonal: col and col + 1 side by side, then choose
+                # col > row and col = row from compares the decode has anyway: past the layer below
+                # (layered), past the diagonal (skipped); with self-connections, two compares
+                if split is not None:
+                    above, diag = t_ >= split, Const(0, 1)
+                elif no_self:           # skip the diagonal: col and col + 1 side by side, then choose
                     col_up = Signal(nb + 2, name=f"{tag}_col_up{lane}")
                     m.d.comb += col_up.eq(lo + t_ + 1)
-                    col = Mux(col >= r, col_up, col)
+                    above, diag = col >= r, Const(0, 1)
+                    col = Mux(above, col_up, col)
+                else:
+                    above, diag = col > r, col == r
                 past = r >= n                               # padding after the last row
                 valid = ~past & (t_ < cnt)
-                return valid, ~past & (t_ == length - 1), Mux(valid, col, 0), Mux(past, n - 1, r), length
+                return (valid, ~past & (t_ == length - 1), Mux(valid, col, 0), Mux(past, n - 1, r),
+                        valid & above, valid & diag, length)
 
             *now, length = decode(row, t, "go")
             *first, _ = decode(Const(first_row, nb + 1), Const(lane, count_bits), "first")
@@ -176,7 +186,7 @@ class StreamGenerator(wiring.Component):
             with m.Elif(port.advance):
                 m.d.sync += [row.eq(Mux(wrap, row + 1, row)), t.eq(Mux(wrap, step - length, step))]
             with m.If(port.restart | port.advance):
-                for field, from_now, from_first in zip((e.valid, e.last, e.col, e.row), now, first):
+                for field, from_now, from_first in zip((e.valid, e.last, e.col, e.row, e.above, e.diag), now, first):
                     m.d.sync += field.eq(Mux(port.restart, from_first, from_now))
 
 

@@ -54,6 +54,9 @@ def stream_words(gen: StreamGenerator, pattern) -> list:
             ctx.set(port.advance, 0)
             entries = [{k: ctx.get(getattr(port.entries[lane], k)) for k in ("valid", "last", "col", "row")}
                        for lane in range(gen.lanes)]
+            for lane, e in enumerate(entries):      # the registered flags agree with col and row
+                assert ctx.get(port.entries[lane].above) == (e["valid"] and e["col"] > e["row"]), (lane, e)
+                assert ctx.get(port.entries[lane].diag) == (e["valid"] and e["col"] == e["row"]), (lane, e)
             out.append((addr, entries))
 
     run(gen, bench)

@@ -45,6 +45,17 @@ def test_random_config_is_bit_exact_sweep(seed):
     simulate(make_case(cfg, seed), mode="relax" if seed % 2 else "step")
 
 
+def test_wide_code_words_read_back_bit_exact():
+    """From WIDE_CODE_LANES lanes a host read of a code answers a cycle later (a register stage):
+    every code the host reads after LEARN is still the model's."""
+    from memprop.rtl.engine import WIDE_CODE_LANES
+
+    cfg = Config.for_algorithm("eqprop", network={"n": 9}, numerics="fixed", train={"batch_size": 2},
+                               device={"preset": "linear-64"}, hw={"lanes": WIDE_CODE_LANES, "learn_lanes": 3})
+    report = simulate(make_case(cfg, 5), mode="relax")
+    assert report["mode"] == "relax"
+
+
 def test_learn_compares_device_classes():
     """A device class that LEARN (or anything) changed is a mismatch: the engine's entries carry them."""
     cfg = Config.for_algorithm("eqprop", network={"n": 6}, numerics="fixed", train={"batch_size": 1},
