@@ -53,10 +53,11 @@ ROUND_EARLIEST = 1
 
 def round_earliest(carry: bool, bias: bool, width: int) -> int:
     """The first cycle of a slot in which stage C may round: a bias group waits for its W entries
-    (read in cycles 0 .. W-1); with rounding "carry" also for the carries, which arrive with the
-    entries (a stream group's in cycle 1, bias lane l's in cycle l + 1) and are registered first."""
+    (read in cycles 0 .. W-1, registered once, in the lanes from cycle l + 2) and, with rounding
+    "carry", for the carries (bias lane l's in cycle l + 1, registered by the quantiser); a stream
+    group's carries arrive with its entries in cycle 1 and are registered first."""
     if bias:
-        return width + 1 if carry else width
+        return width + 1
     return ROUND_EARLIEST + 1 if carry else ROUND_EARLIEST
 
 
@@ -453,10 +454,10 @@ class Learner(wiring.Component):
             act_a, act_b = act_port("act_row_a"), act_port("act_row_b")
             m.d.comb += [act_a.addr.eq(self.fp_a.data - f.lo), act_b.addr.eq(self.fp_b.data - f.lo)]
             row_a, row_b = act_a.data, act_b.data
-        # the rows' operands, signed for the set (or +-2^fa for biases), once for all lanes
+        # the rows' operands (2^fa for biases), once for all lanes; the lanes subtract the LO set
         op_a, op_b = Signal(signed(a_bits)), Signal(signed(a_bits))
-        m.d.comb += [op_a.eq(CorrelatorLane.row_operand(f, row_a, sub_pipe[-1], gb.bias)),
-                     op_b.eq(CorrelatorLane.row_operand(f, row_b, sub_pipe[-1], gb.bias))]
+        m.d.comb += [op_a.eq(CorrelatorLane.row_operand(f, row_a, gb.bias)),
+                     op_b.eq(CorrelatorLane.row_operand(f, row_b, gb.bias))]
         for lane in range(W):
             m.d.comb += lane_addr[lane].eq(Cat(gb.col[lane][:n_bits], b_slot, b_hi))
             col_a = lane_data[lane]
@@ -468,7 +469,7 @@ class Learner(wiring.Component):
             m.d.comb += rsel_d.eq(gb.rsel[lane])
             cl = CorrelatorLane(f)
             m.submodules[f"corr{lane}"] = cl
-            m.d.comb += [cl.clear.eq(gb.valid & (cyc == 0)), cl.valid.eq(valid_pipe[-1]),
+            m.d.comb += [cl.clear.eq(gb.valid & (cyc == 0)), cl.valid.eq(valid_pipe[-1]), cl.sub.eq(sub_pipe[-1]),
                          cl.a_row.eq(Mux(rsel_d, op_b, op_a)), cl.a_col.eq(col_a)]
             corr.append(cl.corr)
         b_cycles = 2 * B - 1 + read_lat + CORRELATOR_LATENCY
@@ -504,6 +505,11 @@ class Learner(wiring.Component):
                     if q < P:
                         m.d.comb += c_entry[lane].eq(self.codes.r_data.word_select(q, E))
         bias_read_addr = Signal(n_bits)
+        # the bias entry registered once beside its block RAM before it fans out to the lanes
+        # (block RAM output, route across the die and the lanes' entry select in one cycle were
+        # the ULX3S's longest path)
+        bias_entry = Signal(E)
+        m.d.sync += bias_entry.eq(self.bias.r_data)
         p_round = Signal(range(P_max + 1))
         c_phase_a, c_phase_b, c_round = Signal(), Signal(), Signal()
         for lane in range(W):
@@ -524,9 +530,9 @@ class Learner(wiring.Component):
                 m.d.comb += qz.decay.eq(self.decay)
             if noisy:
                 m.d.comb += pl.noise.eq(noise_rd.data.word_select(lane, 2 * NOISE_BITS))
-            # entries: stream codes arrive in cycle 1; bias lane l's code in cycle l + 1
+            # entries: stream codes arrive in cycle 1; bias lane l's code in cycle l + 2
             with m.If(gc.bias):
-                m.d.comb += [pl.load.eq(gc.valid & (cyc == lane + 1)), pl.entry.eq(self.bias.r_data)]
+                m.d.comb += [pl.load.eq(gc.valid & (cyc == lane + 2)), pl.entry.eq(bias_entry)]
             with m.Else():
                 m.d.comb += [pl.load.eq(gc.valid & (cyc == 1)), pl.entry.eq(c_entry[lane])]
         # bias lane l's read in cycle l: one case per cycle, a parallel multiplexer (a chain of W
@@ -632,7 +638,11 @@ class Learner(wiring.Component):
         pending = mw_valid
         # one port each: the code word of stage C is read in cycle 0, D writes from cycle 1 on
         m.d.comb += self.codes.addr.eq(gc.word)
-        own = gd.valid & ~gd.bias & (cyc == 1)
+        # the own write (a stream group's cycle 1) as a register, set in cycle 0 of a running slot:
+        # it selects the code memory's address, and a compare of the slot counter ahead of that
+        # select was the ULX3S's longest path
+        own = Signal()
+        m.d.sync += own.eq(running & ~slot_end & (cyc == 0) & gd.valid & ~gd.bias)
         if W == 1:                                # every write carries the one lane's entry
             m.d.comb += self.codes.w_data.eq(own_data)
         else:
@@ -660,7 +670,7 @@ class Learner(wiring.Component):
         with m.If(b_w_en):
             m.d.comb += [self.bias.w_en.eq(1), self.bias.addr.eq(b_w_addr), self.bias.w_data.eq(b_w_data)]
         if carrying:
-            self._carries(m, gc, gd, cyc, quant, slot_end, bias_read_addr)
+            self._carries(m, gc, gd, cyc, quant, slot_end, bias_read_addr, own)
         with m.If(~gd.valid):
             m.d.comb += done_d.eq(1)
         with m.Elif(gd.bias):
@@ -691,7 +701,7 @@ class Learner(wiring.Component):
                 m.next = "IDLE"
         return m
 
-    def _carries(self, m, gc: _Group, gd: _Group, cyc, quant, slot_end, bias_read_addr):
+    def _carries(self, m, gc: _Group, gd: _Group, cyc, quant, slot_end, bias_read_addr, own):
         """Rounding "carry": every synapse's carry beside its primary code (one word of P carries per
         stream word) and every bias's. Stage C reads them with the codes, its quantisers take them
         before rounding; stage D writes the new ones with the primary codes. A host write of a code
@@ -725,7 +735,7 @@ class Learner(wiring.Component):
         d_carry = [Signal(signed(Fb), name=f"d_carry{lane}") for lane in range(W)]
         with m.If(slot_end):
             m.d.sync += [d_carry[lane].eq(quant[lane].carry_out) for lane in range(W)]
-        with m.If(gd.valid & ~gd.bias & (cyc == 1)):     # with the own write: every primary lane
+        with m.If(own):                                  # with the own write: every primary lane
             m.d.comb += [w_wr.addr.eq(at(gd.word, word_bits)),
                          w_wr.data.eq(Cat(*[d_carry[q % W] for q in range(P)]) if P % W == 0 else 0)]
             for part in range(plan.parts):

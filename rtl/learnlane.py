@@ -125,10 +125,11 @@ def align_draw(fmt: Formats, x0, drop) -> Value:
 class CorrelatorLane(wiring.Component):
     """The sum of a_row * a_col over the minibatch, pipelined: operands, product, sum.
 
-    The caller gives the row's operand already signed for its set (-a_i for the LO set) or,
-    for a bias, the constant +-2^fa: the lane only multiplies and adds, and the sign and
-    the bias case are worked out once for all lanes. `clear` zeroes the sum (nothing may be
-    in flight); operands presented with `valid` reach the sum CORRELATOR_LATENCY edges later.
+    The caller gives the row's operand (`row_operand`: a_i, or the constant 2^fa for a bias),
+    worked out once for all lanes, and `sub` for the LO set: the lane subtracts that product
+    instead of adding it (so no negation sits between the central fixed-point memory and the
+    lanes' input registers, a route across the die). `clear` zeroes the sum (nothing may be in
+    flight); operands presented with `valid` reach the sum CORRELATOR_LATENCY edges later.
     """
 
     def __init__(self, fmt: Formats):
@@ -136,29 +137,28 @@ class CorrelatorLane(wiring.Component):
         w = learn_widths(fmt)
         self.a_bits, self.corr_bits = w["a_bits"], w["corr_bits"]
         super().__init__({
-            "clear": In(1), "valid": In(1),
+            "clear": In(1), "valid": In(1), "sub": In(1),
             "a_row": In(signed(self.a_bits)), "a_col": In(signed(self.a_bits)),
             "corr": Out(signed(self.corr_bits)),
         })
 
     @staticmethod
-    def row_operand(fmt: Formats, a_row, sub, bias) -> Value:
-        """What the lanes multiply by: +-a_row, or +-2^fa for a bias (sub: the LO set)."""
-        x = Mux(bias, 1 << fmt.fa, a_row)
-        return Mux(sub, -x, x)
+    def row_operand(fmt: Formats, a_row, bias) -> Value:
+        """What the lanes multiply by: a_row, or 2^fa for a bias."""
+        return Mux(bias, 1 << fmt.fa, a_row)
 
     def elaborate(self, platform):
         m = Module()
         a_row, a_col = Signal(signed(self.a_bits)), Signal(signed(self.a_bits))
-        i_valid = Signal()
-        m.d.sync += [a_row.eq(self.a_row), a_col.eq(self.a_col), i_valid.eq(self.valid)]
+        i_valid, i_sub = Signal(), Signal()
+        m.d.sync += [a_row.eq(self.a_row), a_col.eq(self.a_col), i_valid.eq(self.valid), i_sub.eq(self.sub)]
         prod = Signal(signed(2 * self.a_bits))
-        p_valid = Signal()
-        m.d.sync += [prod.eq(a_row * a_col), p_valid.eq(i_valid)]
+        p_valid, p_sub = Signal(), Signal()
+        m.d.sync += [prod.eq(a_row * a_col), p_valid.eq(i_valid), p_sub.eq(i_sub)]
         with m.If(self.clear):
             m.d.sync += self.corr.eq(0)
         with m.Elif(p_valid):
-            m.d.sync += self.corr.eq(self.corr + prod)
+            m.d.sync += self.corr.eq(Mux(p_sub, self.corr - prod, self.corr + prod))
         return m
 
 

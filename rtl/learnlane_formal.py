@@ -65,11 +65,12 @@ class LearnLaneProof(Elaboratable):
         m.submodules.corr = lane = CorrelatorLane(f)
         for port in (lane.clear, lane.valid, lane.a_col):
             m.d.comb += port.eq(AnySeq(port.shape()))
-        # the row operand as the Learner forms it once for all lanes: +-a_row, or +-2^fa for a bias
+        # the row operand as the Learner forms it once for all lanes: a_row, or 2^fa for a bias;
+        # the LO set's products subtracted (sub)
         sub, bias = Signal(name="env_corr_sub"), Signal(name="env_corr_bias")
         a_row = Signal(signed(len(lane.a_row)), name="env_corr_a_row")
         m.d.comb += [sub.eq(AnySeq(1)), bias.eq(AnySeq(1)), a_row.eq(AnySeq(a_row.shape())),
-                     lane.a_row.eq(CorrelatorLane.row_operand(f, a_row, sub, bias))]
+                     lane.a_row.eq(CorrelatorLane.row_operand(f, a_row, bias)), lane.sub.eq(sub)]
         a_top = f.a_max
         for a in (a_row, lane.a_col):
             props.assume(m, (a <= a_top) & (a >= -a_top))
@@ -91,8 +92,8 @@ class LearnLaneProof(Elaboratable):
         pmax = f.a_max * max(f.a_max, 1 << f.fa)
         props.check(m, "learner.correlation_exact", lane.corr == shadow,
                     f"the correlation C equals a shadow sum {SHADOW_EXTRA} bits wider over any 2B products of a "
-                    "minibatch, the row operand signed as the Learner forms it (-a_i for the LO set, +-2^fa for "
-                    "a bias): its width never wraps (|C| <= 2 B Amax max(Amax, 2^fa), numerics.md section 6)")
+                    "minibatch, the row operand as the Learner forms it (a_i, or 2^fa for a bias), the LO set's "
+                    "products subtracted: its width never wraps (|C| <= 2 B Amax max(Amax, 2^fa), numerics.md section 6)")
         props.check(m, "learner.correlation_bounded", (shadow <= terms * pmax) & (shadow >= -(terms * pmax)),
                     "lemma: the shadow is bounded by its number of products", lemma=True)
         props.cover(m, "learner.correlation_at_bound", lane.corr == f.corr_bound, "C at its bound 2 B Amax^2")

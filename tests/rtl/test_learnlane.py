@@ -211,7 +211,8 @@ def test_correlator_lane_equals_model_correlations(sections):
                     for sub, a in ((0, a_hi), (1, a_lo)):
                         row = (1 << fmt.fa) if bias else int(a[b, 1])       # CorrelatorLane.row_operand
                         ctx.set(dut.valid, 1)
-                        ctx.set(dut.a_row, -row if sub else row)
+                        ctx.set(dut.a_row, row)
+                        ctx.set(dut.sub, sub)
                         ctx.set(dut.a_col, int(a[b, 0]))
                         await ctx.tick()
                 ctx.set(dut.valid, 0)
