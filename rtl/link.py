@@ -173,8 +173,9 @@ class HostLink(wiring.Component):
             m.d.sync += quiet.eq(quiet + 1)
 
         def fail(code):
-            """Stop parsing: swallow bytes until the line is quiet, then answer `code`."""
-            m.d.sync += [status.eq(code), quiet.eq(0), data.eq(0)]
+            """Stop parsing: swallow bytes until the line is quiet, then answer `code` (with data 0:
+            DISCARD clears it, so no check's verdict, the CRC's above all, reaches the data register)."""
+            m.d.sync += [status.eq(code), quiet.eq(0)]
             m.next = "DISCARD"
 
         def receiving(state_body):
@@ -266,7 +267,7 @@ class HostLink(wiring.Component):
                 receiving(on_crc)
             with m.State("DISCARD"):
                 m.d.comb += inp.ready.eq(1)
-                m.d.sync += lost.eq(0)
+                m.d.sync += [lost.eq(0), data.eq(0)]
                 with m.If(self.rx_lost):
                     m.d.sync += quiet.eq(0)
                 with m.If((quiet == self.timeout) & ~self.rx_lost):

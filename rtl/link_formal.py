@@ -249,7 +249,7 @@ def link_properties(props: Properties, *, rvalid_pipe: tuple):
         lemma("execution_status",
               (~ran | (good & (i.status == ST_OK) & executed))
               & (~(receiving | st["DISCARD"]) | ~executed)
-              & (~st["DISCARD"] | ((i.status != ST_OK) & (i.data == 0)))
+              & (~st["DISCARD"] | (i.status != ST_OK))
               & (~st["RESPOND"] | (((i.status == ST_OK) == executed) & ((i.status == ST_OK) | (i.data == 0))))
               & (~answered | st["IDLE"]),
               "execution follows a good frame; the status says so")
