@@ -16,13 +16,12 @@ board PLL makes it from the oscillator; see `BOARDS` and docs/hostlink.md):
   store (3 sets x slots x 128 states, two read ports) is what block RAM has room for. The
   smallest learning unit (one learning lane) with nearest rounding of the pulse counts: with
   no stochastic rounding and no cycle-to-cycle noise the learner needs no random numbers, so
-  the Threefry unit (about 700 logic cells) is left out and the design fits (5210/5280 LC, 31.41 MHz on its 30 MHz clock; with
+  the Threefry unit (about 700 logic cells) is left out and the design fits (5200/5280 LC, 32.85 MHz on its 30 MHz clock; with
   stochastic rounding 5921). Trained in situ in the fixed-point model it recalls hex16 at
   0.9958 at p = 0.1 (seeds 0-2: 0.9959, 0.9949, 0.9966; stochastic rounding 0.9964).
 - `ulx3s` (ECP5 LFE5U-85F: 84k LUTs, 208 DP16KD, 156 multipliers, 25 MHz): N = 100 dense on
-  linear-256 pairs, P = 32 lanes, 16 learning lanes, minibatch 8, on a 45 MHz core clock (built
-  against 50 MHz: fmax 50.50 MHz with nextpnr seed 1; the design before the last learner and
-  controller change gave 59.57 and 49.01 with seeds 1 and 2). With
+  linear-256 pairs, P = 32 lanes, 16 learning lanes, minibatch 8, on a 55 MHz core clock (fmax
+  65.87 and 67.23 MHz with nextpnr seeds 1 and 2; README, "Hardware"). With
   32 learning lanes it took 186 DP16KD and did not route; 16 learning lanes (two per fixed-point
   block RAM) cost 1 % more cycles per training sample (the pulse rounds, not the lanes, set a
   LEARN's length) and route in 20 minutes.
