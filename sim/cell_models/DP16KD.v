@@ -254,123 +254,33 @@ module DP16KD(
 	wire [17:0] di_a = {DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4, DIA3, DIA2, DIA1, DIA0};
 	wire [17:0] di_b = {DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7, DIB6, DIB5, DIB4, DIB3, DIB2, DIB1, DIB0};
 
-	// ---- port A ----
-	localparam [2:0] CS_A = CSDECODE_A == "0b001" ? 3'd1 : CSDECODE_A == "0b010" ? 3'd2 :
-	                        CSDECODE_A == "0b011" ? 3'd3 : CSDECODE_A == "0b100" ? 3'd4 :
-	                        CSDECODE_A == "0b101" ? 3'd5 : CSDECODE_A == "0b110" ? 3'd6 :
-	                        CSDECODE_A == "0b111" ? 3'd7 : 3'd0;
-	localparam [2:0] LOW_A = DATA_WIDTH_A == 1 ? 3'd7 : DATA_WIDTH_A == 2 ? 3'd6 : DATA_WIDTH_A == 4 ? 3'd4 : 3'd0;
-	localparam [35:0] ONES_A = DATA_WIDTH_A >= 36 ? {36{1'b1}} : (36'd1 << DATA_WIDTH_A) - 36'd1;
-	wire [13:0] adA = {ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1, ADA0};
-	wire [35:0] diA = DATA_WIDTH_A == 36 ? {di_b, di_a} : {18'd0, di_a};
-	wire [8:0] word_A = adA[13:5];
-	// the port's word in the 36-bit row: which 18-bit half (AD4), 9-bit half (AD3), narrow word (AD2..0)
-	wire [5:0] lsb_A = DATA_WIDTH_A == 36 ? 6'd0 :
-	                   (adA[4] ? 6'd18 : 6'd0) + (DATA_WIDTH_A == 18 ? 6'd0 :
-	                   (adA[3] ? 6'd9 : 6'd0) + {3'd0, adA[2:0] & LOW_A});
-	wire [35:0] reads_A = ONES_A << lsb_A;
-	wire [35:0] wmask_A = DATA_WIDTH_A == 36 ? {{9{adA[3]}}, {9{adA[2]}}, {9{adA[1]}}, {9{adA[0]}}} :
-	                      DATA_WIDTH_A == 18 ? {18'd0, {9{adA[1]}}, {9{adA[0]}}} << lsb_A : reads_A;
+	// ---- the two ports (DP16KD_port below), and the array writes ----
+	wire [8:0] word_A, word_B;
+	wire [35:0] new_A, new_B, wmask_A, wmask_B, out_A, out_B;
+	wire [35:0] collide_A, collide_B;   // the bits of a port's row that the other port writes at this edge
+	wire go_A, go_B, clk_A, clk_B;
 	wire [35:0] old_A = mem[word_A];
-	wire [35:0] new_A = (old_A & ~wmask_A) | (((diA & ONES_A) << lsb_A) & wmask_A);
-	wire go_A = CEA && {CSA2, CSA1, CSA0} == CS_A;
-	wire clk_A = CLKAMUX == "INV" ? ~CLKA : CLKA;
-	wire [35:0] collide_A;        // the bits of its row that the other port writes at this edge
-	wire arst_A = RESETMODE == "ASYNC" && RSTA;
-	wire srst_A = RESETMODE != "ASYNC" && RSTA;
-	reg [35:0] latch_A = 36'd0, outreg_A = 36'd0;
+	wire [35:0] old_B = mem[word_B];
+
+	DP16KD_port #(.DATA_WIDTH(DATA_WIDTH_A), .REGMODE(REGMODE_A), .WRITEMODE(WRITEMODE_A), .RESETMODE(RESETMODE),
+	              .CSDECODE(CSDECODE_A), .CLKMUX(CLKAMUX), .NAME("A")) port_A (
+		.ad({ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1, ADA0}),
+		.di(DATA_WIDTH_A == 36 ? {di_b, di_a} : {18'd0, di_a}), .ce(CEA), .oce(OCEA), .clk_pin(CLKA), .we(WEA),
+		.rst(RSTA), .cs({CSA2, CSA1, CSA0}), .old(old_A), .collide(collide_A),
+		.word(word_A), .new_word(new_A), .wmask(wmask_A), .go(go_A), .clk(clk_A), .out(out_A));
+	DP16KD_port #(.DATA_WIDTH(DATA_WIDTH_B), .REGMODE(REGMODE_B), .WRITEMODE(WRITEMODE_B), .RESETMODE(RESETMODE),
+	              .CSDECODE(CSDECODE_B), .CLKMUX(CLKBMUX), .NAME("B")) port_B (
+		.ad({ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1, ADB0}),
+		.di(DATA_WIDTH_B == 36 ? {di_b, di_a} : {18'd0, di_b}), .ce(CEB), .oce(OCEB), .clk_pin(CLKB), .we(WEB),
+		.rst(RSTB), .cs({CSB2, CSB1, CSB0}), .old(old_B), .collide(collide_B),
+		.word(word_B), .new_word(new_B), .wmask(wmask_B), .go(go_B), .clk(clk_B), .out(out_B));
 
 	always @(posedge clk_A)
 		if (go_A && WEA)
 			mem[word_A] <= new_A;
-
-	always @(posedge clk_A, posedge arst_A)
-		if (arst_A || srst_A) begin
-			latch_A <= 36'd0;
-			outreg_A <= 36'd0;
-		end else begin
-			if (go_A && !WEA)
-				latch_A <= (((old_A & ~collide_A) | ({36{1'bx}} & collide_A)) >> lsb_A) & ONES_A;
-			else if (go_A && WRITEMODE_A == "WRITETHROUGH")
-				latch_A <= (new_A >> lsb_A) & ONES_A;
-			else if (go_A && WRITEMODE_A == "READBEFOREWRITE")
-				latch_A <= (old_A >> lsb_A) & ONES_A;
-			if (OCEA)
-				outreg_A <= latch_A;
-		end
-
-	wire [35:0] out_A = REGMODE_A == "OUTREG" ? outreg_A : latch_A;
-
-	initial
-		if (!(DATA_WIDTH_A == 1 || DATA_WIDTH_A == 2 || DATA_WIDTH_A == 4 || DATA_WIDTH_A == 9 || DATA_WIDTH_A == 18
-		      || DATA_WIDTH_A == 36)
-		    || !(REGMODE_A == "NOREG" || REGMODE_A == "OUTREG")
-		    || !(WRITEMODE_A == "NORMAL" || WRITEMODE_A == "WRITETHROUGH" || WRITEMODE_A == "READBEFOREWRITE")
-		    || !(RESETMODE == "SYNC" || RESETMODE == "ASYNC")
-		    || (CS_A == 3'd0 && CSDECODE_A != "0b000")) begin
-			$display("DP16KD model (%m): port A configuration not modelled (DATA_WIDTH_A %0d, REGMODE_A %0s, WRITEMODE_A %0s, RESETMODE %0s, CSDECODE_A %0s)",
-			         DATA_WIDTH_A, REGMODE_A, WRITEMODE_A, RESETMODE, CSDECODE_A);
-			$finish;
-		end
-
-	// ---- port B ----
-	localparam [2:0] CS_B = CSDECODE_B == "0b001" ? 3'd1 : CSDECODE_B == "0b010" ? 3'd2 :
-	                        CSDECODE_B == "0b011" ? 3'd3 : CSDECODE_B == "0b100" ? 3'd4 :
-	                        CSDECODE_B == "0b101" ? 3'd5 : CSDECODE_B == "0b110" ? 3'd6 :
-	                        CSDECODE_B == "0b111" ? 3'd7 : 3'd0;
-	localparam [2:0] LOW_B = DATA_WIDTH_B == 1 ? 3'd7 : DATA_WIDTH_B == 2 ? 3'd6 : DATA_WIDTH_B == 4 ? 3'd4 : 3'd0;
-	localparam [35:0] ONES_B = DATA_WIDTH_B >= 36 ? {36{1'b1}} : (36'd1 << DATA_WIDTH_B) - 36'd1;
-	wire [13:0] adB = {ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1, ADB0};
-	wire [35:0] diB = DATA_WIDTH_B == 36 ? {di_b, di_a} : {18'd0, di_b};
-	wire [8:0] word_B = adB[13:5];
-	// the port's word in the 36-bit row: which 18-bit half (AD4), 9-bit half (AD3), narrow word (AD2..0)
-	wire [5:0] lsb_B = DATA_WIDTH_B == 36 ? 6'd0 :
-	                   (adB[4] ? 6'd18 : 6'd0) + (DATA_WIDTH_B == 18 ? 6'd0 :
-	                   (adB[3] ? 6'd9 : 6'd0) + {3'd0, adB[2:0] & LOW_B});
-	wire [35:0] reads_B = ONES_B << lsb_B;
-	wire [35:0] wmask_B = DATA_WIDTH_B == 36 ? {{9{adB[3]}}, {9{adB[2]}}, {9{adB[1]}}, {9{adB[0]}}} :
-	                      DATA_WIDTH_B == 18 ? {18'd0, {9{adB[1]}}, {9{adB[0]}}} << lsb_B : reads_B;
-	wire [35:0] old_B = mem[word_B];
-	wire [35:0] new_B = (old_B & ~wmask_B) | (((diB & ONES_B) << lsb_B) & wmask_B);
-	wire go_B = CEB && {CSB2, CSB1, CSB0} == CS_B;
-	wire clk_B = CLKBMUX == "INV" ? ~CLKB : CLKB;
-	wire [35:0] collide_B;        // the bits of its row that the other port writes at this edge
-	wire arst_B = RESETMODE == "ASYNC" && RSTB;
-	wire srst_B = RESETMODE != "ASYNC" && RSTB;
-	reg [35:0] latch_B = 36'd0, outreg_B = 36'd0;
-
 	always @(posedge clk_B)
 		if (go_B && WEB)
 			mem[word_B] <= new_B;
-
-	always @(posedge clk_B, posedge arst_B)
-		if (arst_B || srst_B) begin
-			latch_B <= 36'd0;
-			outreg_B <= 36'd0;
-		end else begin
-			if (go_B && !WEB)
-				latch_B <= (((old_B & ~collide_B) | ({36{1'bx}} & collide_B)) >> lsb_B) & ONES_B;
-			else if (go_B && WRITEMODE_B == "WRITETHROUGH")
-				latch_B <= (new_B >> lsb_B) & ONES_B;
-			else if (go_B && WRITEMODE_B == "READBEFOREWRITE")
-				latch_B <= (old_B >> lsb_B) & ONES_B;
-			if (OCEB)
-				outreg_B <= latch_B;
-		end
-
-	wire [35:0] out_B = REGMODE_B == "OUTREG" ? outreg_B : latch_B;
-
-	initial
-		if (!(DATA_WIDTH_B == 1 || DATA_WIDTH_B == 2 || DATA_WIDTH_B == 4 || DATA_WIDTH_B == 9 || DATA_WIDTH_B == 18
-		      || DATA_WIDTH_B == 36)
-		    || !(REGMODE_B == "NOREG" || REGMODE_B == "OUTREG")
-		    || !(WRITEMODE_B == "NORMAL" || WRITEMODE_B == "WRITETHROUGH" || WRITEMODE_B == "READBEFOREWRITE")
-		    || !(RESETMODE == "SYNC" || RESETMODE == "ASYNC")
-		    || (CS_B == 3'd0 && CSDECODE_B != "0b000")) begin
-			$display("DP16KD model (%m): port B configuration not modelled (DATA_WIDTH_B %0d, REGMODE_B %0s, WRITEMODE_B %0s, RESETMODE %0s, CSDECODE_B %0s)",
-			         DATA_WIDTH_B, REGMODE_B, WRITEMODE_B, RESETMODE, CSDECODE_B);
-			$finish;
-		end
 
 	// a port reading bits that the other port writes at the same edge reads x there (one clock
 	// assumed: the other port's inputs at this port's edge are the ones it samples)
@@ -390,6 +300,81 @@ module DP16KD(
 	always @(posedge clk_B)
 		if ((DATA_WIDTH_A == 36 || DATA_WIDTH_B == 36) && go_B && WEB) begin
 			$display("DP16KD model (%m): port B writes while a port is 36 bits wide (not modelled: x36 writes on A, reads on B)");
+			$finish;
+		end
+endmodule
+
+// One port of the DP16KD model: its address decode, write mask and merged row, read latch and
+// output register (the array and its writes are the parent's).
+module DP16KD_port #(
+	parameter DATA_WIDTH = 18,
+	parameter REGMODE = "NOREG",
+	parameter WRITEMODE = "NORMAL",
+	parameter RESETMODE = "SYNC",
+	parameter CSDECODE = "0b000",
+	parameter CLKMUX = "CLK",
+	parameter NAME = "A"
+) (
+	input [13:0] ad,
+	input [35:0] di,
+	input ce, oce, clk_pin, we, rst,
+	input [2:0] cs,
+	input [35:0] old,          // the row at `word`
+	input [35:0] collide,      // its bits that the other port writes at this edge
+	output [8:0] word,
+	output [35:0] new_word,
+	output [35:0] wmask,
+	output go,
+	output clk,
+	output [35:0] out
+);
+	localparam [2:0] CS = CSDECODE == "0b001" ? 3'd1 : CSDECODE == "0b010" ? 3'd2 :
+	                      CSDECODE == "0b011" ? 3'd3 : CSDECODE == "0b100" ? 3'd4 :
+	                      CSDECODE == "0b101" ? 3'd5 : CSDECODE == "0b110" ? 3'd6 :
+	                      CSDECODE == "0b111" ? 3'd7 : 3'd0;
+	localparam [2:0] LOW = DATA_WIDTH == 1 ? 3'd7 : DATA_WIDTH == 2 ? 3'd6 : DATA_WIDTH == 4 ? 3'd4 : 3'd0;
+	localparam [35:0] ONES = DATA_WIDTH >= 36 ? {36{1'b1}} : (36'd1 << DATA_WIDTH) - 36'd1;
+	assign word = ad[13:5];
+	// the port's word in the 36-bit row: which 18-bit half (AD4), 9-bit half (AD3), narrow word (AD2..0)
+	wire [5:0] lsb = DATA_WIDTH == 36 ? 6'd0 :
+	                 (ad[4] ? 6'd18 : 6'd0) + (DATA_WIDTH == 18 ? 6'd0 :
+	                 (ad[3] ? 6'd9 : 6'd0) + {3'd0, ad[2:0] & LOW});
+	wire [35:0] reads = ONES << lsb;
+	assign wmask = DATA_WIDTH == 36 ? {{9{ad[3]}}, {9{ad[2]}}, {9{ad[1]}}, {9{ad[0]}}} :
+	               DATA_WIDTH == 18 ? {18'd0, {9{ad[1]}}, {9{ad[0]}}} << lsb : reads;
+	assign new_word = (old & ~wmask) | (((di & ONES) << lsb) & wmask);
+	assign go = ce && cs == CS;
+	assign clk = CLKMUX == "INV" ? ~clk_pin : clk_pin;
+	wire arst = RESETMODE == "ASYNC" && rst;
+	wire srst = RESETMODE != "ASYNC" && rst;
+	reg [35:0] latch = 36'd0, outreg = 36'd0;
+
+	always @(posedge clk, posedge arst)
+		if (arst || srst) begin
+			latch <= 36'd0;
+			outreg <= 36'd0;
+		end else begin
+			if (go && !we)
+				latch <= (((old & ~collide) | ({36{1'bx}} & collide)) >> lsb) & ONES;
+			else if (go && WRITEMODE == "WRITETHROUGH")
+				latch <= (new_word >> lsb) & ONES;
+			else if (go && WRITEMODE == "READBEFOREWRITE")
+				latch <= (old >> lsb) & ONES;
+			if (oce)
+				outreg <= latch;
+		end
+
+	assign out = REGMODE == "OUTREG" ? outreg : latch;
+
+	initial
+		if (!(DATA_WIDTH == 1 || DATA_WIDTH == 2 || DATA_WIDTH == 4 || DATA_WIDTH == 9 || DATA_WIDTH == 18
+		      || DATA_WIDTH == 36)
+		    || !(REGMODE == "NOREG" || REGMODE == "OUTREG")
+		    || !(WRITEMODE == "NORMAL" || WRITEMODE == "WRITETHROUGH" || WRITEMODE == "READBEFOREWRITE")
+		    || !(RESETMODE == "SYNC" || RESETMODE == "ASYNC")
+		    || (CS == 3'd0 && CSDECODE != "0b000")) begin
+			$display("DP16KD model (%m): port %0s configuration not modelled (DATA_WIDTH_%0s %0d, REGMODE_%0s %0s, WRITEMODE_%0s %0s, RESETMODE %0s, CSDECODE_%0s %0s)",
+			         NAME, NAME, DATA_WIDTH, NAME, REGMODE, NAME, WRITEMODE, RESETMODE, NAME, CSDECODE);
 			$finish;
 		end
 endmodule
