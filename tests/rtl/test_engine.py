@@ -10,7 +10,7 @@ from memprop.model.config import Config
 from memprop.model.numerics import Formats
 from memprop.rtl import hostmap as hm
 from memprop.rtl.driver import EngineDriver
-from memprop.rtl.engine import Engine
+from memprop.rtl.engine import WIDE_CODE_LANES, Engine
 from memprop.rtl.simbus import AmaranthBus
 from memprop.rtl.verify import Mismatch, check_case, check_steps_and_learn, expected, make_case, random_config
 
@@ -48,8 +48,6 @@ def test_random_config_is_bit_exact_sweep(seed):
 def test_wide_code_words_read_back_bit_exact():
     """From WIDE_CODE_LANES lanes a host read of a code answers a cycle later (a register stage):
     every code the host reads after LEARN is still the model's."""
-    from memprop.rtl.engine import WIDE_CODE_LANES
-
     cfg = Config.for_algorithm("eqprop", network={"n": 9}, numerics="fixed", train={"batch_size": 2},
                                device={"preset": "linear-64"}, hw={"lanes": WIDE_CODE_LANES, "learn_lanes": 3})
     report = simulate(make_case(cfg, 5), mode="relax")
