@@ -15,6 +15,11 @@ in the same order, as `memprop train --numerics fixed`) and costs every command 
 minibatch and on recalls, for the untrained and the trained network, and reports the cycles
 the engine's counter measured next to the model's: they must be equal.
 
+Beside each projection, the DSP ceiling (`dsp_ceiling`): the samples/s of an engine that kept
+every multiplier of the device busy every cycle on the relaxation alone, at the same fmax and the
+same relaxation steps. It separates a target a better design could reach from one this device
+cannot.
+
 Not counted: the host link (loading each sample's state, inputs and targets; issue 10's
 subject), the host's own work between commands.
 """
@@ -46,13 +51,22 @@ RECALL_SEED = 1
 
 # -- the numpy float model ----------------------------------------------------------------------
 
+#: The float model's rate is the median of at least this many timed trainings.
+FLOAT_MIN_REPEATS = 3
+
+
 def float_rates(cfg: Config, pats, epochs: int, repeats: int) -> dict:
-    """Training samples/s of the float model on `cfg`'s network: protocol batch and batch 1."""
+    """Training samples/s of the float model on `cfg`'s network: protocol batch and batch 1.
+
+    Each is timed after one untimed epoch: the first training of a process compiles the
+    relaxation kernels and fills caches (0.4 s against 0.02 s for two epochs here), and timing
+    it halved the model's measured rate in --quick runs."""
     flt = Config.for_algorithm("eqprop", network=cfg.network.model_dump(), train={"epochs": epochs, "seed": 0})
     out = {}
     for name, c in (("protocol", flt), ("batch1", flt.replace(train={"batch_size": 1}))):
+        training.train(c.replace(train={"epochs": 1}), pats, progress=False)       # warm-up, not timed
         seconds = []
-        for _ in range(repeats):
+        for _ in range(max(repeats, FLOAT_MIN_REPEATS)):
             start = time.perf_counter()
             training.train(c, pats, progress=False)
             seconds.append(time.perf_counter() - start)
@@ -159,13 +173,28 @@ def build_record(board: str, cfg: Config, builds: Path) -> dict:
     except json.JSONDecodeError:
         return {"fmax_mhz": None, "source": str(path), "note": "build record is not valid JSON"}
     built = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+    dsp = (record.get("utilisation") or {}).get("dsp") or {}
     out = {"fmax_mhz": record.get("fmax_mhz"), "source": str(path), "built": built,
-           "timing_met": record.get("timing_met"), "clock_mhz": record.get("clock_mhz")}
+           "timing_met": record.get("timing_met"), "clock_mhz": record.get("clock_mhz"),
+           "dsp_available": dsp.get("available")}
     if record.get("fingerprint") != cfg.fingerprint or record.get("lanes") != cfg.hw.lanes:
         out.update(fmax_mhz=None, note=f"build record is for another design (fingerprint "
                                        f"{record.get('fingerprint')}, {record.get('lanes')} lanes; this board's "
                                        f"default is {cfg.fingerprint}, {cfg.hw.lanes} lanes): rebuild")
     return out
+
+
+def dsp_ceiling(fmax_mhz: float | None, dsp_available: int | None, synapses: int, steps: int, samples: int,
+                float_rate: float) -> dict | None:
+    """What no engine on this device could beat at this fmax: every multiplier busy every cycle
+    on the relaxation alone (one multiply per synapse per step, LEARN and pipeline latency free).
+
+    It tells a target the device cannot reach from one a better design could."""
+    if fmax_mhz is None or not dsp_available or not steps:
+        return None
+    rate = dsp_available * fmax_mhz * 1e6 * samples / (steps * synapses)
+    return {"dsp": dsp_available, "steps_per_sample": steps / samples, "samples_per_s": rate,
+            "ratio": rate / float_rate}
 
 
 # -- the engine in simulation ---------------------------------------------------------------------------
@@ -327,6 +356,11 @@ def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates:
         "float_samples_per_s_batch1": flt["batch1"]["samples_per_s"],
         "ratio": None if train_sps is None else train_sps / flt["protocol"]["samples_per_s"],
         "ratio_batch1": None if train_sps1 is None else train_sps1 / flt["batch1"]["samples_per_s"],
+        "dsp_ceiling": {
+            "protocol": dsp_ceiling(fmax, build.get("dsp_available"), sch.synapses,
+                                    sum(e.steps for e in run["epochs"]), samples, flt["protocol"]["samples_per_s"]),
+            "batch1": dsp_ceiling(fmax, build.get("dsp_available"), sch.synapses,
+                                  sum(e.steps for e in online["epochs"]), samples1, flt["batch1"]["samples_per_s"])},
     }
     if simulate:
         states = {"untrained": {"params": run["initial"], "minibatch": run["first_minibatch"],
@@ -400,6 +434,13 @@ def markdown(section: dict) -> str:
                     notes.append(f"  {target:g}x the float model with {what} needs {target / e[key]:.1f}x this "
                                  f"throughput: fmax {e['fmax_mhz'] * target / e[key]:.0f} MHz at these lanes, or "
                                  "more lanes / a sample-parallel relaxation")
+                    ceiling = e["dsp_ceiling"]["protocol" if key == "ratio" else "batch1"]
+                    if ceiling:
+                        verdict = "beyond this device" if ceiling["ratio"] < target else "within the device's DSPs"
+                        notes.append(f"  DSP ceiling ({ceiling['dsp']} multipliers all busy at {e['fmax_mhz']:.1f} MHz, "
+                                     f"{ceiling['steps_per_sample']:.1f} steps x {e['synapses']} synapses a sample, "
+                                     f"LEARN free): {ceiling['samples_per_s']:,.0f} samples/s = "
+                                     f"{ceiling['ratio']:.2f}x: {target:g}x is {verdict}")
         sim = e.get("simulation")
         if sim:
             verdict = "equal to the cycle model" if all(s["ok"] for s in sim["states"].values()) else "DIFFERENT"

@@ -121,7 +121,8 @@ def test_projection_uses_the_recorded_fmax_of_the_same_design(tmp_path):
     record = tmp_path / "icebreaker" / "build.json"
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"fmax_mhz": 20.0, "fingerprint": cfg.fingerprint, "lanes": cfg.hw.lanes,
-                                  "timing_met": True, "clock_mhz": 12.0}))
+                                  "timing_met": True, "clock_mhz": 12.0,
+                                  "utilisation": {"dsp": {"used": 7, "available": 8}}}))
     rates = {"protocol": {"samples_per_s": 100.0}, "batch1": {"samples_per_s": 10.0}}
     e = hwbench.board_entry("icebreaker", patterns.load(), 1, 1, tmp_path, rates, simulate=False)
     assert e["fmax_mhz"] == 20.0 and e["fmax_source"]["source"] == str(record)
@@ -131,9 +132,41 @@ def test_projection_uses_the_recorded_fmax_of_the_same_design(tmp_path):
     assert e["ratio"] == pytest.approx(e["train_samples_per_s"] / 100.0)
     assert e["ratio_batch1"] == pytest.approx(e["train_samples_per_s_batch1"] / 10.0)
     assert e["recall_us"] == pytest.approx(e["recall_cycles"]["trained"] / 20.0)
+    # the DSP ceiling: 8 multipliers, each one multiply a cycle, one per synapse per relaxation step
+    steps = sum(p["steps"] for p in t["per_epoch"])
+    ceiling = e["dsp_ceiling"]["protocol"]
+    assert ceiling["samples_per_s"] == pytest.approx(8 * 20e6 * t["samples"] / (steps * e["synapses"]))
+    assert ceiling["ratio"] == pytest.approx(ceiling["samples_per_s"] / 100.0)
+    # no design beats it, this one (4 lanes, LEARN and latency counted) least of all
+    assert ceiling["samples_per_s"] > e["train_samples_per_s"]
+    assert e["dsp_ceiling"]["batch1"]["samples_per_s"] > e["train_samples_per_s_batch1"]
     # a record of another design is not used
     record.write_text(json.dumps({"fmax_mhz": 20.0, "fingerprint": "0" * 16, "lanes": cfg.hw.lanes}))
     assert hwbench.build_record("icebreaker", cfg, tmp_path)["fmax_mhz"] is None
+
+
+def test_float_rates_time_warm_runs_only(monkeypatch):
+    """The float model is timed after an untimed warm-up epoch (the first training of a process
+    compiles kernels), as the median of at least FLOAT_MIN_REPEATS runs."""
+    import time as time_module
+
+    from memprop import hwbench
+    from memprop.boards.build import get_board
+    from memprop.model import patterns
+
+    calls = []
+
+    def fake_train(cfg, pats, progress=False):
+        calls.append((cfg.train.epochs, cfg.train.batch_size))
+        if len(calls) == 1:
+            time_module.sleep(0.3)            # the cold first run
+
+    monkeypatch.setattr(hwbench.training, "train", fake_train)
+    rates = hwbench.float_rates(get_board("ulx3s").default_config(), patterns.load(), 2, 1)
+    runs = hwbench.FLOAT_MIN_REPEATS
+    assert calls == [(1, 8)] + [(2, 8)] * runs + [(1, 1)] + [(2, 1)] * runs
+    for name in ("protocol", "batch1"):
+        assert len(rates[name]["seconds"]) == runs and max(rates[name]["seconds"]) < 0.1
 
 
 def test_minibatch_cost_counts_every_command():
