@@ -116,8 +116,11 @@ def minibatch_cost(cfg: Config, step: fixed.LearnStep, info: dict, batch: int) -
                      learn=cycles.learn_cycles(sch, step.pulses_w, step.pulses_b))
 
 
-def in_situ_training(cfg: Config, pats, epochs: int) -> dict:
-    """Fixed-point in-situ training (exactly model.training's), every command costed."""
+def in_situ_training(cfg: Config, pats, epochs: int, desc: str | None = None) -> dict:
+    """Fixed-point in-situ training (exactly model.training's), every command costed; `desc`: show
+    a progress bar with this label (300 epochs take minutes per board)."""
+    from tqdm.auto import tqdm
+
     from memprop.rtl.verify import trained_start
 
     fmt = Formats(cfg)
@@ -125,7 +128,7 @@ def in_situ_training(cfg: Config, pats, epochs: int) -> dict:
     initial = params.copy()
     per_epoch, minibatches = [], []
     B = cfg.train.batch_size
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc=desc, unit="epoch", leave=False, disable=desc is None):
         total = EpochCost()
         inputs, targets = epoch_samples(cfg, pats.values, r)
         for start in range(0, len(inputs), B):
@@ -313,8 +316,9 @@ def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates:
     cfg = get_board(board).default_config()
     sch = Schedule(cfg)
     net = cfg.network
-    run = in_situ_training(cfg, pats, epochs)
-    online = in_situ_training(cfg.replace(train={"batch_size": 1}), pats, epochs)
+    bar = (lambda what: f"{board}, {what}") if progress else (lambda what: None)
+    run = in_situ_training(cfg, pats, epochs, bar(f"in situ, batch {cfg.train.batch_size}"))
+    online = in_situ_training(cfg.replace(train={"batch_size": 1}), pats, epochs, bar("in situ, batch 1"))
     if progress:
         progress(f"{board}: in-situ training costed ({epochs} epochs, batch {cfg.train.batch_size} and 1)")
     recall = {"untrained": recall_cost(cfg, run["initial"], pats, trials),
@@ -436,7 +440,8 @@ def markdown(section: dict) -> str:
                                  "more lanes / a sample-parallel relaxation")
                     ceiling = e["dsp_ceiling"]["protocol" if key == "ratio" else "batch1"]
                     if ceiling:
-                        verdict = "beyond this device" if ceiling["ratio"] < target else "within the device's DSPs"
+                        verdict = ("beyond this device" if ceiling["ratio"] < target else "within the device's DSPs") \
+                            + " at this run's steps (fewer as training goes on: --hw-epochs)"
                         notes.append(f"  DSP ceiling ({ceiling['dsp']} multipliers all busy at {e['fmax_mhz']:.1f} MHz, "
                                      f"{ceiling['steps_per_sample']:.1f} steps x {e['synapses']} synapses a sample, "
                                      f"LEARN free): {ceiling['samples_per_s']:,.0f} samples/s = "
