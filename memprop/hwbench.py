@@ -180,10 +180,18 @@ def build_record(board: str, cfg: Config, builds: Path) -> dict:
     out = {"fmax_mhz": record.get("fmax_mhz"), "source": str(path), "built": built,
            "timing_met": record.get("timing_met"), "clock_mhz": record.get("clock_mhz"),
            "dsp_available": dsp.get("available")}
+    built_hw = (record.get("config") or {}).get("hw")
+    this_hw = cfg.hw.model_dump(mode="json")
     if record.get("fingerprint") != cfg.fingerprint or record.get("lanes") != cfg.hw.lanes:
         out.update(fmax_mhz=None, note=f"build record is for another design (fingerprint "
                                        f"{record.get('fingerprint')}, {record.get('lanes')} lanes; this board's "
                                        f"default is {cfg.fingerprint}, {cfg.hw.lanes} lanes): rebuild")
+    elif built_hw is not None and built_hw != this_hw:
+        # the same computation in other hardware (hw is outside the fingerprint): another fmax
+        differ = sorted(key for key in set(built_hw) | set(this_hw) if built_hw.get(key) != this_hw.get(key))
+        out.update(fmax_mhz=None, note="build record is for other hardware of this design (hw "
+                                       + ", ".join(f"{key} {built_hw.get(key)!r}, default {this_hw.get(key)!r}"
+                                                   for key in differ) + "): rebuild")
     return out
 
 

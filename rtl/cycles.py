@@ -70,7 +70,7 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     G = len(skipped)
     hard = plan.cfg.network.activation != "tanh"
     d_b = 2 * plan.batch - 1 + (1 if hard else 2) + CORRELATOR_LATENCY
-    latency, interval = plan.rng_latency, plan.rng_interval
+    latency, interval, units = plan.rng_latency, plan.rng_interval, plan.rng_units
     width = plan.width
     carry = plan.cfg.fixed.rounding == "carry"
     last_accept = -(10**9)
@@ -81,11 +81,12 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
         if k < G:
             if requests[k]:
                 load = t + skipped[k] + 1
-                if interval == 1 and last_accept <= load:      # pipelined: one request per cycle
-                    last_loaded = load + requests[k] - 1
+                issues = -(-requests[k] // units)              # "dual": two lanes' requests a cycle
+                if interval == 1 and last_accept <= load:      # pipelined: one issue per cycle
+                    last_loaded = load + issues - 1
                     last_accept = last_loaded + 1
                 else:
-                    for _ in range(requests[k]):
+                    for _ in range(issues):
                         load = max(load, last_accept)          # the request register is free
                         accept = max(load + 1, last_accept + interval)
                         last_loaded, last_accept = load, accept

@@ -193,13 +193,18 @@ class Learner(wiring.Component):
         sh_min, sh_top = shift_range(f)
         aligned_draws = plan.stochastic and not Quantiser.constant_for(f)
         tag_drop_bits = ceil_log2(sh_top - sh_min + 1) if aligned_draws else 0
+        rngs = []                                  # hw.threefry "dual": two pipelines, two requests a cycle
         if K:
             tag_bits = 2 + tag_lane_bits + tag_call_bits + tag_drop_bits
-            if plan.rng == "pipelined":
-                m.submodules.rng = rng = Threefry2x32Pipeline(tag_bits=tag_bits, static_key=True)
-            else:
-                m.submodules.rng = rng = Threefry2x32(tag_bits=tag_bits)
-            m.d.comb += rng.o.ready.eq(1)
+            for unit in range(plan.rng_units):
+                if plan.rng == "iterative":
+                    rng = Threefry2x32(tag_bits=tag_bits)
+                else:
+                    rng = Threefry2x32Pipeline(tag_bits=tag_bits, static_key=True)
+                m.submodules[f"rng{unit}" if unit else "rng"] = rng
+                m.d.comb += rng.o.ready.eq(1)
+                rngs.append(rng)
+            rng = rngs[0]
         issued = [Signal(range(W * max(K, 1) + 1), name=f"issued{b}") for b in range(3)]
         recv = [Signal(range(W * max(K, 1) + 1), name=f"recv{b}") for b in range(3)]
         rho = [[Signal(wd["rho_bits"], name=f"rho{b}_{lane}") for lane in range(W)] for b in range(3)]
@@ -316,6 +321,24 @@ class Learner(wiring.Component):
             sel_drop = Signal(tag_drop_bits)
             m.d.comb += sel_drop.eq(sh_top - sel_sh)
         can_load = ~req_valid | accept
+        # the second pipeline's request: the next lowest lane with a call left (one call per lane)
+        dual = len(rngs) == 2
+        if dual:
+            req2_valid, req2_s, req2_tag = Signal(), Signal(s_bits), Signal(len(req_tag))
+            accept2 = Signal()
+            a_hot2 = Signal(W)
+            sel2 = Signal(range(max(W, 2)))
+            s_val2 = Signal(s_bits)
+            m.d.comb += [a_hot2.eq(_lowest_bit(remaining & ~a_hot, W)),
+                         sel2.eq(_select(a_hot2, [Const(lane, len(sel2)) for lane in range(W)])),
+                         s_val2.eq(_select(a_hot2, a_s)),
+                         rngs[1].i.valid.eq(req2_valid), accept2.eq(req2_valid & rngs[1].i.ready),
+                         rngs[1].i.payload.as_value()[:128].eq(call_request(self.seed, self.updates, req2_s,
+                                                                             Const(plan.first_call, 5))),
+                         rngs[1].i.payload.tag.eq(req2_tag)]
+            with m.If(accept2):
+                m.d.sync += req2_valid.eq(0)
+            can_load = can_load & (~req2_valid | accept2)
 
         rowN = Signal(s_bits)                      # ra * N
         d_s = []                                   # s of the candidate's lanes: i N + j, for j >= i
@@ -382,13 +405,18 @@ class Learner(wiring.Component):
                                      req_tag.eq(Cat(ga.buf, sel[:tag_lane_bits] if W > 1 else Const(0, 1),
                                                     kk[:tag_call_bits] if K > 1 else Const(0, 1),
                                                     *([sel_drop] if aligned_draws else [])))]
+                        second = a_hot2.any() if dual else Const(0, 1)
+                        if dual:
+                            m.d.sync += [req2_valid.eq(second), req2_s.eq(s_val2),
+                                         req2_tag.eq(Cat(ga.buf, sel2[:tag_lane_bits] if W > 1 else Const(0, 1),
+                                                         Const(0, tag_call_bits)))]
                         for b in range(3):
                             with m.If(ga.buf == b):
-                                m.d.sync += issued[b].eq(issued[b] + 1)
+                                m.d.sync += issued[b].eq(issued[b] + 1 + second)
                         last_call = kk == K - 1
                         with m.If(last_call):
                             rest = Signal(W)
-                            m.d.comb += rest.eq(remaining & ~a_hot)
+                            m.d.comb += rest.eq(remaining & ~a_hot & (~a_hot2 if dual else Const(-1, W)))
                             m.d.sync += [kk.eq(0), remaining.eq(rest), a_hot.eq(_lowest_bit(rest, W))]
                             with m.If(rest == 0):
                                 m.next = "DONE"
@@ -413,16 +441,27 @@ class Learner(wiring.Component):
                     m.d.comb += rho_in.eq(align_draw(f, out.x0, t_drop))
                 else:
                     rho_in = out.x0 >> (32 - wd["rho_bits"])
+            # draws arriving for buffer b this cycle (a buffer's count is reset when stage A latches
+            # into it, never while its draws arrive: the If keeps that reset)
+            arrived = [[r.o.valid & (r.o.payload.tag[:2] == b) for r in rngs] for b in range(3)]
+            for b in range(3):
+                with m.If(Cat(*arrived[b]).any()):
+                    m.d.sync += recv[b].eq(recv[b] + sum(arrived[b]))
             with m.If(rng.o.valid):
-                for b in range(3):
-                    with m.If(t_buf == b):
-                        m.d.sync += recv[b].eq(recv[b] + 1)
                 if plan.stochastic:
                     with m.If(t_call == 0):
                         for b in range(3):
                             for lane in range(W):
                                 with m.If((t_buf == b) & (t_lane == lane)):
                                     m.d.sync += rho[b][lane].eq(rho_in)
+            if dual:                               # rounding draws only: one call per lane
+                out2 = rngs[1].o.payload
+                t_buf2, t_lane2 = out2.tag[:2], out2.tag[2:2 + tag_lane_bits]
+                with m.If(rngs[1].o.valid):
+                    for b in range(3):
+                        for lane in range(W):
+                            with m.If((t_buf2 == b) & (t_lane2 == lane)):
+                                m.d.sync += rho[b][lane].eq(out2.x0 >> (32 - wd["rho_bits"]))
             if noisy:
                 pulse_index = t_call - int(plan.stochastic)
                 m.d.comb += [noise_wr.addr.eq(t_buf * P_max + pulse_index),

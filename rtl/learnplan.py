@@ -18,7 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
-from memprop.model.config import Config
+from memprop.model.config import Config, ConfigError
 from memprop.model.numerics import LR_SHIFT_MAX, Formats
 
 from .schedule import Schedule, ceil_log2, formats
@@ -26,7 +26,8 @@ from .threefry import LATENCY as ITERATIVE_LATENCY
 from .threefry import PIPELINE_LATENCY
 
 #: Threefry units the learner can use: (latency, initiation interval).
-RNG_TIMING = {"pipelined": (PIPELINE_LATENCY, 1), "iterative": (ITERATIVE_LATENCY, ITERATIVE_LATENCY)}
+RNG_TIMING = {"pipelined": (PIPELINE_LATENCY, 1), "dual": (PIPELINE_LATENCY, 1),
+              "iterative": (ITERATIVE_LATENCY, ITERATIVE_LATENCY)}
 
 
 def c2c_thresholds(fmt: Formats) -> list[int]:
@@ -88,6 +89,21 @@ class LearnPlan:
     @property
     def rng_interval(self) -> int:
         return RNG_TIMING[self.rng][1]
+
+    @property
+    def rng_units(self) -> int:
+        """Threefry pipelines: "dual" takes two requests a cycle (two lanes' rounding draws).
+
+        It serves one call per lane, the rounding draw aligned in one way: stochastic rounding,
+        no c2c noise, one learning rate without decay. Anything else is refused here."""
+        if self.rng != "dual":
+            return 1
+        from .learnlane import Quantiser
+
+        if not self.stochastic or self.noisy or not Quantiser.constant_for(self.fmt):
+            raise ConfigError("hw.threefry = 'dual' needs stochastic rounding without c2c noise, per-layer rates "
+                              "or rate decay (one rounding draw per synapse); use 'pipelined'")
+        return 2
 
     @property
     def stochastic(self) -> bool:

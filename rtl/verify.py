@@ -23,6 +23,7 @@ from memprop.model.numerics import Formats
 
 from . import hostmap as hm
 from .driver import EngineDriver
+from .learnplan import LearnPlan
 
 
 class Mismatch(AssertionError):
@@ -89,8 +90,18 @@ def _random_config(r: np.random.Generator, max_n: int, max_lanes: int) -> Config
     if topology == "layered" and r.random() < 0.5:     # per-layer rates and their decay (drawn last)
         train["layer_lr"] = tuple(float(r.choice([0.05, 0.2, 0.5])) for _ in network["layers"][1:])
         train["lr_decay"] = float(r.choice([1.0, 0.5, 0.25]))
-    return Config.for_algorithm("eqprop", network=network, train=train, numerics="fixed", fixed=fixed_,
-                                device=device, hw={"lanes": lanes})
+    cfg = Config.for_algorithm("eqprop", network=network, train=train, numerics="fixed", fixed=fixed_,
+                               device=device, hw={"lanes": lanes})
+    # two Threefry pipelines where they can serve (drawn after everything else: the configs of
+    # earlier campaigns stay as they were, only their Threefry changes)
+    if r.random() < 0.5:
+        dual = cfg.replace(hw={"threefry": "dual"})
+        try:
+            LearnPlan(dual).rng_units
+            return dual
+        except ConfigError:
+            pass
+    return cfg
 
 
 def make_case(cfg: Config, seed: int) -> Case:

@@ -143,6 +143,17 @@ def test_projection_uses_the_recorded_fmax_of_the_same_design(tmp_path):
     # a record of another design is not used
     record.write_text(json.dumps({"fmax_mhz": 20.0, "fingerprint": "0" * 16, "lanes": cfg.hw.lanes}))
     assert hwbench.build_record("icebreaker", cfg, tmp_path)["fmax_mhz"] is None
+    # nor one of the same computation in other hardware (hw is not in the fingerprint)
+    other = json.loads(cfg.to_json())
+    other["hw"]["threefry"] = "pipelined"
+    record.write_text(json.dumps({"fmax_mhz": 20.0, "fingerprint": cfg.fingerprint, "lanes": cfg.hw.lanes,
+                                  "config": other}))
+    got = hwbench.build_record("icebreaker", cfg, tmp_path)
+    assert got["fmax_mhz"] is None and "threefry 'pipelined', default 'iterative'" in got["note"]
+    other["hw"]["threefry"] = cfg.hw.threefry
+    record.write_text(json.dumps({"fmax_mhz": 20.0, "fingerprint": cfg.fingerprint, "lanes": cfg.hw.lanes,
+                                  "config": other}))
+    assert hwbench.build_record("icebreaker", cfg, tmp_path)["fmax_mhz"] == 20.0
 
 
 def test_float_rates_time_warm_runs_only(monkeypatch):

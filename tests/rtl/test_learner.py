@@ -316,3 +316,29 @@ def test_learn_unit_carries_as_the_model(sections):
     result = check_learn(cfg, 6, case, decay_steps=1 if cfg.train.lr_decay < 1 else 0)
     assert result["pulses"] > 0
     assert np.count_nonzero(result["after"].carry_w != before) > upper.sum() // 2
+
+
+@pytest.mark.parametrize("sections", [
+    {"hw": {"lanes": 4, "threefry": "dual"}},
+    {"hw": {"lanes": 5, "learn_lanes": 3, "threefry": "dual"}, "network": {"n": 10}},
+    {"network": {"n": 10, "topology": "layered", "layers": (3, 4, 3)}, "hw": {"lanes": 4, "threefry": "dual"}},
+])
+def test_dual_threefry_is_bit_exact_and_faster(sections):
+    """Two Threefry pipelines take two lanes' rounding draws a cycle: the same codes (a draw is a
+    function of its synapse, not of the unit that makes it), and fewer LEARN cycles than one."""
+    cfg = small(**sections)
+    dual = check_learn(cfg, 3)
+    one = check_learn(cfg.replace(hw={"threefry": "pipelined"}), 3)
+    assert dual["cycles"] < one["cycles"]
+
+
+@pytest.mark.parametrize("sections, why", [
+    ({"fixed": {"rounding": "nearest"}}, "stochastic rounding"),
+    ({"device": {"preset": "ideal", "levels": 64, "c2c": 0.2}}, "c2c noise"),
+])
+def test_dual_threefry_refuses_what_it_cannot_serve(sections, why):
+    from memprop.model.config import ConfigError
+
+    cfg = small(hw={"lanes": 4, "threefry": "dual"}, **sections)
+    with pytest.raises(ConfigError, match="threefry = 'dual' needs stochastic rounding without c2c noise"):
+        LearnPlan(cfg).rng_units
