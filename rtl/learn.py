@@ -323,10 +323,10 @@ class Learner(wiring.Component):
         can_load = ~req_valid | accept
         # the second pipeline's request: the next lowest lane with a call left (one call per lane)
         dual = len(rngs) == 2
+        a_hot2 = Signal(W) if dual else Const(0, W)
         if dual:
             req2_valid, req2_s, req2_tag = Signal(), Signal(s_bits), Signal(len(req_tag))
             accept2 = Signal()
-            a_hot2 = Signal(W)
             sel2 = Signal(range(max(W, 2)))
             s_val2 = Signal(s_bits)
             m.d.comb += [a_hot2.eq(_lowest_bit(remaining & ~a_hot, W)),
@@ -405,7 +405,7 @@ class Learner(wiring.Component):
                                      req_tag.eq(Cat(ga.buf, sel[:tag_lane_bits] if W > 1 else Const(0, 1),
                                                     kk[:tag_call_bits] if K > 1 else Const(0, 1),
                                                     *([sel_drop] if aligned_draws else [])))]
-                        second = a_hot2.any() if dual else Const(0, 1)
+                        second = a_hot2.any()
                         if dual:
                             m.d.sync += [req2_valid.eq(second), req2_s.eq(s_val2),
                                          req2_tag.eq(Cat(ga.buf, sel2[:tag_lane_bits] if W > 1 else Const(0, 1),
@@ -416,7 +416,7 @@ class Learner(wiring.Component):
                         last_call = kk == K - 1
                         with m.If(last_call):
                             rest = Signal(W)
-                            m.d.comb += rest.eq(remaining & ~a_hot & (~a_hot2 if dual else Const(-1, W)))
+                            m.d.comb += rest.eq(remaining & ~a_hot & ~a_hot2)
                             m.d.sync += [kk.eq(0), remaining.eq(rest), a_hot.eq(_lowest_bit(rest, W))]
                             with m.If(rest == 0):
                                 m.next = "DONE"
@@ -447,21 +447,18 @@ class Learner(wiring.Component):
             for b in range(3):
                 with m.If(Cat(*arrived[b]).any()):
                     m.d.sync += recv[b].eq(recv[b] + sum(arrived[b]))
-            with m.If(rng.o.valid):
-                if plan.stochastic:
-                    with m.If(t_call == 0):
-                        for b in range(3):
-                            for lane in range(W):
-                                with m.If((t_buf == b) & (t_lane == lane)):
-                                    m.d.sync += rho[b][lane].eq(rho_in)
-            if dual:                               # rounding draws only: one call per lane
+            # rounding draws into their (buffer, lane); the second pipeline carries rounding calls only
+            writes = [(rng.o.valid & (t_call == 0), t_buf, t_lane, rho_in)] if plan.stochastic else []
+            if dual:
                 out2 = rngs[1].o.payload
-                t_buf2, t_lane2 = out2.tag[:2], out2.tag[2:2 + tag_lane_bits]
-                with m.If(rngs[1].o.valid):
+                writes.append((rngs[1].o.valid, out2.tag[:2], out2.tag[2:2 + tag_lane_bits],
+                               out2.x0 >> (32 - wd["rho_bits"])))
+            for valid, buf, lane_tag, value in writes:
+                with m.If(valid):
                     for b in range(3):
                         for lane in range(W):
-                            with m.If((t_buf2 == b) & (t_lane2 == lane)):
-                                m.d.sync += rho[b][lane].eq(out2.x0 >> (32 - wd["rho_bits"]))
+                            with m.If((buf == b) & (lane_tag == lane)):
+                                m.d.sync += rho[b][lane].eq(value)
             if noisy:
                 pulse_index = t_call - int(plan.stochastic)
                 m.d.comb += [noise_wr.addr.eq(t_buf * P_max + pulse_index),
