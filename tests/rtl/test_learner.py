@@ -332,11 +332,10 @@ def test_dual_threefry_is_bit_exact_and_faster(sections):
     assert dual["cycles"] < one["cycles"]
 
 
-@pytest.mark.parametrize("sections, why", [
-    ({"fixed": {"rounding": "nearest"}}, "stochastic rounding"),
-    ({"device": {"preset": "ideal", "levels": 64, "c2c": 0.2}}, "c2c noise"),
-])
-def test_dual_threefry_refuses_what_it_cannot_serve(sections, why):
+@pytest.mark.parametrize("sections", [{"fixed": {"rounding": "nearest"}},
+                                      {"device": {"preset": "ideal", "levels": 64, "c2c": 0.2}}],
+                         ids=["nearest rounding", "c2c noise"])
+def test_dual_threefry_refuses_what_it_cannot_serve(sections):
     from memprop.model.config import ConfigError
 
     cfg = small(hw={"lanes": 4, "threefry": "dual"}, **sections)
