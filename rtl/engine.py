@@ -315,9 +315,24 @@ class Engine(wiring.Component):
         with m.If(host_write & (region == hm.TARGET)):
             m.d.comb += [tgt_wr.en.eq(1), tgt_wr.addr.eq(offset[:nb]), tgt_wr.data.eq(bus.wdata)]
         lane_sel = offset[:lay.lane_bits] if lay.lane_bits else Const(0, 1)
-        with m.If(host_write & (region == hm.CODES)):
-            m.d.comb += [self._code_word.eq(offset[lay.lane_bits:]), codes.port.w_data.eq(Cat(*[bus.wdata[:E]] * P)),
-                         codes.port.w_en.eq(1 << lane_sel), self._code_bank.eq(self._write_bank)]
+        code_write, code_word = host_write & (region == hm.CODES), offset[lay.lane_bits:]
+        code_mask, code_data, code_bank = 1 << lane_sel, bus.wdata[:E], self._write_bank
+        self._host_code_read = None
+        if P >= WIDE_CODE_LANES:
+            # a host access to the code memory is decoded, then registered, then applied: the bus
+            # address's decode reaching every code block RAM's address and enables was the ULX3S
+            # design's largest group of long paths (a write lands, a read answers, one cycle later)
+            h_we, h_re = Signal(name="host_code_we"), Signal(name="host_code_re")
+            h_word, h_mask = Signal.like(self._code_word, name="host_code_word"), Signal(P, name="host_code_mask")
+            h_data, h_bank = Signal(E, name="host_code_data"), Signal(name="host_code_bank")
+            h_lane = Signal(max(lay.lane_bits, 1), name="host_code_lane")
+            m.d.sync += [h_we.eq(code_write), h_re.eq(bus.re & ~busy & (region == hm.CODES)), h_word.eq(code_word),
+                         h_mask.eq(code_mask), h_data.eq(code_data), h_bank.eq(code_bank), h_lane.eq(lane_sel)]
+            code_write, code_word, code_mask, code_data, code_bank = h_we, h_word, h_mask, h_data, h_bank
+            self._host_code_read = (h_re, h_word, h_lane)
+        with m.If(code_write):
+            m.d.comb += [self._code_word.eq(code_word), codes.port.w_data.eq(Cat(*[code_data] * P)),
+                         codes.port.w_en.eq(code_mask), self._code_bank.eq(code_bank)]
         with m.If(host_write & (region == hm.BIAS)):
             m.d.comb += [bias_wr.en.eq(1), bias_wr.addr.eq(offset[:nb]), bias_wr.data.eq(bus.wdata),
                          mems["bias_bank"][1].eq(self._write_bank)]
@@ -329,13 +344,15 @@ class Engine(wiring.Component):
         self._host_weight = (host_write & ((region == hm.CODES) | (region == hm.BIAS)), region == hm.BIAS, offset)
 
         # reads: answer two cycles after the request (synchronous memory read + register); an entry
-        # of a code word of WIDE_CODE_LANES lanes or more three cycles after
-        wide_codes = P >= WIDE_CODE_LANES
+        # of a code word of WIDE_CODE_LANES lanes or more four cycles after (the registered request,
+        # the read, the registered word, the entry's select)
         rd_region, rd_offset, rd_pending = Signal(4), Signal(hm.REGION_SHIFT), Signal()
         m.d.sync += [rd_pending.eq(bus.re), rd_region.eq(region), rd_offset.eq(offset)]
+        wide_codes = self._host_code_read is not None
         with m.If(bus.re & ~busy):
-            m.d.comb += [state.rd_unit.eq(offset[:nb]), fp_b.addr.eq(offset),
-                         self._code_word.eq(offset[lay.lane_bits:])]
+            m.d.comb += [state.rd_unit.eq(offset[:nb]), fp_b.addr.eq(offset)]
+            if not wide_codes:
+                m.d.comb += self._code_word.eq(offset[lay.lane_bits:])
             with m.If(region == hm.BIAS):
                 m.d.comb += bias_rd.addr.eq(offset[:nb])
             with m.If(region == hm.INPUT):
@@ -380,9 +397,13 @@ class Engine(wiring.Component):
         if wide_codes:
             # a wide code word is registered whole before its entry is selected: from block RAMs
             # across the die, the route and a P-way select in one cycle were the ULX3S's longest path
-            word_q, lane_q, code_pending = Signal(P * E), Signal(max(lay.lane_bits, 1)), Signal()
-            m.d.sync += [word_q.eq(codes.port.r_data), lane_q.eq(rd_offset[:lay.lane_bits]),
-                         code_pending.eq(rd_pending & (rd_region == hm.CODES))]
+            h_re, h_word, h_lane = self._host_code_read
+            with m.If(h_re):
+                m.d.comb += self._code_word.eq(h_word)
+            read_lane, read_pending = Signal.like(h_lane), Signal()
+            word_q, lane_q, code_pending = Signal(P * E), Signal.like(h_lane), Signal()
+            m.d.sync += [read_lane.eq(h_lane), read_pending.eq(h_re),
+                         word_q.eq(codes.port.r_data), lane_q.eq(read_lane), code_pending.eq(read_pending)]
             with m.If(code_pending):
                 m.d.comb += rdata.eq(word_q.word_select(lane_q, E))
             m.d.sync += bus.rvalid.eq((rd_pending & (rd_region != hm.CODES)) | code_pending)

@@ -341,10 +341,12 @@ class Learner(wiring.Component):
             can_load = can_load & (~req2_valid | accept2)
 
         rowN = Signal(s_bits)                      # ra * N
+        rowN1 = Signal(s_bits)                     # (ra + 1) * N, a register beside rowN: a lane past a
+                                                   # row end selects it, one adder behind the select
         d_s = []                                   # s of the candidate's lanes: i N + j, for j >= i
         for lane in range(W if K else 0):
             s_lane = Signal(s_bits, name=f"d_s{lane}")
-            m.d.comb += s_lane.eq(rowN + Mux(d_rsel[lane], N, 0) + d_col[lane])
+            m.d.comb += s_lane.eq(Mux(d_rsel[lane], rowN1, rowN) + d_col[lane])
             if first_row:                          # a clamped (input) column j < i: s = j N + i
                 with m.If(~(d_above[lane] | d_on_diag[lane])):
                     m.d.comb += s_lane.eq(mul_const(d_col[lane], N, s_bits) + d_row[lane])
@@ -378,7 +380,8 @@ class Learner(wiring.Component):
                     with m.Else():
                         # advance past the candidate (skipped or latched)
                         m.d.sync += [cand_part.eq(Mux(last_part, 0, cand_part + 1)), cand_word.eq(next_word),
-                                     ra.eq(ra + d_ends), rowN.eq(rowN + Mux(d_ends, N, 0))]
+                                     ra.eq(ra + d_ends), rowN.eq(Mux(d_ends, rowN1, rowN)),
+                                     rowN1.eq(Mux(d_ends, rowN1 + N, rowN1))]
                         with m.If(last_part & (next_word == D)):
                             m.d.sync += [in_bias.eq(1), bias_next.eq(first_row)]
                         # the candidate's fields are taken whether or not it is latched (a skipped
@@ -721,6 +724,7 @@ class Learner(wiring.Component):
                 m.d.comb += self.active.eq(0)
                 with m.If(self.start):
                     m.d.sync += [cand_word.eq(0), cand_part.eq(0), ra.eq(first_row), rowN.eq(first_row * N),
+                                 rowN1.eq((first_row + 1) * N),
                                  in_bias.eq(0), exhausted.eq(0), bias_next.eq(first_row), ga.valid.eq(0),
                                  gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0)]
                     m.next = "INIT"

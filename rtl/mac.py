@@ -73,6 +73,12 @@ class MacArray(wiring.Component):
         a_r = [Signal(signed(len(self.a[i])), name=f"a{i}", reset_less=True) for i in range(P)]
         for i in range(P):
             m.d.sync += a_r[i].eq(Mux(self.entry[i], self.a[i], 0))
+        # the head mask's prefix OR, in two halves: within groups of four lanes and over the groups
+        # (one 32-lane prefix chain after last1 was a nine-LUT path on the ULX3S)
+        group = 4
+        first_in_group = [~last[i - i % group:i].any() if i % group else Const(1, 1) for i in range(P)]
+        pre = delay("pre1", Cat(*first_in_group))
+        groups = delay("groups1", Cat(*[last[g:g + group].any() for g in range(0, P, group)]))
         valid, last = delay("valid1", valid), delay("last1", last)
         # 2: products
         prod = [Signal(signed(self.p_bits), name=f"prod{i}", reset_less=True) for i in range(P)]
@@ -80,8 +86,10 @@ class MacArray(wiring.Component):
             m.d.sync += prod[i].eq(w_r[i] * a_r[i])
         # which lanes are the head (up to and including the row end), registered beside the products:
         # the prefix OR of the row ends over P lanes is a chain of its own, kept off the adders'
-        # path (at P = 32 the two together were the ULX3S design's longest path, 48 MHz)
-        in_head = delay("in_head2", Cat(*[~last[:i].any() if i else Const(1, 1) for i in range(P)]))
+        # path (at P = 32 the two together were the ULX3S design's longest path, 48 MHz); its
+        # halves were registered with the operands
+        in_head = delay("in_head2", Cat(*[pre[i] & (~groups[:i // group].any() if i >= group else Const(1, 1))
+                                          for i in range(P)]))
         valid, last = delay("valid2", valid), delay("last2", last)
         # 3...: head (lanes up to and including the row end) and tail (the next row's start)
         head, tail = [], []
