@@ -6,8 +6,8 @@ Jacobi half `cur`, and sequences the datapath:
 - a relaxation step: `step_start` (clears the MAC's running sum and the step's row count
   and max|dv|), D cycles of issue (`restart` then `advance` on the stream), drain until
   every free row is written back, then STEP_END (flip `cur`, convergence and step limit);
-- STORE: per unit, read state[cur][i] (COPY) and write it to fixed point (set, slot, i)
-  (STORE_WRITE): 2 cycles per unit;
+- STORE: read state[cur][0] (COPY), then per unit write fixed point (set, slot, i) while
+  reading unit i + 1 (STORE_WRITE, `write_item` one behind `item`): N + 1 cycles;
 - RESTORE: per unit, read the fixed point (COPY), write it to both state halves
   (RESTORE_HALF0/1): 3 cycles per unit;
 - LEARN: start the learning unit and wait for its `done`;
@@ -60,7 +60,7 @@ class Controller(wiring.Component):
             # STORE / RESTORE
             "store_read": Out(1), "store_write": Out(1),
             "restore_read": Out(1), "restore_write": Out(1), "restore_half": Out(1),
-            "item": Out(n_bits), "set": Out(2), "slot": Out(slot_bits),
+            "item": Out(n_bits), "write_item": Out(n_bits), "set": Out(2), "slot": Out(slot_bits),
             # LEARN
             "learn_start": Out(1), "learn_done": In(1),
             # weights on a board (engine version 2): CHECKSUM, BEGIN_LOAD, COMMIT
@@ -75,7 +75,8 @@ class Controller(wiring.Component):
         op = Signal(4)
         busy, converged, error = self.busy, self.converged, self.error
         item = Signal(self.n_bits + 1)
-        m.d.comb += self.item.eq(item[:self.n_bits])
+        w_item = Signal(self.n_bits)                # STORE: the unit written, one behind the unit read
+        m.d.comb += [self.item.eq(item[:self.n_bits]), self.write_item.eq(w_item)]
         with m.If(busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(self.fault):
@@ -168,13 +169,20 @@ class Controller(wiring.Component):
                 # STORE: state[cur][i] -> fp[set][slot][i]; RESTORE: fp -> state, both halves
                 with m.If(op == hm.OP_STORE):
                     m.d.comb += self.store_read.eq(1)
+                    m.d.sync += [w_item.eq(item), item.eq(item + 1)]
                     m.next = "STORE_WRITE"
                 with m.Else():
                     m.d.comb += self.restore_read.eq(1)
                     m.next = "RESTORE_HALF0"
             with m.State("STORE_WRITE"):
+                # a unit a cycle: write the unit read last cycle, read the next one
                 m.d.comb += self.store_write.eq(1)
-                self._next_item(m, item)
+                with m.If(w_item == self.n - 1):
+                    m.d.sync += busy.eq(0)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += self.store_read.eq(1)
+                    m.d.sync += [w_item.eq(item), item.eq(item + 1)]
             with m.State("RESTORE_HALF0"):
                 m.d.comb += [self.restore_write.eq(1), self.restore_half.eq(0)]
                 m.next = "RESTORE_HALF1"
@@ -190,7 +198,7 @@ class Controller(wiring.Component):
                 with m.If(self.checksum_done):
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
-        formal.hook(self, m, fsm=fsm, op=op, item=item, block=block, rows_done=rows_done, delta_max=delta_max,
+        formal.hook(self, m, fsm=fsm, op=op, item=item, w_item=w_item, block=block, rows_done=rows_done, delta_max=delta_max,
                     first=first, fields_ok=fields_ok)
         return m
 

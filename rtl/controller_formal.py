@@ -138,7 +138,7 @@ class ControllerProof(Elaboratable):
             modelled_end = ended & (op != hm.OP_LEARN)
             props.check(m, "controller.command_cycles", ~modelled_end | (ctrl.cycles == expected),
                         "RELAX, STEP, STORE, RESTORE and a refused command end (busy falls) after exactly the "
-                        "cycles of the cycle model (rtl/cycles.py: 1 + k (D + L), 1 + 2N, 1 + 3N, 1)")
+                        "cycles of the cycle model (rtl/cycles.py: 1 + k (D + L), 2 + N, 1 + 3N, 1)")
             bound = Signal(32, name="mon_bound")
             with m.Switch(op):
                 with m.Case(hm.OP_RELAX):
@@ -159,8 +159,10 @@ class ControllerProof(Elaboratable):
                            & (ctrl.steps <= max_steps)),
                         "a relaxation stops when max|dv| <= tol_lsb (converged) or after max_steps steps (STEP: one)")
             selected = ctrl.store_read | ctrl.store_write | ctrl.restore_read | ctrl.restore_write
+            reads = ctrl.store_read | ctrl.restore_read | ctrl.restore_write
             props.check(m, "controller.addresses_in_range",
-                        (~selected | ((ctrl.item < N) & (ctrl.set <= hm.SET_FREE) & (ctrl.slot < lay.batch)))
+                        (~selected | ((ctrl.set <= hm.SET_FREE) & (ctrl.slot < lay.batch)))
+                        & (~reads | (ctrl.item < N)) & (~ctrl.store_write | (ctrl.write_item < N))
                         & (~(ctrl.advance | ctrl.restart) | (i.block < D)),
                         "STORE / RESTORE address only units below N, the three fixed-point sets and the batch's "
                         "slots (nothing outside the fixed-point memory, no slot aliased); a step issues only "
@@ -185,9 +187,11 @@ class ControllerProof(Elaboratable):
             lemma("state", known & (busy == ~st["IDLE"])
                   & (~st["DISPATCH"] | (ctrl.cycles == 0))
                   & (~(st["COPY"] | st["STORE_WRITE"] | st["RESTORE_HALF0"] | st["RESTORE_HALF1"])
-                     | ((i.item < N) & i.fields_ok & (ctrl.set <= hm.SET_FREE) & (ctrl.slot < lay.batch)))
-                  & (~(st["COPY"] & (op == hm.OP_STORE)) | (ctrl.cycles == 1 + 2 * i.item))
-                  & (~st["STORE_WRITE"] | ((op == hm.OP_STORE) & (ctrl.cycles == 2 + 2 * i.item)))
+                     | (((i.item < N) | st["STORE_WRITE"]) & i.fields_ok & (ctrl.set <= hm.SET_FREE)
+                        & (ctrl.slot < lay.batch)))
+                  & (~(st["COPY"] & (op == hm.OP_STORE)) | ((ctrl.cycles == 1) & (i.item == 0)))
+                  & (~st["STORE_WRITE"] | ((op == hm.OP_STORE) & (ctrl.cycles == 2 + i.w_item)
+                                           & (i.item == i.w_item + 1) & (i.w_item < N)))
                   & (~(st["COPY"] & (op != hm.OP_STORE)) | ((op == hm.OP_RESTORE) & (ctrl.cycles == 1 + 3 * i.item)))
                   & (~st["RESTORE_HALF0"] | ((op == hm.OP_RESTORE) & (ctrl.cycles == 2 + 3 * i.item)))
                   & (~st["RESTORE_HALF1"] | ((op == hm.OP_RESTORE) & (ctrl.cycles == 3 + 3 * i.item)))

@@ -419,8 +419,9 @@ class Engine(wiring.Component):
         where = Cat(ctrl.item, ctrl.slot, ctrl.set)
         with m.If(ctrl.store_read):
             m.d.comb += [state.rd_unit.eq(ctrl.item), state.rd_half.eq(ctrl.cur)]
-        with m.If(ctrl.store_write):
-            m.d.comb += [fp_wr.en.eq(1), fp_wr.addr.eq(where), fp_wr.data.eq(state.rd_data)]
+        with m.If(ctrl.store_write):               # the unit read in the cycle before
+            m.d.comb += [fp_wr.en.eq(1), fp_wr.addr.eq(Cat(ctrl.write_item, ctrl.slot, ctrl.set)),
+                         fp_wr.data.eq(state.rd_data)]
         with m.If(ctrl.restore_read):
             m.d.comb += fp_b.addr.eq(where)
         held = Signal(signed(f.state_bits))
@@ -466,7 +467,7 @@ class Engine(wiring.Component):
                      learner.codes.r_data.eq(codes.port.r_data), learner.bias.r_data.eq(bias_rd.data),
                      learner.fp_a.data.eq(fp_a.data), learner.fp_b.data.eq(fp_b.data),
                      learner.stored.valid.eq(ctrl.store_write), learner.stored.set.eq(ctrl.set),
-                     learner.stored.slot.eq(ctrl.slot), learner.stored.unit.eq(ctrl.item),
+                     learner.stored.slot.eq(ctrl.slot), learner.stored.unit.eq(ctrl.write_item),
                      learner.stored.value.eq(state.rd_data)]
         if self._decay is not None:
             m.d.comb += learner.decay.eq(self._decay)

@@ -13,6 +13,7 @@ from memprop.model.numerics import Formats
 from memprop.rtl import hostmap as hm
 from memprop.rtl.codemem import CodeMemory, spram_fits, spram_layout
 from memprop.rtl.controller import Controller
+from memprop.rtl.cycles import store_cycles
 from memprop.rtl.schedule import Schedule
 from memprop.rtl.spram import SPRAM
 from memprop.rtl.statemem import StateMemory
@@ -205,7 +206,8 @@ def test_state_memory_writes_state_now_and_activations_a_cycle_later(activation)
 
 def test_controller_sequences_a_step_and_a_store():
     """STEP: D issue cycles (restart, then advance), drain until every row is written back;
-    STORE: 2 cycles per unit; cycle counter as the cycle model says."""
+    STORE: a unit a cycle, each unit written the cycle after it is read; cycle counter as the
+    cycle model says."""
     n, rows, words = 5, 5, 4
     dut = Controller(n=n, n_rows=rows, words=words, v_bits=10, n_bits=3, slot_bits=1, tol=0, max_steps=10)
 
@@ -234,13 +236,17 @@ def test_controller_sequences_a_step_and_a_store():
         ctx.set(dut.command_valid, 1)
         await ctx.tick()
         ctx.set(dut.command_valid, 0)
-        stored = []
+        stored, read, last_read = [], [], None
         while ctx.get(dut.busy):
             if ctx.get(dut.store_write):
-                stored.append((ctx.get(dut.item), ctx.get(dut.set), ctx.get(dut.slot)))
+                stored.append((ctx.get(dut.write_item), ctx.get(dut.set), ctx.get(dut.slot)))
+                assert ctx.get(dut.write_item) == last_read        # the unit read the cycle before
+            last_read = ctx.get(dut.item) if ctx.get(dut.store_read) else None
+            if last_read is not None:
+                read.append(last_read)
             await ctx.tick()
-        assert stored == [(i, hm.SET_HI, 1) for i in range(n)]
-        assert ctx.get(dut.cycles) == 1 + 2 * n
+        assert stored == [(i, hm.SET_HI, 1) for i in range(n)] and read == list(range(n))
+        assert ctx.get(dut.cycles) == store_cycles(n) == n + 2          # was 2 n + 1 (read, write, read...)
         ctx.set(dut.command, {"op": 9, "sign": 0, "set": 0, "slot": 0})   # unknown opcode
         ctx.set(dut.command_valid, 1)
         await ctx.tick()
