@@ -21,8 +21,8 @@ board PLL makes it from the oscillator; see `BOARDS` and docs/hostlink.md):
   0.9958 at p = 0.1 (seeds 0-2: 0.9959, 0.9949, 0.9966; stochastic rounding 0.9964).
 - `ulx3s` (ECP5 LFE5U-85F: 84k LUTs, 208 DP16KD, 156 multipliers, 25 MHz): N = 100 dense on
   linear-256 pairs, P = 32 lanes, 16 learning lanes, two Threefry pipelines (LEARN at minibatch 1
-  waits for the draws: 6680 -> 4367 cycles), minibatch 8, on a 55 MHz core clock (fmax 68.22 and
-  62.79 MHz with nextpnr seeds 1 and 2; README, "Hardware"). With
+  waits for the draws: 6680 -> 4367 cycles), minibatch 8, on a 55 MHz core clock (fmax 65.35 and
+  64.15 MHz with nextpnr seeds 1 and 2; README, "Hardware"). With
   32 learning lanes it took 186 DP16KD and did not route; 16 learning lanes (two per fixed-point
   block RAM) cost 1 % more cycles per training sample (the pulse rounds, not the lanes, set a
   LEARN's length) and route in 20 minutes.
@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memprop.model.config import Config, ConfigError
+
+from .depth import logic_depth
 
 NAME = "memprop"
 #: Default line rate: an exact divisor of both boards' clocks (12 and 25 cycles per bit).
@@ -198,10 +200,12 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     clock = top.frequency / 1e6
     report = parse_report(board.family, out / f"{NAME}_report.json", out / f"{NAME}.rpt", clock)
     fmax = report["fmax_mhz"]
+    depth = logic_depth(out / f"{NAME}.json", NAME)
     result = {
         "board": board.name, "device": platform.device, "package": platform.package,
         "clock_mhz": clock, "oscillator_mhz": platform.default_clk_frequency / 1e6, "fmax_mhz": fmax, "timing_met": fmax is not None and fmax >= clock,
         "clocks_mhz": report["clocks_mhz"], "utilisation": report["utilisation"], "synthesis": report["synthesis"],
+        "logic_depth": depth,
         "baud": baud, "bitstream": str(bitstream), "wall_s": round(wall, 1),
         "fingerprint": cfg.fingerprint, "config": json.loads(cfg.to_json()),
         "lanes": cfg.hw.lanes, "n": cfg.network.n,

@@ -544,6 +544,10 @@ def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file, tas
                f"fingerprint {report['fingerprint']}")
     click.echo(f"  {util}; fmax {report['fmax_mhz']} MHz at a {report['clock_mhz']} MHz PLL clock; "
                f"{report['wall_s']} s; report {out}/build.json")
+    depth = report["logic_depth"]
+    click.echo(f"  logic depth: {depth['max_levels']} LUT levels at most, {depth['endpoints_deep']} endpoints at "
+               f"{depth['deep']} or more" + "".join(f"\n    {d['levels']} levels, {d['endpoints']} endpoints: "
+                                                   f"{d['from']} -> {d['to']}" for d in depth["deepest"][:5]))
     if not report["timing_met"]:
         raise click.ClickException(f"timing not met: fmax {report['fmax_mhz']} MHz is below the "
                                    f"{report['clock_mhz']} MHz clock (the bitstream was written but may not work)")

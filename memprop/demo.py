@@ -182,8 +182,12 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         report["image"] = str(paths["image"])
         util = ", ".join(f"{k} {u['used']}/{u['available']}" for k, u in build_report["utilisation"].items()
                          if u.get("available"))
+        depth = build_report["logic_depth"]
+        report["bitstream"]["logic_depth"] = {k: depth[k] for k in ("max_levels", "deep", "endpoints_deep")}
         click.echo(f"{build_report['bitstream']}: {util}; fmax {build_report['fmax_mhz']} MHz "
                    f"(clock {build_report['clock_mhz']} MHz); image {paths['image']}")
+        click.echo(f"logic depth: {depth['max_levels']} LUT levels at most, {depth['endpoints_deep']} endpoints at "
+                   f"{depth['deep']} or more (build.json: the deepest register pairs)")
         if measured and build_report["fmax_mhz"]:
             report["projection"] = hwbench.demo_projection(report["engine_cycles"], build_report["fmax_mhz"])
             click.echo(report["projection"]["line"])

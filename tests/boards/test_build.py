@@ -115,6 +115,9 @@ def test_icebreaker_build_smoke(tmp_path):
     assert 0 < util["logic_cells"]["used"] < util["logic_cells"]["available"]
     assert util["lut"]["used"] > 0 and util["ff"]["used"] > 0 and util["bram"]["used"] > 0
     assert report["fingerprint"] == TINY.fingerprint
+    depth = report["logic_depth"]                  # LUT levels over the iCE40 netlist nextpnr read
+    assert sum(depth["histogram"].values()) > 100 and 2 <= depth["max_levels"] < 40
+    assert "logic depth:" in result.output
 
 
 def test_led_stretch_holds_at_least_its_time_and_ends():
