@@ -7,9 +7,10 @@ change can be judged on all of them and not only on the one route the placer hap
 longest. Routing is not counted: on the ECP5 a long route costs as much as several LUTs, so the
 depth says where logic is deep, not where a build will fail.
 
-A level is one LUT (an ECP5 LUT4 with its slice multiplexers PFUMX / L6MUX21, an iCE40 SB_LUT4)
-or the logic input of a carry cell; a carry chain itself, a distributed-RAM read and every other
-cell (flip-flops, block RAMs, DSPs, I/O, PLLs) start and end paths.
+A level is one LUT (an ECP5 LUT4 with its slice multiplexers PFUMX / L6MUX21, an iCE40 SB_LUT4,
+which also computes its SB_CARRY's sum), an ECP5 carry cell's logic input or a distributed-RAM
+read; a carry chain itself adds none. Every other cell (flip-flops, block RAMs, DSPs, I/O, PLLs)
+starts and ends paths, and so does a distributed RAM's write port.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def logic_depth(netlist: str | Path | dict, top: str = "memprop", deep: int = 6,
     try:
         module = data["modules"][top]
     except KeyError:
-        raise ValueError(f"netlist has no module {top!r} (modules: {', '.join(sorted(data.get('modules', {})))})") from None
+        known = ", ".join(sorted(data.get("modules", {})))
+        raise ValueError(f"netlist has no module {top!r} (modules: {known})") from None
     cells = module["cells"]
     driver: dict[int, tuple[str, str]] = {}
     for name, cell in cells.items():
@@ -117,13 +119,11 @@ def logic_depth(netlist: str | Path | dict, top: str = "memprop", deep: int = 6,
     pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
     for name, cell in cells.items():
         kind = cell["type"]
-        if kind in COMBINATIONAL and kind != "TRELLIS_DPR16X4":
-            continue
         for port, bits in cell["connections"].items():
             if cell["port_directions"].get(port) != "input" or port in CLOCK_PORTS:
                 continue
-            if kind == "TRELLIS_DPR16X4" and _weight(kind, port) is not None:
-                continue                            # a read address: inside a path, not its end
+            if kind in COMBINATIONAL and _weight(kind, port) is not None:
+                continue                            # inside a path, not its end
             for bit in bits:
                 levels, origin = depth(bit)
                 histogram[levels] += 1

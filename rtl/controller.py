@@ -198,8 +198,8 @@ class Controller(wiring.Component):
                 with m.If(self.checksum_done):
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
-        formal.hook(self, m, fsm=fsm, op=op, item=item, w_item=w_item, block=block, rows_done=rows_done, delta_max=delta_max,
-                    first=first, fields_ok=fields_ok)
+        formal.hook(self, m, fsm=fsm, op=op, item=item, w_item=w_item, block=block, rows_done=rows_done,
+                    delta_max=delta_max, first=first, fields_ok=fields_ok)
         return m
 
     def _next_item(self, m: Module, item) -> None:
