@@ -196,16 +196,21 @@ def build_record(board: str, cfg: Config, builds: Path) -> dict:
 
 
 def dsp_ceiling(fmax_mhz: float | None, dsp_available: int | None, synapses: int, steps: int, samples: int,
-                float_rate: float) -> dict | None:
+                float_rate: float, learn_cycles: int = 0) -> dict | None:
     """What no engine on this device could beat at this fmax: every multiplier busy every cycle
     on the relaxation alone (one multiply per synapse per step, LEARN and pipeline latency free).
 
-    It tells a target the device cannot reach from one a better design could."""
+    It tells a target the device cannot reach from one a better design could. With this design's
+    LEARN and STORE cycles added (`learn_cycles`, the run's total) it tells whether a faster
+    relaxation alone would do, or the learning unit has to be faster too."""
     if fmax_mhz is None or not dsp_available or not steps:
         return None
-    rate = dsp_available * fmax_mhz * 1e6 * samples / (steps * synapses)
+    relax = steps * synapses / dsp_available
+    rate = fmax_mhz * 1e6 * samples / relax
+    with_learn = fmax_mhz * 1e6 * samples / (relax + learn_cycles)
     return {"dsp": dsp_available, "steps_per_sample": steps / samples, "samples_per_s": rate,
-            "ratio": rate / float_rate}
+            "ratio": rate / float_rate, "learn_cycles_per_sample": learn_cycles / samples,
+            "samples_per_s_with_learn": with_learn, "ratio_with_learn": with_learn / float_rate}
 
 
 # -- the engine in simulation ---------------------------------------------------------------------------
@@ -370,9 +375,11 @@ def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates:
         "ratio_batch1": None if train_sps1 is None else train_sps1 / flt["batch1"]["samples_per_s"],
         "dsp_ceiling": {
             "protocol": dsp_ceiling(fmax, build.get("dsp_available"), sch.synapses,
-                                    sum(e.steps for e in run["epochs"]), samples, flt["protocol"]["samples_per_s"]),
+                                    sum(e.steps for e in run["epochs"]), samples, flt["protocol"]["samples_per_s"],
+                                    sum(e.learn + e.store for e in run["epochs"])),
             "batch1": dsp_ceiling(fmax, build.get("dsp_available"), sch.synapses,
-                                  sum(e.steps for e in online["epochs"]), samples1, flt["batch1"]["samples_per_s"])},
+                                  sum(e.steps for e in online["epochs"]), samples1, flt["batch1"]["samples_per_s"],
+                                  sum(e.learn + e.store for e in online["epochs"]))},
     }
     if simulate:
         states = {"untrained": {"params": run["initial"], "minibatch": run["first_minibatch"],
@@ -454,6 +461,11 @@ def markdown(section: dict) -> str:
                                      f"{ceiling['steps_per_sample']:.1f} steps x {e['synapses']} synapses a sample, "
                                      f"LEARN free): {ceiling['samples_per_s']:,.0f} samples/s = "
                                      f"{ceiling['ratio']:.2f}x: {target:g}x is {verdict}")
+                        learn_verdict = ("the learning unit has to be faster too" if ceiling["ratio_with_learn"] < target
+                                         else "a faster relaxation alone would do")
+                        notes.append(f"  with this design's LEARN and STORE ({ceiling['learn_cycles_per_sample']:,.0f} "
+                                     f"cycles a sample): {ceiling['samples_per_s_with_learn']:,.0f} samples/s = "
+                                     f"{ceiling['ratio_with_learn']:.2f}x: {learn_verdict}")
         sim = e.get("simulation")
         if sim:
             verdict = "equal to the cycle model" if all(s["ok"] for s in sim["states"].values()) else "DIFFERENT"

@@ -140,6 +140,13 @@ def test_projection_uses_the_recorded_fmax_of_the_same_design(tmp_path):
     # no design beats it, this one (4 lanes, LEARN and latency counted) least of all
     assert ceiling["samples_per_s"] > e["train_samples_per_s"]
     assert e["dsp_ceiling"]["batch1"]["samples_per_s"] > e["train_samples_per_s_batch1"]
+    # with this design's LEARN and STORE: the ideal relaxation plus the run's learning cycles, between
+    # the engine (whose relaxation is slower) and the ceiling (whose learning is free)
+    learning = sum(p["learn"] + p["store"] for p in t["per_epoch"])
+    assert ceiling["samples_per_s_with_learn"] == pytest.approx(
+        20e6 * t["samples"] / (steps * e["synapses"] / 8 + learning))
+    assert e["train_samples_per_s"] < ceiling["samples_per_s_with_learn"] < ceiling["samples_per_s"]
+    assert ceiling["ratio_with_learn"] == pytest.approx(ceiling["samples_per_s_with_learn"] / 100.0)
     # a record of another design is not used
     record.write_text(json.dumps({"fmax_mhz": 20.0, "fingerprint": "0" * 16, "lanes": cfg.hw.lanes}))
     assert hwbench.build_record("icebreaker", cfg, tmp_path)["fmax_mhz"] is None
