@@ -53,7 +53,7 @@ def test_valid_store_still_runs():
         ctx.set(ctrl.command_valid, 0)
         for _ in range(2 * cfg.network.n + 4):
             if ctx.get(ctrl.store_write):
-                writes.append((ctx.get(ctrl.set), ctx.get(ctrl.slot), ctx.get(ctrl.item)))
+                writes.append((ctx.get(ctrl.set), ctx.get(ctrl.slot), ctx.get(ctrl.write_item)))
             await ctx.tick()
         assert ctx.get(ctrl.error) == 0
 
