@@ -47,6 +47,7 @@ from pathlib import Path
 from memprop.model.config import Config, ConfigError
 
 from .depth import logic_depth
+from .timing import slow_registers
 
 NAME = "memprop"
 #: Default line rate: an exact divisor of both boards' clocks (12 and 25 cycles per bit).
@@ -85,6 +86,7 @@ class Board:
     fifo_depth: int = 16
     overrides: dict = field(default_factory=dict)
     classifier: dict = field(default_factory=dict)   # `--task digits`: hidden layers, hw, fixed, clock_mhz
+    goal_mhz: float | None = None   # the frequency its design aims at (build.json lists what misses it)
 
     def make_platform(self):
         module, cls = self.platform.split(":")
@@ -123,7 +125,7 @@ BOARDS = {
     "ulx3s": Board(
         "ulx3s", "ulx3s:ULX3S_85F_Platform", "ecp5",
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 8},
-         "hw": {"lanes": 32, "learn_lanes": 16, "threefry": "dual"}}, clock_mhz=55,
+         "hw": {"lanes": 32, "learn_lanes": 16, "threefry": "dual"}}, clock_mhz=55, goal_mhz=75,
         classifier={"hidden": (100,), "hw": {"lanes": 16}, "clock_mhz": 40}),
     "ulx3s-25f": Board(
         "ulx3s-25f", "ulx3s:ULX3S_25F_Platform", "ecp5",
@@ -164,15 +166,17 @@ def toolchain_overrides(board: Board, seed: int) -> dict:
     overrides["script_after_read"] = YOSYS_PREAMBLE
     overrides["nextpnr_opts"] = f"--report {NAME}_report.json --timing-allow-fail --seed {seed}"
     if board.family == "ecp5":     # router2 routes the congested P = 32 design; router1 did not finish in an hour
-        overrides["nextpnr_opts"] += " --router router2"
+        # the detailed report adds every register input's arrival time (timing.py)
+        overrides["nextpnr_opts"] += " --router router2 --detailed-timing-report"
     return overrides
 
 
 def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int = DEFAULT_BAUD,
-          seed: int = 1, clock_mhz: float | None = None, init=None) -> dict:
+          seed: int = 1, clock_mhz: float | None = None, init=None, goal_mhz: float | None = None) -> dict:
     """Build the bitstream of `cfg` (default: the board's) into `out_dir` with the core on the
     board PLL at `clock_mhz` (default: the board's); return the report. `init`: weights baked
-    into the code memory (`memprop build --weights`, an `image.Image`).
+    into the code memory (`memprop build --weights`, an `image.Image`). `goal_mhz` (default: the
+    board's goal, else the clock): build.json's `slow_registers` lists the register inputs that miss it.
 
     Every timing path must belong to the core clock: a path that nextpnr times on another
     clock (a `$PACKER_GND_NET` pseudo-clock is an unregistered DSP or RAM port) fails the build
@@ -201,11 +205,16 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     report = parse_report(board.family, out / f"{NAME}_report.json", out / f"{NAME}.rpt", clock)
     fmax = report["fmax_mhz"]
     depth = logic_depth(out / f"{NAME}.json", NAME)
+    slow = None
+    if board.family in TIMED_FAMILIES:
+        slow = slow_registers(out / f"{NAME}_report.json", goal_mhz or board.goal_mhz or clock, out / f"{NAME}.json",
+                              top=NAME)
+        _drop_net_timings(out / f"{NAME}_report.json")
     result = {
         "board": board.name, "device": platform.device, "package": platform.package,
         "clock_mhz": clock, "oscillator_mhz": platform.default_clk_frequency / 1e6, "fmax_mhz": fmax, "timing_met": fmax is not None and fmax >= clock,
         "clocks_mhz": report["clocks_mhz"], "utilisation": report["utilisation"], "synthesis": report["synthesis"],
-        "logic_depth": depth,
+        "logic_depth": depth, "slow_registers": slow,
         "baud": baud, "bitstream": str(bitstream), "wall_s": round(wall, 1),
         "fingerprint": cfg.fingerprint, "config": json.loads(cfg.to_json()),
         "lanes": cfg.hw.lanes, "n": cfg.network.n,
@@ -213,6 +222,19 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     (out / "build.json").write_text(json.dumps(result, indent=2))
     (out / "config.json").write_text(cfg.to_json())
     return result
+
+
+#: Families whose detailed nextpnr report names the synthesised registers (timing.py). nextpnr-ice40
+#: packs a LUT and its flip-flop into one logic cell and reports the LUT's inputs, not the register's.
+TIMED_FAMILIES = ("ecp5",)
+
+
+def _drop_net_timings(report_json: Path) -> None:
+    """Keep nextpnr's report at its summary size: the per-net arrivals (tens of MB on the ULX3S)
+    are summarised in build.json's `slow_registers`."""
+    data = json.loads(report_json.read_text())
+    if data.pop("detailed_net_timings", None) is not None:
+        report_json.write_text(json.dumps(data))
 
 
 #: nextpnr cell types -> the report's resource names.

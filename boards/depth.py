@@ -51,70 +51,82 @@ def _weight(cell_type: str, port: str) -> int | None:
     return None
 
 
+def module_of(netlist: str | Path | dict, top: str) -> dict:
+    """Module `top` of a yosys JSON netlist (a path or the loaded JSON)."""
+    data = json.loads(Path(netlist).read_text()) if not isinstance(netlist, dict) else netlist
+    try:
+        return data["modules"][top]
+    except KeyError:
+        known = ", ".join(sorted(data.get("modules", {})))
+        raise ValueError(f"netlist has no module {top!r} (modules: {known})") from None
+
+
+class Paths:
+    """LUT levels into any net bit of one module, and the cell its deepest path starts at."""
+
+    def __init__(self, module: dict):
+        self.cells = cells = module["cells"]
+        driver: dict[int, tuple[str, str]] = {}
+        for name, cell in cells.items():
+            for port, bits in cell["connections"].items():
+                if cell["port_directions"].get(port) == "output":
+                    for bit in bits:
+                        if isinstance(bit, int):
+                            driver[bit] = (name, port)
+
+        def inputs(cell) -> list[tuple[int, int]]:
+            """(driven net bit, levels it adds) of a combinational cell's path inputs."""
+            out = []
+            for port, bits in cell["connections"].items():
+                if cell["port_directions"].get(port) == "input":
+                    w = _weight(cell["type"], port)
+                    if w is not None:
+                        out.extend((bit, w) for bit in bits if isinstance(bit, int) and bit in driver)
+            return out
+
+        in_progress = (-1, None)
+        memo: dict[int, tuple[int, str | None]] = {}
+
+        def depth(bit) -> tuple[int, str | None]:
+            """(levels, source cell) of the deepest path into this net bit (an iterative post-order
+            walk: a 32-bit carry chain or a long LUT cascade would exhaust Python's recursion)."""
+            if not isinstance(bit, int) or bit not in driver:
+                return 0, None
+            stack = [(bit, False)]
+            while stack:
+                b, expanded = stack.pop()
+                if memo.get(b, in_progress) is not in_progress:
+                    continue
+                name = driver[b][0]
+                cell = cells[name]
+                if cell["type"] not in COMBINATIONAL:
+                    memo[b] = (0, name)
+                    continue
+                if not expanded:
+                    memo[b] = in_progress
+                    stack.append((b, True))
+                    stack.extend((src, False) for src, _ in inputs(cell) if src not in memo)
+                    continue
+                best: tuple[int, str | None] = (0, None)
+                for src, w in inputs(cell):
+                    found = memo.get(src, in_progress)
+                    if found is in_progress:             # a combinational loop: cut here
+                        continue
+                    if found[0] + w > best[0] or (found[0] + w == best[0] and best[1] is None):
+                        best = (found[0] + w, found[1])
+                memo[b] = best
+            return memo[bit]
+        self.depth = depth
+
+
 def logic_depth(netlist: str | Path | dict, top: str = "memprop", deep: int = 6, worst: int = 20) -> dict:
     """LUT levels into every data input of a sequential cell of `top`.
 
     Returns `histogram` ({levels: endpoints}), `max_levels`, and `deepest`: up to `worst`
     (source group, endpoint group) pairs with `deep` or more levels, deepest first, each with
     its levels and endpoint count."""
-    data = json.loads(Path(netlist).read_text()) if not isinstance(netlist, dict) else netlist
-    try:
-        module = data["modules"][top]
-    except KeyError:
-        known = ", ".join(sorted(data.get("modules", {})))
-        raise ValueError(f"netlist has no module {top!r} (modules: {known})") from None
-    cells = module["cells"]
-    driver: dict[int, tuple[str, str]] = {}
-    for name, cell in cells.items():
-        for port, bits in cell["connections"].items():
-            if cell["port_directions"].get(port) == "output":
-                for bit in bits:
-                    if isinstance(bit, int):
-                        driver[bit] = (name, port)
-
-    def inputs(cell) -> list[tuple[int, int]]:
-        """(driven net bit, levels it adds) of a combinational cell's path inputs."""
-        out = []
-        for port, bits in cell["connections"].items():
-            if cell["port_directions"].get(port) == "input":
-                w = _weight(cell["type"], port)
-                if w is not None:
-                    out.extend((bit, w) for bit in bits if isinstance(bit, int) and bit in driver)
-        return out
-
-    in_progress = (-1, None)
-    memo: dict[int, tuple[int, str | None]] = {}
-
-    def depth(bit) -> tuple[int, str | None]:
-        """(levels, source cell) of the deepest path into this net bit (an iterative post-order
-        walk: a 32-bit carry chain or a long LUT cascade would exhaust Python's recursion)."""
-        if not isinstance(bit, int) or bit not in driver:
-            return 0, None
-        stack = [(bit, False)]
-        while stack:
-            b, expanded = stack.pop()
-            if memo.get(b, in_progress) is not in_progress:
-                continue
-            name = driver[b][0]
-            cell = cells[name]
-            if cell["type"] not in COMBINATIONAL:
-                memo[b] = (0, name)
-                continue
-            if not expanded:
-                memo[b] = in_progress
-                stack.append((b, True))
-                stack.extend((src, False) for src, _ in inputs(cell) if src not in memo)
-                continue
-            best: tuple[int, str | None] = (0, None)
-            for src, w in inputs(cell):
-                found = memo.get(src, in_progress)
-                if found is in_progress:             # a combinational loop: cut here
-                    continue
-                if found[0] + w > best[0] or (found[0] + w == best[0] and best[1] is None):
-                    best = (found[0] + w, found[1])
-            memo[b] = best
-        return memo[bit]
-
+    paths = Paths(module_of(netlist, top))
+    cells, depth = paths.cells, paths.depth
     histogram: Counter[int] = Counter()
     pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
     for name, cell in cells.items():

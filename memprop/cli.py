@@ -513,11 +513,15 @@ BOARD_NAMES = ("icebreaker", "ulx3s", "ulx3s-25f")
 @click.option("--task", "task_name", type=click.Choice(["digits"]), default=None,
               help="the board's digits classifier instead of its recall network (train its weights with "
                    "memprop train --task digits --config OUT/config.json)")
+@click.option("--goal", "goal_mhz", type=click.FloatRange(min=1, max=1000), default=None,
+              help="ECP5: list the registers slower than this frequency in MHz (default: the board's "
+                   "goal, else the clock)")
 @user_errors
-def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file, task_name):
+def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file, task_name, goal_mhz):
     """Build a bitstream for a board: engine + host link + UART (YoWASP toolchain)."""
     from memprop.boards.build import DEFAULT_BAUD, BuildError, build, get_board
     from memprop.boards.configs import board_clock_hz, remember
+    from memprop.boards.timing import format_slow
 
     if task_name is not None and config_file is not None:
         raise click.UsageError("give --task or --config, not both")
@@ -531,7 +535,7 @@ def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file, tas
         init = _baked_weights(board, cfg or target.default_config(), weight_file)
     try:
         report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed, clock_mhz=clock_mhz,
-                       init=init)
+                       init=init, goal_mhz=goal_mhz)
     except BuildError as exc:
         raise click.ClickException(str(exc)) from None
     remember(Config.from_json(json.dumps(report["config"])), f"memprop build {out}", board=board,
@@ -548,6 +552,8 @@ def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file, tas
     click.echo(f"  logic depth: {depth['max_levels']} LUT levels at most, {depth['endpoints_deep']} endpoints at "
                f"{depth['deep']} or more" + "".join(f"\n    {d['levels']} levels, {d['endpoints']} endpoints: "
                                                    f"{d['from']} -> {d['to']}" for d in depth["deepest"][:5]))
+    if report["slow_registers"] is not None:
+        click.echo("\n".join("  " + line for line in format_slow(report["slow_registers"], limit=8)))
     if not report["timing_met"]:
         raise click.ClickException(f"timing not met: fmax {report['fmax_mhz']} MHz is below the "
                                    f"{report['clock_mhz']} MHz clock (the bitstream was written but may not work)")

@@ -173,6 +173,7 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         t = _stage(5, f"bitstream for {board} (YoWASP), and the trained weights as a host-link image")
         from memprop.boards.build import build
         from memprop.boards.image import from_weights, write_image
+        from memprop.boards.timing import format_slow
 
         build_report = build(board, cfg_fixed, out / board)
         image, _ = from_weights(params_fixed, cfg_fixed, None, source=str(fixed_file))
@@ -188,6 +189,11 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
                    f"(clock {build_report['clock_mhz']} MHz); image {paths['image']}")
         click.echo(f"logic depth: {depth['max_levels']} LUT levels at most, {depth['endpoints_deep']} endpoints at "
                    f"{depth['deep']} or more (build.json: the deepest register pairs)")
+        slow = build_report.get("slow_registers")
+        if slow is not None:                       # ECP5: every register input against the board's goal
+            report["bitstream"]["slow_registers"] = {k: slow[k] for k in ("target_mhz", "endpoints_failing",
+                                                                          "groups_failing", "endpoints_timed")}
+            click.echo(format_slow(slow, limit=3)[0] + " (build.json: the slowest register groups)")
         if measured and build_report["fmax_mhz"]:
             report["projection"] = hwbench.demo_projection(report["engine_cycles"], build_report["fmax_mhz"])
             click.echo(report["projection"]["line"])

@@ -235,9 +235,15 @@ class Engine(wiring.Component):
             m.d.sync += row_count.eq(0)
         with m.Elif(mac.row_valid):
             m.d.sync += row_count.eq(row_count + 1)
-        # operand reads are issued with the row sum: default addresses of the shared ports
+        # operand reads are issued with the row sum: default addresses of the shared ports. The
+        # bias is read a cycle ahead, for the row whose sum leaves next (this row's if none leaves
+        # now, else the one after it), so that its weight is a register when the field adds it (a
+        # conductance block RAM's output straight into the field's adders was the ULX3S's slowest
+        # path); biases do not change during a step.
+        bias_row = Signal(nb)
+        m.d.comb += bias_row.eq(Mux(mac.row_valid & (row_i != int(sch.rows[-1])), row_i + 1, row_i))
         m.d.comb += [state.rd_unit.eq(row_i), state.rd_half.eq(ctrl.cur), in_rd.addr.eq(row_i),
-                     tgt_rd.addr.eq(row_i), bias_rd.addr.eq(row_i)]
+                     tgt_rd.addr.eq(row_i), bias_rd.addr.eq(bias_row)]
         f1_valid, f1_row, f1_acc = Signal(), Signal(nb), Signal(signed(f.acc_bits))
         m.d.sync += [f1_valid.eq(mac.row_valid), f1_row.eq(row_i), f1_acc.eq(mac.row_sum)]
         f2_valid, f2_row, f2_acc = Signal(), Signal(nb), Signal(signed(f.acc_bits))
@@ -245,11 +251,13 @@ class Engine(wiring.Component):
         m.d.sync += [f2_valid.eq(f1_valid), f2_row.eq(f1_row), f2_acc.eq(f1_acc),
                      f2_v.eq(state.rd_data), f2_x.eq(in_rd.data), f2_t.eq(tgt_rd.data)]
         m.d.comb += bias_lookup.entries[0].eq(bias_rd.data)
+        bias_w = Signal.like(bias_lookup.weights[0])
+        m.d.sync += bias_w.eq(bias_lookup.weights[0])
         if not f.hard:
             m.d.comb += mems["der_lut"].addr.eq(state.rd_data - f.lo)
         m.d.comb += [
             neuron.valid.eq(f2_valid), neuron.row.eq(f2_row), neuron.acc.eq(f2_acc),
-            neuron.bias.eq(bias_lookup.weights[0]), neuron.x.eq(f2_x), neuron.target.eq(f2_t), neuron.v.eq(f2_v),
+            neuron.bias.eq(bias_w), neuron.x.eq(f2_x), neuron.target.eq(f2_t), neuron.v.eq(f2_v),
             neuron.is_output.eq(f2_row >= first_out), neuron.sign.eq(ctrl.sign),
             neuron.deriv.eq(1 if f.hard else mems["der_lut"].data),
         ]
@@ -375,25 +383,26 @@ class Engine(wiring.Component):
         }
         if self._decay is not None:
             registers[hm.R_DECAY] = self._decay
-        with m.Switch(rd_region):
-            with m.Case(hm.REG):
-                with m.Switch(rd_offset):
-                    for reg, value in registers.items():
-                        with m.Case(reg):
-                            m.d.comb += rdata.eq(value)
-            with m.Case(hm.STATE):
-                m.d.comb += rdata.eq(state.rd_data.as_signed())
-            with m.Case(hm.INPUT):
-                m.d.comb += rdata.eq(in_rd.data.as_signed())
-            with m.Case(hm.TARGET):
-                m.d.comb += rdata.eq(tgt_rd.data.as_signed())
-            with m.Case(hm.CODES):
-                if not wide_codes:
-                    m.d.comb += rdata.eq(codes.port.r_data.word_select(rd_offset[:lay.lane_bits] if lay.lane_bits else 0, E))
-            with m.Case(hm.BIAS):
-                m.d.comb += rdata.eq(bias_rd.data)
-            with m.Case(hm.FIXPOINT):
-                m.d.comb += rdata.eq(fp_b.data.as_signed())
+        # a register is read in the request's cycle (not the next): the offset's compares and the
+        # register select are one timing path, the region select into bus.rdata the next (as one
+        # path they were the ULX3S's longest on the host side)
+        reg_now, reg_q = Signal(32), Signal(32)
+        with m.Switch(offset):
+            for reg, value in registers.items():
+                with m.Case(reg):
+                    m.d.comb += reg_now.eq(value)
+        m.d.sync += reg_q.eq(reg_now)
+        # the region select as an AND-OR of a one-hot register, decoded with the request
+        sources = {hm.REG: reg_q, hm.STATE: state.rd_data.as_signed(), hm.INPUT: in_rd.data.as_signed(),
+                   hm.TARGET: tgt_rd.data.as_signed(), hm.BIAS: bias_rd.data, hm.FIXPOINT: fp_b.data.as_signed()}
+        if not wide_codes:
+            sources[hm.CODES] = codes.port.r_data.word_select(rd_offset[:lay.lane_bits] if lay.lane_bits else 0, E)
+        rd_hot = Signal(len(sources))
+        m.d.sync += rd_hot.eq(Cat(*[region == r for r in sources]))
+        selected = Const(0, 32)
+        for k, value in enumerate(sources.values()):
+            selected = selected | Mux(rd_hot[k], value, 0)       # signed values sign-extend
+        m.d.comb += rdata.eq(selected)
         if wide_codes:
             # a wide code word is registered whole before its entry is selected: from block RAMs
             # across the die, the route and a P-way select in one cycle were the ULX3S's longest path

@@ -41,8 +41,9 @@ from .learnplan import LearnPlan
 from .schedule import ceil_log2
 from .threefry import Threefry2x32, Threefry2x32Pipeline, call_request
 
-#: Cycles of LEARN outside the slots: the start cycle (first index read) and the finish cycle.
-LEARN_INIT = 1
+#: Cycles of LEARN outside the slots: the start cycle (the stream restarts), the loader filling the
+#: walk's candidate register, and the finish cycle.
+LEARN_INIT = 2
 LEARN_FINISH = 1
 #: Cycles from the last stage's done flag to the slot's end (slot_end is a register).
 SLOT_END_LATENCY = 1
@@ -205,8 +206,19 @@ class Learner(wiring.Component):
                 m.d.comb += rng.o.ready.eq(1)
                 rngs.append(rng)
             rng = rngs[0]
+        # draws requested and received per buffer. Stage C waits until its buffer's are all in:
+        # `c_ready` (below) is that compare as a register, from `recv` plus this cycle's arrivals,
+        # so the counters' compare is not in front of the lanes' rounding enables (the ULX3S's
+        # longest path). It leaves out what only stage A does to a buffer: `issued` may lag by a
+        # cycle and the reset is not seen, but a buffer's requests are all issued (and its counts
+        # reset) in its stage A slot, so from stage B on, when C reads it, neither moves.
         issued = [Signal(range(W * max(K, 1) + 1), name=f"issued{b}") for b in range(3)]
         recv = [Signal(range(W * max(K, 1) + 1), name=f"recv{b}") for b in range(3)]
+        recv_inc = [Signal.like(recv[b], name=f"recv_inc{b}") for b in range(3)]   # + this cycle's arrivals
+        recv_nx = [Signal.like(recv[b], name=f"recv_nx{b}") for b in range(3)]     # and stage A's reset
+        for b in range(3):
+            m.d.comb += [recv_inc[b].eq(recv[b]), recv_nx[b].eq(recv_inc[b])]
+            m.d.sync += recv[b].eq(recv_nx[b])
         rho = [[Signal(wd["rho_bits"], name=f"rho{b}_{lane}") for lane in range(W)] for b in range(3)]
         if noisy:
             noise_mem = memory.Memory(shape=unsigned(W * 2 * NOISE_BITS), depth=3 * P_max, init=[])
@@ -223,14 +235,20 @@ class Learner(wiring.Component):
         # enables are two timing paths, not one (the ends of both were the iCE40's longest path)
         slot_end = Signal()
         m.d.sync += slot_end.eq(running & done_a & done_b & done_c & done_d & ~slot_end)
-        with m.If(slot_end):
-            m.d.sync += cyc.eq(0)
-        with m.Elif(running):
-            m.d.sync += cyc.eq(cyc + 1)
+        cyc_nx = Signal.like(cyc)
+        m.d.comb += cyc_nx.eq(Mux(slot_end, 0, Mux(running, cyc + 1, cyc)))
+        m.d.sync += cyc.eq(cyc_nx)
         ga = _Group(plan, "ga", word_bits)         # stage A's group (latched this slot)
         gb = _Group(plan, "gb", word_bits)
         gc = _Group(plan, "gc", word_bits)
         gd = _Group(plan, "gd", word_bits)
+        # "cycle 0 of a valid group in stage B / C" as registers, from the next slot counter and
+        # the groups the slot end moves on: they enable 16 correlators' clears and 16 quantisers'
+        # products, and the counter's compare ahead of that fan-out was the ULX3S's longest path
+        b_first, c_first = Signal(), Signal()
+        m.d.sync += [b_first.eq(Mux(slot_end, ga.valid, gb.valid) & (cyc_nx == 0)),
+                     c_first.eq(Mux(slot_end, gb.valid, gc.valid) & (cyc_nx == 0))]
+        start_clear = [b_first, c_first]           # such registers, cleared with the groups at start
         buf_a = Signal(2)                          # buffer of the group A latches in this slot
         with m.If(slot_end):
             m.d.sync += [*gb.eq(ga), *gc.eq(gb), *gd.eq(gc), ga.valid.eq(0),
@@ -239,34 +257,66 @@ class Learner(wiring.Component):
         # -- stage A: walk the stream, latch a group, request its draws ------------------------------
         cand_word = Signal(word_bits)
         cand_part = Signal(range(max(parts, 2)))
-        ra = Signal(n_bits + 1)                    # row at the candidate's first lane
+        ra = Signal(n_bits + 1)                    # row at the loader's candidate's first lane
+        s_bits = (N * N + N).bit_length()        # synapse indices s < N N + N
         in_bias, exhausted = Signal(), Signal()
         bias_next = Signal(range(end_row + W + 1))
+        bias_left = Signal(signed(ceil_log2(end_row + W + 1) + 2))   # end_row - bias_next
         last_part = cand_part == parts - 1
         next_word = Signal(word_bits)
         m.d.comb += next_word.eq(cand_word + last_part)
         a_scan = Signal()
-        # the stream presents the candidate's word; scanning moves on to the next candidate's
-        m.d.comb += self.stream.advance.eq(a_scan & last_part & ~in_bias & ~exhausted)
+        rowN = Signal(s_bits)                      # ra * N
+        rowN1 = Signal(s_bits)                     # (ra + 1) * N, a register beside rowN: a lane past a
+                                                   # row end selects it, one adder behind the select
 
-        # decode of the candidate's lanes
-        d_valid, d_last, d_above, d_on_diag = Signal(W), Signal(W), Signal(W), Signal(W)
-        d_col = [Signal(n_bits, name=f"dcol{lane}") for lane in range(W)]
+        # The walk takes its candidate from a register (`cand`), loaded from the stream one cycle
+        # ahead: the stream's lanes, the part select and the row-end prefix OR are one path, the
+        # synapse indices and the walk's decisions the next (both in one cycle, from 32 stream
+        # lanes across the die, were the ULX3S's longest paths). Filling it costs one cycle (FILL)
+        # at the start of a LEARN.
+        l_valid, l_last, l_above, l_on_diag = Signal(W), Signal(W), Signal(W), Signal(W)
+        l_col = [Signal(n_bits, name=f"lcol{lane}") for lane in range(W)]
         for part in range(parts):
             with m.If(cand_part == part):
                 for lane in range(W):
                     q = part * W + lane
                     if q < P:
                         entry = self.stream.entries[q]
-                        m.d.comb += [d_valid[lane].eq(entry.valid), d_last[lane].eq(entry.last),
-                                     d_col[lane].eq(entry.col), d_above[lane].eq(entry.above),
-                                     d_on_diag[lane].eq(entry.diag)]
-        d_rsel, d_prim, d_mir, d_diag = Signal(W), Signal(W), Signal(W), Signal(W)
+                        m.d.comb += [l_valid[lane].eq(entry.valid), l_last[lane].eq(entry.last),
+                                     l_col[lane].eq(entry.col), l_above[lane].eq(entry.above),
+                                     l_on_diag[lane].eq(entry.diag)]
+        l_ends = l_last.any()
+        d_valid, d_above, d_on_diag, d_rsel = Signal(W), Signal(W), Signal(W), Signal(W)
+        d_col = [Signal(n_bits, name=f"dcol{lane}") for lane in range(W)]
+        d_ends, r_full, r_final, loaded_all = Signal(), Signal(), Signal(), Signal()
+        r_word, r_part = Signal(word_bits), Signal.like(cand_part)
+        r_ra, r_rowN, r_rowN1 = Signal.like(ra), Signal.like(rowN), Signal.like(rowN1)
+        a_fill = Signal()                          # the walk's loader may run (INIT and RUN)
+        consume = Signal()                         # the walk takes the candidate this cycle
+        load = Signal()
+        m.d.comb += [load.eq(a_fill & ~loaded_all & (~r_full | consume)),
+                     self.stream.advance.eq(load & last_part)]
+        with m.If(load):
+            m.d.sync += [d_valid.eq(l_valid), d_above.eq(l_above), d_on_diag.eq(l_on_diag), d_ends.eq(l_ends),
+                         d_rsel.eq(Cat(*[l_last[:lane].any() if lane else Const(0, 1) for lane in range(W)])),
+                         *[d.eq(l) for d, l in zip(d_col, l_col)],
+                         r_word.eq(cand_word), r_part.eq(cand_part), r_final.eq(last_part & (next_word == D)),
+                         r_ra.eq(ra), r_rowN.eq(rowN), r_rowN1.eq(rowN1), r_full.eq(1),
+                         cand_part.eq(Mux(last_part, 0, cand_part + 1)), cand_word.eq(next_word),
+                         ra.eq(ra + l_ends), rowN.eq(Mux(l_ends, rowN1, rowN)),
+                         rowN1.eq(Mux(l_ends, rowN1 + N, rowN1))]
+            with m.If(last_part & (next_word == D)):
+                m.d.sync += loaded_all.eq(1)
+        with m.Elif(consume):
+            m.d.sync += r_full.eq(0)
+
+        # decode of the candidate's lanes
+        d_prim, d_mir, d_diag = Signal(W), Signal(W), Signal(W)
         d_row = []
         for lane in range(W):
-            rsel = d_last[:lane].any() if lane else Const(0, 1)
             row = Signal(n_bits + 1, name=f"drow{lane}")
-            m.d.comb += [d_rsel[lane].eq(rsel), row.eq(ra + rsel)]
+            m.d.comb += row.eq(r_ra + d_rsel[lane])
             d_row.append(row)
             # the stream registers each valid entry's col > row and col = row with it: no compare
             # waits for a row end of the lanes before (that prefix OR through the compares was the
@@ -276,7 +326,6 @@ class Learner(wiring.Component):
                 d_mir[lane].eq(d_above[lane]),
                 d_diag[lane].eq(d_on_diag[lane]),
             ]
-        d_ends = d_last.any()
         # per-layer rates: a synapse learns at its lower unit's weight layer (the row for a primary
         # copy with col >= row, the clamped column otherwise), a bias at the layer below its unit
         rated = len(plan.rates) > 1
@@ -288,7 +337,6 @@ class Learner(wiring.Component):
 
         # the request register and the issue loop
         req_valid = Signal()
-        s_bits = (N * N + N).bit_length()        # synapse indices s < N N + N
         req_s = Signal(s_bits)
         req_k = Signal(5)
         req_tag = Signal(2 + tag_lane_bits + tag_call_bits + tag_drop_bits)
@@ -340,13 +388,10 @@ class Learner(wiring.Component):
                 m.d.sync += req2_valid.eq(0)
             can_load = can_load & (~req2_valid | accept2)
 
-        rowN = Signal(s_bits)                      # ra * N
-        rowN1 = Signal(s_bits)                     # (ra + 1) * N, a register beside rowN: a lane past a
-                                                   # row end selects it, one adder behind the select
         d_s = []                                   # s of the candidate's lanes: i N + j, for j >= i
         for lane in range(W if K else 0):
             s_lane = Signal(s_bits, name=f"d_s{lane}")
-            m.d.comb += s_lane.eq(Mux(d_rsel[lane], rowN1, rowN) + d_col[lane])
+            m.d.comb += s_lane.eq(Mux(d_rsel[lane], r_rowN1, r_rowN) + d_col[lane])
             if first_row:                          # a clamped (input) column j < i: s = j N + i
                 with m.If(~(d_above[lane] | d_on_diag[lane])):
                     m.d.comb += s_lane.eq(mul_const(d_col[lane], N, s_bits) + d_row[lane])
@@ -362,34 +407,35 @@ class Learner(wiring.Component):
                                      ga.diag.eq(0), ga.rsel.eq(0), ga.r0.eq(0), ga.word.eq(0), ga.part.eq(0)]
                         for lane in range(W):
                             unit = bias_next + lane
-                            m.d.sync += [ga.col[lane].eq(Mux(unit < end_row, unit, 0)), ga.prim[lane].eq(unit < end_row)]
+                            inside = bias_left > lane                # unit < end_row
+                            m.d.sync += [ga.col[lane].eq(Mux(inside, unit, 0)), ga.prim[lane].eq(inside)]
                             if a_s:
                                 m.d.sync += a_s[lane].eq(N * N + unit)
                             if rated:
                                 m.d.sync += ga.rate[lane].eq(b_rate[lane])
-                        m.d.sync += bias_next.eq(bias_next + W)
-                        with m.If(bias_next + W >= end_row):
+                        m.d.sync += [bias_next.eq(bias_next + W), bias_left.eq(bias_left - W)]
+                        with m.If(bias_left <= W):
                             m.d.sync += exhausted.eq(1)
                         for b in range(3):
                             with m.If(buf_a == b):
-                                m.d.sync += [issued[b].eq(0), recv[b].eq(0)]
-                        b_rem = Cat(*[bias_next + lane < end_row for lane in range(W)])
-                        m.d.sync += [remaining.eq(b_rem), a_hot.eq(_lowest_bit(b_rem, W)),
+                                m.d.sync += issued[b].eq(0)
+                                m.d.comb += recv_nx[b].eq(0)
+                        # lanes 0 ... bias_left - 1: a prefix, so its lowest lane is lane 0
+                        b_rem = Cat(*[bias_left > lane for lane in range(W)])
+                        m.d.sync += [remaining.eq(b_rem), a_hot.eq(Cat(b_rem[0], Const(0, W - 1)) if W > 1 else b_rem),
                                      kk.eq(0)]
                         m.next = "ISSUE" if K else "DONE"
-                    with m.Else():
-                        # advance past the candidate (skipped or latched)
-                        m.d.sync += [cand_part.eq(Mux(last_part, 0, cand_part + 1)), cand_word.eq(next_word),
-                                     ra.eq(ra + d_ends), rowN.eq(Mux(d_ends, rowN1, rowN)),
-                                     rowN1.eq(Mux(d_ends, rowN1 + N, rowN1))]
-                        with m.If(last_part & (next_word == D)):
-                            m.d.sync += [in_bias.eq(1), bias_next.eq(first_row)]
+                    with m.Elif(r_full):
+                        # take the candidate (skipped or latched; the loader moves on)
+                        m.d.comb += consume.eq(1)
+                        with m.If(r_final):
+                            m.d.sync += [in_bias.eq(1), bias_next.eq(first_row), bias_left.eq(end_row - first_row)]
                         # the candidate's fields are taken whether or not it is latched (a skipped
                         # candidate has no primary, mirror or diagonal lane, and ga is free while
                         # scanning): only the valid flag waits for the lanes' decode, not the
                         # enables of every field (that decode is the walk's longest path)
                         m.d.sync += [ga.valid.eq(d_prim.any()), ga.bias.eq(0), ga.buf.eq(buf_a),
-                                     ga.word.eq(cand_word), ga.part.eq(cand_part), ga.r0.eq(ra), ga.prim.eq(d_prim),
+                                     ga.word.eq(r_word), ga.part.eq(r_part), ga.r0.eq(r_ra), ga.prim.eq(d_prim),
                                      ga.mir.eq(d_mir), ga.diag.eq(d_diag), ga.rsel.eq(d_rsel),
                                      remaining.eq(d_prim), a_hot.eq(_lowest_bit(d_prim, W)), kk.eq(0)]
                         m.d.sync += [ga.col[lane].eq(d_col[lane]) for lane in range(W)]
@@ -399,7 +445,8 @@ class Learner(wiring.Component):
                         with m.If(d_prim.any()):
                             for b in range(3):
                                 with m.If(buf_a == b):
-                                    m.d.sync += [issued[b].eq(0), recv[b].eq(0)]
+                                    m.d.sync += issued[b].eq(0)
+                                    m.d.comb += recv_nx[b].eq(0)
                             m.next = "ISSUE" if K else "DONE"
             if K:
                 with m.State("ISSUE"):
@@ -408,7 +455,7 @@ class Learner(wiring.Component):
                                      req_tag.eq(Cat(ga.buf, sel[:tag_lane_bits] if W > 1 else Const(0, 1),
                                                     kk[:tag_call_bits] if K > 1 else Const(0, 1),
                                                     *([sel_drop] if aligned_draws else [])))]
-                        second = a_hot2.any()
+                        second = (remaining & ~a_hot).any() if dual else Const(0, 1)   # = a_hot2 != 0
                         if dual:
                             m.d.sync += [req2_valid.eq(second), req2_s.eq(s_val2),
                                          req2_tag.eq(Cat(ga.buf, sel2[:tag_lane_bits] if W > 1 else Const(0, 1),
@@ -449,7 +496,7 @@ class Learner(wiring.Component):
             arrived = [[r.o.valid & (r.o.payload.tag[:2] == b) for r in rngs] for b in range(3)]
             for b in range(3):
                 with m.If(Cat(*arrived[b]).any()):
-                    m.d.sync += recv[b].eq(recv[b] + sum(arrived[b]))
+                    m.d.comb += recv_inc[b].eq(recv[b] + sum(arrived[b]))
             # rounding draws into their (buffer, lane); the second pipeline carries rounding calls only
             writes = [(rng.o.valid & (t_call == 0), t_buf, t_lane, rho_in)] if plan.stochastic else []
             if dual:
@@ -508,7 +555,7 @@ class Learner(wiring.Component):
             m.d.comb += rsel_d.eq(gb.rsel[lane])
             cl = CorrelatorLane(f)
             m.submodules[f"corr{lane}"] = cl
-            m.d.comb += [cl.clear.eq(gb.valid & (cyc == 0)), cl.valid.eq(valid_pipe[-1]), cl.sub.eq(sub_pipe[-1]),
+            m.d.comb += [cl.clear.eq(b_first), cl.valid.eq(valid_pipe[-1]), cl.sub.eq(sub_pipe[-1]),
                          cl.a_row.eq(Mux(rsel_d, op_b, op_a)), cl.a_col.eq(col_a)]
             corr.append(cl.corr)
         b_cycles = 2 * B - 1 + read_lat + CORRELATOR_LATENCY
@@ -532,10 +579,12 @@ class Learner(wiring.Component):
                 m.submodules[f"pulse_rom{lane // 2}"] = rom
             port = rom.read_port()
             m.d.comb += [port.addr.eq(pulse[lane].table_addr), pulse[lane].table_data.eq(port.data)]
-        c_ready = Signal()
+        # stage C's own "all draws in": the flag of the buffer it will hold next cycle, registered
+        c_ready = Signal(init=1)
+        next_c_buf = Mux(slot_end, gb.buf, gc.buf)
         for b in range(3):
-            with m.If(gc.buf == b):
-                m.d.comb += c_ready.eq(recv[b] == issued[b])
+            with m.If(next_c_buf == b):
+                m.d.sync += c_ready.eq(recv_inc[b] == issued[b])
         c_entry = [Signal(E, name=f"c_entry{lane}") for lane in range(W)]
         for part in range(parts):
             with m.If(gc.part == part):
@@ -560,7 +609,7 @@ class Learner(wiring.Component):
             # a lane without a primary copy quantises 0: no pulses, no extra rounds
             m.d.comb += [qz.load.eq(slot_end & gb.valid), qz.corr.eq(Mux(gb.prim[lane], corr[lane], 0)),
                          qz.diag.eq(gb.diag[lane]),
-                         qz.scale.eq(gc.valid & (cyc == 0)), qz.round.eq(c_round), qz.rho.eq(rho_lane),
+                         qz.scale.eq(c_first), qz.round.eq(c_round), qz.rho.eq(rho_lane),
                          pl.n_mag.eq(qz.n_mag), pl.neg.eq(qz.neg), pl.p.eq(p_round),
                          pl.phase_a.eq(c_phase_a), pl.phase_b.eq(c_phase_b)]
             if rated:
@@ -574,24 +623,34 @@ class Learner(wiring.Component):
                 m.d.comb += [pl.load.eq(gc.valid & (cyc == lane + 2)), pl.entry.eq(bias_entry)]
             with m.Else():
                 m.d.comb += [pl.load.eq(gc.valid & (cyc == 1)), pl.entry.eq(c_entry[lane])]
-        # bias lane l's read in cycle l: one case per cycle, a parallel multiplexer (a chain of W
-        # priority muxes here was the ULX3S's longest path)
-        with m.If(gc.valid & gc.bias):
-            with m.Switch(cyc):
-                for lane in range(W):
-                    with m.Case(lane):
-                        m.d.comb += bias_read_addr.eq(gc.col[lane][:n_bits])
+        # bias lane l's read in cycle l: a parallel multiplexer (a chain of W priority muxes here was
+        # the ULX3S's longest path), selected by a one-hot register of "cycle l of a bias group"
+        # (from the next counter: the counter's compares off the block RAM's address path)
+        if W > 1:
+            rd_hot = Signal(W)
+            next_bias_c = Mux(slot_end, gb.valid & gb.bias, gc.valid & gc.bias)
+            m.d.sync += rd_hot.eq(Mux(next_bias_c, Cat(*[cyc_nx == lane for lane in range(W)]), 0))
+            m.d.comb += bias_read_addr.eq(_select(rd_hot, [gc.col[lane][:n_bits] for lane in range(W)]))
+            start_clear.append(rd_hot)
+        else:
+            with m.If(gc.valid & gc.bias & (cyc == 0)):
+                m.d.comb += bias_read_addr.eq(gc.col[0][:n_bits])
         if noisy:
             m.d.comb += noise_rd.addr.eq(gc.buf * P_max + p_round)
         more = Signal()
         m.d.comb += more.eq(Cat(*[quant[lane].n_mag > p_round for lane in range(W)]).any())
         carrying = cfg.fixed.rounding == "carry"
-        earliest = Mux(gc.bias, round_earliest(carrying, True, W), round_earliest(carrying, False, W))
+        # "the slot counter has reached this group's earliest rounding cycle", a register computed
+        # from the next counter and the next group's kind, like b_first and c_first
+        c_early = Signal()
+        next_bias = Mux(slot_end, gb.bias, gc.bias)
+        m.d.sync += c_early.eq(cyc_nx >= Mux(next_bias, round_earliest(carrying, True, W),
+                                             round_earliest(carrying, False, W)))
         with m.FSM(name="program"):
             with m.State("WAIT"):
                 with m.If(~gc.valid):
                     m.d.comb += done_c.eq(1)
-                with m.Elif((cyc >= earliest) & c_ready):
+                with m.Elif(c_early & c_ready):
                     m.d.comb += c_round.eq(1)
                     m.d.sync += p_round.eq(0)
                     m.next = "PULSE_A"
@@ -636,7 +695,11 @@ class Learner(wiring.Component):
         # mirrors: lookup at cycle c, write at c + 2
         base = [int(v) for v in plan.mirror_base]
         mbits = plan.mirror_bits
-        mrom = memory.Memory(shape=signed(mbits), depth=max(N, 1), init=base)
+        # a wide learner's mirror ROM is a block RAM, not LUTs: its read is then a register inside
+        # the block, and only the lane select lies on the address path (with a LUT ROM behind the
+        # select, the ULX3S's slowest path). The narrow learners of the small FPGAs keep it in LUTs.
+        mrom = memory.Memory(shape=signed(mbits), depth=max(N, 1), init=base,
+                             attrs={"ram_style": "block"} if W >= 8 else None)
         m.submodules.mirror_base = mrom
         mrd = mrom.read_port()
         # the lanes with a mirror left (m_rem) and the lowest of them, one-hot (m_hot): both are
@@ -655,7 +718,10 @@ class Learner(wiring.Component):
             m_rest = m_rem & ~m_hot
             m.d.sync += [m_rem.eq(m_rest), m_hot.eq(_lowest_bit(m_rest, W))]
         mw_valid, mw_row, mw_entry = Signal(), Signal(n_bits + 1), Signal(E)
-        m.d.sync += [mw_valid.eq(lookup), mw_row.eq(gd.r0 + m_rsel), mw_entry.eq(_select(m_hot, d_entry))]
+        gd_r1 = Signal.like(gd.r0)                 # gd.r0 + 1, kept: no adder behind the lane select
+        with m.If(slot_end):
+            m.d.sync += gd_r1.eq(gc.r0 + 1)
+        m.d.sync += [mw_valid.eq(lookup), mw_row.eq(Mux(m_rsel, gd_r1, gd.r0)), mw_entry.eq(_select(m_hot, d_entry))]
         pos = Signal(mbits)
         m.d.comb += pos.eq(mrd.data + mw_row)
         lane_bits = max(ceil_log2(P), 1)
@@ -697,15 +763,19 @@ class Learner(wiring.Component):
         # the entry select is a parallel multiplexer off the write port's path. One lane has no
         # select, and its registers would only cost logic cells (the iCEBreaker is 98 % full).
         b_w_en, b_w_addr, b_w_data = Signal(), Signal(n_bits), Signal(E)
-        registered = W > 1
-        domain = m.d.sync if registered else m.d.comb
-        if registered:
-            m.d.sync += b_w_en.eq(0)
-        with m.Switch(cyc):
-            for lane in range(W):
-                with m.Case(W + lane - registered):
-                    domain += [b_w_en.eq(gd.valid & gd.bias & gd.prim[lane]), b_w_addr.eq(gd.col[lane][:n_bits]),
-                               b_w_data.eq(d_entry[lane])]
+        if W > 1:
+            # which lane is written next, one-hot, registered from the next counter
+            wr_hot = Signal(W)
+            m.d.sync += wr_hot.eq(Cat(*[cyc_nx == W + lane - 1 for lane in range(W)]))
+            start_clear.append(wr_hot)
+            m.d.sync += b_w_en.eq(gd.valid & gd.bias & (wr_hot & gd.prim).any())
+            with m.If(wr_hot.any()):
+                m.d.sync += [b_w_addr.eq(_select(wr_hot, [gd.col[lane][:n_bits] for lane in range(W)])),
+                             b_w_data.eq(_select(wr_hot, d_entry))]
+        else:
+            with m.If(cyc == W):
+                m.d.comb += [b_w_en.eq(gd.valid & gd.bias & gd.prim[0]), b_w_addr.eq(gd.col[0][:n_bits]),
+                             b_w_data.eq(d_entry[0])]
         with m.If(b_w_en):
             m.d.comb += [self.bias.w_en.eq(1), self.bias.addr.eq(b_w_addr), self.bias.w_data.eq(b_w_data)]
         if carrying:
@@ -723,16 +793,24 @@ class Learner(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.active.eq(0)
                 with m.If(self.start):
-                    m.d.sync += [cand_word.eq(0), cand_part.eq(0), ra.eq(first_row), rowN.eq(first_row * N),
-                                 rowN1.eq((first_row + 1) * N),
-                                 in_bias.eq(0), exhausted.eq(0), bias_next.eq(first_row), ga.valid.eq(0),
-                                 gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0)]
                     m.next = "INIT"
             with m.State("INIT"):                 # the stream presents word 0 next
+                # the walk's registers start over here, not on `start` (a decode of the controller's
+                # state: its fan-out to them was the ULX3S's longest path)
                 m.d.comb += self.stream.restart.eq(1)
+                m.d.sync += [cand_word.eq(0), cand_part.eq(0), ra.eq(first_row), rowN.eq(first_row * N),
+                             rowN1.eq((first_row + 1) * N),
+                             r_full.eq(0), loaded_all.eq(0),
+                             in_bias.eq(0), exhausted.eq(0), ga.valid.eq(0),
+                             gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0),
+                             *[r.eq(0) for r in start_clear]]
+                m.next = "FILL"
+            with m.State("FILL"):                 # the loader takes the first candidate
+                m.d.comb += a_fill.eq(1)
                 m.d.sync += running.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
+                m.d.comb += a_fill.eq(1)
                 with m.If(slot_end & ~ga.valid & ~gb.valid & ~gc.valid):
                     m.d.sync += running.eq(0)
                     m.next = "FINISH"

@@ -178,13 +178,18 @@ class StreamGenerator(wiring.Component):
 
             *now, length = decode(row, t, "go")
             *first, _ = decode(Const(first_row, nb + 1), Const(lane, count_bits), "first")
-            step = Signal(count_bits + 1, name=f"step{lane}")
-            m.d.comb += step.eq(t + P)
-            wrap = step >= length
+            # t + P passes the row's end when t >= length - P; the index in the next row, t + P -
+            # length, is then t - (length - P): the compare and both sums side by side, from
+            # registers and constants (t + P, then the compare, then the difference, in series,
+            # were a path of five levels through every lane)
+            rest = length - P                   # >= 0: a row streams at least P entries
+            over = Signal(count_bits + 1, name=f"over{lane}")
+            m.d.comb += over.eq(t - rest)
+            wrap = t >= rest
             with m.If(port.restart):
                 m.d.sync += [row.eq(start_row), t.eq(start_t)]
             with m.Elif(port.advance):
-                m.d.sync += [row.eq(Mux(wrap, row + 1, row)), t.eq(Mux(wrap, step - length, step))]
+                m.d.sync += [row.eq(Mux(wrap, row + 1, row)), t.eq(Mux(wrap, over, t + P))]
             with m.If(port.restart | port.advance):
                 for field, from_now, from_first in zip((e.valid, e.last, e.col, e.row, e.above, e.diag), now, first):
                     m.d.sync += field.eq(Mux(port.restart, from_first, from_now))
