@@ -295,21 +295,51 @@ class Learner(wiring.Component):
         a_fill = Signal()                          # the walk's loader may run (INIT and RUN)
         consume = Signal()                         # the walk takes the candidate this cycle
         load = Signal()
-        m.d.comb += [load.eq(a_fill & ~loaded_all & (~r_full | consume)),
-                     self.stream.advance.eq(load & last_part)]
+        # the candidate register's fields and what the loader puts in them
+        fields = [(d_valid, l_valid), (d_above, l_above), (d_on_diag, l_on_diag), (d_ends, l_ends),
+                  (d_rsel, Cat(*[l_last[:lane].any() if lane else Const(0, 1) for lane in range(W)])),
+                  *zip(d_col, l_col), (r_word, cand_word), (r_part, cand_part),
+                  (r_final, last_part & (next_word == D)), (r_ra, ra), (r_rowN, rowN), (r_rowN1, rowN1)]
+        # A wide learner has a second candidate register (`spare`): the loader then runs whenever
+        # one of the two is free, from registers alone, so its stream advance (to 32 lanes' entry
+        # registers) does not wait for the walk's decision (through the walk's state, that was the
+        # ULX3S's longest path). Candidates still come one a cycle, and the cycles are the same.
+        spare = W >= 8
         with m.If(load):
-            m.d.sync += [d_valid.eq(l_valid), d_above.eq(l_above), d_on_diag.eq(l_on_diag), d_ends.eq(l_ends),
-                         d_rsel.eq(Cat(*[l_last[:lane].any() if lane else Const(0, 1) for lane in range(W)])),
-                         *[d.eq(l) for d, l in zip(d_col, l_col)],
-                         r_word.eq(cand_word), r_part.eq(cand_part), r_final.eq(last_part & (next_word == D)),
-                         r_ra.eq(ra), r_rowN.eq(rowN), r_rowN1.eq(rowN1), r_full.eq(1),
-                         cand_part.eq(Mux(last_part, 0, cand_part + 1)), cand_word.eq(next_word),
+            m.d.sync += [cand_part.eq(Mux(last_part, 0, cand_part + 1)), cand_word.eq(next_word),
                          ra.eq(ra + l_ends), rowN.eq(Mux(l_ends, rowN1, rowN)),
                          rowN1.eq(Mux(l_ends, rowN1 + N, rowN1))]
             with m.If(last_part & (next_word == D)):
                 m.d.sync += loaded_all.eq(1)
-        with m.Elif(consume):
-            m.d.sync += r_full.eq(0)
+        if spare:
+            s_full = Signal()
+            held = [Signal.like(reg, name=f"spare_{reg.name}") for reg, _ in fields]
+            m.d.comb += [load.eq(a_fill & ~loaded_all & ~s_full), self.stream.advance.eq(load & last_part)]
+            with m.If(consume):
+                with m.If(s_full):
+                    m.d.sync += [reg.eq(h) for (reg, _), h in zip(fields, held)]
+                    m.d.sync += s_full.eq(0)
+                with m.Elif(load):
+                    m.d.sync += [reg.eq(value) for reg, value in fields]
+                with m.Else():
+                    m.d.sync += r_full.eq(0)
+            with m.Elif(load):
+                with m.If(~r_full):
+                    m.d.sync += [reg.eq(value) for reg, value in fields]
+                    m.d.sync += r_full.eq(1)
+                with m.Else():
+                    m.d.sync += [h.eq(value) for h, (_, value) in zip(held, fields)]
+                    m.d.sync += s_full.eq(1)
+            walk_reset = [s_full]
+        else:
+            m.d.comb += [load.eq(a_fill & ~loaded_all & (~r_full | consume)),
+                         self.stream.advance.eq(load & last_part)]
+            with m.If(load):
+                m.d.sync += [reg.eq(value) for reg, value in fields]
+                m.d.sync += r_full.eq(1)
+            with m.Elif(consume):
+                m.d.sync += r_full.eq(0)
+            walk_reset = []
 
         # decode of the candidate's lanes
         d_prim, d_mir, d_diag = Signal(W), Signal(W), Signal(W)
@@ -800,7 +830,7 @@ class Learner(wiring.Component):
                 m.d.comb += self.stream.restart.eq(1)
                 m.d.sync += [cand_word.eq(0), cand_part.eq(0), ra.eq(first_row), rowN.eq(first_row * N),
                              rowN1.eq((first_row + 1) * N),
-                             r_full.eq(0), loaded_all.eq(0),
+                             r_full.eq(0), loaded_all.eq(0), *[r.eq(0) for r in walk_reset],
                              in_bias.eq(0), exhausted.eq(0), ga.valid.eq(0),
                              gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0),
                              *[r.eq(0) for r in start_clear]]

@@ -199,6 +199,19 @@ def test_learn_unit_is_bit_exact_and_cycle_exact(sections):
     check_learn(small(**sections), 3)
 
 
+@pytest.mark.parametrize("sections", [
+    {"network": {"n": 20}, "hw": {"lanes": 16, "learn_lanes": 8, "threefry": "dual"}},
+    {"network": {"n": 21}, "hw": {"lanes": 16, "learn_lanes": 16}, "train": {"batch_size": 3}},
+    {"network": {"n": 12, "topology": "layered", "layers": (3, 6, 3)}, "hw": {"lanes": 8, "learn_lanes": 8},
+     "fixed": {"rounding": "carry"}},
+])
+def test_wide_learners_are_bit_exact_and_cycle_exact(sections):
+    """W >= 8, the boards' wide learners: the walk's spare candidate register (the loader runs a
+    candidate ahead while a group issues), the one-hot bias read and write selects and the mirror
+    ROM in block RAM, against the model's codes and the cycle model."""
+    assert check_learn(small(**sections), 5)["pulses"] > 0
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_learn_unit_random_configs(seed):
     cfg = random_config(500 + seed, max_n=10, max_lanes=6)
