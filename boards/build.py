@@ -176,7 +176,8 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     """Build the bitstream of `cfg` (default: the board's) into `out_dir` with the core on the
     board PLL at `clock_mhz` (default: the board's); return the report. `init`: weights baked
     into the code memory (`memprop build --weights`, an `image.Image`). `goal_mhz` (default: the
-    board's goal, else the clock): build.json's `slow_registers` lists the register inputs that miss it.
+    board's goal, else the clock): on ECP5 boards build.json's `slow_registers` lists the register
+    inputs that miss it (None on iCE40, see TIMED_FAMILIES).
 
     Every timing path must belong to the core clock: a path that nextpnr times on another
     clock (a `$PACKER_GND_NET` pseudo-clock is an unregistered DSP or RAM port) fails the build
@@ -230,8 +231,8 @@ TIMED_FAMILIES = ("ecp5",)
 
 
 def _drop_net_timings(report_json: Path) -> None:
-    """Keep nextpnr's report at its summary size: the per-net arrivals (tens of MB on the ULX3S)
-    are summarised in build.json's `slow_registers`."""
+    """Keep nextpnr's report at its summary size: the per-net arrivals (8 MB on the ULX3S) are
+    summarised in build.json's `slow_registers`."""
     data = json.loads(report_json.read_text())
     if data.pop("detailed_net_timings", None) is not None:
         report_json.write_text(json.dumps(data))

@@ -265,7 +265,6 @@ class Learner(wiring.Component):
         last_part = cand_part == parts - 1
         next_word = Signal(word_bits)
         m.d.comb += next_word.eq(cand_word + last_part)
-        a_scan = Signal()
         rowN = Signal(s_bits)                      # ra * N
         rowN1 = Signal(s_bits)                     # (ra + 1) * N, a register beside rowN: a lane past a
                                                    # row end selects it, one adder behind the select
@@ -292,7 +291,7 @@ class Learner(wiring.Component):
         d_ends, r_full, r_final, loaded_all = Signal(), Signal(), Signal(), Signal()
         r_word, r_part = Signal(word_bits), Signal.like(cand_part)
         r_ra, r_rowN, r_rowN1 = Signal.like(ra), Signal.like(rowN), Signal.like(rowN1)
-        a_fill = Signal()                          # the walk's loader may run (INIT and RUN)
+        a_fill = Signal()                          # the walk's loader may run (FILL and RUN)
         consume = Signal()                         # the walk takes the candidate this cycle
         load = Signal()
         # the candidate register's fields and what the loader puts in them
@@ -428,7 +427,6 @@ class Learner(wiring.Component):
             d_s.append(s_lane)
         with m.FSM(name="walk"):
             with m.State("SCAN"):
-                m.d.comb += a_scan.eq(running)
                 with m.If(running):
                     with m.If(exhausted):
                         m.d.comb += done_a.eq(1)
