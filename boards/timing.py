@@ -18,12 +18,11 @@ from pathlib import Path
 
 from .depth import Paths, _group, module_of
 
-#: Cells whose inputs end a path (clocked), by netlist type (nextpnr keeps the synthesised names
-#: of flip-flops, RAMs and DSPs; cells it makes while packing are logic).
+#: ECP5 cells whose inputs end a path (clocked), by netlist type (nextpnr keeps the synthesised
+#: names of flip-flops, RAMs and DSPs; cells it makes while packing are logic). iCE40 reports are
+#: not read: nextpnr-ice40 packs a LUT and its flip-flop into one cell and times the LUT's inputs.
 SEQUENTIAL_TYPES = {"TRELLIS_FF", "DP16KD", "PDPW16KD", "MULT18X18D", "ALU54B", "TRELLIS_DPR16X4",
-                    "SB_DFF", "SB_DFFE", "SB_DFFSR", "SB_DFFR", "SB_DFFS", "SB_DFFESR", "SB_DFFER",
-                    "SB_DFFES", "SB_DFFSS", "SB_DFFESS", "SB_RAM40_4K", "SB_SPRAM256KA", "SB_MAC16",
-                    "TRELLIS_IO", "SB_IO", "EHXPLLL", "SB_PLL40_PAD", "SB_PLL40_CORE", "SB_GB"}
+                    "TRELLIS_IO", "EHXPLLL"}
 #: Packed pins -> the synthesised cell's port (TRELLIS_FF's direct input, a LUT RAM's write data).
 PORT_ALIASES = {"M": "DI", "WD": "DI"}
 #: Pins that take a clock, not data.

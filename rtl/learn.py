@@ -248,7 +248,7 @@ class Learner(wiring.Component):
         b_first, c_first = Signal(), Signal()
         m.d.sync += [b_first.eq(Mux(slot_end, ga.valid, gb.valid) & (cyc_nx == 0)),
                      c_first.eq(Mux(slot_end, gb.valid, gc.valid) & (cyc_nx == 0))]
-        start_clear = [b_first, c_first]           # such registers, cleared with the groups at start
+        start_clear = [b_first, c_first]           # such registers, cleared with the groups in INIT
         buf_a = Signal(2)                          # buffer of the group A latches in this slot
         with m.If(slot_end):
             m.d.sync += [*gb.eq(ga), *gc.eq(gb), *gd.eq(gc), ga.valid.eq(0),
@@ -329,7 +329,7 @@ class Learner(wiring.Component):
                 with m.Else():
                     m.d.sync += [h.eq(value) for h, (_, value) in zip(held, fields)]
                     m.d.sync += s_full.eq(1)
-            walk_reset = [s_full]
+            start_clear.append(s_full)
         else:
             m.d.comb += [load.eq(a_fill & ~loaded_all & (~r_full | consume)),
                          self.stream.advance.eq(load & last_part)]
@@ -338,7 +338,6 @@ class Learner(wiring.Component):
                 m.d.sync += r_full.eq(1)
             with m.Elif(consume):
                 m.d.sync += r_full.eq(0)
-            walk_reset = []
 
         # decode of the candidate's lanes
         d_prim, d_mir, d_diag = Signal(W), Signal(W), Signal(W)
@@ -828,7 +827,7 @@ class Learner(wiring.Component):
                 m.d.comb += self.stream.restart.eq(1)
                 m.d.sync += [cand_word.eq(0), cand_part.eq(0), ra.eq(first_row), rowN.eq(first_row * N),
                              rowN1.eq((first_row + 1) * N),
-                             r_full.eq(0), loaded_all.eq(0), *[r.eq(0) for r in walk_reset],
+                             r_full.eq(0), loaded_all.eq(0),
                              in_bias.eq(0), exhausted.eq(0), ga.valid.eq(0),
                              gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0),
                              *[r.eq(0) for r in start_clear]]
