@@ -208,9 +208,8 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     depth = logic_depth(out / f"{NAME}.json", NAME)
     slow = None
     if board.family in TIMED_FAMILIES:
-        slow = slow_registers(out / f"{NAME}_report.json", goal_mhz or board.goal_mhz or clock, out / f"{NAME}.json",
-                              top=NAME)
-        _drop_net_timings(out / f"{NAME}_report.json")
+        slow = _slow_registers_once(out / f"{NAME}_report.json", goal_mhz or board.goal_mhz or clock,
+                                    out / f"{NAME}.json")
     result = {
         "board": board.name, "device": platform.device, "package": platform.package,
         "clock_mhz": clock, "oscillator_mhz": platform.default_clk_frequency / 1e6, "fmax_mhz": fmax, "timing_met": fmax is not None and fmax >= clock,
@@ -230,12 +229,14 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
 TIMED_FAMILIES = ("ecp5",)
 
 
-def _drop_net_timings(report_json: Path) -> None:
-    """Keep nextpnr's report at its summary size: the per-net arrivals (8 MB on the ULX3S) are
-    summarised in build.json's `slow_registers`."""
+def _slow_registers_once(report_json: Path, goal_mhz: float, netlist: Path) -> dict:
+    """slow_registers from the detailed report, which is then kept at its summary size: the
+    per-net arrivals (8 MB on the ULX3S) live on in build.json's `slow_registers`."""
     data = json.loads(report_json.read_text())
-    if data.pop("detailed_net_timings", None) is not None:
-        report_json.write_text(json.dumps(data))
+    slow = slow_registers(data, goal_mhz, netlist, top=NAME)
+    data.pop("detailed_net_timings")
+    report_json.write_text(json.dumps(data))
+    return slow
 
 
 #: nextpnr cell types -> the report's resource names.

@@ -87,9 +87,12 @@ def test_builds_ask_for_the_detailed_report_and_keep_only_its_summary(tmp_path):
         detailed = "--detailed-timing-report" in bb.toolchain_overrides(board, seed=1)["nextpnr_opts"]
         assert detailed == (board.family in bb.TIMED_FAMILIES), name
     assert bb.get_board("ulx3s").family in bb.TIMED_FAMILIES
-    path = tmp_path / "memprop_report.json"
-    path.write_text(json.dumps({"fmax": {"clk": {"achieved": 60}}, **design()[0]}))
-    bb._drop_net_timings(path)
+    report, netlist = design()
+    path, net_path = tmp_path / "memprop_report.json", tmp_path / "memprop.json"
+    path.write_text(json.dumps({"fmax": {"clk": {"achieved": 60}}, **report}))
+    net_path.write_text(json.dumps({"modules": {"memprop": netlist["modules"]["top"]}}))
+    slow = bb._slow_registers_once(path, 75, net_path)
+    assert slow == slow_registers(report, 75, netlist, top="top")
     assert json.loads(path.read_text()) == {"fmax": {"clk": {"achieved": 60}}}
 
 
