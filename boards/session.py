@@ -96,9 +96,9 @@ class BoardDriver(EngineDriver):
         words = await self.bus.read_many([hm.address(hm.STATE, i) for i in range(self.n)])
         return np.array([hm.Layout.signed(w, 32) for w in words], dtype=np.int64).clip(-(1 << bits), 1 << bits)
 
-    async def command(self, op: int, sign: int = 0, set_: int = 0, slot: int = 0) -> None:
+    async def command(self, op: int, sign: int = 0, set_: int = 0, slot: int = 0, store: bool = False) -> None:
         """Write a command; a lost response is resolved with the command counter."""
-        word = hm.command(op, sign, set_, slot)
+        word = hm.command(op, sign, set_, slot, store)
         try:
             await self.set_reg(hm.R_CMD, word)
         except LinkUncertain as exc:
@@ -125,17 +125,18 @@ class BoardDriver(EngineDriver):
             raise EngineError(f"engine reported an error for command {op}")
         return status
 
-    async def run(self, op: int, sign: int = 0, set_: int = 0, slot: int = 0) -> int:
-        await self.command(op, sign, set_, slot)
+    async def run(self, op: int, sign: int = 0, set_: int = 0, slot: int = 0, store: bool = False) -> int:
+        await self.command(op, sign, set_, slot, store)
         await self.wait(op)
         cycles = await self.reg(hm.R_CYCLES)
         self.cycles += cycles
         return cycles
 
-    async def relax(self, sign: int = hm.SIGN_FREE, observe=None) -> RelaxResult:
+    async def relax(self, sign: int = hm.SIGN_FREE, observe=None, store: tuple[int, int] | None = None) -> RelaxResult:
         if observe is not None:
-            return await super().relax(sign, observe)
-        await self.command(hm.OP_RELAX, sign=sign)
+            return await super().relax(sign, observe, store)
+        set_, slot = store or (0, 0)
+        await self.command(hm.OP_RELAX, sign=sign, set_=set_, slot=slot, store=store is not None)
         status = await self.wait(hm.OP_RELAX)
         addrs = [hm.address(hm.REG, hm.R_STEPS), hm.address(hm.REG, hm.R_CYCLES)]
         if self.read_states:

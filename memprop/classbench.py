@@ -94,7 +94,7 @@ def run_classification_bench(epochs: int = classify.DEFAULT_EPOCHS, boards: tupl
         step, _ = classify.fixed_layered_update(fmt, sample, drive, target)
         learn = cycles.learn_cycles(sch, step.pulses_w, step.pulses_b)
         train_cycles = (cycles.relax_cycles(sch, int(free.steps[0])) + cycles.relax_cycles(sch, int(nudged.steps[0]))
-                        + 2 * cycles.store_cycles(hw.network.n) + learn)
+                        + cycles.sample_copy_cycles(hw) + learn)
         images_per_s = clock_mhz * 1e6 / per_image
         out["boards"].append({
             "board": board, "layers": list(hw.network.layers), "float_accuracy": own["result"].accuracy,

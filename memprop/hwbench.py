@@ -107,12 +107,10 @@ def minibatch_cost(cfg: Config, step: fixed.LearnStep, info: dict, batch: int) -
     centered = cfg.train.nudge == "centered"
     phases = 3 if centered else 2
     steps = int(round(info["steps"] * batch))
-    store_one, restore_one = cycles.store_cycles(n), cycles.restore_cycles(n)
-    per_sample = (3 * store_one + restore_one) if centered else 2 * store_one
     unused = cfg.train.batch_size - batch            # slots the driver fills with HI == LO
     return EpochCost(samples=batch, updates=1, steps=steps,
                      relax=phases * batch * cycles.COMMAND_OVERHEAD + steps * cycles.step_cycles(sch),
-                     store=batch * per_sample + unused * 2 * store_one,
+                     store=batch * cycles.sample_copy_cycles(cfg) + unused * 2 * cycles.store_cycles(n),
                      learn=cycles.learn_cycles(sch, step.pulses_w, step.pulses_b))
 
 
@@ -296,10 +294,8 @@ def demo_cycles(cfg: Config, measured: dict) -> dict:
     from memprop.rtl import cycles
     from memprop.rtl.schedule import Schedule
 
-    B, n = cfg.train.batch_size, cfg.network.n
-    copies = (3 * cycles.store_cycles(n) + cycles.restore_cycles(n)) if cfg.train.nudge == "centered" \
-        else 2 * measured["store"]
-    sample = (sum(measured["relax"]) + measured["learn"]) / B + copies
+    B = cfg.train.batch_size
+    sample = (sum(measured["relax"]) + measured["learn"]) / B + cycles.sample_copy_cycles(cfg)
     return {"learn": measured["learn"], "sample": sample, "recall": float(np.mean(measured["recall"])),
             "batch_size": B, "step": cycles.step_cycles(Schedule(cfg))}
 

@@ -6,6 +6,9 @@ Jacobi half `cur`, and sequences the datapath:
 - a relaxation step: `step_start` (clears the MAC's running sum and the step's row count
   and max|dv|), D cycles of issue (`restart` then `advance` on the stream), drain until
   every free row is written back, then STEP_END (flip `cur`, convergence and step limit);
+- RELAX / STEP with the store bit (when every unit is relaxed, `relax_store`): `store` is held
+  through the command and every write-back also goes to fixed point (set, slot), so the last
+  step's write-backs are what STORE would copy; the fields are checked as STORE's;
 - STORE: read state[cur][0] (COPY), then per unit write fixed point (set, slot, i) while
   reading unit i + 1 (STORE_WRITE, `write_item` one behind `item`): N + 1 cycles;
 - RESTORE: per unit, read the fixed point (COPY), write it to both state halves
@@ -30,8 +33,8 @@ from amaranth.lib.wiring import In, Out
 from . import formal
 from . import hostmap as hm
 
-#: The command register's fields: opcode | sign << 4 | set << 6 | slot << 8.
-COMMAND = data.StructLayout({"op": 4, "sign": 2, "set": 2, "slot": 8})
+#: The command register's fields: opcode | sign << 4 | set << 6 | slot << 8 | store << 16.
+COMMAND = data.StructLayout({"op": 4, "sign": 2, "set": 2, "slot": 8, "store": 1})
 
 #: Controller cycles per relaxation step besides the stream and the pipeline: STEP_START,
 #: the cycle in which DRAIN sees the last row, STEP_END.
@@ -40,8 +43,9 @@ STEP_OVERHEAD = 3
 
 class Controller(wiring.Component):
     def __init__(self, *, n: int, n_rows: int, words: int, v_bits: int, n_bits: int, slot_bits: int,
-                 tol: int, max_steps: int, slots: int | None = None):
+                 tol: int, max_steps: int, slots: int | None = None, relax_store: bool = False):
         self.n, self.n_rows, self.words = n, n_rows, words
+        self.relax_store = relax_store            # RELAX / STEP may store as they go (all units relaxed)
         self.n_bits, self.slot_bits = n_bits, slot_bits
         self.slots = (1 << slot_bits) if slots is None else slots    # fixed-point slots per set (the batch)
         self.tol, self.max_steps = tol, max_steps
@@ -61,6 +65,7 @@ class Controller(wiring.Component):
             "store_read": Out(1), "store_write": Out(1),
             "restore_read": Out(1), "restore_write": Out(1), "restore_half": Out(1),
             "item": Out(n_bits), "write_item": Out(n_bits), "set": Out(2), "slot": Out(slot_bits),
+            "store": Out(1),                                  # RELAX / STEP: write-backs also to (set, slot)
             # LEARN
             "learn_start": Out(1), "learn_done": In(1),
             # weights on a board (engine version 2): CHECKSUM, BEGIN_LOAD, COMMIT
@@ -92,6 +97,7 @@ class Controller(wiring.Component):
         with m.If(self.command_valid):
             m.d.sync += [fields_ok.eq((cmd.set <= hm.SET_FREE) & (cmd.slot < self.slots)),
                          op.eq(cmd.op), self.set.eq(cmd.set), self.slot.eq(cmd.slot),
+                         self.store.eq(cmd.store & ((cmd.op == hm.OP_RELAX) | (cmd.op == hm.OP_STEP))),
                          self.sign.eq(Mux(cmd.sign == hm.SIGN_PLUS, 1, Mux(cmd.sign == hm.SIGN_MINUS, -1, 0)))]
 
         # rows written back and max|dv| of the step in flight
@@ -115,8 +121,13 @@ class Controller(wiring.Component):
             with m.State("DISPATCH"):
                 with m.Switch(op):
                     with m.Case(hm.OP_RELAX, hm.OP_STEP):
-                        m.d.sync += [self.steps.eq(0), converged.eq(0)]
-                        m.next = "STEP_START"
+                        # the store bit: refused without the feature or with STORE's fields out of range
+                        with m.If(self.store & ~(fields_ok & self.relax_store)):
+                            m.d.sync += [busy.eq(0), error.eq(1)]
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.d.sync += [self.steps.eq(0), converged.eq(0)]
+                            m.next = "STEP_START"
                     with m.Case(hm.OP_STORE, hm.OP_RESTORE):
                         with m.If(fields_ok):
                             m.d.sync += item.eq(0)

@@ -47,7 +47,7 @@ def engine_controller(cfg: Config) -> Controller:
     sch = lay.schedule
     return Controller(n=cfg.network.n, n_rows=len(sch.rows), words=sch.depth, v_bits=lay.fmt.state_bits,
                       n_bits=lay.n_bits, slot_bits=lay.slot_bits, tol=cfg.fixed.tol_lsb,
-                      max_steps=cfg.network.max_steps, slots=lay.batch)
+                      max_steps=cfg.network.max_steps, slots=lay.batch, relax_store=lay.relax_store)
 
 
 def _defined_opcodes() -> set[int]:
@@ -123,16 +123,20 @@ class ControllerProof(Elaboratable):
             expected = Signal(32, name="mon_expected_cycles")
             refused = Signal(name="mon_refused")       # an unknown opcode, or STORE / RESTORE fields out of range
             invalid = ~Cat(*(op == c for c in _defined_opcodes())).any()
-            m.d.comb += refused.eq(invalid | (((op == hm.OP_STORE) | (op == hm.OP_RESTORE)) & ~i.fields_ok))
+            relaxing_op = (op == hm.OP_RELAX) | (op == hm.OP_STEP)
+            # RELAX / STEP with the store bit: refused without the feature or with fields out of range
+            store_refused = relaxing_op & ctrl.store & ~(i.fields_ok & lay.relax_store)
+            m.d.comb += refused.eq(invalid | (((op == hm.OP_STORE) | (op == hm.OP_RESTORE)) & ~i.fields_ok)
+                                   | store_refused)
             with m.Switch(op):
                 with m.Case(hm.OP_STORE):
                     m.d.comb += expected.eq(Mux(i.fields_ok, store_cycles(N), 1))
                 with m.Case(hm.OP_RESTORE):
                     m.d.comb += expected.eq(Mux(i.fields_ok, restore_cycles(N), 1))
                 with m.Case(hm.OP_STEP):
-                    m.d.comb += expected.eq(relax_cycles(sch, 1))
+                    m.d.comb += expected.eq(Mux(store_refused, 1, relax_cycles(sch, 1)))
                 with m.Case(hm.OP_RELAX):
-                    m.d.comb += expected.eq(1 + ctrl.steps * step_len)
+                    m.d.comb += expected.eq(Mux(store_refused, 1, 1 + ctrl.steps * step_len))
                 with m.Default():
                     m.d.comb += expected.eq(1)
             modelled_end = ended & (op != hm.OP_LEARN)
@@ -153,26 +157,30 @@ class ControllerProof(Elaboratable):
                         "every command ends: RELAX within its cycle-model bound (max_steps steps), the others "
                         "when the model says; LEARN in the cycle after the learning unit's done")
             props.check(m, "controller.relax_stops_as_specified",
-                        ~(ended & ((op == hm.OP_RELAX) | (op == hm.OP_STEP)))
+                        ~(ended & relaxing_op & ~store_refused)
                         | ((ctrl.converged == (ctrl.last_delta <= tol))
                            & (ctrl.converged | (op == hm.OP_STEP) | (ctrl.steps == max_steps))
                            & (ctrl.steps <= max_steps)),
                         "a relaxation stops when max|dv| <= tol_lsb (converged) or after max_steps steps (STEP: one)")
+            stepping = st["STEP_START"] | st["ISSUE"] | st["DRAIN"] | st["STEP_END"]
             selected = ctrl.store_read | ctrl.store_write | ctrl.restore_read | ctrl.restore_write
             reads = ctrl.store_read | ctrl.restore_read | ctrl.restore_write
             props.check(m, "controller.addresses_in_range",
                         (~selected | ((ctrl.set <= hm.SET_FREE) & (ctrl.slot < lay.batch)))
                         & (~reads | (ctrl.item < N)) & (~ctrl.store_write | (ctrl.write_item < N))
-                        & (~(ctrl.advance | ctrl.restart) | (i.block < D)),
-                        "STORE / RESTORE address only units below N, the three fixed-point sets and the batch's "
-                        "slots (nothing outside the fixed-point memory, no slot aliased); a step issues only "
-                        "words below D")
+                        & (~(ctrl.advance | ctrl.restart) | (i.block < D))
+                        & (~(ctrl.store & stepping) | ((ctrl.set <= hm.SET_FREE) & (ctrl.slot < lay.batch))),
+                        "STORE / RESTORE, and a RELAX / STEP that stores as it goes, address only units below N, "
+                        "the three fixed-point sets and the batch's slots (nothing outside the fixed-point memory, "
+                        "no slot aliased); a step issues only words below D")
             held = [past(m, x, f"mon_was_{name}") for name, x in (("set", ctrl.set), ("slot", ctrl.slot),
-                                                                   ("sign", ctrl.sign), ("op", op))]
+                                                                   ("sign", ctrl.sign), ("op", op),
+                                                                   ("store", ctrl.store))]
             was_fault = past(m, ctrl.fault, "mon_was_fault")
             props.check(m, "controller.busy_refuses_commands",
                         (~(was_busy & busy) | ((ctrl.set == held[0]) & (ctrl.slot == held[1])
-                                               & (ctrl.sign == held[2]) & (op == held[3])))
+                                               & (ctrl.sign == held[2]) & (op == held[3])
+                                               & (ctrl.store == held[4])))
                         & (~was_fault | ctrl.error) & (~(ended & refused) | ctrl.error),
                         "while a command runs its opcode and fields never change; a host write the engine "
                         "refused (while busy) sets the error bit; an unknown opcode, or a STORE / RESTORE of a "
@@ -211,6 +219,8 @@ class ControllerProof(Elaboratable):
                   & (~((st["DRAIN"] & (since <= last_row_at)) | st["ISSUE"]) | (written < n_rows))
                   & (~(st["STEP_END"]) | (written == n_rows))
                   & (ctrl.issuing == st["ISSUE"]) & (ctrl.steps <= max_steps)
+                  & (~(stepping & ctrl.store) | (i.fields_ok & lay.relax_store & (ctrl.set <= hm.SET_FREE)
+                                                 & (ctrl.slot < lay.batch)))
                   & (~(st["STEP_START"] | st["ISSUE"] | st["DRAIN"] | st["STEP_END"]) | ~ctrl.converged),
                   "a step's cycle, block and row counters follow the step's clock")
 
@@ -219,6 +229,11 @@ class ControllerProof(Elaboratable):
             props.cover(m, "controller.relax_second_step", st["STEP_START"] & (op == hm.OP_RELAX) & (ctrl.steps == 1),
                         "a RELAX goes on to a second step")
             props.cover(m, "controller.store_done", ended & (op == hm.OP_STORE), "a STORE completes")
+            if lay.relax_store:
+                props.cover(m, "controller.relax_store_done", ended & (op == hm.OP_RELAX) & ctrl.store & ~ctrl.error,
+                            "a RELAX that stores its fixed point as it goes completes")
+            props.cover(m, "controller.relax_store_refused", ended & store_refused & ctrl.error,
+                        "a RELAX / STEP with the store bit it cannot honour is refused")
             props.cover(m, "controller.restore_done", ended & (op == hm.OP_RESTORE), "a RESTORE completes")
             props.cover(m, "controller.learn_done", ended & (op == hm.OP_LEARN), "a LEARN completes")
             props.cover(m, "controller.refused", ended & invalid & ctrl.error, "an unknown opcode is refused")

@@ -38,6 +38,18 @@ def restore_cycles(n: int) -> int:
     return COMMAND_OVERHEAD + 3 * n
 
 
+def sample_copy_cycles(cfg) -> int:
+    """STORE and RESTORE cycles of one training sample as the driver runs it (train_minibatch):
+    none of the STOREs where RELAX stores its fixed point as it goes (hm.Layout.relax_store)."""
+    from . import hostmap as hm
+    from .schedule import formats
+
+    n = cfg.network.n
+    stores = 0 if hm.Layout(formats(cfg)).relax_store else (3 if cfg.train.nudge == "centered" else 2)
+    restores = 1 if cfg.train.nudge == "centered" else 0
+    return stores * store_cycles(n) + restores * restore_cycles(n)
+
+
 def learn_cycles(schedule: Schedule, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     """LEARN: the command dispatch and the learning unit (learner_cycles).
 

@@ -45,6 +45,17 @@ class EngineDriver:
         self.bus = transport
         self.cfg = layout.fmt.cfg
         self.n = self.cfg.network.n
+        self._features: int | None = None
+
+    async def features(self) -> int:
+        """The engine's feature bits (R_VERSION), read once."""
+        if self._features is None:
+            self._features = (await self.reg(hm.R_VERSION)) & 0xFFFFFF
+        return self._features
+
+    async def relax_stores(self) -> bool:
+        """Whether RELAX can store its fixed point as it goes (hm.FEATURE_RELAX_STORE), sparing a STORE."""
+        return self.layout.relax_store and bool(await self.features() & hm.FEATURE_RELAX_STORE)
 
     # -- registers ------------------------------------------------------------------------------
     async def reg(self, r: int) -> int:
@@ -70,9 +81,9 @@ class EngineDriver:
         if found != self.cfg.fingerprint:
             raise EngineError(f"engine fingerprint {found} does not match the config ({self.cfg.fingerprint})")
 
-    async def run(self, op: int, sign: int = 0, set_: int = 0, slot: int = 0) -> int:
+    async def run(self, op: int, sign: int = 0, set_: int = 0, slot: int = 0, store: bool = False) -> int:
         """Issue a command and wait until the engine is idle; returns its cycle count."""
-        await self.set_reg(hm.R_CMD, hm.command(op, sign, set_, slot))
+        await self.set_reg(hm.R_CMD, hm.command(op, sign, set_, slot, store))
         wait_idle = getattr(self.bus, "wait_idle", None)
         while True:
             if wait_idle is not None:
@@ -133,29 +144,32 @@ class EngineDriver:
         return np.array([hm.Layout.signed(await self.bus.read(hm.address(hm.STATE, i)), 32)
                          for i in range(self.n)], dtype=np.int64).clip(-(1 << bits), 1 << bits)
 
-    async def relax(self, sign: int = hm.SIGN_FREE, observe=None) -> RelaxResult:
-        """Relax to a fixed point. With `observe(step, v)`, step by step, reading every state."""
+    async def relax(self, sign: int = hm.SIGN_FREE, observe=None, store: tuple[int, int] | None = None) -> RelaxResult:
+        """Relax to a fixed point. With `observe(step, v)`, step by step, reading every state. With
+        `store=(set, slot)`, the engine stores the fixed point there as it goes (`relax_stores()`)."""
         if observe is not None:
-            return await self._relax_observed(sign, observe)
-        cycles = await self.run(hm.OP_RELAX, sign=sign)
+            return await self._relax_observed(sign, observe, store)
+        set_, slot = store or (0, 0)
+        cycles = await self.run(hm.OP_RELAX, sign=sign, set_=set_, slot=slot, store=store is not None)
         status = await self.reg(hm.R_CMD)
         steps = await self.reg(hm.R_STEPS)
         return RelaxResult(v=await self.read_state(), steps=steps,
                            converged=bool(status & hm.STATUS_CONVERGED), cycles=cycles)
 
-    async def _relax_observed(self, sign: int, observe) -> RelaxResult:
+    async def _relax_observed(self, sign: int, observe, store=None) -> RelaxResult:
         cycles = 0
         for step in range(1, self.cfg.network.max_steps + 1):
-            r = await self.step(sign)
+            r = await self.step(sign, store)
             cycles += r.cycles
             observe(step, r.v)
             if r.converged:
                 break
         return RelaxResult(v=r.v, steps=step, converged=r.converged, cycles=cycles)
 
-    async def step(self, sign: int = hm.SIGN_FREE) -> RelaxResult:
+    async def step(self, sign: int = hm.SIGN_FREE, store: tuple[int, int] | None = None) -> RelaxResult:
         """One relaxation step; `converged` says whether max|dv| <= tol_lsb in it."""
-        cycles = await self.run(hm.OP_STEP, sign=sign)
+        set_, slot = store or (0, 0)
+        cycles = await self.run(hm.OP_STEP, sign=sign, set_=set_, slot=slot, store=store is not None)
         status = await self.reg(hm.R_CMD)
         return RelaxResult(v=await self.read_state(), steps=1, converged=bool(status & hm.STATUS_CONVERGED),
                            cycles=cycles)
@@ -188,10 +202,19 @@ class EngineDriver:
         if tr.nudge == "random_sign":
             draw = rng.rand(tr.seed, params_updates, self.n * self.n + self.n, 0)
             sign = 1 if int(draw) >> 31 else -1
-        phases = {"free": [], "hi": [], "lo": [], "store_cycles": [], "restore_cycles": []}
+        fused = await self.relax_stores()
+        phases = {"free": [], "hi": [], "lo": [], "store_cycles": [], "restore_cycles": [], "relax_store": fused}
 
         async def store(set_, slot):
             phases["store_cycles"].append(await self.run(hm.OP_STORE, set_=set_, slot=slot))
+
+        async def relax_into(sign_, phase, set_, slot):
+            """A phase's relaxation, its fixed point stored in (set_, slot): by the RELAX itself
+            where the engine can, else by a STORE after it."""
+            r = await self.relax(sign_, watch(slot, phase), store=(set_, slot) if fused else None)
+            if not fused:
+                await store(set_, slot)
+            return r
 
         for b in range(self.layout.batch):
             if b >= batch:  # an unused slot contributes nothing: HI == LO
@@ -199,23 +222,18 @@ class EngineDriver:
                 await store(hm.SET_LO, b)
                 continue
             await self.load_sample(drive.v0[b], drive.x[b], target.values[b])
-            free = await self.relax(hm.SIGN_FREE, watch(b, "free"))
-            phases["free"].append(free)
             if tr.nudge == "centered":
-                await store(hm.SET_FREE, b)
-                plus = await self.relax(hm.SIGN_PLUS, watch(b, "plus"))
-                await store(hm.SET_HI, b)
+                phases["free"].append(await relax_into(hm.SIGN_FREE, "free", hm.SET_FREE, b))
+                plus = await relax_into(hm.SIGN_PLUS, "plus", hm.SET_HI, b)
                 phases["restore_cycles"].append(await self.run(hm.OP_RESTORE, set_=hm.SET_FREE, slot=b))
-                minus = await self.relax(hm.SIGN_MINUS, watch(b, "minus"))
-                await store(hm.SET_LO, b)
+                minus = await relax_into(hm.SIGN_MINUS, "minus", hm.SET_LO, b)
                 phases["hi"].append(plus)
                 phases["lo"].append(minus)
                 continue
             free_set, nudged_set = (hm.SET_LO, hm.SET_HI) if sign > 0 else (hm.SET_HI, hm.SET_LO)
-            await store(free_set, b)
-            nudged = await self.relax(hm.SIGN_PLUS if sign > 0 else hm.SIGN_MINUS,
-                                      watch(b, "plus" if sign > 0 else "minus"))
-            await store(nudged_set, b)
+            phases["free"].append(await relax_into(hm.SIGN_FREE, "free", free_set, b))
+            nudged = await relax_into(hm.SIGN_PLUS if sign > 0 else hm.SIGN_MINUS, "plus" if sign > 0 else "minus",
+                                      nudged_set, b)
             phases["hi" if sign > 0 else "lo"].append(nudged)
         await self.set_decay(decay_steps)
         learn_cycles = await self.run(hm.OP_LEARN)

@@ -118,7 +118,7 @@ class Engine(wiring.Component):
 
         m.submodules.ctrl = ctrl = Controller(
             n=N, n_rows=len(sch.rows), words=sch.depth, v_bits=vb, n_bits=nb, slot_bits=lay.slot_bits,
-            tol=cfg.fixed.tol_lsb, max_steps=cfg.network.max_steps, slots=lay.batch)
+            tol=cfg.fixed.tol_lsb, max_steps=cfg.network.max_steps, slots=lay.batch, relax_store=lay.relax_store)
         m.submodules.stream = stream = StreamGenerator(sch)
         word_bits = max(ceil_log2(sch.depth), 1)
         banked_depth = (1 << word_bits) + sch.depth if self.atomic_load else sch.depth
@@ -282,7 +282,7 @@ class Engine(wiring.Component):
         self._seed = seed = Signal(32, init=(cfg.train.seed if init is None else int(init.seed)) & 0xFFFFFFFF)
         loading = self._loading
 
-        m.d.comb += [ctrl.command.eq(bus.wdata[:16]),
+        m.d.comb += [ctrl.command.eq(bus.wdata[:len(ctrl.command.as_value())]),
                      ctrl.command_valid.eq(bus.we & (region == hm.REG) & (offset == hm.R_CMD) & ~busy)]
         for reg, live, shadow in ((hm.R_UPDATES, updates, self._shadow_updates), (hm.R_SEED, seed, self._shadow_seed)):
             with m.If(host_write & (region == hm.REG) & (offset == reg)):
@@ -376,7 +376,8 @@ class Engine(wiring.Component):
             hm.R_FP_HI: Const(fingerprint >> 32, 32), hm.R_INFO: Const(P | (N << 8) | (lay.batch << 20), 32),
             hm.R_DELTA: ctrl.last_delta,
             hm.R_VERSION: Const((hm.ENGINE_VERSION << 24) | hm.FEATURE_CHECKSUM
-                                | (hm.FEATURE_ATOMIC_LOAD if self.atomic_load else 0), 32),
+                                | (hm.FEATURE_ATOMIC_LOAD if self.atomic_load else 0)
+                                | (hm.FEATURE_RELAX_STORE if lay.relax_store else 0), 32),
             hm.R_DESIGN_LO: Const(int(hm.design_id(cfg), 16) & 0xFFFFFFFF, 32),
             hm.R_DESIGN_HI: Const(int(hm.design_id(cfg), 16) >> 32, 32),
             hm.R_COMMANDS: ctrl.commands, hm.R_CHECKSUM: self._checksum_result,
@@ -431,6 +432,13 @@ class Engine(wiring.Component):
         with m.If(ctrl.store_write):               # the unit read in the cycle before
             m.d.comb += [fp_wr.en.eq(1), fp_wr.addr.eq(Cat(ctrl.write_item, ctrl.slot, ctrl.set)),
                          fp_wr.data.eq(state.rd_data)]
+        # RELAX / STEP with the store bit: every write-back also lands in (set, slot); a STORE
+        # would copy the last step's, which are the last ones written
+        wb_valid, wb_row, wb_v = self._wb
+        self._relax_stored = relax_stored = Signal()
+        m.d.comb += relax_stored.eq(ctrl.store & wb_valid)
+        with m.If(relax_stored):
+            m.d.comb += [fp_wr.en.eq(1), fp_wr.addr.eq(Cat(wb_row, ctrl.slot, ctrl.set)), fp_wr.data.eq(wb_v)]
         with m.If(ctrl.restore_read):
             m.d.comb += fp_b.addr.eq(where)
         held = Signal(signed(f.state_bits))
@@ -478,6 +486,9 @@ class Engine(wiring.Component):
                      learner.stored.valid.eq(ctrl.store_write), learner.stored.set.eq(ctrl.set),
                      learner.stored.slot.eq(ctrl.slot), learner.stored.unit.eq(ctrl.write_item),
                      learner.stored.value.eq(state.rd_data)]
+        _, wb_row, wb_v = self._wb
+        with m.If(self._relax_stored):
+            m.d.comb += [learner.stored.valid.eq(1), learner.stored.unit.eq(wb_row), learner.stored.value.eq(wb_v)]
         if self._decay is not None:
             m.d.comb += learner.decay.eq(self._decay)
         host_fp, offset, wdata = self._host_fixpoint

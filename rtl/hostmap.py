@@ -47,7 +47,7 @@ R_DECAY = 14     # learning-rate decay steps e (epochs), a Config with train.lr_
 DECAY_STEPS_MAX = 31
 DECAY_BITS = 5
 
-# commands: opcode | sign << 4 | set << 6 | slot << 8
+# commands: opcode | sign << 4 | set << 6 | slot << 8 | store << 16
 OP_RELAX, OP_STORE, OP_RESTORE, OP_LEARN, OP_STEP = 1, 2, 3, 4, 5
 # engine version 2: CHECKSUM(bank) -> R_CHECKSUM; BEGIN_LOAD sends CODES/BIAS/R_UPDATES/R_SEED
 # writes to the shadow bank; COMMIT makes the shadow bank the active one
@@ -57,6 +57,8 @@ BANK_ACTIVE, BANK_SHADOW = 0, 1         # the `set` field of CHECKSUM
 ENGINE_VERSION = 2
 FEATURE_ATOMIC_LOAD = 1                 # shadow bank + COMMIT
 FEATURE_CHECKSUM = 2                    # the CHECKSUM command
+FEATURE_RELAX_STORE = 4                 # RELAX / STEP with the store bit: every write-back also lands in
+                                        # fixed point (set, slot), so no STORE follows (all units relaxed)
 SIGN_FREE, SIGN_PLUS, SIGN_MINUS = 0, 1, 2
 SET_LO, SET_HI, SET_FREE = 0, 1, 2      # fixed-point store sets: learning reads HI and LO
 
@@ -64,8 +66,8 @@ STATUS_BUSY, STATUS_CONVERGED, STATUS_ERROR = 1, 2, 4
 STATUS_LOADING = 8                      # between BEGIN_LOAD and COMMIT (engine version 2)
 
 
-def command(op: int, sign: int = 0, set_: int = 0, slot: int = 0) -> int:
-    return op | (sign << 4) | (set_ << 6) | (slot << 8)
+def command(op: int, sign: int = 0, set_: int = 0, slot: int = 0, store: bool = False) -> int:
+    return op | (sign << 4) | (set_ << 6) | (slot << 8) | (int(store) << 16)
 
 
 def address(region: int, offset: int) -> int:
@@ -142,6 +144,12 @@ class Layout:
     def code_offset(self, k: int) -> int:
         """CODES region offset of stream position k: word << lane_bits | lane."""
         return ((k // self.lanes) << self.lane_bits) | (k % self.lanes)
+
+    @property
+    def relax_store(self) -> bool:
+        """Whether RELAX / STEP can store their fixed point as they go (FEATURE_RELAX_STORE): only when
+        a step writes every unit back, so that the last step's write-backs are the whole state."""
+        return len(self.schedule.rows) == self.fmt.cfg.network.n
 
     def fixpoint_offset(self, set_: int, slot: int, i: int) -> int:
         return (set_ << (self.slot_bits + self.n_bits)) | (slot << self.n_bits) | i

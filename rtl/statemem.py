@@ -19,6 +19,10 @@ from amaranth.lib.wiring import In, Out
 from memprop.model.numerics import bitlen_signed
 
 
+#: Lanes served by one copy of the activation write registers (hard activations).
+WRITE_GROUP = 4
+
+
 class StateMemory(wiring.Component):
     def __init__(self, fmt, n_bits: int, lanes: int, lutram_lanes: int = 0):
         self.fmt = fmt
@@ -44,17 +48,24 @@ class StateMemory(wiring.Component):
         m.d.comb += [rd.addr.eq(Cat(self.rd_unit, self.rd_half)), self.rd_data.eq(rd.data),
                      wr.en.eq(self.w_en), wr.addr.eq(Cat(self.w_unit, self.w_half)), wr.data.eq(self.w_value)]
 
-        # the activation of the value written, one cycle later
-        a_en, a_addr = Signal(), Signal(nb + 1)
-        m.d.sync += [a_en.eq(self.w_en), a_addr.eq(Cat(self.w_unit, self.w_half))]
-        a_value = Signal(signed(self.a_bits))
+        # the activation of the value written, one cycle later. For the hard activations the value
+        # and address registers are repeated per group of WRITE_GROUP lanes, each with its own init
+        # (so yosys does not merge them back): one register driving every lane's block RAM is a
+        # long route at wide P.
+        a_en = Signal()
+        m.d.sync += a_en.eq(self.w_en)
+        groups = -(-self.lanes // WRITE_GROUP) if f.hard else 1
+        a_addr = [Signal(nb + 1, name=f"a_addr{g}", init=g % depth) for g in range(groups)]
+        a_value = [Signal(signed(self.a_bits), name=f"a_value{g}", init=g % (1 << (self.a_bits - 1)))
+                   for g in range(groups)]
+        m.d.sync += [addr.eq(Cat(self.w_unit, self.w_half)) for addr in a_addr]
         if f.hard:
-            m.d.sync += a_value.eq(self.w_value)
+            m.d.sync += [value.eq(self.w_value) for value in a_value]
         else:
             table = [int(v) for v in f.act_lut]
             m.submodules.act_lut = lut = memory.Memory(shape=signed(self.a_bits), depth=len(table), init=table)
             lut_rd = lut.read_port()
-            m.d.comb += [lut_rd.addr.eq(self.w_value - f.lo), a_value.eq(lut_rd.data)]
+            m.d.comb += [lut_rd.addr.eq(self.w_value - f.lo), a_value[0].eq(lut_rd.data)]
 
         for lane in range(self.lanes):
             lutram = lane >= self.lanes - self.lutram_lanes
@@ -62,6 +73,7 @@ class StateMemory(wiring.Component):
                                 attrs={"ram_style": "distributed"} if lutram else None)
             m.submodules[f"act{lane}"] = mem
             a_rd, a_wr = mem.read_port(), mem.write_port()
+            g = lane // WRITE_GROUP if f.hard else 0
             m.d.comb += [a_rd.addr.eq(Cat(self.act_col[lane], self.cur)), self.act[lane].eq(a_rd.data),
-                         a_wr.en.eq(a_en), a_wr.addr.eq(a_addr), a_wr.data.eq(a_value)]
+                         a_wr.en.eq(a_en), a_wr.addr.eq(a_addr[g]), a_wr.data.eq(a_value[g])]
         return m

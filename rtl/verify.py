@@ -253,6 +253,7 @@ async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = No
     return {"steps": {f"{k[0]}/{k[1]}": v for k, v in seen.items()}, "learn_cycles": phases["learn_cycles"],
             "step_cycles": [r.cycles for r in phases["free"]], "mode": mode,
             "store_cycles": phases["store_cycles"][:1], "restore_cycles": phases["restore_cycles"][:1],
+            "stores": len(phases["store_cycles"]), "relax_store": phases["relax_store"],
             "pulses": int(np.abs(exp.pulses.pulses_w).sum() + np.abs(exp.pulses.pulses_b).sum())}
 
 

@@ -86,7 +86,8 @@ def test_checksum_load_and_commit():
         return out
 
     out = run_simulated(CFG, session)
-    assert out["version"] == (hm.ENGINE_VERSION << 24) | hm.FEATURE_ATOMIC_LOAD | hm.FEATURE_CHECKSUM
+    assert out["version"] == ((hm.ENGINE_VERSION << 24) | hm.FEATURE_ATOMIC_LOAD | hm.FEATURE_CHECKSUM
+                              | hm.FEATURE_RELAX_STORE)
     assert f"{out['design']:016x}" == hm.design_id(CFG)
     words = lay.schedule.depth
     cyc = checksum_cycles(words, 3, 6, lay.entry_bits) + 1

@@ -204,5 +204,8 @@ def test_minibatch_cost_counts_every_command():
     sch = Schedule(cfg)
     assert cost.steps == 15
     assert cost.relax == 2 * 2 * cycles.COMMAND_OVERHEAD + 15 * cycles.step_cycles(sch)
-    assert cost.store == 2 * 2 * cycles.store_cycles(10) + 2 * 2 * cycles.store_cycles(10)   # 2 unused slots
+    # RELAX stores the 2 samples' fixed points as it goes; the 2 unused slots take a STORE each for HI and LO
+    assert cost.store == 2 * 2 * cycles.store_cycles(10)
+    layered = cfg.replace(network={"topology": "layered", "layers": [4, 4, 2]})      # clamped inputs: STOREs
+    assert hwbench.minibatch_cost(layered, step, {"steps": 7.5}, 2).store == 4 * 2 * cycles.store_cycles(10)
     assert cost.learn == cycles.learn_cycles(sch, step.pulses_w, step.pulses_b)

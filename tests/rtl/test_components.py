@@ -7,6 +7,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from memprop.model.config import Config
+from memprop.model import fixed
 from memprop.model.fixed import FixedTarget, fixed_step
 from memprop.model.numerics import Formats, bitlen_signed
 from memprop.rtl.mac import MacArray, mac_latency
@@ -114,3 +115,43 @@ def test_mac_array_row_sums_over_a_segmented_stream(lanes):
     sim.add_testbench(bench)
     sim.run_until(1e-8 * (len(blocks) + 20))
     assert got == want
+
+
+@pytest.mark.parametrize("sections", CONFIGS)
+@pytest.mark.parametrize("lanes, lutram", [(1, 0), (9, 3)])
+def test_state_memory_copies_every_write_to_every_lane(sections, lanes, lutram):
+    """Each lane reads ρ(v) of any unit and half one cycle after its state was written, whichever
+    copy of the write registers (WRITE_GROUP lanes each) serves it; the state port reads v."""
+    from memprop.rtl.statemem import StateMemory
+
+    cfg = Config.create(numerics="fixed", **sections)
+    fmt = Formats(cfg)
+    n, nb = cfg.network.n, 3
+    dut = StateMemory(fmt, nb, lanes, lutram)
+    rng = np.random.default_rng(lanes)
+    values = {(u, h): int(rng.integers(fmt.lo, fmt.hi + 1)) for u in range(n) for h in (0, 1)}
+    act = dict(zip(range(fmt.lo, fmt.hi + 1), fixed.activation(fmt, np.arange(fmt.lo, fmt.hi + 1)).tolist()))
+
+    async def bench(ctx):
+        for (u, h), v in values.items():
+            ctx.set(dut.w_en, 1)
+            ctx.set(dut.w_unit, u)
+            ctx.set(dut.w_half, h)
+            ctx.set(dut.w_value, v)
+            await ctx.tick()
+        ctx.set(dut.w_en, 0)
+        ctx.set(dut.w_value, fmt.hi)                    # not enabled: nothing may change
+        await ctx.tick().repeat(2)
+        for h in (0, 1):
+            ctx.set(dut.cur, h)
+            for start in range(0, n, lanes):
+                cols = [(start + lane * 3) % n for lane in range(lanes)]
+                for lane, c in enumerate(cols):
+                    ctx.set(dut.act_col[lane], c)
+                ctx.set(dut.rd_unit, start)
+                ctx.set(dut.rd_half, h)
+                await ctx.tick()
+                assert ctx.get(dut.rd_data) == values[start, h]
+                assert [ctx.get(dut.act[lane]) for lane in range(lanes)] == [act[values[c, h]] for c in cols]
+
+    _sim(dut, bench)

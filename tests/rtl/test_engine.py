@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 from memprop.model.config import Config
 from memprop.model.numerics import Formats
 from memprop.rtl import hostmap as hm
-from memprop.rtl.driver import EngineDriver
+from memprop.rtl.driver import EngineDriver, EngineError
 from memprop.rtl.engine import WIDE_CODE_LANES, Engine
 from memprop.rtl.simbus import AmaranthBus
 from memprop.rtl.verify import Mismatch, check_case, check_steps_and_learn, expected, make_case, random_config
@@ -196,3 +196,60 @@ def test_carries_live_across_learns_and_host_writes_zero_them():
     sim.add_testbench(bench)
     sim.run()
     assert out["first"]["pulses"] > 0 and out["second_pulses"] > 0 and out["carries"] > 0
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("nudge", ["positive", "centered"])
+def test_relax_stores_the_fixed_point_as_it_goes(fused, nudge, monkeypatch):
+    """With every unit relaxed, RELAX with the store bit leaves in (set, slot) what a STORE after it
+    would have copied: the stored fixed points and the codes after LEARN are the model's either way,
+    and no STORE runs for a used slot."""
+    cfg = Config.for_algorithm("eqprop", network={"n": 7}, numerics="fixed",
+                               train={"batch_size": 2, "nudge": nudge}, device={"preset": "linear-64"}, hw={"lanes": 3})
+    assert hm.Layout(Formats(cfg)).relax_store
+    if not fused:
+        async def without(self):
+            return False
+        monkeypatch.setattr(EngineDriver, "relax_stores", without)
+    for mode in ("relax", "step"):
+        report = simulate(make_case(cfg, 7), mode=mode)
+        assert report["relax_store"] is fused
+        stores_per_sample = 3 if nudge == "centered" else 2
+        assert report["stores"] == (0 if fused else 2 * stores_per_sample)
+
+
+def _run_commands(cfg, commands):
+    """Each (op, set, slot, store) command on a fresh engine; whether the engine refused it."""
+    dut = Engine(cfg)
+    refused = []
+
+    async def bench(ctx):
+        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
+        for op, set_, slot, store in commands:
+            try:
+                await driver.run(op, set_=set_, slot=slot, store=store)
+                refused.append(False)
+            except EngineError:
+                refused.append(True)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return refused
+
+
+def test_relax_store_is_refused_where_it_cannot_be_honoured():
+    """The store bit on a set or slot that does not exist, or on a design whose steps do not write every
+    unit back (clamped inputs: their states would be missing), is refused with the error bit, and the
+    engine goes on; without the store bit the same RELAX runs."""
+    dense = Config.for_algorithm("eqprop", network={"n": 5}, numerics="fixed", train={"batch_size": 2},
+                                 device={"preset": "linear-64"}, hw={"lanes": 2})
+    assert _run_commands(dense, [(hm.OP_RELAX, hm.SET_HI, 2, True), (hm.OP_STEP, 3, 0, True),
+                                 (hm.OP_RELAX, hm.SET_HI, 1, True), (hm.OP_STEP, hm.SET_FREE, 0, True)]) \
+        == [True, True, False, False]
+    layered = Config.for_algorithm("eqprop", network={"n": 7, "topology": "layered", "layers": [3, 2, 2]}, numerics="fixed",
+                                   train={"batch_size": 1}, device={"preset": "linear-64"}, hw={"lanes": 2})
+    assert not hm.Layout(Formats(layered)).relax_store
+    assert _run_commands(layered, [(hm.OP_RELAX, hm.SET_HI, 0, True), (hm.OP_RELAX, hm.SET_HI, 0, False)]) \
+        == [True, False]
