@@ -209,8 +209,8 @@ class Learner(wiring.Component):
         # draws requested and received per buffer. Stage C waits until its buffer's are all in:
         # `c_ready` (below) is that compare as a register, from `recv` plus this cycle's arrivals,
         # so the counters' compare is not in front of the lanes' rounding enables (the ULX3S's
-        # longest path). It leaves out what only stage A does to a buffer: `issued` may lag by a
-        # cycle and the reset is not seen, but a buffer's requests are all issued (and its counts
+        # longest path). It leaves out what only stage A does to a buffer: `issued` may lag by two
+        # cycles and the reset is not seen, but a buffer's requests are all issued (and its counts
         # reset) in its stage A slot, so from stage B on, when C reads it, neither moves.
         issued = [Signal(range(W * max(K, 1) + 1), name=f"issued{b}") for b in range(3)]
         recv = [Signal(range(W * max(K, 1) + 1), name=f"recv{b}") for b in range(3)]
@@ -416,6 +416,13 @@ class Learner(wiring.Component):
                 m.d.sync += req2_valid.eq(0)
             can_load = can_load & (~req2_valid | accept2)
 
+        # the issue counts follow a cycle after the requests (issue_q): the two-lane test and the
+        # adder behind it were the ULX3S's longest path; stage C reads the counts two slots later
+        issue_q, issue_buf, issue_two = Signal(), Signal(2), Signal()
+        m.d.sync += issue_q.eq(0)
+        for b in range(3):
+            with m.If(issue_q & (issue_buf == b)):
+                m.d.sync += issued[b].eq(issued[b] + 1 + issue_two)
         d_s = []                                   # s of the candidate's lanes: i N + j, for j >= i
         for lane in range(W if K else 0):
             s_lane = Signal(s_bits, name=f"d_s{lane}")
@@ -487,9 +494,7 @@ class Learner(wiring.Component):
                             m.d.sync += [req2_valid.eq(second), req2_s.eq(s_val2),
                                          req2_tag.eq(Cat(ga.buf, sel2[:tag_lane_bits] if W > 1 else Const(0, 1),
                                                          Const(0, tag_call_bits)))]
-                        for b in range(3):
-                            with m.If(ga.buf == b):
-                                m.d.sync += issued[b].eq(issued[b] + 1 + second)
+                        m.d.sync += [issue_q.eq(1), issue_buf.eq(ga.buf), issue_two.eq(second)]
                         last_call = kk == K - 1
                         with m.If(last_call):
                             rest = Signal(W)
