@@ -62,6 +62,10 @@ def round_earliest(carry: bool, bias: bool, width: int) -> int:
     return ROUND_EARLIEST + 1 if carry else ROUND_EARLIEST
 
 
+#: Learning lanes served by one copy of stage C's round counter and buffer select.
+LANE_GROUP = 4
+
+
 def _lowest_bit(mask, width: int):
     """The lowest set bit of `mask`, one-hot (0 if none): mask AND its two's complement."""
     return (mask & (~mask + 1))[:width]
@@ -632,17 +636,25 @@ class Learner(wiring.Component):
         m.d.sync += bias_entry.eq(self.bias.r_data)
         p_round = Signal(range(P_max + 1))
         c_phase_a, c_phase_b, c_round = Signal(), Signal(), Signal()
+        # the round counter and stage C's buffer (one-hot) repeated per LANE_GROUP lanes, each copy
+        # with its own init so that yosys keeps them apart: one register driving every lane's
+        # compare or draw select was the ULX3S's longest route (the init never matters: the
+        # counter is cleared at each group's rounding, the buffer loaded before any valid group)
+        groups = -(-W // LANE_GROUP)
+        p_copy = [Signal(len(p_round) + ceil_log2(groups + 1), name=f"p_round{g}", init=g) for g in range(groups)]
+        c_hot = [Signal(3, name=f"c_buf_hot{g}", init=(g % 7) + 1) for g in range(groups)]
+        next_gc_buf = Mux(slot_end, gb.buf, gc.buf)
+        m.d.sync += [hot.eq(Cat(next_gc_buf == 0, next_gc_buf == 1, next_gc_buf == 2)) for hot in c_hot]
         for lane in range(W):
             qz, pl = quant[lane], pulse[lane]
+            g = lane // LANE_GROUP
             rho_lane = Signal(wd["rho_bits"], name=f"c_rho{lane}")
-            for b in range(3):
-                with m.If(gc.buf == b):
-                    m.d.comb += rho_lane.eq(rho[b][lane])
+            m.d.comb += rho_lane.eq(_select(c_hot[g], [rho[b][lane] for b in range(3)]))
             # a lane without a primary copy quantises 0: no pulses, no extra rounds
             m.d.comb += [qz.load.eq(slot_end & gb.valid), qz.corr.eq(Mux(gb.prim[lane], corr[lane], 0)),
                          qz.diag.eq(gb.diag[lane]),
                          qz.scale.eq(c_first), qz.round.eq(c_round), qz.rho.eq(rho_lane),
-                         pl.n_mag.eq(qz.n_mag), pl.neg.eq(qz.neg), pl.p.eq(p_round),
+                         pl.n_mag.eq(qz.n_mag), pl.neg.eq(qz.neg), pl.p.eq(p_copy[g]),
                          pl.phase_a.eq(c_phase_a), pl.phase_b.eq(c_phase_b)]
             if rated:
                 m.d.comb += qz.rate.eq(gb.rate[lane])          # latched with C at load
@@ -684,7 +696,7 @@ class Learner(wiring.Component):
                     m.d.comb += done_c.eq(1)
                 with m.Elif(c_early & c_ready):
                     m.d.comb += c_round.eq(1)
-                    m.d.sync += p_round.eq(0)
+                    m.d.sync += [p_round.eq(0), *[p.eq(0) for p in p_copy]]
                     m.next = "PULSE_A"
             with m.State("PULSE_A"):
                 with m.If(more):
@@ -696,7 +708,7 @@ class Learner(wiring.Component):
                         m.next = "WAIT"
             with m.State("PULSE_B"):
                 m.d.comb += c_phase_b.eq(1)
-                m.d.sync += p_round.eq(p_round + 1)
+                m.d.sync += [p_round.eq(p_round + 1), *[p.eq(p + 1) for p in p_copy]]
                 m.next = "PULSE_A"
 
         # -- stage D: write the programmed copies and their mirrors ---------------------------------
