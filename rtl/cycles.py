@@ -70,19 +70,19 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
 
     Four stages work in lock step on consecutive groups; a slot lasts 1 + SLOT_END_LATENCY +
     the latest stage's done cycle. A: skipped groups (one cycle each), the latch, one Threefry request per
-    cycle (or per initiation interval); B: 2B reads and the correlator pipeline; C: waits
+    cycle (or per initiation interval); B: B reads (HI and LO together; 2B, HI then LO, for
+    learners narrower than PAIRED_READ_LANES) and the correlator pipeline; C: waits
     for its draws (requested two slots earlier), rounds, two cycles per pulse round; D: the
     own write and one write per mirror.
     """
-    from .learnlane import CORRELATOR_LATENCY
-    from .learn import LEARN_FINISH, LEARN_INIT, SLOT_END_LATENCY, round_earliest
+    from .learn import LEARN_FINISH, LEARN_INIT, SLOT_END_LATENCY, round_earliest, stage_b_cycles
 
     walk = plan.walk(pulses_w, pulses_b)
     skipped, requests, rounds, mirrors, bias_lanes = (walk[key].tolist() for key in
                                                      ("skipped", "requests", "rounds", "mirrors", "bias_lanes"))
     G = len(skipped)
     hard = plan.cfg.network.activation != "tanh"
-    d_b = 2 * plan.batch - 1 + (1 if hard else 2) + CORRELATOR_LATENCY
+    d_b = stage_b_cycles(plan.batch, plan.width, hard)
     latency, interval, units = plan.rng_latency, plan.rng_interval, plan.rng_units
     width = plan.width
     carry = plan.cfg.fixed.rounding == "carry"

@@ -147,7 +147,7 @@ class Engine(wiring.Component):
         m.submodules.neuron = neuron = NeuronUpdate(f, nb)
         m.submodules.learner = learner = Learner(cfg, lay, banked=self.atomic_load)
         m.submodules.bias_lookup = bias_lookup = WeightLookup(lay, 1)
-        mems = self._memories(m)
+        mems = self._memories(m, learner_reads=not learner.paired)
         # by default everything reads, learns and writes in the active bank (host writes and the
         # checksum override this below)
         m.d.comb += [self._write_bank.eq(self._active ^ self._loading), self._code_bank.eq(self._active),
@@ -163,7 +163,7 @@ class Engine(wiring.Component):
         return m
 
     # -- the small memories --------------------------------------------------------------------
-    def _memories(self, m: Module) -> dict:
+    def _memories(self, m: Module, learner_reads: bool) -> dict:
         f, lay, N = self.fmt, self.layout, self.cfg.network.n
         mems = {}
 
@@ -186,7 +186,9 @@ class Engine(wiring.Component):
         add("tgt_mem", signed(f.state_bits), N)
         fp = memory.Memory(shape=signed(f.state_bits), depth=3 << (lay.slot_bits + lay.n_bits), init=[])
         m.submodules.fp_mem = fp
-        mems["fp"] = (fp.read_port(), fp.read_port(), fp.write_port())    # a (learner), b, write
+        # ports a (the learner's rows, unless it keeps their copies: then one copy in block RAM, not
+        # two), b (host reads, RESTORE), the write
+        mems["fp"] = (fp.read_port() if learner_reads else None, fp.read_port(), fp.write_port())
         if not f.hard:
             table = [int(v) for v in f.der_lut]
             der = memory.Memory(shape=unsigned(max(f.d_max.bit_length(), 1)), depth=len(table), init=table)
@@ -482,10 +484,11 @@ class Engine(wiring.Component):
         m.d.comb += [learner.start.eq(ctrl.learn_start), ctrl.learn_done.eq(learner.done),
                      learner.seed.eq(self._seed), learner.updates.eq(self._updates),
                      learner.codes.r_data.eq(codes.port.r_data), learner.bias.r_data.eq(bias_rd.data),
-                     learner.fp_a.data.eq(fp_a.data), learner.fp_b.data.eq(fp_b.data),
                      learner.stored.valid.eq(ctrl.store_write), learner.stored.set.eq(ctrl.set),
                      learner.stored.slot.eq(ctrl.slot), learner.stored.unit.eq(ctrl.write_item),
                      learner.stored.value.eq(state.rd_data)]
+        if fp_a is not None:                       # the rows' fixed points, unless it keeps copies
+            m.d.comb += [learner.fp_a.data.eq(fp_a.data), learner.fp_b.data.eq(fp_b.data)]
         _, wb_row, wb_v = self._wb
         with m.If(self._relax_stored):
             m.d.comb += [learner.stored.valid.eq(1), learner.stored.unit.eq(wb_row), learner.stored.value.eq(wb_v)]
@@ -511,6 +514,7 @@ class Engine(wiring.Component):
                 codes.port.w_data.eq(learner.codes.w_data),
                 bias_rd.addr.eq(learner.bias.addr), bias_wr.addr.eq(learner.bias.addr),
                 bias_wr.en.eq(learner.bias.w_en), bias_wr.data.eq(learner.bias.w_data),
-                fp_a.addr.eq(learner.fp_a.addr), fp_b.addr.eq(learner.fp_b.addr),
             ]
+            if fp_a is not None:
+                m.d.comb += [fp_a.addr.eq(learner.fp_a.addr), fp_b.addr.eq(learner.fp_b.addr)]
         m.d.comb += learner.stream.entries.eq(stream.port.entries)

@@ -8,9 +8,11 @@ ends in the cycle after all four are done, and every group moves one stage on:
                      latches the next group (with each lane's learning rate: its weight layer's
                      entry of the rate table) and requests its Threefry calls (the rounding draw
                      and every pulse's noise), one per cycle, tagged with (buffer, lane, call)
-  B  correlate       2B cycles: each lane multiplies its column's stored activation (its own
-                     copy of the HI and LO fixed points, written at STORE) by the row's (from
-                     the central fixed-point memory) and sums over the minibatch
+  B  correlate       each lane multiplies its column's stored activation (its own copy of
+                     the HI and LO fixed points, written at STORE) by the row's and sums over the
+                     minibatch: B cycles, HI and LO together, the rows from the learner's own
+                     copies (W >= PAIRED_READ_LANES), else 2B, the rows from the central
+                     fixed-point memory
   C  program         quantises every lane at its rate, decayed by the `decay` steps (draws
                      from the tagged buffer), reads the device codes and applies the pulses,
                      all lanes in parallel, two cycles a round
@@ -50,6 +52,24 @@ SLOT_END_LATENCY = 1
 #: Rounding happens no earlier than this cycle of a slot (|C| is taken at the slot's start,
 #: multiplied by LR_MUL in cycle 0).
 ROUND_EARLIEST = 1
+#: Learners at least this wide read a sample's HI and LO fixed points in one cycle (stage B: B
+#: reads, two multipliers a lane). Narrower ones read them in turn (2B reads, one multiplier), from
+#: the central fixed-point memory: the iCE40 defaults have no block RAM to spare for the rows'
+#: copies that the paired read needs.
+PAIRED_READ_LANES = 8
+
+
+def paired_reads(width: int) -> bool:
+    """Whether a learner of `width` lanes reads HI and LO together (PAIRED_READ_LANES)."""
+    return width >= PAIRED_READ_LANES
+
+
+def stage_b_cycles(batch: int, width: int, hard: bool) -> int:
+    """Stage B's done cycle of a valid group: its reads (B paired, 2B in turn), the read latency
+    (1; 2 for tanh in turn: the row's activation lookup) and the correlator's pipeline."""
+    if paired_reads(width):
+        return batch - 1 + 1 + CORRELATOR_LATENCY
+    return 2 * batch - 1 + (1 if hard else 2) + CORRELATOR_LATENCY
 
 
 def round_earliest(carry: bool, bias: bool, width: int) -> int:
@@ -134,7 +154,9 @@ class Learner(wiring.Component):
         self.word_bits = max(ceil_log2(layout.schedule.depth + 1), 1)    # walk position, up to D
         self.n_bits = layout.n_bits
         plan.mirror_base            # raises for a mask whose mirrors the learner cannot address
-        super().__init__(LearnerPort.for_layout(layout))
+        # paired reads keep the rows' fixed points too: no reads of the central store (fp_a, fp_b)
+        self.paired = paired_reads(plan.width)
+        super().__init__(LearnerPort.for_layout(layout, fixpoint_reads=not self.paired))
 
     def elaborate(self, platform):
         m = Module()
@@ -160,14 +182,20 @@ class Learner(wiring.Component):
             return mem.read_port()
 
         # -- the lanes' fixed-point copies: written at STORE, read by stage B -------------------
+        paired = self.paired
+        # the copies' sets: paired, HI and LO each in a memory of its own (both read at one address
+        # in one cycle); otherwise both in one memory ("pair"), the HI flag the address's top bit
+        sets = {"hi": hm.SET_HI, "lo": hm.SET_LO} if paired else {"pair": None}
         stored = self.stored
         learned = stored.valid & ((stored.set == hm.SET_HI) | (stored.set == hm.SET_LO))
-        st_en, st_addr, st_a = Signal(), Signal(1 + slot_bits + n_bits), Signal(signed(a_bits))
+        hits = [learned if s is None else stored.valid & (stored.set == s) for s in sets.values()]
+        st_en, st_addr, st_a = Signal(len(sets)), Signal(1 + slot_bits + n_bits), Signal(signed(a_bits))
         # the STORE event registered first: the value comes straight from the state memory's block
         # RAM, and its route to the lanes' copies (block RAMs across the die) was the ULX3S's
-        # longest path; LEARN reads the copies long after STORE, so the cycle is invisible
-        ev_en, ev_addr, ev_value = Signal(), Signal(len(st_addr)), Signal.like(stored.value)
-        m.d.sync += [ev_en.eq(learned), ev_addr.eq(Cat(stored.unit, stored.slot, stored.set == hm.SET_HI)),
+        # longest path; LEARN reads the copies long after STORE, so the cycle is invisible. The
+        # set's compare lies before the register: each memory's write enable is a register bit.
+        ev_en, ev_addr, ev_value = Signal(len(sets)), Signal(len(st_addr)), Signal.like(stored.value)
+        m.d.sync += [ev_en.eq(Cat(*hits)), ev_addr.eq(Cat(stored.unit, stored.slot, stored.set == hm.SET_HI)),
                      ev_value.eq(stored.value)]
         if f.hard:
             m.d.comb += [st_en.eq(ev_en), st_addr.eq(ev_addr), st_a.eq(ev_value)]
@@ -175,20 +203,29 @@ class Learner(wiring.Component):
             store_act = act_port("act_store")
             m.d.comb += [store_act.addr.eq(ev_value - f.lo), st_a.eq(store_act.data)]
             m.d.sync += [st_en.eq(ev_en), st_addr.eq(ev_addr)]
+        fp_bits = n_bits + slot_bits + (0 if paired else 1)      # a copy's address: unit, slot (, HI)
+
+        def copy_memory(name: str, k: int, lanes: int) -> LanePairMemory:
+            """A copy of the k-th of `sets`, written from the STORE event."""
+            mem = LanePairMemory(signed(a_bits), plan.store_depth // len(sets), fp_bits, lanes=lanes)
+            m.submodules[name] = mem
+            m.d.comb += [mem.w_en.eq(st_en[k]), mem.w_addr.eq(st_addr[:fp_bits]), mem.w_data.eq(st_a)]
+            return mem
+
         # One memory per two lanes (lanepair.py: a read/write port and a transparent read port);
-        # an odd last lane has a memory of its own. (2 x slots x N x a_bits; ULX3S default:
-        # 2048 x 10, two DP16KD a memory, so the pairing halves the lanes' block RAMs.)
-        lane_addr = [Signal(len(st_addr), name=f"fp_addr{lane}") for lane in range(W)]   # driven by stage B
-        lane_data = []
+        # an odd last lane has a memory of its own. Paired, one such memory per set. (ULX3S
+        # default: 2 x 8 x 128 x 10 bits per two lanes, two DP16KD, either as one 2048 x 10 memory
+        # or as an HI and a LO 1024 x 10; the pairing halves the lanes' block RAMs.)
+        lane_addr = [Signal(fp_bits, name=f"fp_addr{lane}") for lane in range(W)]   # driven by stage B
+        lane_data = [[] for _ in sets]             # [set][lane]
         for first in range(0, W, 2):
-            pair = LanePairMemory(signed(a_bits), plan.store_depth, len(st_addr), lanes=min(2, W - first))
-            m.submodules[f"fp_pair{first // 2}"] = pair
-            m.d.comb += [pair.w_en.eq(st_en), pair.w_addr.eq(st_addr), pair.w_data.eq(st_a),
-                         pair.a_addr.eq(lane_addr[first])]
-            lane_data.append(pair.a_data)
-            if pair.lanes == 2:
-                m.d.comb += pair.b_addr.eq(lane_addr[first + 1])
-                lane_data.append(pair.b_data)
+            for k, name in enumerate(sets):
+                pair = copy_memory(f"fp_{name}{first // 2}", k, min(2, W - first))
+                m.d.comb += pair.a_addr.eq(lane_addr[first])
+                lane_data[k].append(pair.a_data)
+                if pair.lanes == 2:
+                    m.d.comb += pair.b_addr.eq(lane_addr[first + 1])
+                    lane_data[k].append(pair.b_data)
 
         # -- random numbers -------------------------------------------------------------------------
         tag_lane_bits = max(ceil_log2(W), 1)
@@ -554,47 +591,69 @@ class Learner(wiring.Component):
                     m.d.comb += noise_wr.en[lane].eq(is_noise & (t_lane == lane))
 
         # -- stage B: correlation over the minibatch --------------------------------------------------
+        # Paired: sample b's HI and LO in cycle b, the rows' activations from the learner's own
+        # copies (rows r0 and r0 + 1: a group spans at most two), as the lanes' come from theirs.
+        # Otherwise slot it >> 1's HI in even cycles and LO in odd ones, the rows' fixed points from
+        # the central memory (fp_a, fp_b), for tanh through an activation lookup (a cycle more).
         corr = []
-        read_lat = 1 if f.hard else 2
-        it = cyc[:ceil_log2(2 * B) + 1]
+        reads = B if paired else 2 * B
+        read_lat = 1 if f.hard or paired else 2
+        it = cyc[:ceil_log2(reads) + 1]
         b_slot = Signal(slot_bits)
         b_hi = Signal()
-        m.d.comb += [b_slot.eq(it >> 1), b_hi.eq(~it[0])]
-        b_set = Mux(b_hi, hm.SET_HI, hm.SET_LO)
-        m.d.comb += [self.fp_a.addr.eq(Cat(gb.r0[:n_bits], b_slot, Const(0, 2) | b_set)),
-                     self.fp_b.addr.eq(Cat((gb.r0 + 1)[:n_bits], b_slot, Const(0, 2) | b_set))]
-        b_issue = gb.valid & (cyc < 2 * B)
+        m.d.comb += [b_slot.eq(it if paired else it >> 1), b_hi.eq(~it[0])]
+        b_issue = gb.valid & (cyc < reads)
         valid_pipe, sub_pipe = [b_issue], [~b_hi]
         for d in range(read_lat):
             v, s_ = Signal(name=f"bv{d}"), Signal(name=f"bs{d}")
             m.d.sync += [v.eq(valid_pipe[-1]), s_.eq(sub_pipe[-1])]
             valid_pipe.append(v)
             sub_pipe.append(s_)
-        if f.hard:
-            row_a, row_b = self.fp_a.data, self.fp_b.data
+        if paired:
+            rows = []
+            for k, name in enumerate(sets):
+                mem = copy_memory(f"row_{name}", k, 2)
+                m.d.comb += [mem.a_addr.eq(Cat(gb.r0[:n_bits], b_slot)),
+                             mem.b_addr.eq(Cat((gb.r0 + 1)[:n_bits], b_slot))]
+                rows.append((mem.a_data, mem.b_data))
         else:
-            act_a, act_b = act_port("act_row_a"), act_port("act_row_b")
-            m.d.comb += [act_a.addr.eq(self.fp_a.data - f.lo), act_b.addr.eq(self.fp_b.data - f.lo)]
-            row_a, row_b = act_a.data, act_b.data
+            b_set = Mux(b_hi, hm.SET_HI, hm.SET_LO)
+            m.d.comb += [self.fp_a.addr.eq(Cat(gb.r0[:n_bits], b_slot, Const(0, 2) | b_set)),
+                         self.fp_b.addr.eq(Cat((gb.r0 + 1)[:n_bits], b_slot, Const(0, 2) | b_set))]
+            if f.hard:
+                rows = [(self.fp_a.data, self.fp_b.data)]
+            else:
+                act_a, act_b = act_port("act_row_a"), act_port("act_row_b")
+                m.d.comb += [act_a.addr.eq(self.fp_a.data - f.lo), act_b.addr.eq(self.fp_b.data - f.lo)]
+                rows = [(act_a.data, act_b.data)]
         # the rows' operands (2^fa for biases), once for all lanes; the lanes subtract the LO set
-        op_a, op_b = Signal(signed(a_bits)), Signal(signed(a_bits))
-        m.d.comb += [op_a.eq(CorrelatorLane.row_operand(f, row_a, gb.bias)),
-                     op_b.eq(CorrelatorLane.row_operand(f, row_b, gb.bias))]
+        ops = []
+        for k, (row_a, row_b) in enumerate(rows):
+            op_a, op_b = Signal(signed(a_bits), name=f"op_a{k}"), Signal(signed(a_bits), name=f"op_b{k}")
+            m.d.comb += [op_a.eq(CorrelatorLane.row_operand(f, row_a, gb.bias)),
+                         op_b.eq(CorrelatorLane.row_operand(f, row_b, gb.bias))]
+            ops.append((op_a, op_b))
         for lane in range(W):
-            m.d.comb += lane_addr[lane].eq(Cat(gb.col[lane][:n_bits], b_slot, b_hi))
-            col_a = lane_data[lane]
-            if not f.hard:
-                delayed = Signal(signed(a_bits), name=f"col_d{lane}")
-                m.d.sync += delayed.eq(lane_data[lane])
-                col_a = delayed
-            rsel_d = Signal(name=f"rsel_d{lane}")
-            m.d.comb += rsel_d.eq(gb.rsel[lane])
-            cl = CorrelatorLane(f)
+            m.d.comb += lane_addr[lane].eq(Cat(gb.col[lane][:n_bits], b_slot, *([] if paired else [b_hi])))
+            cl = CorrelatorLane(f, paired=paired)
             m.submodules[f"corr{lane}"] = cl
-            m.d.comb += [cl.clear.eq(b_first), cl.valid.eq(valid_pipe[-1]), cl.sub.eq(sub_pipe[-1]),
-                         cl.a_row.eq(Mux(rsel_d, op_b, op_a)), cl.a_col.eq(col_a)]
+            operands = []
+            for k, (op_a, op_b) in enumerate(ops):
+                col_a = lane_data[k][lane]
+                if read_lat == 2:                  # the column's activation waits for the row's lookup
+                    delayed = Signal(signed(a_bits), name=f"col_d{lane}")
+                    m.d.sync += delayed.eq(col_a)
+                    col_a = delayed
+                operands.append((Mux(gb.rsel[lane], op_b, op_a), col_a))
+            (row_hi, col_hi), *lo = operands
+            m.d.comb += [cl.clear.eq(b_first), cl.valid.eq(valid_pipe[-1]), cl.a_row.eq(row_hi), cl.a_col.eq(col_hi)]
+            if paired:
+                m.d.comb += [cl.a_row_lo.eq(lo[0][0]), cl.a_col_lo.eq(lo[0][1])]
+            else:
+                m.d.comb += cl.sub.eq(sub_pipe[-1])
             corr.append(cl.corr)
-        b_cycles = 2 * B - 1 + read_lat + CORRELATOR_LATENCY
+        b_cycles = reads - 1 + read_lat + CORRELATOR_LATENCY
+        assert b_cycles == stage_b_cycles(B, W, f.hard)
         m.d.comb += done_b.eq(~gb.valid | (cyc >= b_cycles))
 
         # -- stage C: quantise and program ----------------------------------------------------------

@@ -5,7 +5,8 @@ Three small components, one job each, each with its own simulator test against t
 them. Their arithmetic is docs/numerics.md section 5, with the widths of `Formats`:
 
 * `CorrelatorLane`: C = sum over the minibatch of a_i a_j (HI set) minus a_i a_j (LO set);
-  for a bias C = sum (a_i^HI - a_i^LO) << fa. One product per cycle.
+  for a bias C = sum (a_i^HI - a_i^LO) << fa. One product per cycle, or (paired, wide
+  learners) a sample's HI and LO products per cycle.
 * `Quantiser`: the pulse count n from C: |C| * LR_MUL (shifts and adds, no multiplier), the
   configured rounding with the lane's draw, the shift (one more on the diagonal), +-P_max;
   LR_MUL and LR_SHIFT of the synapse's weight layer, the shift grown by the rate's decay.
@@ -130,35 +131,51 @@ class CorrelatorLane(wiring.Component):
     instead of adding it (so no negation sits between the central fixed-point memory and the
     lanes' input registers, a route across the die). `clear` zeroes the sum (nothing may be in
     flight); operands presented with `valid` reach the sum CORRELATOR_LATENCY edges later.
+
+    `paired`: a sample's HI and LO operands come in the same cycle (`a_row`, `a_col` the HI set's,
+    `a_row_lo`, `a_col_lo` the LO set's; no `sub`) and the sum takes HI product minus LO product,
+    two multipliers, so a minibatch takes B cycles instead of 2B. C is an exact integer sum, so the
+    order of its terms does not change it; the latency is the same.
     """
 
-    def __init__(self, fmt: Formats):
+    def __init__(self, fmt: Formats, *, paired: bool = False):
         self.fmt = fmt
+        self.paired = bool(paired)
         w = learn_widths(fmt)
         self.a_bits, self.corr_bits = w["a_bits"], w["corr_bits"]
-        super().__init__({
-            "clear": In(1), "valid": In(1), "sub": In(1),
-            "a_row": In(signed(self.a_bits)), "a_col": In(signed(self.a_bits)),
-            "corr": Out(signed(self.corr_bits)),
-        })
+        a = In(signed(self.a_bits))
+        ports = {"clear": In(1), "valid": In(1), "a_row": a, "a_col": a}
+        ports |= {"a_row_lo": a, "a_col_lo": a} if self.paired else {"sub": In(1)}
+        super().__init__(ports | {"corr": Out(signed(self.corr_bits))})
 
     @staticmethod
     def row_operand(fmt: Formats, a_row, bias) -> Value:
         """What the lanes multiply by: a_row, or 2^fa for a bias."""
         return Mux(bias, 1 << fmt.fa, a_row)
 
+    def _product(self, m: Module, a_row, a_col, name: str) -> Signal:
+        """a_row * a_col with registered operands and a registered product (one DSP block)."""
+        r, c = Signal(signed(self.a_bits), name=f"{name}_row"), Signal(signed(self.a_bits), name=f"{name}_col")
+        prod = Signal(signed(2 * self.a_bits), name=name)
+        m.d.sync += [r.eq(a_row), c.eq(a_col), prod.eq(r * c)]
+        return prod
+
     def elaborate(self, platform):
         m = Module()
-        a_row, a_col = Signal(signed(self.a_bits)), Signal(signed(self.a_bits))
-        i_valid, i_sub = Signal(), Signal()
-        m.d.sync += [a_row.eq(self.a_row), a_col.eq(self.a_col), i_valid.eq(self.valid), i_sub.eq(self.sub)]
-        prod = Signal(signed(2 * self.a_bits))
-        p_valid, p_sub = Signal(), Signal()
-        m.d.sync += [prod.eq(a_row * a_col), p_valid.eq(i_valid), p_sub.eq(i_sub)]
+        i_valid, p_valid = Signal(), Signal()
+        m.d.sync += [i_valid.eq(self.valid), p_valid.eq(i_valid)]
+        prod = self._product(m, self.a_row, self.a_col, "prod")
+        if self.paired:
+            prod_lo = self._product(m, self.a_row_lo, self.a_col_lo, "prod_lo")
+            step = self.corr + prod - prod_lo
+        else:
+            i_sub, p_sub = Signal(), Signal()
+            m.d.sync += [i_sub.eq(self.sub), p_sub.eq(i_sub)]
+            step = Mux(p_sub, self.corr - prod, self.corr + prod)
         with m.If(self.clear):
             m.d.sync += self.corr.eq(0)
         with m.Elif(p_valid):
-            m.d.sync += self.corr.eq(Mux(p_sub, self.corr - prod, self.corr + prod))
+            m.d.sync += self.corr.eq(step)
         return m
 
 

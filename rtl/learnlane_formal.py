@@ -7,6 +7,7 @@ drives them (strobes in any order the ports allow; the UP/DOWN table as the real
 - `CorrelatorLane`: the correlation equals a shadow sum kept wider, so it never wraps over a
   minibatch (at most 2B products between clears); the row operand comes from
   `CorrelatorLane.row_operand` as in the Learner, so its sign and bias cases are checked too;
+  the same for the paired lane of wide learners (HI minus LO product, at most B between clears);
 - `Quantiser`: the pulse count is numerics.md section 5's, rounding included, at the synapse's
   layer's rate and the decayed shift (any rate index and decay count), never above P_max;
 - `PulseLane`: codes stay in [0, L - 1]; a round pulses only while p < |n|, the device the
@@ -55,6 +56,7 @@ class LearnLaneProof(Elaboratable):
         m = Module()
         Properties.assume(m, ~ResetSignal())
         self._correlator(m)
+        self._paired_correlator(m)
         self._quantiser(m)
         self._pulse_lane(m)
         return m
@@ -97,6 +99,47 @@ class LearnLaneProof(Elaboratable):
         props.check(m, "learner.correlation_bounded", (shadow <= terms * pmax) & (shadow >= -(terms * pmax)),
                     "lemma: the shadow is bounded by its number of products", lemma=True)
         props.cover(m, "learner.correlation_at_bound", lane.corr == f.corr_bound, "C at its bound 2 B Amax^2")
+
+    def _paired_correlator(self, m: Module):
+        """The wide learners' lane: a sample's HI and LO operands in one cycle, B samples a minibatch."""
+        props, f = self.props, self.fmt
+        m.submodules.corr_paired = lane = CorrelatorLane(f, paired=True)
+        for port in (lane.clear, lane.valid, lane.a_col, lane.a_col_lo):
+            m.d.comb += port.eq(AnySeq(port.shape()))
+        bias = Signal(name="env_pcorr_bias")
+        a_row = Signal(signed(len(lane.a_row)), name="env_pcorr_a_row")
+        a_row_lo = Signal(signed(len(lane.a_row)), name="env_pcorr_a_row_lo")
+        m.d.comb += [bias.eq(AnySeq(1)), a_row.eq(AnySeq(a_row.shape())), a_row_lo.eq(AnySeq(a_row.shape())),
+                     lane.a_row.eq(CorrelatorLane.row_operand(f, a_row, bias)),
+                     lane.a_row_lo.eq(CorrelatorLane.row_operand(f, a_row_lo, bias))]
+        a_top = f.a_max
+        for a in (a_row, a_row_lo, lane.a_col, lane.a_col_lo):
+            props.assume(m, (a <= a_top) & (a >= -a_top))
+        ops = {"valid": lane.valid, "bias": bias, "a_row": a_row, "a_row_lo": a_row_lo, "a_col": lane.a_col,
+               "a_col_lo": lane.a_col_lo}
+        for d in range(CORRELATOR_LATENCY - 1):
+            ops = {k: past(m, v, f"ref_pcorr_{k}_d{d + 1}") for k, v in ops.items()}
+        wide = signed(len(lane.corr) + SHADOW_EXTRA)
+        term = Signal(wide, name="ref_pcorr_term")
+        m.d.comb += term.eq(Mux(ops["bias"], (ops["a_col"] - ops["a_col_lo"]) << f.fa,
+                                ops["a_row"] * ops["a_col"] - ops["a_row_lo"] * ops["a_col_lo"]))
+        shadow = Signal(wide, name="ref_pcorr")
+        batch = self.cfg.train.batch_size
+        terms = Signal(range(batch + 1), name="ref_pcorr_terms")
+        props.assume(m, ~ops["valid"] | lane.clear | (terms < batch))     # one term per sample
+        with m.If(lane.clear):
+            m.d.sync += [shadow.eq(0), terms.eq(0)]
+        with m.Elif(ops["valid"]):
+            m.d.sync += [shadow.eq(shadow + term), terms.eq(terms + 1)]
+        bound = 2 * f.a_max * max(f.a_max, 1 << f.fa)
+        props.check(m, "learner.paired_correlation_exact", lane.corr == shadow,
+                    f"the paired correlation (a sample's HI and LO products in one cycle, wide learners) equals "
+                    f"a shadow sum {SHADOW_EXTRA} bits wider over any B samples, HI product minus LO product, "
+                    "the row operands as the Learner forms them: its width never wraps")
+        props.check(m, "learner.paired_correlation_bounded", (shadow <= terms * bound) & (shadow >= -(terms * bound)),
+                    "lemma: the paired shadow is bounded by its number of samples", lemma=True)
+        props.cover(m, "learner.paired_correlation_at_bound", lane.corr == f.corr_bound,
+                    "the paired C at its bound 2 B Amax^2")
 
     # -- quantisation --------------------------------------------------------------------------
     def _quantiser(self, m: Module):

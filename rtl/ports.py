@@ -94,12 +94,13 @@ class LearnerPort(wiring.Signature):
     start / done: LEARN begins / ends (done for one cycle); `active` while it owns the
     code, bias and stream ports. `seed` and `updates` are the random numbers' key and
     counter t. `fp_a`/`fp_b` read the fixed-point store (address = set, slot, unit as
-    `Layout.fixpoint_offset`). `stored` shows every STORE write as it happens. `decay` (only
-    for a Config whose learning rate decays) is the host's decay steps e, at most 31.
+    `Layout.fixpoint_offset`; only with `fixpoint_reads`: a learner that keeps its own copies
+    of the rows' fixed points reads none). `stored` shows every STORE write as it happens.
+    `decay` (only for a Config whose learning rate decays) is the host's decay steps e, at most 31.
     """
 
     def __init__(self, *, word_bits: int, lanes: int, entry_bits: int, n_bits: int, slot_bits: int,
-                 v_bits: int, decay_bits: int = 0, carry: bool = False):
+                 v_bits: int, decay_bits: int = 0, carry: bool = False, fixpoint_reads: bool = True):
         fp_bits = 2 + slot_bits + n_bits
         members = {
             "start": In(1), "active": Out(1), "done": Out(1),
@@ -107,10 +108,10 @@ class LearnerPort(wiring.Signature):
             "stream": Out(StreamPort(lanes, n_bits)),
             "codes": Out(CodePort(word_bits, lanes, entry_bits)),
             "bias": Out(WordPort(n_bits, entry_bits)),
-            "fp_a": Out(ReadPort(fp_bits, signed(v_bits))),
-            "fp_b": Out(ReadPort(fp_bits, signed(v_bits))),
             "stored": In(StoreEvent(slot_bits, n_bits, v_bits)),
         }
+        if fixpoint_reads:
+            members |= {"fp_a": Out(ReadPort(fp_bits, signed(v_bits))), "fp_b": Out(ReadPort(fp_bits, signed(v_bits)))}
         if decay_bits:
             members["decay"] = In(decay_bits)
         if carry:   # rounding "carry": the weight bank in use, and host writes that zero a carry
@@ -121,7 +122,7 @@ class LearnerPort(wiring.Signature):
         super().__init__(members)
 
     @classmethod
-    def for_layout(cls, layout) -> "LearnerPort":
+    def for_layout(cls, layout, *, fixpoint_reads: bool = True) -> "LearnerPort":
         """The port of one configuration (`hostmap.Layout`)."""
         from .hostmap import DECAY_BITS
         from .schedule import ceil_log2
@@ -129,4 +130,4 @@ class LearnerPort(wiring.Signature):
         return cls(word_bits=max(ceil_log2(layout.schedule.depth), 1), lanes=layout.lanes,
                    entry_bits=layout.entry_bits, n_bits=layout.n_bits, slot_bits=layout.slot_bits,
                    v_bits=layout.fmt.state_bits, decay_bits=DECAY_BITS if layout.fmt.decay_shift else 0,
-                   carry=layout.fmt.cfg.fixed.rounding == "carry")
+                   carry=layout.fmt.cfg.fixed.rounding == "carry", fixpoint_reads=fixpoint_reads)

@@ -106,8 +106,9 @@ class BlockRamProbe(wiring.Component):
 
 
 class LanePairProbe(LanePairMemory):
-    """The learner's lane-pair memory (rtl/lanepair.py) in the ULX3S shape, 2048 x 10. Addresses
-    stay below 40, so reads often meet the written word."""
+    """The learner's lane-pair memory (rtl/lanepair.py), 2048 x 10: both sets at N = 100 and
+    minibatch 8 (the ULX3S default's wide learner keeps each set in its own 1024 x 10 copy of
+    this construct). Addresses stay below 40, so reads often meet the written word."""
 
     def __init__(self):
         self.limits = {"w_addr": 40, "a_addr": 40, "b_addr": 40}

@@ -11,6 +11,8 @@ from memprop.model.numerics import Formats
 from memprop.rtl import hostmap as hm
 from memprop.rtl.driver import EngineDriver, EngineError
 from memprop.rtl.engine import WIDE_CODE_LANES, Engine
+from memprop.rtl.learn import paired_reads
+from memprop.rtl.learnplan import LearnPlan
 from memprop.rtl.simbus import AmaranthBus
 from memprop.rtl.verify import Mismatch, check_case, check_steps_and_learn, expected, make_case, random_config
 
@@ -52,6 +54,39 @@ def test_wide_code_words_read_back_bit_exact():
                                device={"preset": "linear-64"}, hw={"lanes": WIDE_CODE_LANES, "learn_lanes": 3})
     report = simulate(make_case(cfg, 5), mode="relax")
     assert report["mode"] == "relax"
+
+
+@pytest.mark.parametrize("network, nudge", [
+    ({"n": 12}, "positive"),
+    ({"n": 12, "topology": "layered", "layers": (3, 6, 3), "activation": "tanh", "dynamics": "euler"}, "centered"),
+    ({"n": 10, "activation": "tanh", "dynamics": "euler"}, "positive"),
+    ({"n": 12, "topology": "layered", "layers": (4, 5, 3)}, "centered"),
+], ids=["dense", "layered tanh centered", "tanh", "layered centered"])
+def test_paired_learners_are_bit_exact_through_the_engine(network, nudge):
+    """A wide learner (W >= PAIRED_READ_LANES) reads HI and LO together from its own copies, the
+    rows' included, written from STORE or RELAX with the store bit (dense) and host writes (the
+    short check): every stored fixed point, code after LEARN and command's cycle count equals the
+    model's, minibatch 3."""
+    cfg = Config.for_algorithm("eqprop", numerics="fixed", network=network,
+                               fixed={"state_frac": 6} if network.get("activation") == "tanh" else {},
+                               train={"batch_size": 3, "nudge": nudge}, device={"preset": "linear-64"},
+                               hw={"lanes": 8, "learn_lanes": 8})
+    assert paired_reads(LearnPlan(cfg).width)
+    case = make_case(cfg, 3)
+    report = simulate(case, mode="relax")
+    assert report["mode"] == "relax" and report["learn_cycles"] > 0
+    dut = Engine(cfg)
+    out = {}
+
+    async def bench(ctx):
+        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
+        out["report"] = await check_steps_and_learn(driver, case, steps=1)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert out["report"]["pulses"] > 0
 
 
 def test_learn_compares_device_classes():

@@ -13,7 +13,9 @@ from memprop.model import fixed
 from memprop.model.config import Config
 from memprop.rtl import cycles
 from memprop.rtl import hostmap as hm
-from memprop.rtl.learn import Learner
+from memprop.rtl import learn
+from memprop.rtl.learn import Learner, paired_reads, stage_b_cycles
+from memprop.rtl.learnlane import CORRELATOR_LATENCY
 from memprop.rtl.learnplan import LearnPlan
 from memprop.rtl.schedule import formats
 from memprop.rtl.stream import StreamGenerator
@@ -64,8 +66,10 @@ class Harness(Elaboratable):
             code_wr.data.eq(u.codes.w_data), u.codes.r_data.eq(code_rd.data),
             bias_rd.addr.eq(u.bias.addr), bias_wr.addr.eq(u.bias.addr), bias_wr.en.eq(u.bias.w_en),
             bias_wr.data.eq(u.bias.w_data), u.bias.r_data.eq(bias_rd.data),
-            fp_a.addr.eq(u.fp_a.addr), fp_b.addr.eq(u.fp_b.addr), u.fp_a.data.eq(fp_a.data), u.fp_b.data.eq(fp_b.data),
         ]
+        if not u.paired:                  # a paired learner reads its own copies of the rows, not fp_mem
+            m.d.comb += [fp_a.addr.eq(u.fp_a.addr), fp_b.addr.eq(u.fp_b.addr), u.fp_a.data.eq(fp_a.data),
+                         u.fp_b.data.eq(fp_b.data)]
         return m
 
 
@@ -210,6 +214,36 @@ def test_wide_learners_are_bit_exact_and_cycle_exact(sections):
     candidate ahead while a group issues), the one-hot bias read and write selects and the mirror
     ROM in block RAM, against the model's codes and the cycle model."""
     assert check_learn(small(**sections), 5)["pulses"] > 0
+
+
+@pytest.mark.parametrize("sections", [
+    {"network": {"n": 20}, "hw": {"lanes": 8, "learn_lanes": 8}, "train": {"batch_size": 3}},
+    {"network": {"n": 10, "activation": "tanh", "dynamics": "euler", "self_connections": True},
+     "fixed": {"state_frac": 6}, "hw": {"lanes": 9, "learn_lanes": 9}, "train": {"batch_size": 4}},
+    {"network": {"n": 12, "topology": "layered", "layers": (3, 6, 3), "activation": "tanh", "dynamics": "euler"},
+     "fixed": {"state_frac": 6}, "hw": {"lanes": 8, "learn_lanes": 8}, "train": {"batch_size": 3}},
+    {"network": {"n": 14, "activation": "hard_sigmoid"}, "hw": {"lanes": 16, "learn_lanes": 12},
+     "train": {"batch_size": 5}},
+], ids=["dense", "tanh, odd lane", "layered tanh", "hard_sigmoid"])
+def test_paired_reads_are_bit_exact_and_cycle_exact(sections):
+    """W >= PAIRED_READ_LANES: stage B reads a sample's HI and LO fixed points in one cycle, the
+    rows' from the learner's own copies (activations for tanh), B reads instead of 2B."""
+    cfg = small(**sections)
+    plan = LearnPlan(cfg)
+    assert paired_reads(plan.width) and plan.batch >= 3
+    assert stage_b_cycles(plan.batch, plan.width, True) == plan.batch + CORRELATOR_LATENCY
+    assert check_learn(cfg, 5)["pulses"] > 0
+
+
+def test_paired_reads_learn_as_reads_in_turn(monkeypatch):
+    """The same wide learner reading HI and LO in turn (PAIRED_READ_LANES raised above its width)
+    programs the same codes (both equal the model's), B cycles a group slower in stage B."""
+    cfg = small(network={"n": 12}, hw={"lanes": 8, "learn_lanes": 8}, train={"batch_size": 4})
+    paired = check_learn(cfg, 2)
+    monkeypatch.setattr(learn, "PAIRED_READ_LANES", 9)
+    assert not paired_reads(LearnPlan(cfg).width)
+    in_turn = check_learn(cfg, 2)
+    assert in_turn["cycles"] > paired["cycles"] and paired["pulses"] == in_turn["pulses"] > 0
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -181,8 +181,11 @@ def test_pulse_lane_equals_model_apply_pulses(sections):
 @pytest.mark.parametrize("sections", [{}, {"network": {"activation": "hard_sigmoid"}, "train": {"batch_size": 3}},
                                       {"network": {"activation": "tanh", "dynamics": "euler"},
                                        "fixed": {"state_frac": 6}, "train": {"batch_size": 2}}])
-def test_correlator_lane_equals_model_correlations(sections):
-    """Pairs and biases over a minibatch, including the all-saturated worst case |C| = corr_bound."""
+@pytest.mark.parametrize("paired", [False, True], ids=["HI then LO", "paired"])
+def test_correlator_lane_equals_model_correlations(sections, paired):
+    """Pairs and biases over a minibatch, including the all-saturated worst case |C| = corr_bound:
+    one product a cycle (the LO set's subtracted), or paired (wide learners), a sample's HI and LO
+    products in one cycle, with an idle cycle between samples now and then."""
     cfg = cfg_of(**sections)
     fmt = Formats(cfg)
     B = cfg.train.batch_size
@@ -198,22 +201,34 @@ def test_correlator_lane_equals_model_correlations(sections):
         a_hi, a_lo = fixed.activation(fmt, v_hi), fixed.activation(fmt, v_lo)
         C, Cb = fixed.correlations(fmt, a_hi, a_lo, np.ones((n, n), bool), np.zeros(n, bool))
         cases.append((a_hi, a_lo, int(C[0, 1]), int(Cb[0])))
-    dut = CorrelatorLane(fmt)
+    dut = CorrelatorLane(fmt, paired=paired)
     got = []
 
     async def bench(ctx):
-        for a_hi, a_lo, _, _ in cases:
+        for k, (a_hi, a_lo, _, _) in enumerate(cases):
             for bias in (0, 1):
                 ctx.set(dut.clear, 1)
                 await ctx.tick()
                 ctx.set(dut.clear, 0)
                 for b in range(B):
-                    for sub, a in ((0, a_hi), (1, a_lo)):
-                        row = (1 << fmt.fa) if bias else int(a[b, 1])       # CorrelatorLane.row_operand
+                    operands = [((1 << fmt.fa) if bias else int(a[b, 1]), int(a[b, 0])) for a in (a_hi, a_lo)]
+                    if paired:
+                        ctx.set(dut.valid, 1)
+                        (row, col), (row_lo, col_lo) = operands
+                        ctx.set(dut.a_row, row)
+                        ctx.set(dut.a_col, col)
+                        ctx.set(dut.a_row_lo, row_lo)
+                        ctx.set(dut.a_col_lo, col_lo)
+                        await ctx.tick()
+                        if (k + b) % 3 == 1:           # an idle cycle: operands without valid count nothing
+                            ctx.set(dut.valid, 0)
+                            await ctx.tick()
+                        continue
+                    for sub, (row, col) in enumerate(operands):   # row: CorrelatorLane.row_operand
                         ctx.set(dut.valid, 1)
                         ctx.set(dut.a_row, row)
                         ctx.set(dut.sub, sub)
-                        ctx.set(dut.a_col, int(a[b, 0]))
+                        ctx.set(dut.a_col, col)
                         await ctx.tick()
                 ctx.set(dut.valid, 0)
                 for _ in range(CORRELATOR_LATENCY):
