@@ -41,13 +41,16 @@ KNOWN_STATES = ("IDLE", "DISPATCH", "STEP_START", "ISSUE", "DRAIN", "STEP_END", 
                 "RESTORE_HALF0", "RESTORE_HALF1", "LEARN")
 
 
-def engine_controller(cfg: Config) -> Controller:
-    """The controller exactly as `Engine` builds it for `cfg`."""
+def engine_controller(cfg: Config, relax_store: bool | None = None) -> Controller:
+    """The controller exactly as `Engine` builds it for `cfg`; `relax_store` overrides whether it
+    honours the store bit (the proofs turn it on wherever every unit is relaxed, whatever the lanes,
+    so the small proof configurations cover the store path too)."""
     lay = hm.Layout(formats(cfg))
     sch = lay.schedule
     return Controller(n=cfg.network.n, n_rows=len(sch.rows), words=sch.depth, v_bits=lay.fmt.state_bits,
                       n_bits=lay.n_bits, slot_bits=lay.slot_bits, tol=cfg.fixed.tol_lsb,
-                      max_steps=cfg.network.max_steps, slots=lay.batch, relax_store=lay.relax_store)
+                      max_steps=cfg.network.max_steps, slots=lay.batch,
+                      relax_store=lay.relax_store if relax_store is None else relax_store)
 
 
 def _defined_opcodes() -> set[int]:
@@ -58,13 +61,14 @@ class ControllerProof(Elaboratable):
     def __init__(self, props: Properties, cfg: Config):
         self.props, self.cfg = props, cfg
         self.lay = hm.Layout(formats(cfg))
+        self.relax_store = len(self.lay.schedule.rows) == cfg.network.n     # the store path wherever it can be
 
     def elaborate(self, platform):
         m = Module()
         props, cfg, lay = self.props, self.cfg, self.lay
         sch = lay.schedule
         Properties.assume(m, ~ResetSignal())
-        m.submodules.ctrl = ctrl = engine_controller(cfg)
+        m.submodules.ctrl = ctrl = engine_controller(cfg, self.relax_store)
         N, n_rows, D = cfg.network.n, len(sch.rows), sch.depth
         max_steps, tol = cfg.network.max_steps, cfg.fixed.tol_lsb
         pipe = READ_LATENCY + mac_latency(cfg.hw.lanes) + FINAL_LATENCY
@@ -125,7 +129,7 @@ class ControllerProof(Elaboratable):
             invalid = ~Cat(*(op == c for c in _defined_opcodes())).any()
             relaxing_op = (op == hm.OP_RELAX) | (op == hm.OP_STEP)
             # RELAX / STEP with the store bit: refused without the feature or with fields out of range
-            store_refused = relaxing_op & ctrl.store & ~(i.fields_ok & lay.relax_store)
+            store_refused = relaxing_op & ctrl.store & ~(i.fields_ok & self.relax_store)
             m.d.comb += refused.eq(invalid | (((op == hm.OP_STORE) | (op == hm.OP_RESTORE)) & ~i.fields_ok)
                                    | store_refused)
             with m.Switch(op):
@@ -219,7 +223,7 @@ class ControllerProof(Elaboratable):
                   & (~((st["DRAIN"] & (since <= last_row_at)) | st["ISSUE"]) | (written < n_rows))
                   & (~(st["STEP_END"]) | (written == n_rows))
                   & (ctrl.issuing == st["ISSUE"]) & (ctrl.steps <= max_steps)
-                  & (~(stepping & ctrl.store) | (i.fields_ok & lay.relax_store & (ctrl.set <= hm.SET_FREE)
+                  & (~(stepping & ctrl.store) | (i.fields_ok & self.relax_store & (ctrl.set <= hm.SET_FREE)
                                                  & (ctrl.slot < lay.batch)))
                   & (~(st["STEP_START"] | st["ISSUE"] | st["DRAIN"] | st["STEP_END"]) | ~ctrl.converged),
                   "a step's cycle, block and row counters follow the step's clock")
@@ -229,7 +233,7 @@ class ControllerProof(Elaboratable):
             props.cover(m, "controller.relax_second_step", st["STEP_START"] & (op == hm.OP_RELAX) & (ctrl.steps == 1),
                         "a RELAX goes on to a second step")
             props.cover(m, "controller.store_done", ended & (op == hm.OP_STORE), "a STORE completes")
-            if lay.relax_store:
+            if self.relax_store:
                 props.cover(m, "controller.relax_store_done", ended & (op == hm.OP_RELAX) & ctrl.store & ~ctrl.error,
                             "a RELAX that stores its fixed point as it goes completes")
             props.cover(m, "controller.relax_store_refused", ended & store_refused & ctrl.error,

@@ -438,9 +438,10 @@ class Engine(wiring.Component):
         # would copy the last step's, which are the last ones written
         wb_valid, wb_row, wb_v = self._wb
         self._relax_stored = relax_stored = Signal()
-        m.d.comb += relax_stored.eq(ctrl.store & wb_valid)
-        with m.If(relax_stored):
-            m.d.comb += [fp_wr.en.eq(1), fp_wr.addr.eq(Cat(wb_row, ctrl.slot, ctrl.set)), fp_wr.data.eq(wb_v)]
+        if lay.relax_store:
+            m.d.comb += relax_stored.eq(ctrl.store & wb_valid)
+            with m.If(relax_stored):
+                m.d.comb += [fp_wr.en.eq(1), fp_wr.addr.eq(Cat(wb_row, ctrl.slot, ctrl.set)), fp_wr.data.eq(wb_v)]
         with m.If(ctrl.restore_read):
             m.d.comb += fp_b.addr.eq(where)
         held = Signal(signed(f.state_bits))

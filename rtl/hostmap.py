@@ -66,6 +66,10 @@ STATUS_BUSY, STATUS_CONVERGED, STATUS_ERROR = 1, 2, 4
 STATUS_LOADING = 8                      # between BEGIN_LOAD and COMMIT (engine version 2)
 
 
+#: Designs of at least this many MAC lanes have FEATURE_RELAX_STORE (see Layout.relax_store).
+RELAX_STORE_LANES = 8
+
+
 def command(op: int, sign: int = 0, set_: int = 0, slot: int = 0, store: bool = False) -> int:
     return op | (sign << 4) | (set_ << 6) | (slot << 8) | (int(store) << 16)
 
@@ -148,8 +152,10 @@ class Layout:
     @property
     def relax_store(self) -> bool:
         """Whether RELAX / STEP can store their fixed point as they go (FEATURE_RELAX_STORE): only when
-        a step writes every unit back, so that the last step's write-backs are the whole state."""
-        return len(self.schedule.rows) == self.fmt.cfg.network.n
+        a step writes every unit back, so that the last step's write-backs are the whole state, and
+        from RELAX_STORE_LANES lanes (a narrow design, the iCE40's, has no logic cells to spare for
+        it and spends a small share of its cycles on STORE)."""
+        return len(self.schedule.rows) == self.fmt.cfg.network.n and self.lanes >= RELAX_STORE_LANES
 
     def fixpoint_offset(self, set_: int, slot: int, i: int) -> int:
         return (set_ << (self.slot_bits + self.n_bits)) | (slot << self.n_bits) | i

@@ -195,6 +195,7 @@ def test_minibatch_cost_counts_every_command():
     from memprop.model.config import Config
     from memprop.model.fixed import LearnStep
     from memprop.rtl import cycles
+    from memprop.rtl import hostmap as hm
     from memprop.rtl.schedule import Schedule
 
     cfg = Config.for_algorithm("eqprop", network={"n": 10}, numerics="fixed", train={"batch_size": 4},
@@ -204,8 +205,11 @@ def test_minibatch_cost_counts_every_command():
     sch = Schedule(cfg)
     assert cost.steps == 15
     assert cost.relax == 2 * 2 * cycles.COMMAND_OVERHEAD + 15 * cycles.step_cycles(sch)
-    # RELAX stores the 2 samples' fixed points as it goes; the 2 unused slots take a STORE each for HI and LO
-    assert cost.store == 2 * 2 * cycles.store_cycles(10)
-    layered = cfg.replace(network={"topology": "layered", "layers": [4, 4, 2]})      # clamped inputs: STOREs
+    assert cost.store == 2 * 2 * cycles.store_cycles(10) + 2 * 2 * cycles.store_cycles(10)   # 2 unused slots
+    # from RELAX_STORE_LANES lanes RELAX stores the 2 samples' fixed points as it goes; the 2 unused
+    # slots still take a STORE each for HI and LO
+    wide = cfg.replace(hw={"lanes": hm.RELAX_STORE_LANES})
+    assert hwbench.minibatch_cost(wide, step, {"steps": 7.5}, 2).store == 2 * 2 * cycles.store_cycles(10)
+    layered = wide.replace(network={"topology": "layered", "layers": [4, 4, 2]})     # clamped inputs: STOREs
     assert hwbench.minibatch_cost(layered, step, {"steps": 7.5}, 2).store == 4 * 2 * cycles.store_cycles(10)
     assert cost.learn == cycles.learn_cycles(sch, step.pulses_w, step.pulses_b)

@@ -240,7 +240,8 @@ def test_relax_stores_the_fixed_point_as_it_goes(fused, nudge, monkeypatch):
     would have copied: the stored fixed points and the codes after LEARN are the model's either way,
     and no STORE runs for a used slot."""
     cfg = Config.for_algorithm("eqprop", network={"n": 7}, numerics="fixed",
-                               train={"batch_size": 2, "nudge": nudge}, device={"preset": "linear-64"}, hw={"lanes": 3})
+                               train={"batch_size": 2, "nudge": nudge}, device={"preset": "linear-64"},
+                               hw={"lanes": hm.RELAX_STORE_LANES, "learn_lanes": 3})
     assert hm.Layout(Formats(cfg)).relax_store
     if not fused:
         async def without(self):
@@ -277,12 +278,17 @@ def _run_commands(cfg, commands):
 def test_relax_store_is_refused_where_it_cannot_be_honoured():
     """The store bit on a set or slot that does not exist, or on a design whose steps do not write every
     unit back (clamped inputs: their states would be missing), is refused with the error bit, and the
-    engine goes on; without the store bit the same RELAX runs."""
+    engine goes on; without the store bit the same RELAX runs. Designs narrower than
+    RELAX_STORE_LANES leave the feature out and refuse the bit too."""
     dense = Config.for_algorithm("eqprop", network={"n": 5}, numerics="fixed", train={"batch_size": 2},
-                                 device={"preset": "linear-64"}, hw={"lanes": 2})
+                                 device={"preset": "linear-64"}, hw={"lanes": hm.RELAX_STORE_LANES, "learn_lanes": 2})
     assert _run_commands(dense, [(hm.OP_RELAX, hm.SET_HI, 2, True), (hm.OP_STEP, 3, 0, True),
                                  (hm.OP_RELAX, hm.SET_HI, 1, True), (hm.OP_STEP, hm.SET_FREE, 0, True)]) \
         == [True, True, False, False]
+    narrow = dense.replace(hw={"lanes": hm.RELAX_STORE_LANES - 1})     # a narrow design leaves the feature out
+    assert not hm.Layout(Formats(narrow)).relax_store
+    assert _run_commands(narrow, [(hm.OP_RELAX, hm.SET_HI, 1, True), (hm.OP_RELAX, hm.SET_HI, 1, False)]) \
+        == [True, False]
     layered = Config.for_algorithm("eqprop", network={"n": 7, "topology": "layered", "layers": [3, 2, 2]}, numerics="fixed",
                                    train={"batch_size": 1}, device={"preset": "linear-64"}, hw={"lanes": 2})
     assert not hm.Layout(Formats(layered)).relax_store
