@@ -22,16 +22,21 @@ CFG = Config.for_algorithm("eqprop", numerics="fixed", network={"n": 64}, device
                            train={"batch_size": 8}, hw={"lanes": 4, "learn_lanes": 3})
 
 
-def test_two_lanes_share_one_fixed_point_block_ram(tmp_path, yosys):
-    learner = Learner(CFG, hm.Layout(formats(CFG)))
-    assert learner.plan.store_depth == 1024
+def _block_rams(learner, tmp_path, yosys) -> list[str]:
+    """The learner's DP16KD cells after yosys' ECP5 memory mapping (the LUT mapping does not matter
+    for counting block RAMs: synthesis stops after the memories are mapped)."""
     (tmp_path / "learner.il").write_text(rtlil.convert(learner, name="learner"))
-    # the LUT mapping does not matter for counting block RAMs: stop after the memories are mapped
     script = ("read_rtlil learner.il; synth_ecp5 -top learner -noabc9 -run begin:map_ffram; "
               "tee -q -o bram.txt select -list t:DP16KD")
     run = subprocess.run([yosys, "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    cells = (tmp_path / "bram.txt").read_text().split()
+    return (tmp_path / "bram.txt").read_text().split()
+
+
+def test_two_lanes_share_one_fixed_point_block_ram(tmp_path, yosys):
+    learner = Learner(CFG, hm.Layout(formats(CFG)))
+    assert learner.plan.store_depth == 1024
+    cells = _block_rams(learner, tmp_path, yosys)
     fixed_points = sorted(c for c in cells if c.startswith("learner/fp_"))
     # lanes 0 and 1 in fp_pair0, lane 2 in fp_pair1: one DP16KD each (three without the sharing)
     assert [c.split("/")[1].split(".")[0] for c in fixed_points] == ["fp_pair0", "fp_pair1"], cells
@@ -48,12 +53,7 @@ def test_paired_copies_keep_the_block_ram_count(tmp_path, yosys):
     copies (HI and LO, rows r0 and r0 + 1 through the two ports) are one DP16KD each."""
     learner = Learner(WIDE, hm.Layout(formats(WIDE)))
     assert learner.paired and learner.plan.store_depth == 2048
-    (tmp_path / "learner.il").write_text(rtlil.convert(learner, name="learner"))
-    script = ("read_rtlil learner.il; synth_ecp5 -top learner -noabc9 -run begin:map_ffram; "
-              "tee -q -o bram.txt select -list t:DP16KD")
-    run = subprocess.run([yosys, "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    cells = (tmp_path / "bram.txt").read_text().split()
+    cells = _block_rams(learner, tmp_path, yosys)
     copies = sorted(c.split("/")[1].split(".")[0] for c in cells if c.startswith(("learner/fp_", "learner/row_")))
     want = sorted([f"fp_{s}{k}" for s in ("hi", "lo") for k in range(5)] + ["row_hi", "row_lo"])
     assert copies == want, cells
