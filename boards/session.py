@@ -33,7 +33,7 @@ from memprop.model.fixed import FixedParams
 from memprop.model.numerics import Formats
 from memprop.model.training import decay_steps, epoch_samples
 from memprop.rtl import hostmap as hm
-from memprop.rtl.driver import EngineDriver, EngineError, RelaxResult
+from memprop.rtl.driver import EngineDriver, EngineError, RelaxResult, store_fields
 
 from . import configs
 from .host import LinkError, LinkTimeout, LinkUncertain
@@ -135,8 +135,7 @@ class BoardDriver(EngineDriver):
     async def relax(self, sign: int = hm.SIGN_FREE, observe=None, store: tuple[int, int] | None = None) -> RelaxResult:
         if observe is not None:
             return await super().relax(sign, observe, store)
-        set_, slot = store or (0, 0)
-        await self.command(hm.OP_RELAX, sign=sign, set_=set_, slot=slot, store=store is not None)
+        await self.command(hm.OP_RELAX, sign=sign, **store_fields(store))
         status = await self.wait(hm.OP_RELAX)
         addrs = [hm.address(hm.REG, hm.R_STEPS), hm.address(hm.REG, hm.R_CYCLES)]
         if self.read_states:

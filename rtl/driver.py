@@ -39,6 +39,11 @@ class RelaxResult:
     cycles: int
 
 
+def store_fields(store: tuple[int, int] | None) -> dict:
+    """The command fields of a RELAX / STEP that stores its fixed point in `store` = (set, slot)."""
+    return {} if store is None else {"set_": store[0], "slot": store[1], "store": True}
+
+
 class EngineDriver:
     def __init__(self, layout: hm.Layout, transport: Transport):
         self.layout = layout
@@ -149,8 +154,7 @@ class EngineDriver:
         `store=(set, slot)`, the engine stores the fixed point there as it goes (`relax_stores()`)."""
         if observe is not None:
             return await self._relax_observed(sign, observe, store)
-        set_, slot = store or (0, 0)
-        cycles = await self.run(hm.OP_RELAX, sign=sign, set_=set_, slot=slot, store=store is not None)
+        cycles = await self.run(hm.OP_RELAX, sign=sign, **store_fields(store))
         status = await self.reg(hm.R_CMD)
         steps = await self.reg(hm.R_STEPS)
         return RelaxResult(v=await self.read_state(), steps=steps,
@@ -168,8 +172,7 @@ class EngineDriver:
 
     async def step(self, sign: int = hm.SIGN_FREE, store: tuple[int, int] | None = None) -> RelaxResult:
         """One relaxation step; `converged` says whether max|dv| <= tol_lsb in it."""
-        set_, slot = store or (0, 0)
-        cycles = await self.run(hm.OP_STEP, sign=sign, set_=set_, slot=slot, store=store is not None)
+        cycles = await self.run(hm.OP_STEP, sign=sign, **store_fields(store))
         status = await self.reg(hm.R_CMD)
         return RelaxResult(v=await self.read_state(), steps=1, converged=bool(status & hm.STATUS_CONVERGED),
                            cycles=cycles)
