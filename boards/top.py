@@ -57,8 +57,9 @@ STRETCH_TICK_BITS = 12
 
 
 def _stretch(m: Module, event, cycles: int):
-    """A signal that is high while `event` is and for about `cycles` afterwards (at least
-    `cycles`, at most one tick more)."""
+    """A register that is high while `event` is (a cycle later) and for about `cycles`
+    afterwards (at least `cycles`, at most one tick more). Registered, so the pin's path does
+    not start inside the link's state machine (the ULX3S's longest output path)."""
     prescaler = Signal(STRETCH_TICK_BITS)
     tick = Signal()
     m.d.sync += [prescaler.eq(prescaler + 1), tick.eq(prescaler == (1 << STRETCH_TICK_BITS) - 1)]
@@ -68,7 +69,9 @@ def _stretch(m: Module, event, cycles: int):
         m.d.sync += left.eq(ticks)
     with m.Elif(tick & (left != 0)):
         m.d.sync += left.eq(left - 1)
-    return event | (left != 0)
+    lit = Signal()
+    m.d.sync += lit.eq(event | (left != 0))
+    return lit
 
 
 def check_serial(clk_freq, baud: int, max_burst: int, fifo_depth: int) -> None:

@@ -260,7 +260,10 @@ class Learner(wiring.Component):
         for b in range(3):
             m.d.comb += [recv_inc[b].eq(recv[b]), recv_nx[b].eq(recv_inc[b])]
             m.d.sync += recv[b].eq(recv_nx[b])
-        rho = [[Signal(wd["rho_bits"], name=f"rho{b}_{lane}") for lane in range(W)] for b in range(3)]
+        # rounding draws by stage, not by buffer: rho[0] for stage A's group, rho[1] for B's, rho[2]
+        # for C's, moved on at the slot end. The quantisers read rho[2] straight from a register (a
+        # buffer select in front of their rounding adders was the ULX3S's longest route).
+        rho = [[Signal(wd["rho_bits"], name=f"rho_{'abc'[k]}{lane}") for lane in range(W)] for k in range(3)]
         if noisy:
             noise_mem = memory.Memory(shape=unsigned(W * 2 * NOISE_BITS), depth=3 * P_max, init=[])
             m.submodules.noise_mem = noise_mem
@@ -517,11 +520,14 @@ class Learner(wiring.Component):
                         m.d.sync += [a.eq(d) for a, d in zip(a_s, d_s)]
                         if rated:
                             m.d.sync += [ga.rate[lane].eq(d_rate[lane]) for lane in range(W)]
+                        # the buffer's counts are reset with every candidate taken, latched or
+                        # not (nothing is in flight for buf_a in its stage A slot): not behind the
+                        # lanes' decode, whose path to the counts across the die was the ULX3S's longest
+                        for b in range(3):
+                            with m.If(buf_a == b):
+                                m.d.sync += issued[b].eq(0)
+                                m.d.comb += recv_nx[b].eq(0)
                         with m.If(d_prim.any()):
-                            for b in range(3):
-                                with m.If(buf_a == b):
-                                    m.d.sync += issued[b].eq(0)
-                                    m.d.comb += recv_nx[b].eq(0)
                             m.next = "ISSUE" if K else "DONE"
             if K:
                 with m.State("ISSUE"):
@@ -576,12 +582,23 @@ class Learner(wiring.Component):
                 out2 = rngs[1].o.payload
                 writes.append((rngs[1].o.valid, out2.tag[:2], out2.tag[2:2 + tag_lane_bits],
                                out2.x0 >> (32 - wd["rho_bits"])))
-            for valid, buf, lane_tag, value in writes:
-                with m.If(valid):
-                    for b in range(3):
-                        for lane in range(W):
-                            with m.If((buf == b) & (lane_tag == lane)):
-                                m.d.sync += rho[b][lane].eq(value)
+            # a draw for buffer b belongs to the stage holding it: A holds buf_a, B the one before
+            # (mod 3), C the one before that
+            def stage_of(buf, k):
+                return buf == Mux(buf_a >= k, buf_a - k, buf_a + 3 - k)
+            for lane in range(W):
+                updated = []
+                for k in range(3):
+                    value_k = rho[k][lane]
+                    for valid, buf, lane_tag, value in writes:
+                        value_k = Mux(valid & (lane_tag == lane) & stage_of(buf, k), value, value_k)
+                    upd = Signal.like(rho[k][lane], name=f"rho_{'abc'[k]}{lane}_nx")
+                    m.d.comb += upd.eq(value_k)
+                    updated.append(upd)
+                with m.If(slot_end):
+                    m.d.sync += [rho[1][lane].eq(updated[0]), rho[2][lane].eq(updated[1])]
+                with m.Else():
+                    m.d.sync += [rho[k][lane].eq(updated[k]) for k in range(3)]
             if noisy:
                 pulse_index = t_call - int(plan.stochastic)
                 m.d.comb += [noise_wr.addr.eq(t_buf * P_max + pulse_index),
@@ -695,24 +712,26 @@ class Learner(wiring.Component):
         m.d.sync += bias_entry.eq(self.bias.r_data)
         p_round = Signal(range(P_max + 1))
         c_phase_a, c_phase_b, c_round = Signal(), Signal(), Signal()
-        # the round counter and stage C's buffer (one-hot) repeated per LANE_GROUP lanes, each copy
-        # with its own init so that yosys keeps them apart: one register driving every lane's
-        # compare or draw select was the ULX3S's longest route (the init never matters: the
-        # counter is cleared at each group's rounding, the buffer loaded before any valid group)
+        # the round counter repeated per LANE_GROUP lanes, each copy with its own init so that yosys
+        # keeps them apart: one register driving every lane's compare was the ULX3S's longest route
+        # (the init never matters: the counter is cleared at each group's rounding)
         groups = -(-W // LANE_GROUP)
         p_copy = [Signal(len(p_round) + ceil_log2(groups + 1), name=f"p_round{g}", init=g) for g in range(groups)]
-        c_hot = [Signal(3, name=f"c_buf_hot{g}", init=(g % 7) + 1) for g in range(groups)]
-        next_gc_buf = Mux(slot_end, gb.buf, gc.buf)
-        m.d.sync += [hot.eq(Cat(next_gc_buf == 0, next_gc_buf == 1, next_gc_buf == 2)) for hot in c_hot]
+        # each lane's entry load as a register from the next counter and the group the slot end
+        # moves on (the counter's compares fanned out to every lane's code registers were among
+        # the ULX3S's longest paths)
+        c_load = Signal(W)
+        next_c_valid, next_c_bias = Mux(slot_end, gb.valid, gc.valid), Mux(slot_end, gb.bias, gc.bias)
+        m.d.sync += c_load.eq(Cat(*[next_c_valid & Mux(next_c_bias, cyc_nx == lane + 2, cyc_nx == 1)
+                                    for lane in range(W)]))
+        start_clear.append(c_load)
         for lane in range(W):
             qz, pl = quant[lane], pulse[lane]
             g = lane // LANE_GROUP
-            rho_lane = Signal(wd["rho_bits"], name=f"c_rho{lane}")
-            m.d.comb += rho_lane.eq(_select(c_hot[g], [rho[b][lane] for b in range(3)]))
             # a lane without a primary copy quantises 0: no pulses, no extra rounds
             m.d.comb += [qz.load.eq(slot_end & gb.valid), qz.corr.eq(Mux(gb.prim[lane], corr[lane], 0)),
                          qz.diag.eq(gb.diag[lane]),
-                         qz.scale.eq(c_first), qz.round.eq(c_round), qz.rho.eq(rho_lane),
+                         qz.scale.eq(c_first), qz.round.eq(c_round), qz.rho.eq(rho[2][lane]),
                          pl.n_mag.eq(qz.n_mag), pl.neg.eq(qz.neg), pl.p.eq(p_copy[g]),
                          pl.phase_a.eq(c_phase_a), pl.phase_b.eq(c_phase_b)]
             if rated:
@@ -722,10 +741,7 @@ class Learner(wiring.Component):
             if noisy:
                 m.d.comb += pl.noise.eq(noise_rd.data.word_select(lane, 2 * NOISE_BITS))
             # entries: stream codes arrive in cycle 1; bias lane l's code in cycle l + 2
-            with m.If(gc.bias):
-                m.d.comb += [pl.load.eq(gc.valid & (cyc == lane + 2)), pl.entry.eq(bias_entry)]
-            with m.Else():
-                m.d.comb += [pl.load.eq(gc.valid & (cyc == 1)), pl.entry.eq(c_entry[lane])]
+            m.d.comb += [pl.load.eq(c_load[lane]), pl.entry.eq(Mux(gc.bias, bias_entry, c_entry[lane]))]
         # bias lane l's read in cycle l: a parallel multiplexer (a chain of W priority muxes here was
         # the ULX3S's longest path), selected by a one-hot register of "cycle l of a bias group"
         # (from the next counter: the counter's compares off the block RAM's address path)

@@ -354,10 +354,11 @@ class PulseLane(wiring.Component):
     """Programs one device entry (codes and classes of its one or two devices) pulse by pulse.
 
     `load` takes the entry; the pulse count (`n_mag`, `neg`, the quantiser's held outputs) is
-    read in every round. A round p (shared by all lanes, `p`) takes two cycles: `phase_a` picks the device (potentiate-first for pairs) and
-    presents the UP/DOWN table address {pot, class, code} on `table_addr`; `phase_b` takes the
-    table's answer (`table_data`, a synchronous ROM read) and the pulse's noise (`noise`: bits
-    31..15 of the call's x0 and x1, for devices 0 and 1) and writes the new code. Rounds
+    read in every round. A round p (shared by all lanes, `p`) takes two cycles: `phase_a` picks
+    the device (potentiate-first for pairs) and presents the UP/DOWN table address {pot, class,
+    code} on `table_addr`; `phase_b`, always the cycle after `phase_a`, takes the table's answer
+    (`table_data`, a synchronous ROM read) and the pulse's noise (`noise`: bits 31..15 of the
+    call's x0 and x1, for devices 0 and 1) and writes the new code. Rounds
     p >= |n| leave the entry unchanged. `entry_out` is the entry as programmed so far.
     """
 
@@ -416,9 +417,10 @@ class PulseLane(wiring.Component):
         dev_code = codes[0] if devices == 1 else Mux(dev, codes[1], codes[0])
         dev_class = classes[0] if devices == 1 else Mux(dev, classes[1], classes[0])
         m.d.comb += self.table_addr.eq(Cat(dev_code, dev_class[:clb], pot) if clb else Cat(dev_code, pot))
+        # registered every cycle, read in phase b, which always follows phase a: no enable, so the
+        # learner's round test (all lanes' counts against p) does not fan out to every lane's flops
         active, dev_b, class_b = Signal(), Signal(), Signal(max(clb, 1))
-        with m.If(self.phase_a):
-            m.d.sync += [active.eq(self.p < n_mag), dev_b.eq(dev), class_b.eq(dev_class)]
+        m.d.sync += [active.eq(self.p < n_mag), dev_b.eq(dev), class_b.eq(dev_class)]
 
         # phase b: the new code, with c2c noise
         stepped = Signal(cb + 1)
