@@ -38,6 +38,7 @@ from . import hostmap as hm
 from .ports import LearnerPort
 from .learnlane import (CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser, align_draw,
                         learn_shift, learn_widths, mul_const, shift_range)
+from .fanout import copy_of, lane_copies
 from .lanepair import LanePairMemory
 from .learnplan import LearnPlan
 from .schedule import ceil_log2
@@ -80,10 +81,6 @@ def round_earliest(carry: bool, bias: bool, width: int) -> int:
     if bias:
         return width + 1
     return ROUND_EARLIEST + 1 if carry else ROUND_EARLIEST
-
-
-#: Learning lanes served by one copy of stage C's round counter and buffer select.
-LANE_GROUP = 4
 
 
 def _lowest_bit(mask, width: int):
@@ -712,11 +709,10 @@ class Learner(wiring.Component):
         m.d.sync += bias_entry.eq(self.bias.r_data)
         p_round = Signal(range(P_max + 1))
         c_phase_a, c_phase_b, c_round = Signal(), Signal(), Signal()
-        # the round counter repeated per LANE_GROUP lanes, each copy with its own init so that yosys
-        # keeps them apart: one register driving every lane's compare was the ULX3S's longest route
-        # (the init never matters: the counter is cleared at each group's rounding)
-        groups = -(-W // LANE_GROUP)
-        p_copy = [Signal(len(p_round) + ceil_log2(groups + 1), name=f"p_round{g}", init=g) for g in range(groups)]
+        # the round counter repeated per group of lanes (fanout.py): one register driving every
+        # lane's compare was the ULX3S's longest route. A bit wider, so the copies' inits differ;
+        # they are cleared at each group's rounding.
+        p_copy = lane_copies("p_round", len(p_round) + ceil_log2(W + 1), W)
         # each lane's entry load as a register from the next counter and the group the slot end
         # moves on (the counter's compares fanned out to every lane's code registers were among
         # the ULX3S's longest paths)
@@ -727,12 +723,11 @@ class Learner(wiring.Component):
         start_clear.append(c_load)
         for lane in range(W):
             qz, pl = quant[lane], pulse[lane]
-            g = lane // LANE_GROUP
             # a lane without a primary copy quantises 0: no pulses, no extra rounds
             m.d.comb += [qz.load.eq(slot_end & gb.valid), qz.corr.eq(Mux(gb.prim[lane], corr[lane], 0)),
                          qz.diag.eq(gb.diag[lane]),
                          qz.scale.eq(c_first), qz.round.eq(c_round), qz.rho.eq(rho[2][lane]),
-                         pl.n_mag.eq(qz.n_mag), pl.neg.eq(qz.neg), pl.p.eq(p_copy[g]),
+                         pl.n_mag.eq(qz.n_mag), pl.neg.eq(qz.neg), pl.p.eq(p_copy[copy_of(lane)]),
                          pl.phase_a.eq(c_phase_a), pl.phase_b.eq(c_phase_b)]
             if rated:
                 m.d.comb += qz.rate.eq(gb.rate[lane])          # latched with C at load

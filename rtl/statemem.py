@@ -18,9 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from memprop.model.numerics import bitlen_signed
 
-
-#: Lanes served by one copy of the activation write registers (hard activations).
-WRITE_GROUP = 4
+from .fanout import copy_of, lane_copies
 
 
 class StateMemory(wiring.Component):
@@ -49,15 +47,12 @@ class StateMemory(wiring.Component):
                      wr.en.eq(self.w_en), wr.addr.eq(Cat(self.w_unit, self.w_half)), wr.data.eq(self.w_value)]
 
         # the activation of the value written, one cycle later. For the hard activations the value
-        # and address registers are repeated per group of WRITE_GROUP lanes, each with its own init
-        # (so yosys does not merge them back): one register driving every lane's block RAM is a
-        # long route at wide P.
+        # and address registers are repeated per group of lanes (fanout.py): one register driving
+        # every lane's block RAM is a long route at wide P.
         a_en = Signal()
         m.d.sync += a_en.eq(self.w_en)
-        groups = -(-self.lanes // WRITE_GROUP) if f.hard else 1
-        a_addr = [Signal(nb + 1, name=f"a_addr{g}", init=g % depth) for g in range(groups)]
-        a_value = [Signal(signed(self.a_bits), name=f"a_value{g}", init=g % (1 << (self.a_bits - 1)))
-                   for g in range(groups)]
+        a_addr = lane_copies("a_addr", nb + 1, self.lanes, spread=f.hard)
+        a_value = lane_copies("a_value", signed(self.a_bits), self.lanes, spread=f.hard)
         m.d.sync += [addr.eq(Cat(self.w_unit, self.w_half)) for addr in a_addr]
         if f.hard:
             m.d.sync += [value.eq(self.w_value) for value in a_value]
@@ -73,7 +68,7 @@ class StateMemory(wiring.Component):
                                 attrs={"ram_style": "distributed"} if lutram else None)
             m.submodules[f"act{lane}"] = mem
             a_rd, a_wr = mem.read_port(), mem.write_port()
-            g = lane // WRITE_GROUP if f.hard else 0
+            g = copy_of(lane) if f.hard else 0
             m.d.comb += [a_rd.addr.eq(Cat(self.act_col[lane], self.cur)), self.act[lane].eq(a_rd.data),
                          a_wr.en.eq(a_en), a_wr.addr.eq(a_addr[g]), a_wr.data.eq(a_value[g])]
         return m

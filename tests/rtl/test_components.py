@@ -121,7 +121,7 @@ def test_mac_array_row_sums_over_a_segmented_stream(lanes):
 @pytest.mark.parametrize("lanes, lutram", [(1, 0), (9, 3)])
 def test_state_memory_copies_every_write_to_every_lane(sections, lanes, lutram):
     """Each lane reads ρ(v) of any unit and half one cycle after its state was written, whichever
-    copy of the write registers (WRITE_GROUP lanes each) serves it; the state port reads v."""
+    copy of the write registers (fanout.LANES_PER_COPY lanes each) serves it; the state port reads v."""
     from memprop.rtl.statemem import StateMemory
 
     cfg = Config.create(numerics="fixed", **sections)
@@ -155,3 +155,18 @@ def test_state_memory_copies_every_write_to_every_lane(sections, lanes, lutram):
                 assert [ctx.get(dut.act[lane]) for lane in range(lanes)] == [act[values[c, h]] for c in cols]
 
     _sim(dut, bench)
+
+
+def test_lane_copies_differ_in_init_and_refuse_too_many():
+    """A copy per LANES_PER_COPY lanes, each with its own init (equal ones yosys would merge), and
+    a clear error when the shape cannot hold that many distinct inits."""
+    from amaranth import signed
+
+    from memprop.rtl.fanout import LANES_PER_COPY, copy_of, lane_copies
+
+    copies = lane_copies("x", 4, 8 * LANES_PER_COPY + 1)
+    assert len(copies) == 9 and len({c.init for c in copies}) == 9
+    assert copy_of(LANES_PER_COPY - 1) == 0 and copy_of(LANES_PER_COPY) == 1
+    assert len(lane_copies("y", signed(4), 32, spread=False)) == 1
+    with pytest.raises(ValueError, match="9 copies of z need distinct inits"):
+        lane_copies("z", signed(4), 8 * LANES_PER_COPY + 1)
