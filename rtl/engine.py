@@ -400,12 +400,19 @@ class Engine(wiring.Component):
                    hm.TARGET: tgt_rd.data.as_signed(), hm.BIAS: bias_rd.data, hm.FIXPOINT: fp_b.data.as_signed()}
         if not wide_codes:
             sources[hm.CODES] = codes.port.r_data.word_select(rd_offset[:lay.lane_bits] if lay.lane_bits else 0, E)
-        rd_hot = Signal(len(sources))
-        m.d.sync += rd_hot.eq(Cat(*[region == r for r in sources]))
+        # Each source is registered beside its memory first, and the select is a cycle later: block
+        # RAMs across the die, the route and the select in one cycle were the ULX3S's longest
+        # host-side path. A read answers in three cycles.
+        rd_hot, hot_q = Signal(len(sources)), Signal(len(sources))
+        m.d.sync += [rd_hot.eq(Cat(*[region == r for r in sources])), hot_q.eq(rd_hot)]
         selected = Const(0, 32)
         for k, value in enumerate(sources.values()):
-            selected = selected | Mux(rd_hot[k], value, 0)       # signed values sign-extend
+            value_q = Signal(32, name=f"rd_source{k}")
+            m.d.sync += value_q.eq(value)                    # signed values sign-extend
+            selected = selected | Mux(hot_q[k], value_q, 0)
         m.d.comb += rdata.eq(selected)
+        rd_pending_q = Signal()
+        m.d.sync += rd_pending_q.eq(rd_pending)
         if wide_codes:
             # a wide code word is registered whole before its entry is selected: from block RAMs
             # across the die, the route and a P-way select in one cycle were the ULX3S's longest path
@@ -418,9 +425,11 @@ class Engine(wiring.Component):
                          word_q.eq(codes.port.r_data), lane_q.eq(read_lane), code_pending.eq(read_pending)]
             with m.If(code_pending):
                 m.d.comb += rdata.eq(word_q.word_select(lane_q, E))
-            m.d.sync += bus.rvalid.eq((rd_pending & (rd_region != hm.CODES)) | code_pending)
+            region_q = Signal.like(rd_region)
+            m.d.sync += region_q.eq(rd_region)
+            m.d.sync += bus.rvalid.eq((rd_pending_q & (region_q != hm.CODES)) | code_pending)
         else:
-            m.d.sync += bus.rvalid.eq(rd_pending)
+            m.d.sync += bus.rvalid.eq(rd_pending_q)
         m.d.sync += bus.rdata.eq(rdata)
 
     # -- STORE and RESTORE ----------------------------------------------------------------------------
