@@ -97,21 +97,22 @@ class WeightChecksum(wiring.Component):
         def feed(value):
             m.d.sync += crc.eq(crc32_next(crc, value))
 
+        # `active` (not IDLE) is a register of its own, set and cleared with the state's moves: it
+        # selects the code memory's address (a decode of the state there is a longer path)
+        busy = Signal()
+        m.d.comb += self.active.eq(busy)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [crc.eq(CRC32_INIT), word.eq(0), unit.eq(0)]
+                    m.d.sync += [crc.eq(CRC32_INIT), word.eq(0), unit.eq(0), busy.eq(1)]
                     m.next = "READ_WORD"
             with m.State("READ_WORD"):                      # code_addr = word
-                m.d.comb += self.active.eq(1)
                 m.next = "LOAD_WORD"
             with m.State("LOAD_WORD"):
-                m.d.comb += self.active.eq(1)
                 m.d.sync += [shreg.eq(self.code_data >> E if P > 1 else 0), entry.eq(self.code_data[:E]),
                              lane.eq(0), k.eq(0)]
                 m.next = "WORD_BYTES"
             with m.State("WORD_BYTES"):
-                m.d.comb += self.active.eq(1)
                 feed(entry[:8])
                 m.d.sync += [entry.eq(entry >> 8), k.eq(k + 1)]
                 with m.If(k == B - 1):
@@ -123,14 +124,11 @@ class WeightChecksum(wiring.Component):
                         with m.Else():
                             m.next = "READ_WORD"
             with m.State("READ_BIAS"):                      # bias_addr = unit
-                m.d.comb += self.active.eq(1)
                 m.next = "LOAD_BIAS"
             with m.State("LOAD_BIAS"):
-                m.d.comb += self.active.eq(1)
                 m.d.sync += [entry.eq(self.bias_data), k.eq(0)]
                 m.next = "BIAS_BYTES"
             with m.State("BIAS_BYTES"):
-                m.d.comb += self.active.eq(1)
                 feed(entry[:8])
                 m.d.sync += [entry.eq(entry >> 8), k.eq(k + 1)]
                 with m.If(k == B - 1):
@@ -141,13 +139,13 @@ class WeightChecksum(wiring.Component):
                     with m.Else():
                         m.next = "READ_BIAS"
             with m.State("TAIL"):
-                m.d.comb += self.active.eq(1)
                 feed(tail[:8])
                 m.d.sync += [tail.eq(tail >> 8), k.eq(k + 1)]
                 with m.If(k == 7):
                     m.d.sync += self.result.eq(crc32_next(crc, tail[:8]) ^ CRC32_INIT)
                     m.next = "DONE"
             with m.State("DONE"):
-                m.d.comb += [self.active.eq(1), self.done.eq(1)]
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)
                 m.next = "IDLE"
         return m

@@ -130,6 +130,9 @@ class Engine(wiring.Component):
                                                 primitive=self.primitives, init=code_init)
         # the code memory's address: the word, and (atomic_load) the bank above it
         self._code_word, self._code_bank = Signal(word_bits), Signal()
+        # who else addresses the code memory, (select, word), never two at once: the host, the
+        # checksum walk, the learner (`_code_port` below)
+        self._code_claims = []
         m.d.comb += codes.port.addr.eq(Cat(self._code_word, self._code_bank) if self.atomic_load
                                        else self._code_word)
         m.submodules.checksum = checksum = WeightChecksum(words=sch.depth, lanes=P, entry_bits=E, n=N,
@@ -160,7 +163,22 @@ class Engine(wiring.Component):
         self._copies(m, ctrl, state, mems)
         self._learner(m, ctrl, learner, stream, codes, state, mems)
         self._banks(m, ctrl, checksum, codes, mems)
+        self._code_port(m, ctrl, codes)
         return m
+
+    def _code_port(self, m: Module, ctrl, codes):
+        """The code memory's word address and write lanes: an AND-OR of its owners', never two at once
+        (the learner and the checksum walk run in different commands, the host only while the
+        engine is idle), else the controller's issue word. As a priority chain behind the owners'
+        selects it was the ULX3S's longest path."""
+        claimed = Cat(*[sel for sel, _ in self._code_claims]).any()
+        word = Mux(claimed, 0, ctrl.word)
+        for sel, claim in self._code_claims:
+            word = word | Mux(sel, claim, 0)
+        w_en = Const(0, len(codes.port.w_en))
+        for claim in self._code_w_en:                        # the host's or the learner's lanes
+            w_en = w_en | claim
+        m.d.comb += [self._code_word.eq(word), codes.port.w_en.eq(w_en)]
 
     # -- the small memories --------------------------------------------------------------------
     def _memories(self, m: Module, learner_reads: bool) -> dict:
@@ -204,8 +222,7 @@ class Engine(wiring.Component):
         # registers. The code memory reads the controller's issue word, a register, not the
         # stream's address (the same word, but a decode and two multiplexers ahead of 20 block RAMs)
         m.d.comb += [stream.port.restart.eq(ctrl.restart | learner.stream.restart),
-                     stream.port.advance.eq(ctrl.advance | learner.stream.advance),
-                     self._code_word.eq(ctrl.word)]
+                     stream.port.advance.eq(ctrl.advance | learner.stream.advance)]
         s1_valid, s2_valid = Signal(), Signal()
         s2_entry, s2_last = Signal(P), Signal(P)
         m.d.sync += [s1_valid.eq(ctrl.issuing), s2_valid.eq(s1_valid)]
@@ -341,8 +358,9 @@ class Engine(wiring.Component):
             code_write, code_word, code_mask, code_data, code_bank = h_we, h_word, h_mask, h_data, h_bank
             self._host_code_read = (h_re, h_word, h_lane)
         with m.If(code_write):
-            m.d.comb += [self._code_word.eq(code_word), codes.port.w_data.eq(Cat(*[code_data] * P)),
-                         codes.port.w_en.eq(code_mask), self._code_bank.eq(code_bank)]
+            m.d.comb += [codes.port.w_data.eq(Cat(*[code_data] * P)), self._code_bank.eq(code_bank)]
+        self._code_claims.append((code_write, code_word))
+        self._code_w_en = [Mux(code_write, code_mask, 0)]
         with m.If(host_write & (region == hm.BIAS)):
             m.d.comb += [bias_wr.en.eq(1), bias_wr.addr.eq(offset[:nb]), bias_wr.data.eq(bus.wdata),
                          mems["bias_bank"][1].eq(self._write_bank)]
@@ -353,16 +371,16 @@ class Engine(wiring.Component):
         # ... and, with rounding "carry", zeroes the carry of every code or bias the host writes
         self._host_weight = (host_write & ((region == hm.CODES) | (region == hm.BIAS)), region == hm.BIAS, offset)
 
-        # reads: answer two cycles after the request (synchronous memory read + register); an entry
-        # of a code word of WIDE_CODE_LANES lanes or more four cycles after (the registered request,
-        # the read, the registered word, the entry's select)
+        # reads: answer three cycles after the request (synchronous memory read, register, select);
+        # an entry of a code word of WIDE_CODE_LANES lanes or more four cycles after (the registered
+        # request, the read, the registered word, the entry's select)
         rd_region, rd_offset, rd_pending = Signal(4), Signal(hm.REGION_SHIFT), Signal()
         m.d.sync += [rd_pending.eq(bus.re), rd_region.eq(region), rd_offset.eq(offset)]
         wide_codes = self._host_code_read is not None
+        if not wide_codes:
+            self._code_claims.append((bus.re & ~busy, offset[lay.lane_bits:]))
         with m.If(bus.re & ~busy):
             m.d.comb += [state.rd_unit.eq(offset[:nb]), fp_b.addr.eq(offset)]
-            if not wide_codes:
-                m.d.comb += self._code_word.eq(offset[lay.lane_bits:])
             with m.If(region == hm.BIAS):
                 m.d.comb += bias_rd.addr.eq(offset[:nb])
             with m.If(region == hm.INPUT):
@@ -417,8 +435,7 @@ class Engine(wiring.Component):
             # a wide code word is registered whole before its entry is selected: from block RAMs
             # across the die, the route and a P-way select in one cycle were the ULX3S's longest path
             h_re, h_word, h_lane = self._host_code_read
-            with m.If(h_re):
-                m.d.comb += self._code_word.eq(h_word)
+            self._code_claims.append((h_re, h_word))
             read_lane, read_pending = Signal.like(h_lane), Signal()
             word_q, lane_q, code_pending = Signal(P * E), Signal.like(h_lane), Signal()
             m.d.sync += [read_lane.eq(h_lane), read_pending.eq(h_re),
@@ -483,8 +500,9 @@ class Engine(wiring.Component):
                      checksum.code_data.eq(codes.port.r_data), checksum.bias_data.eq(bias_rd.data),
                      checksum.updates.eq(Mux(shadow, self._shadow_updates, self._updates)),
                      checksum.seed.eq(Mux(shadow, self._shadow_seed, self._seed))]
+        self._code_claims.append((checksum.active, checksum.code_addr))
         with m.If(checksum.active):
-            m.d.comb += [self._code_word.eq(checksum.code_addr), self._code_bank.eq(active ^ shadow),
+            m.d.comb += [self._code_bank.eq(active ^ shadow),
                          bias_rd.addr.eq(checksum.bias_addr), r_bank.eq(active ^ shadow)]
 
     # -- the learning unit's port -------------------------------------------------------------------
@@ -518,9 +536,10 @@ class Engine(wiring.Component):
             m.d.comb += [learner.stored.valid.eq(1), learner.stored.unit.eq(offset[:nb]),
                          learner.stored.slot.eq(offset[nb:nb + sb]), learner.stored.set.eq(offset[nb + sb:nb + sb + 2]),
                          learner.stored.value.eq(wdata)]
+        self._code_claims.append((learner.active, learner.codes.addr))
+        self._code_w_en.append(Mux(learner.active, learner.codes.w_en, 0))
         with m.If(learner.active):
             m.d.comb += [
-                self._code_word.eq(learner.codes.addr), codes.port.w_en.eq(learner.codes.w_en),
                 codes.port.w_data.eq(learner.codes.w_data),
                 bias_rd.addr.eq(learner.bias.addr), bias_wr.addr.eq(learner.bias.addr),
                 bias_wr.en.eq(learner.bias.w_en), bias_wr.data.eq(learner.bias.w_data),

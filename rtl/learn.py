@@ -902,11 +902,15 @@ class Learner(wiring.Component):
             m.d.comb += done_d.eq((cyc >= 1) & ~m_any & ~pending)
 
         # -- start and finish --------------------------------------------------------------------
-        m.d.comb += self.active.eq(1)
+        # `active` (not IDLE) is a register of its own, set and cleared with the state's moves: it
+        # selects the code memory's address, and a decode of the state ahead of that select was
+        # the ULX3S's longest path
+        busy = Signal()
+        m.d.comb += self.active.eq(busy)
         with m.FSM(name="learn"):
             with m.State("IDLE"):
-                m.d.comb += self.active.eq(0)
                 with m.If(self.start):
+                    m.d.sync += busy.eq(1)
                     m.next = "INIT"
             with m.State("INIT"):                 # the stream presents word 0 next
                 # the walk's registers start over here, not on `start` (a decode of the controller's
@@ -930,6 +934,7 @@ class Learner(wiring.Component):
                     m.next = "FINISH"
             with m.State("FINISH"):
                 m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)
                 m.next = "IDLE"
         return m
 
