@@ -130,9 +130,9 @@ class Engine(wiring.Component):
                                                 primitive=self.primitives, init=code_init)
         # the code memory's address: the word, and (atomic_load) the bank above it
         self._code_word, self._code_bank = Signal(word_bits), Signal()
-        # who else addresses the code memory, (select, word), never two at once: the host, the
-        # checksum walk, the learner (`_code_port` below)
-        self._code_claims = []
+        # who else addresses the code memory and reads the biases, (select, address), never two at
+        # once: the host, the checksum walk, the learner (`_shared_ports` below)
+        self._code_claims, self._bias_claims = [], []
         m.d.comb += codes.port.addr.eq(Cat(self._code_word, self._code_bank) if self.atomic_load
                                        else self._code_word)
         m.submodules.checksum = checksum = WeightChecksum(words=sch.depth, lanes=P, entry_bits=E, n=N,
@@ -163,22 +163,26 @@ class Engine(wiring.Component):
         self._copies(m, ctrl, state, mems)
         self._learner(m, ctrl, learner, stream, codes, state, mems)
         self._banks(m, ctrl, checksum, codes, mems)
-        self._code_port(m, ctrl, codes)
+        self._shared_ports(m, ctrl, codes, mems)
         return m
 
-    def _code_port(self, m: Module, ctrl, codes):
-        """The code memory's word address and write lanes: an AND-OR of its owners', never two at once
-        (the learner and the checksum walk run in different commands, the host only while the
-        engine is idle), else the controller's issue word. As a priority chain behind the owners'
-        selects it was the ULX3S's longest path."""
-        claimed = Cat(*[sel for sel, _ in self._code_claims]).any()
-        word = Mux(claimed, 0, ctrl.word)
-        for sel, claim in self._code_claims:
-            word = word | Mux(sel, claim, 0)
+    def _shared_ports(self, m: Module, ctrl, codes, mems):
+        """The code memory's word address and write lanes, and the bias read address: AND-ORs of
+        their owners', never two at once (the learner and the checksum walk run in different
+        commands, the host only while the engine is idle), else the relaxation's. As priority
+        chains behind the owners' selects they were the ULX3S's longest paths."""
+        def owned(default, claims):
+            value = Mux(Cat(*[sel for sel, _ in claims]).any(), 0, default)
+            for sel, claim in claims:
+                value = value | Mux(sel, claim, 0)
+            return value
+
         w_en = Const(0, len(codes.port.w_en))
         for claim in self._code_w_en:                        # the host's or the learner's lanes
             w_en = w_en | claim
-        m.d.comb += [self._code_word.eq(word), codes.port.w_en.eq(w_en)]
+        bias_rd = mems["bias_mem"][0]
+        m.d.comb += [self._code_word.eq(owned(ctrl.word, self._code_claims)), codes.port.w_en.eq(w_en),
+                     bias_rd.addr.eq(owned(self._bias_row, self._bias_claims))]
 
     # -- the small memories --------------------------------------------------------------------
     def _memories(self, m: Module, learner_reads: bool) -> dict:
@@ -262,7 +266,8 @@ class Engine(wiring.Component):
         bias_row = Signal(nb)
         m.d.comb += bias_row.eq(Mux(mac.row_valid & (row_i != int(sch.rows[-1])), row_i + 1, row_i))
         m.d.comb += [state.rd_unit.eq(row_i), state.rd_half.eq(ctrl.cur), in_rd.addr.eq(row_i),
-                     tgt_rd.addr.eq(row_i), bias_rd.addr.eq(bias_row)]
+                     tgt_rd.addr.eq(row_i)]
+        self._bias_row = bias_row
         f1_valid, f1_row, f1_acc = Signal(), Signal(nb), Signal(signed(f.acc_bits))
         m.d.sync += [f1_valid.eq(mac.row_valid), f1_row.eq(row_i), f1_acc.eq(mac.row_sum)]
         f2_valid, f2_row, f2_acc = Signal(), Signal(nb), Signal(signed(f.acc_bits))
@@ -379,10 +384,9 @@ class Engine(wiring.Component):
         wide_codes = self._host_code_read is not None
         if not wide_codes:
             self._code_claims.append((bus.re & ~busy, offset[lay.lane_bits:]))
+        self._bias_claims.append((bus.re & ~busy & (region == hm.BIAS), offset[:nb]))
         with m.If(bus.re & ~busy):
             m.d.comb += [state.rd_unit.eq(offset[:nb]), fp_b.addr.eq(offset)]
-            with m.If(region == hm.BIAS):
-                m.d.comb += bias_rd.addr.eq(offset[:nb])
             with m.If(region == hm.INPUT):
                 m.d.comb += in_rd.addr.eq(offset[:nb])
             with m.If(region == hm.TARGET):
@@ -501,9 +505,9 @@ class Engine(wiring.Component):
                      checksum.updates.eq(Mux(shadow, self._shadow_updates, self._updates)),
                      checksum.seed.eq(Mux(shadow, self._shadow_seed, self._seed))]
         self._code_claims.append((checksum.active, checksum.code_addr))
+        self._bias_claims.append((checksum.active, checksum.bias_addr))
         with m.If(checksum.active):
-            m.d.comb += [self._code_bank.eq(active ^ shadow),
-                         bias_rd.addr.eq(checksum.bias_addr), r_bank.eq(active ^ shadow)]
+            m.d.comb += [self._code_bank.eq(active ^ shadow), r_bank.eq(active ^ shadow)]
 
     # -- the learning unit's port -------------------------------------------------------------------
     def _learner(self, m, ctrl, learner, stream, codes, state, mems):
@@ -538,10 +542,11 @@ class Engine(wiring.Component):
                          learner.stored.value.eq(wdata)]
         self._code_claims.append((learner.active, learner.codes.addr))
         self._code_w_en.append(Mux(learner.active, learner.codes.w_en, 0))
+        self._bias_claims.append((learner.active, learner.bias.addr))
         with m.If(learner.active):
             m.d.comb += [
                 codes.port.w_data.eq(learner.codes.w_data),
-                bias_rd.addr.eq(learner.bias.addr), bias_wr.addr.eq(learner.bias.addr),
+                bias_wr.addr.eq(learner.bias.addr),
                 bias_wr.en.eq(learner.bias.w_en), bias_wr.data.eq(learner.bias.w_data),
             ]
             if fp_a is not None:

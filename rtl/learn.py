@@ -708,6 +708,9 @@ class Learner(wiring.Component):
         bias_entry = Signal(E)
         m.d.sync += bias_entry.eq(self.bias.r_data)
         p_round = Signal(range(P_max + 1))
+        # phase b (the state PULSE_B) as a register of its own, set and cleared with the moves: it
+        # enables every lane's code registers, and the state's decode ahead of that fan-out was
+        # the ULX3S's longest path
         c_phase_a, c_phase_b, c_round = Signal(), Signal(), Signal()
         # the round counter repeated per group of lanes (fanout.py): one register driving every
         # lane's compare was the ULX3S's longest route. A bit wider, so the copies' inits differ;
@@ -771,14 +774,14 @@ class Learner(wiring.Component):
             with m.State("PULSE_A"):
                 with m.If(more):
                     m.d.comb += c_phase_a.eq(1)
+                    m.d.sync += c_phase_b.eq(1)
                     m.next = "PULSE_B"
                 with m.Else():
                     m.d.comb += done_c.eq(1)
                     with m.If(slot_end):
                         m.next = "WAIT"
             with m.State("PULSE_B"):
-                m.d.comb += c_phase_b.eq(1)
-                m.d.sync += [p_round.eq(p_round + 1), *[p.eq(p + 1) for p in p_copy]]
+                m.d.sync += [c_phase_b.eq(0), p_round.eq(p_round + 1), *[p.eq(p + 1) for p in p_copy]]
                 m.next = "PULSE_A"
 
         # -- stage D: write the programmed copies and their mirrors ---------------------------------
