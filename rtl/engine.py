@@ -376,9 +376,9 @@ class Engine(wiring.Component):
         # ... and, with rounding "carry", zeroes the carry of every code or bias the host writes
         self._host_weight = (host_write & ((region == hm.CODES) | (region == hm.BIAS)), region == hm.BIAS, offset)
 
-        # reads: answer three cycles after the request (synchronous memory read, register, select);
-        # an entry of a code word of WIDE_CODE_LANES lanes or more four cycles after (the registered
-        # request, the read, the registered word, the entry's select)
+        # reads: answer two cycles after the request (synchronous memory read + register), three in
+        # an engine of WIDE_CODE_LANES lanes or more (below); an entry of a code word there four
+        # cycles after (the registered request, the read, the registered word, the entry's select)
         rd_region, rd_offset, rd_pending = Signal(4), Signal(hm.REGION_SHIFT), Signal()
         m.d.sync += [rd_pending.eq(bus.re), rd_region.eq(region), rd_offset.eq(offset)]
         wide_codes = self._host_code_read is not None
@@ -422,19 +422,24 @@ class Engine(wiring.Component):
                    hm.TARGET: tgt_rd.data.as_signed(), hm.BIAS: bias_rd.data, hm.FIXPOINT: fp_b.data.as_signed()}
         if not wide_codes:
             sources[hm.CODES] = codes.port.r_data.word_select(rd_offset[:lay.lane_bits] if lay.lane_bits else 0, E)
-        # Each source is registered beside its memory first, and the select is a cycle later: block
-        # RAMs across the die, the route and the select in one cycle were the ULX3S's longest
-        # host-side path. A read answers in three cycles.
-        rd_hot, hot_q = Signal(len(sources)), Signal(len(sources))
-        m.d.sync += [rd_hot.eq(Cat(*[region == r for r in sources])), hot_q.eq(rd_hot)]
+        # In a wide engine each source is registered beside its memory first, and the select is a
+        # cycle later: block RAMs across the die, the route and the select in one cycle were the
+        # ULX3S's longest host-side path (a read then answers in three cycles, not two). The small
+        # FPGAs keep the two cycles: the registers would not fit.
+        rd_hot = Signal(len(sources))
+        m.d.sync += rd_hot.eq(Cat(*[region == r for r in sources]))
+        hot_q, rd_pending_q = rd_hot, rd_pending
+        if wide_codes:
+            hot_q, rd_pending_q = Signal(len(sources)), Signal()
+            m.d.sync += [hot_q.eq(rd_hot), rd_pending_q.eq(rd_pending)]
         selected = Const(0, 32)
         for k, value in enumerate(sources.values()):
-            value_q = Signal(32, name=f"rd_source{k}")
-            m.d.sync += value_q.eq(value)                    # signed values sign-extend
-            selected = selected | Mux(hot_q[k], value_q, 0)
+            if wide_codes:
+                value_q = Signal(32, name=f"rd_source{k}")
+                m.d.sync += value_q.eq(value)                # signed values sign-extend
+                value = value_q
+            selected = selected | Mux(hot_q[k], value, 0)    # signed values sign-extend
         m.d.comb += rdata.eq(selected)
-        rd_pending_q = Signal()
-        m.d.sync += rd_pending_q.eq(rd_pending)
         if wide_codes:
             # a wide code word is registered whole before its entry is selected: from block RAMs
             # across the die, the route and a P-way select in one cycle were the ULX3S's longest path
