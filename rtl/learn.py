@@ -438,16 +438,21 @@ class Learner(wiring.Component):
             sel_drop = Signal(tag_drop_bits)
             m.d.comb += sel_drop.eq(sh_top - sel_sh)
         can_load = ~req_valid | accept
-        # the second pipeline's request: the next lowest lane with a call left (one call per lane)
+        # the second pipeline's request: the next lowest lane with a call left (one call per lane),
+        # one-hot, a register beside a_hot (found from `remaining` in front of its select, it was
+        # the ULX3S's longest path)
         dual = len(rngs) == 2
         a_hot2 = Signal(W) if dual else Const(0, W)
+
+        def second_lowest(mask):
+            return _lowest_bit(mask & ~_lowest_bit(mask, W), W)
+
         if dual:
             req2_valid, req2_s, req2_tag = Signal(), Signal(s_bits), Signal(len(req_tag))
             accept2 = Signal()
             sel2 = Signal(range(max(W, 2)))
             s_val2 = Signal(s_bits)
-            m.d.comb += [a_hot2.eq(_lowest_bit(remaining & ~a_hot, W)),
-                         sel2.eq(_select(a_hot2, [Const(lane, len(sel2)) for lane in range(W)])),
+            m.d.comb += [sel2.eq(_select(a_hot2, [Const(lane, len(sel2)) for lane in range(W)])),
                          s_val2.eq(_select(a_hot2, a_s)),
                          rngs[1].i.valid.eq(req2_valid), accept2.eq(req2_valid & rngs[1].i.ready),
                          rngs[1].i.payload.as_value()[:128].eq(call_request(self.seed, self.updates, req2_s,
@@ -497,6 +502,8 @@ class Learner(wiring.Component):
                                 m.d.comb += recv_nx[b].eq(0)
                         # lanes 0 ... bias_left - 1: a prefix, so its lowest lane is lane 0
                         b_rem = Cat(*[bias_left > lane for lane in range(W)])
+                        if dual:
+                            m.d.sync += a_hot2.eq(second_lowest(b_rem))
                         m.d.sync += [remaining.eq(b_rem), a_hot.eq(Cat(b_rem[0], Const(0, W - 1)) if W > 1 else b_rem),
                                      kk.eq(0)]
                         m.next = "ISSUE" if K else "DONE"
@@ -513,6 +520,8 @@ class Learner(wiring.Component):
                                      ga.word.eq(r_word), ga.part.eq(r_part), ga.r0.eq(r_ra), ga.prim.eq(d_prim),
                                      ga.mir.eq(d_mir), ga.diag.eq(d_diag), ga.rsel.eq(d_rsel),
                                      remaining.eq(d_prim), a_hot.eq(_lowest_bit(d_prim, W)), kk.eq(0)]
+                        if dual:
+                            m.d.sync += a_hot2.eq(second_lowest(d_prim))
                         m.d.sync += [ga.col[lane].eq(d_col[lane]) for lane in range(W)]
                         m.d.sync += [a.eq(d) for a, d in zip(a_s, d_s)]
                         if rated:
@@ -533,7 +542,7 @@ class Learner(wiring.Component):
                                      req_tag.eq(Cat(ga.buf, sel[:tag_lane_bits] if W > 1 else Const(0, 1),
                                                     kk[:tag_call_bits] if K > 1 else Const(0, 1),
                                                     *([sel_drop] if aligned_draws else [])))]
-                        second = (remaining & ~a_hot).any() if dual else Const(0, 1)   # = a_hot2 != 0
+                        second = a_hot2.any() if dual else Const(0, 1)
                         if dual:
                             m.d.sync += [req2_valid.eq(second), req2_s.eq(s_val2),
                                          req2_tag.eq(Cat(ga.buf, sel2[:tag_lane_bits] if W > 1 else Const(0, 1),
@@ -544,6 +553,8 @@ class Learner(wiring.Component):
                             rest = Signal(W)
                             m.d.comb += rest.eq(remaining & ~a_hot & ~a_hot2)
                             m.d.sync += [kk.eq(0), remaining.eq(rest), a_hot.eq(_lowest_bit(rest, W))]
+                            if dual:
+                                m.d.sync += a_hot2.eq(second_lowest(rest))
                             with m.If(rest == 0):
                                 m.next = "DONE"
                         with m.Else():
