@@ -729,12 +729,15 @@ class Learner(wiring.Component):
         p_copy = lane_copies("p_round", len(p_round) + ceil_log2(W + 1), W)
         # each lane's entry load as a register from the next counter and the group the slot end
         # moves on (the counter's compares fanned out to every lane's code registers were among
-        # the ULX3S's longest paths)
+        # the ULX3S's longest paths; one lane keeps the compares, which take fewer logic cells)
         c_load = Signal(W)
-        next_c_valid, next_c_bias = Mux(slot_end, gb.valid, gc.valid), Mux(slot_end, gb.bias, gc.bias)
-        m.d.sync += c_load.eq(Cat(*[next_c_valid & Mux(next_c_bias, cyc_nx == lane + 2, cyc_nx == 1)
-                                    for lane in range(W)]))
-        start_clear.append(c_load)
+        if W > 1:
+            next_c_valid, next_c_bias = Mux(slot_end, gb.valid, gc.valid), Mux(slot_end, gb.bias, gc.bias)
+            m.d.sync += c_load.eq(Cat(*[next_c_valid & Mux(next_c_bias, cyc_nx == lane + 2, cyc_nx == 1)
+                                        for lane in range(W)]))
+            start_clear.append(c_load)
+        else:
+            m.d.comb += c_load.eq(gc.valid & Mux(gc.bias, cyc == 2, cyc == 1))
         for lane in range(W):
             qz, pl = quant[lane], pulse[lane]
             # a lane without a primary copy quantises 0: no pulses, no extra rounds
