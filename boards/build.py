@@ -21,9 +21,9 @@ board PLL makes it from the oscillator; see `BOARDS` and docs/hostlink.md):
   0.9958 at p = 0.1 (seeds 0-2: 0.9959, 0.9949, 0.9966; stochastic rounding 0.9964).
 - `ulx3s` (ECP5 LFE5U-85F: 84k LUTs, 208 DP16KD, 156 multipliers, 25 MHz): N = 100 dense on
   linear-256 pairs, P = 32 lanes, 16 learning lanes, two Threefry pipelines (LEARN at minibatch 1
-  waits for the draws: 6680 -> 4367 cycles), minibatch 8, on a 65 MHz core clock (fmax 68.20 and
-  69.08 MHz with nextpnr seeds 1 and 2 when constrained at 65; 74.01 / 72.33 at 55, 67.81 / 69.34 at
-  70: nextpnr does worse the tighter the constraint; README, "Hardware"). With
+  waits for the draws: 6680 -> 4367 cycles), minibatch 8, on a 70 MHz core clock (fmax 77.29 and
+  72.74 MHz with nextpnr seeds 1 and 2 when constrained at 70; 77.36 / 77.96 at 65; at 75 both
+  miss, 73.82 / 74.10; README, "Hardware"). With
   32 learning lanes it took 186 DP16KD and did not route; 16 learning lanes (two per fixed-point
   block RAM) cost 1 % more cycles per training sample (the pulse rounds, not the lanes, set a
   LEARN's length) and route in 20 minutes.
@@ -126,7 +126,7 @@ BOARDS = {
     "ulx3s": Board(
         "ulx3s", "ulx3s:ULX3S_85F_Platform", "ecp5",
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 8},
-         "hw": {"lanes": 32, "learn_lanes": 16, "threefry": "dual"}}, clock_mhz=65, goal_mhz=75,
+         "hw": {"lanes": 32, "learn_lanes": 16, "threefry": "dual"}}, clock_mhz=70, goal_mhz=75,
         classifier={"hidden": (100,), "hw": {"lanes": 16}, "clock_mhz": 40}),
     "ulx3s-25f": Board(
         "ulx3s-25f", "ulx3s:ULX3S_25F_Platform", "ecp5",
