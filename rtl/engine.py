@@ -133,6 +133,7 @@ class Engine(wiring.Component):
         # who else addresses the code memory and reads the biases, (select, address), never two at
         # once: the host, the checksum walk, the learner (`_shared_ports` below)
         self._code_claims, self._bias_claims = [], []
+        self._code_w_en = []                       # (lanes written), the host's or the learner's
         m.d.comb += codes.port.addr.eq(Cat(self._code_word, self._code_bank) if self.atomic_load
                                        else self._code_word)
         m.submodules.checksum = checksum = WeightChecksum(words=sch.depth, lanes=P, entry_bits=E, n=N,
@@ -178,7 +179,7 @@ class Engine(wiring.Component):
             return value
 
         w_en = Const(0, len(codes.port.w_en))
-        for claim in self._code_w_en:                        # the host's or the learner's lanes
+        for claim in self._code_w_en:
             w_en = w_en | claim
         bias_rd = mems["bias_mem"][0]
         m.d.comb += [self._code_word.eq(owned(ctrl.word, self._code_claims)), codes.port.w_en.eq(w_en),
@@ -365,7 +366,7 @@ class Engine(wiring.Component):
         with m.If(code_write):
             m.d.comb += [codes.port.w_data.eq(Cat(*[code_data] * P)), self._code_bank.eq(code_bank)]
         self._code_claims.append((code_write, code_word))
-        self._code_w_en = [Mux(code_write, code_mask, 0)]
+        self._code_w_en.append(Mux(code_write, code_mask, 0))
         with m.If(host_write & (region == hm.BIAS)):
             m.d.comb += [bias_wr.en.eq(1), bias_wr.addr.eq(offset[:nb]), bias_wr.data.eq(bus.wdata),
                          mems["bias_bank"][1].eq(self._write_bank)]
@@ -438,7 +439,7 @@ class Engine(wiring.Component):
                 value_q = Signal(32, name=f"rd_source{k}")
                 m.d.sync += value_q.eq(value)                # signed values sign-extend
                 value = value_q
-            selected = selected | Mux(hot_q[k], value, 0)    # signed values sign-extend
+            selected = selected | Mux(hot_q[k], value, 0)
         m.d.comb += rdata.eq(selected)
         if wide_codes:
             # a wide code word is registered whole before its entry is selected: from block RAMs
