@@ -32,6 +32,22 @@ def simulate(case, exp=None, mode="step"):
     return out["report"]
 
 
+def steps_and_learn(cfg, case, steps: int) -> dict:
+    """`check_steps_and_learn` on the engine in Amaranth's simulator: its report."""
+    dut = Engine(cfg)
+    out = {}
+
+    async def bench(ctx):
+        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
+        out["report"] = await check_steps_and_learn(driver, case, steps=steps)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out["report"]
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_random_config_is_bit_exact(seed):
     """Odd seeds relax with RELAX commands (the engine decides convergence), even ones step by step."""
@@ -75,18 +91,7 @@ def test_paired_learners_are_bit_exact_through_the_engine(network, nudge):
     case = make_case(cfg, 3)
     report = simulate(case, mode="relax")
     assert report["mode"] == "relax" and report["learn_cycles"] > 0
-    dut = Engine(cfg)
-    out = {}
-
-    async def bench(ctx):
-        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
-        out["report"] = await check_steps_and_learn(driver, case, steps=1)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    assert out["report"]["pulses"] > 0
+    assert steps_and_learn(cfg, case, steps=1)["pulses"] > 0
 
 
 def test_learn_compares_device_classes():
@@ -181,19 +186,8 @@ def test_spram_code_memory_is_bit_exact(seed):
 def test_steps_and_learn_check(seed):
     """The short check that gate-level runs use: a few steps, then LEARN from written fixed points."""
     cfg = random_config(seed, max_n=10, max_lanes=4)
-    case = make_case(cfg, seed)
-    dut = Engine(cfg)
-    out = {}
-
-    async def bench(ctx):
-        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
-        out["report"] = await check_steps_and_learn(driver, case, steps=3)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    assert out["report"]["steps"] >= 1 and out["report"]["learn_cycles"] > 0
+    report = steps_and_learn(cfg, make_case(cfg, seed), steps=3)
+    assert report["steps"] >= 1 and report["learn_cycles"] > 0
 
 
 def test_carries_live_across_learns_and_host_writes_zero_them():
