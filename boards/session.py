@@ -404,7 +404,7 @@ class BoardSession:
             net = cfg.network
             out.update({"config_source": self.known.source, "board": self.known.board, "preset": cfg.device.preset,
                         "topology": net.topology + (f" K={net.band}" if net.topology == "band" else ""),
-                        "synapses": int(hm.Layout(Formats(cfg)).schedule.synapses)})
+                        "synapses": int(hm.Layout(Formats(cfg)).schedule.products)})
         out["registers"] = self.registers()
         out["host"] = {"frames": self.transport.frames, "retried": self.transport.retried}
         return out

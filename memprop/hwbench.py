@@ -348,7 +348,7 @@ def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates:
     flt = rates
     entry = {
         "board": board, "n": net.n, "topology": net.topology if net.topology != "band" else f"band {net.band}",
-        "synapses": sch.synapses, "device": cfg.device.preset, "batch_size": cfg.train.batch_size,
+        "synapses": sch.products, "device": cfg.device.preset, "batch_size": cfg.train.batch_size,
         "lanes": cfg.hw.lanes, "learn_lanes": LearnPlan(cfg).width, "threefry": cfg.hw.threefry,
         "fingerprint": cfg.fingerprint, "fmax_mhz": fmax, "fmax_source": build,
         "step_cycles": cycles.step_cycles(sch),
@@ -370,10 +370,10 @@ def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates:
         "ratio": None if train_sps is None else train_sps / flt["protocol"]["samples_per_s"],
         "ratio_batch1": None if train_sps1 is None else train_sps1 / flt["batch1"]["samples_per_s"],
         "dsp_ceiling": {
-            "protocol": dsp_ceiling(fmax, build.get("dsp_available"), sch.synapses,
+            "protocol": dsp_ceiling(fmax, build.get("dsp_available"), sch.products,
                                     sum(e.steps for e in run["epochs"]), samples, flt["protocol"]["samples_per_s"],
                                     sum(e.learn + e.store for e in run["epochs"])),
-            "batch1": dsp_ceiling(fmax, build.get("dsp_available"), sch.synapses,
+            "batch1": dsp_ceiling(fmax, build.get("dsp_available"), sch.products,
                                   sum(e.steps for e in online["epochs"]), samples1, flt["batch1"]["samples_per_s"],
                                   sum(e.learn + e.store for e in online["epochs"]))},
     }

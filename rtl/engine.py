@@ -33,7 +33,7 @@ NeuronUpdate (NEURON_LATENCY) -> write-back (1).
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -146,8 +146,8 @@ class Engine(wiring.Component):
         self._shadow_seed = Signal(32, init=seed0)
         self._write_bank = Signal()
         m.submodules.lookup = lookup = WeightLookup(lay, P)
-        m.submodules.state = state = StateMemory(f, nb, P, lutram_lanes=self.cfg.hw.lutram_act_lanes)
-        m.submodules.mac = mac = MacArray(P, lookup.w_bits, state.a_bits, f.acc_bits)
+        m.submodules.state = state = StateMemory(f, nb, P, lutram_lanes=self.cfg.hw.lutram_act_lanes, fold=sch.fold)
+        m.submodules.mac = mac = MacArray(P, lookup.w_bits, state.a_bits, f.acc_bits, units=N if sch.fold else 0)
         m.submodules.neuron = neuron = NeuronUpdate(f, nb)
         m.submodules.learner = learner = Learner(cfg, lay, banked=self.atomic_load)
         m.submodules.bias_lookup = bias_lookup = WeightLookup(lay, 1)
@@ -239,6 +239,29 @@ class Engine(wiring.Component):
         m.d.comb += [mac.start.eq(ctrl.step_start), mac.valid.eq(s2_valid), mac.entry.eq(s2_entry),
                      mac.last.eq(s2_last)]
         self._mac = mac
+        if self.schedule.fold:
+            self._fold(m, stream, state, mac)
+
+    def _fold(self, m, stream, state, mac):
+        """A folded stream's column inputs (mac.py): the rows' activations, which lanes hold twins
+        and in which row, their columns' blocks, and the head and tail rows' rotations."""
+        sch, P = self.schedule, self.cfg.hw.lanes
+        entries = stream.port.entries
+        row0 = entries[0].row
+        m.d.comb += state.row_unit.eq(row0)
+        shift = (P - 1).bit_length()
+        table = [int(r) for r in sch.rotation] + [0]
+        rom = Array(Const(r, mac.rot_bits) for r in table)
+        s2_twin, s2_tail = Signal(P), Signal(P)
+        s2_blk = [Signal(mac.blk_bits, name=f"s2_blk{lane}") for lane in range(P)]
+        rot_head, rot_tail = Signal(mac.rot_bits), Signal(mac.rot_bits)
+        m.d.sync += [rot_head.eq(rom[row0]), rot_tail.eq(rom[row0 + 1])]
+        for lane in range(P):
+            e = entries[lane]
+            m.d.sync += [s2_twin[lane].eq(e.above), s2_tail[lane].eq(e.row != row0), s2_blk[lane].eq(e.col >> shift)]
+            m.d.comb += [mac.a_row[lane].eq(Mux(s2_tail[lane], state.act_rows[1], state.act_rows[0])),
+                         mac.blk[lane].eq(s2_blk[lane])]
+        m.d.comb += [mac.twin.eq(s2_twin), mac.rot_head.eq(rot_head), mac.rot_tail.eq(rot_tail)]
 
     # -- row sum -> operands -> NeuronUpdate -> write-back ----------------------------------------
     def _finalizer(self, m, ctrl, state, neuron, bias_lookup, mems):
@@ -273,7 +296,9 @@ class Engine(wiring.Component):
         m.d.sync += [f1_valid.eq(mac.row_valid), f1_row.eq(row_i), f1_acc.eq(mac.row_sum)]
         f2_valid, f2_row, f2_acc = Signal(), Signal(nb), Signal(signed(f.acc_bits))
         f2_v, f2_x, f2_t = Signal(signed(vb)), Signal(signed(2)), Signal(signed(vb))
-        m.d.sync += [f2_valid.eq(f1_valid), f2_row.eq(f1_row), f2_acc.eq(f1_acc),
+        if sch.fold:              # the column part of the row's sum (mac.py): acc[row_i], registered
+            m.d.comb += mac.col_unit.eq(row_i)
+        m.d.sync += [f2_valid.eq(f1_valid), f2_row.eq(f1_row), f2_acc.eq(f1_acc + mac.col_sum if sch.fold else f1_acc),
                      f2_v.eq(state.rd_data), f2_x.eq(in_rd.data), f2_t.eq(tgt_rd.data)]
         m.d.comb += bias_lookup.entries[0].eq(bias_rd.data)
         bias_w = Signal.like(bias_lookup.weights[0])

@@ -184,6 +184,8 @@ def design_id(cfg) -> str:
     a board's Config by this id."""
     what = cfg.model_dump(include={"numerics", "network", "fixed", "device", "hw"})
     what["train"] = {k: getattr(cfg.train, k) for k in DESIGN_TRAIN_FIELDS}
+    if not what["hw"].get("fold"):          # added later: the unfolded designs keep their ids
+        what["hw"].pop("fold", None)
     # per-layer rates and their decay make another learner; named only when set, so that the
     # designs without them keep their ids
     if cfg.train.layer_lr:

@@ -392,7 +392,7 @@ class Learner(wiring.Component):
             # ECP5's longest path) or for the candidate's part select (the next one)
             m.d.comb += [
                 d_prim[lane].eq(d_above[lane] | d_on_diag[lane] | (d_valid[lane] & (d_col[lane] < first_row))),
-                d_mir[lane].eq(d_above[lane]),
+                d_mir[lane].eq(0 if sch.fold else d_above[lane]),      # fold: no twin is streamed
                 d_diag[lane].eq(d_on_diag[lane]),
             ]
         # per-layer rates: a synapse learns at its lower unit's weight layer (the row for a primary

@@ -5,7 +5,8 @@ ceil(P / W) groups of W learning lanes (W = `hw.learn_lanes`, default P), then t
 units' biases follow in groups of W. Each symmetric pair {i, j} is programmed once, at its
 *primary* copy: the entry (i, j) with i <= j, or the only streamed copy when j is a clamped
 unit. The other copy (j, i) is written by a *mirror* write at its stream position, so a group
-made of mirror copies only is skipped.
+made of mirror copies only is skipped. A folded stream (hw.fold) holds one copy of each pair:
+every entry is primary and there are no mirrors.
 
 This module is pure Python: the RTL generator takes its mirror-base table and constants, the
 cycle model (cycles.py) its per-group facts, the tests both.
@@ -178,7 +179,7 @@ class LearnPlan:
         st = self.schedule.stream
         row, col, valid = st["row"], st["col"], st["valid"]
         primary = valid & ((col >= row) | (col < self.first_row))
-        mirror = valid & (col > row)
+        mirror = valid & (col > row) & (not self.schedule.fold)
         n = self.cfg.network.n
         lo, hi = np.minimum(row, col), np.maximum(row, col)
         return {"primary": primary, "mirror": mirror, "s": lo * n + hi, "diag": valid & (row == col)}
@@ -193,6 +194,8 @@ class LearnPlan:
         """
         n = self.cfg.network.n
         base = np.zeros(n, dtype=np.int64)
+        if self.schedule.fold:                 # no mirrors
+            return base
         pos = self.schedule.position
         for c in self.schedule.rows:
             lower = [r for r in range(self.first_row, int(c)) if self.schedule.mask[c, r]]

@@ -6,6 +6,11 @@ start of the next; a row shorter than P is padded with null entries to P so that
 never holds more than one row end. Only existing synapses (and that padding) are streamed:
 band and layered masks cost cycles in proportion to their synapses, not N^2.
 
+With `hw.fold` each symmetric pair of free units is streamed once, in the lower unit's row
+(columns j >= i, and every clamped column): its product also goes into unit j's sum
+(mac.py, column accumulators). Unit j's column part then comes from rows i < j only, all
+streamed before row j ends, and the weight memory holds one copy of each pair.
+
 Pure Python: the RTL generator turns it into ROM images, the host driver into memory
 images, the tests into the exact cycle model.
 """
@@ -56,13 +61,25 @@ class Schedule:
         """Free units, in the order the engine updates them."""
         return np.nonzero(~self.clamped)[0]
 
+    @property
+    def fold(self) -> bool:
+        """Each symmetric pair streamed once (hw.fold)."""
+        return bool(getattr(self.cfg.hw, "fold", False))
+
+    def row_columns(self, i: int) -> np.ndarray:
+        """The columns streamed in row i: all of its synapses, or (fold) j >= i and the clamped ones."""
+        cols = np.nonzero(self.mask[i])[0]
+        if self.fold:
+            cols = cols[(cols >= i) | self.clamped[cols]]
+        return cols
+
     @cached_property
     def stream(self) -> dict[str, np.ndarray]:
         """Per stream position k: valid, row i, column j, last (row ends here)."""
         P = self.lanes
         valid, row, col, last = [], [], [], []
         for i in self.rows:
-            cols = np.nonzero(self.mask[i])[0]
+            cols = self.row_columns(int(i))
             length = max(len(cols), P)
             for k in range(length):
                 real = k < len(cols)
@@ -89,8 +106,36 @@ class Schedule:
 
     @property
     def synapses(self) -> int:
-        """Weights streamed per step (both copies of each symmetric pair)."""
+        """Weights streamed per step (both copies of each symmetric pair, one with fold)."""
         return int(self.stream["valid"].sum())
+
+    @property
+    def products(self) -> int:
+        """Products a step computes: the streamed weights, plus (fold) each twin's column product."""
+        return self.synapses + (int(self.twins.sum()) if self.fold else 0)
+
+    @cached_property
+    def twins(self) -> np.ndarray:
+        """Per stream position (fold): the entry also feeds its column's sum (free j > i)."""
+        st = self.stream
+        return st["valid"] & (st["col"] > st["row"]) & ~self.clamped[st["col"]] if self.fold \
+            else np.zeros(self.length, bool)
+
+    @cached_property
+    def rotation(self) -> np.ndarray:
+        """Per unit i (fold): (j - position) mod P of row i's twins, one value per row (their columns
+        and positions both run consecutively): the rotation that takes a lane to column j's bank."""
+        st, P = self.stream, self.lanes
+        out = np.zeros(self.n, dtype=np.int64)
+        k = np.nonzero(self.twins)[0]
+        for i in np.unique(st["row"][k]):
+            here = k[st["row"][k] == i]
+            values = np.unique((st["col"][here] - here) % P)
+            if len(values) != 1:
+                raise ValueError(f"row {int(i)}: its twin columns are not one consecutive run; fold needs "
+                                 "dense, band or layered connectivity")
+            out[i] = values[0]
+        return out
 
     @cached_property
     def position(self) -> dict[tuple[int, int], int]:
@@ -103,6 +148,13 @@ class Schedule:
         """Per stream position: codes and classes of each device ((devices, length) arrays)."""
         st = self.stream
         r, c = st["row"], st["col"]
+        if self.fold:
+            # one copy of each pair is streamed: the other must be the same device state
+            t = self.twins
+            for name, a in (("codes", codes_w), ("classes", class_w)):
+                if not np.array_equal(a[:, r[t], c[t]], a[:, c[t], r[t]]):
+                    raise ValueError(f"hw.fold keeps one copy of each symmetric pair, but these device {name} "
+                                     "differ between (i, j) and (j, i)")
         codes = np.where(st["valid"][None], codes_w[:, r, c], 0)
         classes = np.where(st["valid"][None], class_w[:, r, c], 0)
         return {"codes": codes, "classes": classes}
@@ -114,8 +166,9 @@ class Schedule:
         v = st["valid"]
         rows, cols = st["row"][v], st["col"][v]
         out[:, rows, cols] = codes[:, v]
-        # a weight to a clamped unit is streamed once (in the free unit's row): mirror it
-        once = self.clamped[cols]
+        # a weight to a clamped unit is streamed once (in the free unit's row), and with fold every
+        # pair is: mirror it
+        once = self.clamped[cols] | self.twins[v]
         out[:, cols[once], rows[once]] = codes[:, v][:, once]
         return out
 

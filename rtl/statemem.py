@@ -8,6 +8,9 @@ clock), two halves deep; `lutram_lanes` of the copies sit in distributed RAM (yo
 one cycle later, after a synchronous read of the activation table (tanh; for the hard
 activations ρ(v) = v inside the box and the value is only registered). Nothing reads the
 half being written in that cycle, so the delay is invisible to the controller.
+
+A folded stream (`fold`, mac.py) also needs the activations of the word's rows: two more
+copies in distributed RAM read units `row_unit` and `row_unit + 1` (`act_rows`).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from .fanout import copy_of, lane_copies
 
 
 class StateMemory(wiring.Component):
-    def __init__(self, fmt, n_bits: int, lanes: int, lutram_lanes: int = 0):
+    def __init__(self, fmt, n_bits: int, lanes: int, lutram_lanes: int = 0, fold: bool = False):
         self.fmt = fmt
+        self.fold = fold
         self.lutram_lanes = lutram_lanes          # the last ones: their copies in distributed RAM
         self.n_bits = n_bits
         self.lanes = lanes
@@ -35,6 +39,7 @@ class StateMemory(wiring.Component):
             "rd_unit": In(n_bits), "rd_half": In(1), "rd_data": Out(signed(self.v_bits)),
             "act_col": In(data.ArrayLayout(n_bits, lanes)),        # per lane: unit j (half cur)
             "act": Out(data.ArrayLayout(signed(self.a_bits), lanes)),
+            **({"row_unit": In(n_bits), "act_rows": Out(data.ArrayLayout(signed(self.a_bits), 2))} if fold else {}),
         })
 
     def elaborate(self, platform):
@@ -62,13 +67,16 @@ class StateMemory(wiring.Component):
             lut_rd = lut.read_port()
             m.d.comb += [lut_rd.addr.eq(self.w_value - f.lo), a_value[0].eq(lut_rd.data)]
 
-        for lane in range(self.lanes):
-            lutram = lane >= self.lanes - self.lutram_lanes
+        reads = [(self.act_col[lane], self.act[lane], lane >= self.lanes - self.lutram_lanes)
+                 for lane in range(self.lanes)]
+        if self.fold:
+            reads += [(self.row_unit, self.act_rows[0], True), (self.row_unit + 1, self.act_rows[1], True)]
+        for k, (unit, out, lutram) in enumerate(reads):
             mem = memory.Memory(shape=signed(self.a_bits), depth=depth, init=[],
                                 attrs={"ram_style": "distributed"} if lutram else None)
-            m.submodules[f"act{lane}"] = mem
+            m.submodules[f"act{k}" if k < self.lanes else f"act_row{k - self.lanes}"] = mem
             a_rd, a_wr = mem.read_port(), mem.write_port()
-            g = copy_of(lane) if f.hard else 0
-            m.d.comb += [a_rd.addr.eq(Cat(self.act_col[lane], self.cur)), self.act[lane].eq(a_rd.data),
+            g = copy_of(min(k, self.lanes - 1)) if f.hard else 0
+            m.d.comb += [a_rd.addr.eq(Cat(unit[:nb], self.cur)), out.eq(a_rd.data),
                          a_wr.en.eq(a_en), a_wr.addr.eq(a_addr[g]), a_wr.data.eq(a_value[g])]
         return m

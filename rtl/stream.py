@@ -112,7 +112,8 @@ class StreamGenerator(wiring.Component):
         no_self = 0 if net.self_connections or layered else 1
         count_bits = max((n + P).bit_length(), 1)
         first_row = int(sch.rows[0])             # layered: the first hidden unit (inputs are clamped)
-        layer_rows = _layer_rows(net.layers, P) if layered else []
+        fold = sch.fold                          # columns j >= i (and clamped) only: schedule.py
+        layer_rows = _layer_rows(net.layers, P, fold) if layered else []
 
         def row_shape(r):
             """(lo, count, length, split, skip) of row r: first column, real entries, streamed
@@ -124,22 +125,30 @@ class StreamGenerator(wiring.Component):
                     lo, cnt, length, split, skip = (Mux(above, v, old)
                                                     for v, old in zip(values, (lo, cnt, length, split, skip)))
                 return lo, cnt, length, split, skip
-            if b >= n - 1:            # dense: every row has the same range (short logic paths)
+            if b >= n - 1 and not fold:   # dense: every row has the same range (short logic paths)
                 cnt = n - no_self
                 return Const(0, 1), Const(cnt, count_bits), Const(max(cnt, P), count_bits), None, None
             lo = Signal(nb + 1, name=None)
             hi = Signal(nb + 1, name=None)
             cnt = Signal(count_bits)
             length = Signal(count_bits)
-            m.d.comb += [lo.eq(Mux(r > b, r - b, 0)), hi.eq(Mux(r + b < n - 1, r + b, n - 1)),
-                         cnt.eq(hi - lo + 1 - no_self), length.eq(Mux(cnt < P, P, cnt))]
+            if fold:                  # from the diagonal (or just past it) to the band's edge
+                m.d.comb += [lo.eq(r + no_self), hi.eq(Mux(r + b < n - 1, r + b, n - 1)) if b < n - 1 else hi.eq(n - 1),
+                             cnt.eq(hi - lo + 1)]
+            else:
+                m.d.comb += [lo.eq(Mux(r > b, r - b, 0)), hi.eq(Mux(r + b < n - 1, r + b, n - 1)),
+                             cnt.eq(hi - lo + 1 - no_self)]
+            m.d.comb += length.eq(Mux(cnt < P, P, cnt))
             return lo, cnt, length, None, None
 
         def shape_of(r: int):
             """row_shape's length in Python, for the constant start of the stream."""
             if layered:
                 return next(v[3] for v in reversed(layer_rows) if r >= v[0])
-            cnt = min(n - 1, r + b) - max(0, r - b) + 1 - no_self
+            if fold:
+                cnt = min(n - 1, r + b) - (r + no_self) + 1
+            else:
+                cnt = min(n - 1, r + b) - max(0, r - b) + 1 - no_self
             return max(cnt, P)
 
         # Every lane counts its own place in the stream: (row, t), the row its entry of the next
@@ -164,6 +173,8 @@ class StreamGenerator(wiring.Component):
                 # (layered), past the diagonal (skipped); with self-connections, two compares
                 if split is not None:
                     above, diag = t_ >= split, Const(0, 1)
+                elif fold:              # lo is the diagonal (self-connections) or the column after it
+                    above, diag = (Const(1, 1), Const(0, 1)) if no_self else (t_ != 0, t_ == 0)
                 elif no_self:           # skip the diagonal: col and col + 1 side by side, then choose
                     col_up = Signal(nb + 2, name=f"{tag}_col_up{lane}")
                     m.d.comb += col_up.eq(lo + t_ + 1)
@@ -195,13 +206,18 @@ class StreamGenerator(wiring.Component):
                     m.d.sync += field.eq(Mux(port.restart, from_first, from_now))
 
 
-def _layer_rows(layers: tuple[int, ...], lanes: int) -> list[tuple[int, int, int, int, int, int]]:
+def _layer_rows(layers: tuple[int, ...], lanes: int, fold: bool = False) -> list[tuple[int, int, int, int, int, int]]:
     """Per free layer k >= 1: (first row, lo, count, length, split, skip) of its rows' columns:
-    the layer below ([lo, lo + split)), then the layer above (after skipping the own layer)."""
+    the layer below ([lo, lo + split)), then the layer above (after skipping the own layer).
+    Folded (fold), a free layer below is left out: its synapses are streamed in its own rows."""
     starts = [sum(layers[:k]) for k in range(len(layers) + 1)]
     out = []
     for k in range(1, len(layers)):
         below, above = layers[k - 1], layers[k + 1] if k + 1 < len(layers) else 0
+        if fold and k >= 2:
+            cnt = above
+            out.append((starts[k], starts[k + 1], cnt, max(cnt, lanes), 0, 0))
+            continue
         cnt = below + above
         out.append((starts[k], starts[k - 1], cnt, max(cnt, lanes), below, layers[k]))
     return out

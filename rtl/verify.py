@@ -98,9 +98,12 @@ def _random_config(r: np.random.Generator, max_n: int, max_lanes: int) -> Config
         dual = cfg.replace(hw={"threefry": "dual"})
         try:
             LearnPlan(dual).rng_units
-            return dual
+            cfg = dual
         except ConfigError:
             pass
+    # a folded stream where the lanes allow it (drawn last, as the Threefry above)
+    if lanes & (lanes - 1) == 0 and r.random() < 0.5:
+        cfg = cfg.replace(hw={"fold": True})
     return cfg
 
 

@@ -27,8 +27,8 @@ def run(dut, bench):
     sim.run()
 
 
-def cfg_of(network, lanes, **sections):
-    return Config.for_algorithm("eqprop", network=network, numerics="fixed", hw={"lanes": lanes},
+def cfg_of(network, lanes, fold=False, **sections):
+    return Config.for_algorithm("eqprop", network=network, numerics="fixed", hw={"lanes": lanes, "fold": fold},
                                 device={"preset": "linear-64"}, **sections)
 
 
@@ -68,7 +68,28 @@ def stream_words(gen: StreamGenerator, pattern) -> list:
 @pytest.mark.parametrize("network", NETWORKS)
 def test_stream_generator_equals_the_schedule(network, lanes):
     """Every back end presents exactly Schedule.stream, word by word, and holds between requests."""
-    sch = Schedule(cfg_of(network, lanes))
+    check_stream_generator(Schedule(cfg_of(network, lanes)))
+
+
+@pytest.mark.parametrize("lanes", [1, 4, 8])
+@pytest.mark.parametrize("network", NETWORKS)
+def test_folded_stream_generator_equals_the_schedule(network, lanes):
+    """A folded stream (hw.fold: columns j >= i and the clamped ones) from both back ends."""
+    sch = Schedule(cfg_of(network, lanes, fold=True))
+    full = Schedule(cfg_of(network, lanes))
+    st = sch.stream
+    v = st["valid"]
+    assert ((st["col"][v] >= st["row"][v]) | sch.clamped[st["col"][v]]).all()
+    # every synapse of a free unit is streamed once, in one of its two rows
+    pairs = {frozenset((int(i), int(j))) for i, j in zip(full.stream["row"][full.stream["valid"]],
+                                                         full.stream["col"][full.stream["valid"]])}
+    folded = [frozenset((int(i), int(j))) for i, j in zip(st["row"][v], st["col"][v])]
+    assert len(folded) == len(set(folded)) and set(folded) == pairs
+    check_stream_generator(sch)
+
+
+def check_stream_generator(sch: Schedule):
+    lanes = sch.lanes
     st = sch.stream
     for backend in ("rom", "counters"):
         gen = StreamGenerator(sch, backend)

@@ -1,0 +1,96 @@
+"""hw.fold: each symmetric pair streamed once, its product into both units' sums (mac.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from memprop.model.config import Config, ConfigError
+from memprop.model.fixed import FixedParams
+from memprop.rtl.cycles import step_cycles
+from memprop.rtl.engine import Engine
+from memprop.rtl.driver import EngineDriver
+from memprop.rtl.learnplan import LearnPlan
+from memprop.rtl.schedule import Schedule
+from memprop.rtl.simbus import AmaranthBus
+from memprop.rtl.verify import check_case, make_case
+
+
+def cfg_of(network, lanes, fold=True, **sections):
+    return Config.for_algorithm("eqprop", network=network, numerics="fixed", device={"preset": "linear-64"},
+                                hw={"lanes": lanes, "fold": fold, **sections.pop("hw", {})}, **sections)
+
+
+def test_the_seeds_network_streams_about_half_the_words():
+    """N = 100 dense at P = 32: 172 words a step instead of 310, one weight per pair."""
+    folded, full = Schedule(cfg_of({"n": 100}, 32)), Schedule(cfg_of({"n": 100}, 32, fold=False))
+    assert (full.depth, folded.depth) == (310, 172)
+    assert (full.synapses, folded.synapses, folded.products) == (9900, 4950, 9900)
+    assert step_cycles(folded) < 0.6 * step_cycles(full)
+
+
+@pytest.mark.parametrize("network, lanes", [({"n": 9}, 8), ({"n": 12, "topology": "band", "band": 4}, 4),
+                                            ({"n": 12, "topology": "layered", "layers": (3, 6, 3)}, 4),
+                                            ({"n": 7, "self_connections": True}, 2)])
+def test_rotation_takes_every_twin_to_its_columns_bank(network, lanes):
+    sch = Schedule(cfg_of(network, lanes))
+    st, k = sch.stream, np.nonzero(sch.twins)[0]
+    assert len(k) and ((k + sch.rotation[st["row"][k]]) % lanes == st["col"][k] % lanes).all()
+    # a twin is a free pair above the diagonal; everything else feeds its row only
+    assert (st["col"][k] > st["row"][k]).all() and not sch.clamped[st["col"][k]].any()
+
+
+def test_code_images_round_trip_and_refuse_asymmetric_codes():
+    cfg = cfg_of({"n": 8}, 4, train={"batch_size": 1})
+    sch = Schedule(cfg)
+    rng = np.random.default_rng(1)
+    params = FixedParams.from_float(cfg, rng.normal(0, 0.2, (8, 8)), np.zeros(8))
+    img = sch.code_image(params.codes_w, params.class_w)
+    back = sch.codes_from_image(img["codes"], np.zeros_like(params.codes_w))
+    mask = sch.mask
+    assert np.array_equal(back[:, mask], params.codes_w[:, mask])      # both copies, from one
+    bad = params.codes_w.copy()
+    bad[0, 1, 0] += 1
+    with pytest.raises(ValueError, match="one copy of each symmetric pair"):
+        sch.code_image(bad, params.class_w)
+
+
+def test_fold_needs_power_of_two_lanes():
+    with pytest.raises(ConfigError, match="power of two"):
+        cfg_of({"n": 8}, 6)
+
+
+def test_a_folded_learner_has_no_mirrors():
+    plan = LearnPlan(cfg_of({"n": 10}, 4))
+    assert plan.entries["primary"].sum() == 45 and not plan.entries["mirror"].any()
+    assert not plan.mirror_base.any()
+
+
+def simulate(cfg, seed, mode):
+    dut = Engine(cfg)
+    out = {}
+
+    async def bench(ctx):
+        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
+        out["report"] = await check_case(driver, make_case(cfg, seed), None, mode)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out["report"]
+
+
+@pytest.mark.parametrize("network, lanes, mode", [
+    ({"n": 9}, 8, "step"),                          # short rows: a head and a tail meet in a bank
+    ({"n": 11, "topology": "band", "band": 3, "self_connections": True}, 4, "relax"),
+    ({"n": 12, "topology": "layered", "layers": (3, 6, 3)}, 4, "relax"),
+    ({"n": 10, "activation": "tanh", "dynamics": "euler"}, 2, "step"),
+], ids=["dense P8", "band diagonal", "layered", "tanh"])
+def test_folded_engine_is_bit_exact(network, lanes, mode):
+    """Every step (or fixed point), code after LEARN and cycle count equals the model's."""
+    cfg = cfg_of(network, lanes, train={"batch_size": 2},
+                 fixed={"state_frac": 6} if network.get("activation") == "tanh" else {})
+    report = simulate(cfg, 4, mode)
+    assert report["mode"] == mode and report["pulses"] > 0
