@@ -105,7 +105,8 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
     cfg_fixed = hw.replace(train={"epochs": epochs})
     net = cfg_fixed.network
     t = _stage(2, f"fixed point: in-situ EqProp on {cfg_fixed.device.preset} devices ({board} design: "
-                  f"N={net.n} {net.topology}{f' K={net.band}' if net.band else ''}, P={cfg_fixed.hw.lanes})")
+                  f"N={net.n} {net.topology}{f' K={net.band}' if net.band else ''}, P={cfg_fixed.hw.lanes}"
+                  f"{', each symmetric pair streamed once (fold)' if cfg_fixed.hw.fold else ''})")
     params_fixed, _ = training.train(cfg_fixed, pats)
     fixed_file = weights.save(out / "eqprop_fixed.npz", params_fixed, cfg_fixed, patterns=pats.source)
     report["fixed"] = {str(p): recall.evaluate(params_fixed, cfg_fixed, pats, p, trials, seed=1).accuracy

@@ -180,6 +180,8 @@ def build_record(board: str, cfg: Config, builds: Path) -> dict:
            "dsp_available": dsp.get("available")}
     built_hw = (record.get("config") or {}).get("hw")
     this_hw = cfg.hw.model_dump(mode="json")
+    if built_hw is not None:                  # a field added since the build holds its default there
+        built_hw = {**type(cfg.hw)().model_dump(mode="json"), **built_hw}
     if record.get("fingerprint") != cfg.fingerprint or record.get("lanes") != cfg.hw.lanes:
         out.update(fmax_mhz=None, note=f"build record is for another design (fingerprint "
                                        f"{record.get('fingerprint')}, {record.get('lanes')} lanes; this board's "
@@ -349,7 +351,7 @@ def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates:
     entry = {
         "board": board, "n": net.n, "topology": net.topology if net.topology != "band" else f"band {net.band}",
         "synapses": sch.products, "device": cfg.device.preset, "batch_size": cfg.train.batch_size,
-        "lanes": cfg.hw.lanes, "learn_lanes": LearnPlan(cfg).width, "threefry": cfg.hw.threefry,
+        "lanes": cfg.hw.lanes, "learn_lanes": LearnPlan(cfg).width, "threefry": cfg.hw.threefry, "fold": cfg.hw.fold,
         "fingerprint": cfg.fingerprint, "fmax_mhz": fmax, "fmax_source": build,
         "step_cycles": cycles.step_cycles(sch),
         "learn_cycles": {"untrained": first.learn / first.updates, "trained": last.learn / last.updates},
@@ -432,7 +434,8 @@ def markdown(section: dict) -> str:
     cycles_rows, speed_rows, notes = [], [], []
     for e in section["hardware"]:
         cycles_rows.append([e["board"], f"N = {e['n']} {e['topology']}, B = {e['batch_size']}",
-                            f"{e['lanes']} / {e['learn_lanes']} ({e['threefry']})", e["step_cycles"],
+                            f"{e['lanes']} / {e['learn_lanes']} ({e['threefry']}{', fold' if e.get('fold') else ''})",
+                            e["step_cycles"],
                             pair(e["learn_cycles"]), pair(e["learn_cycles_batch1"]), pair(e["sample_cycles"]),
                             pair(e["recall_cycles"]), pair(e["recall_accuracy"], 3)])
         speed_rows.append([e["board"], num(e["fmax_mhz"], 1), num(e["train_samples_per_s"]),

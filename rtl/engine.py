@@ -33,7 +33,7 @@ NeuronUpdate (NEURON_LATENCY) -> write-back (1).
 
 from __future__ import annotations
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -244,24 +244,20 @@ class Engine(wiring.Component):
 
     def _fold(self, m, stream, state, mac):
         """A folded stream's column inputs (mac.py): the rows' activations, which lanes hold twins
-        and in which row, their columns' blocks, and the head and tail rows' rotations."""
-        sch, P = self.schedule, self.cfg.hw.lanes
+        and in which row, their columns' blocks."""
+        P = self.cfg.hw.lanes
         entries = stream.port.entries
         row0 = entries[0].row
         m.d.comb += state.row_unit.eq(row0)
         shift = (P - 1).bit_length()
-        table = [int(r) for r in sch.rotation] + [0]
-        rom = Array(Const(r, mac.rot_bits) for r in table)
         s2_twin, s2_tail = Signal(P), Signal(P)
         s2_blk = [Signal(mac.blk_bits, name=f"s2_blk{lane}") for lane in range(P)]
-        rot_head, rot_tail = Signal(mac.rot_bits), Signal(mac.rot_bits)
-        m.d.sync += [rot_head.eq(rom[row0]), rot_tail.eq(rom[row0 + 1])]
         for lane in range(P):
             e = entries[lane]
             m.d.sync += [s2_twin[lane].eq(e.above), s2_tail[lane].eq(e.row != row0), s2_blk[lane].eq(e.col >> shift)]
             m.d.comb += [mac.a_row[lane].eq(Mux(s2_tail[lane], state.act_rows[1], state.act_rows[0])),
                          mac.blk[lane].eq(s2_blk[lane])]
-        m.d.comb += [mac.twin.eq(s2_twin), mac.rot_head.eq(rot_head), mac.rot_tail.eq(rot_tail)]
+        m.d.comb += mac.twin.eq(s2_twin)
 
     # -- row sum -> operands -> NeuronUpdate -> write-back ----------------------------------------
     def _finalizer(self, m, ctrl, state, neuron, bias_lookup, mems):

@@ -17,18 +17,17 @@ Registering both sides of every multiplier (without a reset: DSP operand and out
 have none) puts it wholly inside a DSP block with its clock, so the timing analysis sees (and
 times) every multiplier path.
 
-**Fold** (`units` > 0, schedule.py): each symmetric pair is streamed once, in row i, and its
-weight also multiplies the row unit's activation (`a_row`) for column j's sum. Those column
-products go, in parallel with the row pipeline:
+**Fold** (`units` > 0, schedule.py): each symmetric pair is streamed once, in row i, at a
+lane b = j mod P, and its weight also multiplies the row unit's activation (`a_row`) for
+column j's sum. Those column products run beside the row pipeline:
 
   1-2  beside the row products (a second multiplier per lane; non-twin lanes multiply 0)
-  3-4  through two barrel rotators, one for the row ending in the word (head) and one for the
-       row starting (tail): lane l moves to bank (l + rot) mod P = j mod P, with j's block j // P
-  5    into the column accumulators acc[bank][block] (one per unit j = block P + bank; a head
-       and a tail product may meet there, so each adds two)
+  3    into the column accumulators: lane b holds units j = k P + b, and the entry's block
+       k = j // P (`blk`) picks one. One entry per lane per word: one adder per accumulator,
+       and no rotation (the stream's alignment did it)
 
 `col_sum` is acc[col_unit] a cycle later. Unit i's column part comes from rows before i
-only, at least one word before row i ends (rows stream >= P entries), so it is complete
+only, at least one word before row i ends (one row end per word), so it is complete
 when row i's sum leaves; the engine adds it then.
 """
 
@@ -66,7 +65,6 @@ class MacArray(wiring.Component):
         if units:
             if lanes & (lanes - 1):
                 raise ValueError(f"fold needs a power-of-two lane count, not {lanes}")
-            self.rot_bits = max((lanes - 1).bit_length(), 1)
             self.blocks = -(-units // lanes)
             self.blk_bits = max((self.blocks - 1).bit_length(), 1)
             unit_bits = max((units - 1).bit_length(), 1)
@@ -74,7 +72,6 @@ class MacArray(wiring.Component):
                 "a_row": In(data.ArrayLayout(signed(a_bits), lanes)),   # the lane's row unit's activation
                 "twin": In(lanes),                                      # the entry feeds its column too
                 "blk": In(data.ArrayLayout(self.blk_bits, lanes)),      # its column's block j // P
-                "rot_head": In(self.rot_bits), "rot_tail": In(self.rot_bits),
                 "col_unit": In(unit_bits),
                 "col_sum": Out(signed(acc_bits)),                       # acc[col_unit], a cycle later
             }
@@ -148,50 +145,23 @@ class MacArray(wiring.Component):
         m.d.sync += [self.row_valid.eq(valid & ends), self.row_sum.eq(running + head_sum)]
         formal.hook(self, m, running=running)
         if self.units:
-            self._columns(m, w_r, in_head)
+            self._columns(m, w_r)
         return m
 
-    def _columns(self, m: Module, w_r, in_head):
-        """The fold's column path (module docstring): products, two rotators, accumulators."""
-        P, R = self.lanes, self.rot_bits
+    def _columns(self, m: Module, w_r):
+        """The fold's column path (module docstring): products, then the column accumulators."""
+        P = self.lanes
         # 1: the row unit's activation, 0 where the entry is no twin or no word is present
         a_c = [Signal(signed(len(self.a_row[i])), name=f"ac{i}", reset_less=True) for i in range(P)]
         for i in range(P):
             m.d.sync += a_c[i].eq(Mux(self.valid & self.twin[i], self.a_row[i], 0))
-        blk1 = [Signal(self.blk_bits, name=f"cblk1_{i}") for i in range(P)]
-        m.d.sync += [b.eq(self.blk[i]) for i, b in enumerate(blk1)]
-        rot1 = [Signal(R, name="rot_head1"), Signal(R, name="rot_tail1")]
-        m.d.sync += [rot1[0].eq(self.rot_head), rot1[1].eq(self.rot_tail)]
+        blk1 = [self._sig(m, self.blk[i], self.blk_bits, f"cblk1_{i}") for i in range(P)]
         # 2: products (DSP operand and output registers, as the row's)
         cprod = [Signal(signed(self.p_bits), name=f"cprod{i}", reset_less=True) for i in range(P)]
         for i in range(P):
             m.d.sync += cprod[i].eq(w_r[i] * a_c[i])
-        blk2 = [Signal(self.blk_bits, name=f"cblk2_{i}") for i in range(P)]
-        m.d.sync += [b.eq(a) for a, b in zip(blk1, blk2)]
-        rot2 = [Signal(R, name="rot_head2"), Signal(R, name="rot_tail2")]
-        m.d.sync += [b.eq(a) for a, b in zip(rot1, rot2)]
-        # 3-4: head and tail apart (in_head is stage 2's register), each rotated to its banks: the
-        # low rotation bits in stage 3, the high ones in stage 4
-        low = min(R, 3)
-        banks = []
-        for side, rot in (("head", rot2[0]), ("tail", rot2[1])):
-            vals = [Mux(in_head[i] if side == "head" else ~in_head[i], cprod[i], 0) for i in range(P)]
-            blks = list(blk2)
-            for stage, bits in enumerate((range(low), range(low, R))):
-                for bit in bits:
-                    k = 1 << bit
-                    # out[b] = in[(b - k) mod P] when the bit is set: lane l moves to l + rot
-                    vals = [Mux(rot[bit], vals[(b - k) % P], vals[b]) for b in range(P)]
-                    blks = [Mux(rot[bit], blks[(b - k) % P], blks[b]) for b in range(P)]
-                vals = [self._sig(m, v, signed(self.p_bits), f"c{side}{stage}_{b}") for b, v in enumerate(vals)]
-                blks = [self._sig(m, v, self.blk_bits, f"cb{side}{stage}_{b}") for b, v in enumerate(blks)]
-                if stage == 0:
-                    rot_next = Signal(R, name=f"rot_{side}3")
-                    m.d.sync += rot_next.eq(rot)
-                    rot = rot_next
-            banks.append((vals, blks))
-        # 5: the column accumulators, one per unit j = k P + b
-        (h_val, h_blk), (t_val, t_blk) = banks
+        blk2 = [self._sig(m, blk1[i], self.blk_bits, f"cblk2_{i}") for i in range(P)]
+        # 3: the column accumulators: lane b holds the columns j = k P + b (the stream's alignment)
         acc = {}
         for k in range(self.blocks):
             for b in range(P):
@@ -201,8 +171,8 @@ class MacArray(wiring.Component):
                 reg = acc[j] = Signal(signed(self.acc_bits), name=f"col_acc{j}")
                 with m.If(self.start):
                     m.d.sync += reg.eq(0)
-                with m.Else():
-                    m.d.sync += reg.eq(reg + Mux(h_blk[b] == k, h_val[b], 0) + Mux(t_blk[b] == k, t_val[b], 0))
+                with m.Elif(blk2[b] == k):
+                    m.d.sync += reg.eq(reg + cprod[b])
         sel = Signal(signed(self.acc_bits))
         with m.Switch(self.col_unit):
             for j, reg in acc.items():

@@ -7,9 +7,9 @@ never holds more than one row end. Only existing synapses (and that padding) are
 band and layered masks cost cycles in proportion to their synapses, not N^2.
 
 With `hw.fold` each symmetric pair of free units is streamed once, in the lower unit's row
-(columns j >= i, and every clamped column): its product also goes into unit j's sum
-(mac.py, column accumulators). Unit j's column part then comes from rows i < j only, all
-streamed before row j ends, and the weight memory holds one copy of each pair.
+(columns j >= i, and every clamped column), at a lane j mod P: its product also goes into
+unit j's sum (mac.py, column accumulators). Unit j's column part then comes from rows i < j
+only, all streamed before row j ends, and the weight memory holds one copy of each pair.
 
 Pure Python: the RTL generator turns it into ROM images, the host driver into memory
 images, the tests into the exact cycle model.
@@ -76,6 +76,8 @@ class Schedule:
     @cached_property
     def stream(self) -> dict[str, np.ndarray]:
         """Per stream position k: valid, row i, column j, last (row ends here)."""
+        if self.fold:
+            return self._aligned_stream()
         P = self.lanes
         valid, row, col, last = [], [], [], []
         for i in self.rows:
@@ -87,6 +89,53 @@ class Schedule:
                 row.append(i)
                 col.append(int(cols[k]) if real else 0)
                 last.append(k == length - 1)
+        pad = (-len(valid)) % P
+        valid += [False] * pad
+        row += [row[-1] if row else 0] * pad
+        col += [0] * pad
+        last += [False] * pad
+        return {"valid": np.array(valid, bool), "row": np.array(row, np.int64),
+                "col": np.array(col, np.int64), "last": np.array(last, bool)}
+
+    def _aligned_stream(self) -> dict[str, np.ndarray]:
+        """The folded layout: every twin (i, j) at a position of lane j mod P, so that its column
+        product needs no rotation (its lane is its column's bank); the other entries (clamped
+        columns, the diagonal) anywhere. Rows follow each other with the gap that alignment
+        leaves (null entries of the next row), a row ends at its last entry, and a row whose end
+        would share a word with the previous row's end starts a word later."""
+        P = self.lanes
+        valid, row, col, last = [], [], [], []
+        end_word = -1
+        for i in self.rows:
+            i = int(i)
+            cols = self.row_columns(i)
+            twin = (cols > i) & ~self.clamped[cols]
+
+            def place(start):
+                out, p = [], start
+                for j, t in zip(cols, twin):
+                    if t:
+                        p += (int(j) - p) % P
+                    out.append(p)
+                    p += 1
+                return out or [start]              # a row without synapses: one null entry ends it
+
+            at = place(len(valid))
+            if at[-1] // P <= end_word:
+                at = place((end_word + 1) * P)
+            gap = at[0] - len(valid)
+            valid += [False] * gap
+            row += [i] * gap
+            col += [0] * gap
+            for k, p in enumerate(at):
+                while len(valid) < p:                # alignment gaps inside the row
+                    valid.append(False), row.append(i), col.append(0), last.append(False)
+                real = k < len(cols)
+                valid.append(real)
+                row.append(i)
+                col.append(int(cols[k]) if real else 0)
+            last += [False] * (len(valid) - len(last) - 1) + [True]
+            end_word = at[-1] // P
         pad = (-len(valid)) % P
         valid += [False] * pad
         row += [row[-1] if row else 0] * pad
@@ -120,28 +169,6 @@ class Schedule:
         st = self.stream
         return st["valid"] & (st["col"] > st["row"]) & ~self.clamped[st["col"]] if self.fold \
             else np.zeros(self.length, bool)
-
-    @cached_property
-    def rotation(self) -> np.ndarray:
-        """Per unit i (fold): (j - position) mod P of row i's twins, one value per row (their columns
-        and positions both run consecutively): the rotation that takes a lane to column j's bank."""
-        st, P = self.stream, self.lanes
-        out = np.zeros(self.n, dtype=np.int64)
-        k = np.nonzero(self.twins)[0]
-        for i in np.unique(st["row"][k]):
-            here = k[st["row"][k] == i]
-            values = np.unique((st["col"][here] - here) % P)
-            if len(values) != 1:
-                raise ValueError(f"row {int(i)}: its twin columns are not one consecutive run; fold needs "
-                                 "dense, band or layered connectivity")
-            out[i] = values[0]
-        return out
-
-    @cached_property
-    def position(self) -> dict[tuple[int, int], int]:
-        """Stream position of every (i, j) entry (the parallel learner's plan uses it)."""
-        st = self.stream
-        return {(int(i), int(j)): k for k, (i, j, v) in enumerate(zip(st["row"], st["col"], st["valid"])) if v}
 
     # -- memory images -----------------------------------------------------------------------
     def code_image(self, codes_w: np.ndarray, class_w: np.ndarray) -> dict[str, np.ndarray]:

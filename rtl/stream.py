@@ -10,7 +10,7 @@ ends produce the same entries, registered one cycle after the request like a blo
   layer's size once t passes the layer below. Each lane's own (row, index) counter decodes
   its entry with a few comparators. No memory at all: for N = 100 dense at P = 4 the index
   table would take 22 iCE40 block RAMs, for the 64-100-10 digits classifier 17.
-- **rom** (any mask): the per-entry (valid, last, column) table.
+- **rom** (any mask, and the folded layout of `hw.fold`): the per-entry (valid, last, column) table.
 
 `addr` is the word index a memory must read in the same cycle so that its data lines up with
 the entries (the ROM back end reads its table with it). The engine's code memory does not use
@@ -30,8 +30,9 @@ BACKENDS = ("counters", "rom")
 
 
 def default_backend(schedule: Schedule) -> str:
-    """Counters: every mask memprop has is a band or adjacent layers (the ROM is the reference)."""
-    return "counters"
+    """Counters: every mask memprop has is a band or adjacent layers (the ROM is the reference);
+    a folded stream's aligned layout (schedule.py) is a table."""
+    return "rom" if schedule.fold else "counters"
 
 
 class StreamGenerator(wiring.Component):
@@ -41,6 +42,8 @@ class StreamGenerator(wiring.Component):
         backend = backend or default_backend(schedule)
         if backend not in BACKENDS:
             raise ValueError(f"stream backend must be one of {BACKENDS}, not {backend!r}")
+        if backend == "counters" and schedule.fold:
+            raise ValueError("the counters back end streams unfolded rows; a folded stream (hw.fold) needs 'rom'")
         self.schedule = schedule
         self.backend = backend
         self.lanes = schedule.lanes
@@ -66,40 +69,43 @@ class StreamGenerator(wiring.Component):
             self._counters(m)
         return m
 
-    # -- a table of (valid, last, col) per entry; rows from a running count of row ends ----------
+    # -- a table of (valid, last, col, tail, above, diag) per entry; rows from a count of row ends --
     def _rom(self, m: Module) -> None:
+        """The flags are precomputed (tail: the entry is in the row after lane 0's), so an entry
+        is its table bits and one multiplexer: no prefix over the lanes or compare behind the
+        block RAM's output (the folded ULX3S design streams from this table)."""
         sch, P, nb, port = self.schedule, self.lanes, self.n_bits, self.port
         st = sch.stream
-        fields = nb + 2
+        fields = nb + 5
         init = []
         for w in range(sch.depth):
             word = 0
             for lane in range(P):
                 k = w * P + lane
-                word |= (int(st["valid"][k]) | (int(st["last"][k]) << 1) | (int(st["col"][k]) << 2)) << (lane * fields)
+                valid, row, c = bool(st["valid"][k]), int(st["row"][k]), int(st["col"][k])
+                flags = (int(valid) | (int(st["last"][k]) << 1) | (int(row != st["row"][w * P]) << 2)
+                         | (int(valid and c > row) << 3) | (int(valid and c == row) << 4))
+                word |= (flags | (c << 5)) << (lane * fields)
             init.append(word)
         m.submodules.rom = rom = memory.Memory(shape=unsigned(P * fields), depth=max(len(init), 1),
                                                init=init or [0])
         rd = rom.read_port()
         m.d.comb += rd.addr.eq(self.addr)
-        # row of lane 0 of the presented word: the first row, plus one per row end passed
+        # row of lane 0 of the presented word (and the next row): the first row, plus one per row
+        # end passed
         first_row = int(sch.rows[0])
-        row0 = Signal(nb, init=first_row)
+        row0, row1 = Signal(nb, init=first_row), Signal(nb + 1, init=first_row + 1)
         ends = Signal()
         with m.If(port.restart):
-            m.d.sync += row0.eq(first_row)
-        with m.Elif(port.advance):
-            m.d.sync += row0.eq(row0 + ends)
-        last_row = int(sch.rows[-1])
+            m.d.sync += [row0.eq(first_row), row1.eq(first_row + 1)]
+        with m.Elif(port.advance & ends):
+            m.d.sync += [row0.eq(row1), row1.eq(row1 + 1)]
         for lane in range(P):
             e = port.entries[lane]
             base = lane * fields
-            m.d.comb += [e.valid.eq(rd.data[base]), e.last.eq(rd.data[base + 1]),
-                         e.col.eq(rd.data[base + 2: base + fields])]
-            before = Cat(*(rd.data[k * fields + 1] for k in range(lane))).any() if lane else Const(0, 1)
-            # padding after the last row stays on the last row (as Schedule.stream says)
-            m.d.comb += e.row.eq(Mux(before & (row0 != last_row), row0 + 1, row0))
-            m.d.comb += [e.above.eq(e.valid & (e.col > e.row)), e.diag.eq(e.valid & (e.col == e.row))]
+            bit = lambda k: rd.data[base + k]
+            m.d.comb += [e.valid.eq(bit(0)), e.last.eq(bit(1)), e.row.eq(Mux(bit(2), row1, row0)),
+                         e.above.eq(bit(3)), e.diag.eq(bit(4)), e.col.eq(rd.data[base + 5: base + fields])]
         m.d.comb += ends.eq(Cat(*(rd.data[k * fields + 1] for k in range(P))).any())
 
     # -- dense / band: a (row, offset) pointer and per-lane decoding ---------------------------------
@@ -112,8 +118,7 @@ class StreamGenerator(wiring.Component):
         no_self = 0 if net.self_connections or layered else 1
         count_bits = max((n + P).bit_length(), 1)
         first_row = int(sch.rows[0])             # layered: the first hidden unit (inputs are clamped)
-        fold = sch.fold                          # columns j >= i (and clamped) only: schedule.py
-        layer_rows = _layer_rows(net.layers, P, fold) if layered else []
+        layer_rows = _layer_rows(net.layers, P) if layered else []
 
         def row_shape(r):
             """(lo, count, length, split, skip) of row r: first column, real entries, streamed
@@ -125,30 +130,22 @@ class StreamGenerator(wiring.Component):
                     lo, cnt, length, split, skip = (Mux(above, v, old)
                                                     for v, old in zip(values, (lo, cnt, length, split, skip)))
                 return lo, cnt, length, split, skip
-            if b >= n - 1 and not fold:   # dense: every row has the same range (short logic paths)
+            if b >= n - 1:            # dense: every row has the same range (short logic paths)
                 cnt = n - no_self
                 return Const(0, 1), Const(cnt, count_bits), Const(max(cnt, P), count_bits), None, None
             lo = Signal(nb + 1, name=None)
             hi = Signal(nb + 1, name=None)
             cnt = Signal(count_bits)
             length = Signal(count_bits)
-            if fold:                  # from the diagonal (or just past it) to the band's edge
-                m.d.comb += [lo.eq(r + no_self), hi.eq(Mux(r + b < n - 1, r + b, n - 1)) if b < n - 1 else hi.eq(n - 1),
-                             cnt.eq(hi - lo + 1)]
-            else:
-                m.d.comb += [lo.eq(Mux(r > b, r - b, 0)), hi.eq(Mux(r + b < n - 1, r + b, n - 1)),
-                             cnt.eq(hi - lo + 1 - no_self)]
-            m.d.comb += length.eq(Mux(cnt < P, P, cnt))
+            m.d.comb += [lo.eq(Mux(r > b, r - b, 0)), hi.eq(Mux(r + b < n - 1, r + b, n - 1)),
+                         cnt.eq(hi - lo + 1 - no_self), length.eq(Mux(cnt < P, P, cnt))]
             return lo, cnt, length, None, None
 
         def shape_of(r: int):
             """row_shape's length in Python, for the constant start of the stream."""
             if layered:
                 return next(v[3] for v in reversed(layer_rows) if r >= v[0])
-            if fold:
-                cnt = min(n - 1, r + b) - (r + no_self) + 1
-            else:
-                cnt = min(n - 1, r + b) - max(0, r - b) + 1 - no_self
+            cnt = min(n - 1, r + b) - max(0, r - b) + 1 - no_self
             return max(cnt, P)
 
         # Every lane counts its own place in the stream: (row, t), the row its entry of the next
@@ -173,8 +170,6 @@ class StreamGenerator(wiring.Component):
                 # (layered), past the diagonal (skipped); with self-connections, two compares
                 if split is not None:
                     above, diag = t_ >= split, Const(0, 1)
-                elif fold:              # lo is the diagonal (self-connections) or the column after it
-                    above, diag = (Const(1, 1), Const(0, 1)) if no_self else (t_ != 0, t_ == 0)
                 elif no_self:           # skip the diagonal: col and col + 1 side by side, then choose
                     col_up = Signal(nb + 2, name=f"{tag}_col_up{lane}")
                     m.d.comb += col_up.eq(lo + t_ + 1)
@@ -206,18 +201,13 @@ class StreamGenerator(wiring.Component):
                     m.d.sync += field.eq(Mux(port.restart, from_first, from_now))
 
 
-def _layer_rows(layers: tuple[int, ...], lanes: int, fold: bool = False) -> list[tuple[int, int, int, int, int, int]]:
+def _layer_rows(layers: tuple[int, ...], lanes: int) -> list[tuple[int, int, int, int, int, int]]:
     """Per free layer k >= 1: (first row, lo, count, length, split, skip) of its rows' columns:
-    the layer below ([lo, lo + split)), then the layer above (after skipping the own layer).
-    Folded (fold), a free layer below is left out: its synapses are streamed in its own rows."""
+    the layer below ([lo, lo + split)), then the layer above (after skipping the own layer)."""
     starts = [sum(layers[:k]) for k in range(len(layers) + 1)]
     out = []
     for k in range(1, len(layers)):
         below, above = layers[k - 1], layers[k + 1] if k + 1 < len(layers) else 0
-        if fold and k >= 2:
-            cnt = above
-            out.append((starts[k], starts[k + 1], cnt, max(cnt, lanes), 0, 0))
-            continue
         cnt = below + above
         out.append((starts[k], starts[k - 1], cnt, max(cnt, lanes), below, layers[k]))
     return out

@@ -85,13 +85,20 @@ def test_folded_stream_generator_equals_the_schedule(network, lanes):
                                                          full.stream["col"][full.stream["valid"]])}
     folded = [frozenset((int(i), int(j))) for i, j in zip(st["row"][v], st["col"][v])]
     assert len(folded) == len(set(folded)) and set(folded) == pairs
-    check_stream_generator(sch)
+    # a twin sits in its column's bank (lane j mod P): the column path needs no rotation
+    twins = np.nonzero(sch.twins)[0]
+    assert (twins % lanes == st["col"][twins] % lanes).all()
+    ends = np.nonzero(st["last"])[0] // lanes
+    assert len(ends) == len(sch.rows) == len(set(ends.tolist())), "one row end per word, every row ends"
+    check_stream_generator(sch, backends=("rom",))
+    with pytest.raises(ValueError, match="needs 'rom'"):
+        StreamGenerator(sch, "counters")
 
 
-def check_stream_generator(sch: Schedule):
+def check_stream_generator(sch: Schedule, backends=("rom", "counters")):
     lanes = sch.lanes
     st = sch.stream
-    for backend in ("rom", "counters"):
+    for backend in backends:
         gen = StreamGenerator(sch, backend)
         pattern = ["r"] + ["a", "h"] * (sch.depth - 1) + ["r", "a"]
         seen = stream_words(gen, pattern)

@@ -22,21 +22,22 @@ def cfg_of(network, lanes, fold=True, **sections):
                                 hw={"lanes": lanes, "fold": fold, **sections.pop("hw", {})}, **sections)
 
 
-def test_the_seeds_network_streams_about_half_the_words():
-    """N = 100 dense at P = 32: 172 words a step instead of 310, one weight per pair."""
+def test_the_seeds_network_streams_two_thirds_of_the_words():
+    """N = 100 dense at P = 32: 205 words a step instead of 310, one weight per pair."""
     folded, full = Schedule(cfg_of({"n": 100}, 32)), Schedule(cfg_of({"n": 100}, 32, fold=False))
-    assert (full.depth, folded.depth) == (310, 172)
+    assert (full.depth, folded.depth) == (310, 205)
     assert (full.synapses, folded.synapses, folded.products) == (9900, 4950, 9900)
-    assert step_cycles(folded) < 0.6 * step_cycles(full)
+    assert step_cycles(folded) < 0.7 * step_cycles(full)
 
 
 @pytest.mark.parametrize("network, lanes", [({"n": 9}, 8), ({"n": 12, "topology": "band", "band": 4}, 4),
                                             ({"n": 12, "topology": "layered", "layers": (3, 6, 3)}, 4),
                                             ({"n": 7, "self_connections": True}, 2)])
-def test_rotation_takes_every_twin_to_its_columns_bank(network, lanes):
+def test_every_twin_sits_in_its_columns_bank(network, lanes):
+    """The column path has no rotator: a twin (i, j) is streamed in lane j mod P."""
     sch = Schedule(cfg_of(network, lanes))
     st, k = sch.stream, np.nonzero(sch.twins)[0]
-    assert len(k) and ((k + sch.rotation[st["row"][k]]) % lanes == st["col"][k] % lanes).all()
+    assert len(k) and (k % lanes == st["col"][k] % lanes).all()
     # a twin is a free pair above the diagonal; everything else feeds its row only
     assert (st["col"][k] > st["row"][k]).all() and not sch.clamped[st["col"][k]].any()
 
@@ -83,7 +84,7 @@ def simulate(cfg, seed, mode):
 
 
 @pytest.mark.parametrize("network, lanes, mode", [
-    ({"n": 9}, 8, "step"),                          # short rows: a head and a tail meet in a bank
+    ({"n": 9}, 8, "step"),                          # short rows: words holding two rows' twins
     ({"n": 11, "topology": "band", "band": 3, "self_connections": True}, 4, "relax"),
     ({"n": 12, "topology": "layered", "layers": (3, 6, 3)}, 4, "relax"),
     ({"n": 10, "activation": "tanh", "dynamics": "euler"}, 2, "step"),

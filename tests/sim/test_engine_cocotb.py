@@ -131,13 +131,15 @@ def test_a_clean_campaign_summary(shared_build):
 
 
 @needs("verilator")
-def test_training_and_recall_workloads(tmp_path):
+@pytest.mark.parametrize("fold", [False, True], ids=["unfolded", "fold"])
+def test_training_and_recall_workloads(fold, tmp_path):
+    """In-situ training and recall under Verilator, bit-exact; also with a folded stream (hw.fold)."""
     rng = np.random.default_rng(0)
     pats = np.where(rng.random((4, 16)) < 0.5, 1, -1)
     np.save(tmp_path / "p.npy", pats)
     cfg = Config.for_algorithm("eqprop", network={"n": 16, "max_steps": 30}, numerics="fixed",
                                train={"batch_size": 2, "repeats": 2, "seed": 4}, device={"preset": "linear-256"},
-                               hw={"lanes": 4})
+                               hw={"lanes": 4, "fold": fold})
     workloads = [{"kind": "training", "patterns": str(tmp_path / "p.npy"), "epochs": 2},
                  {"kind": "recall", "patterns": str(tmp_path / "p.npy"), "epochs": 20, "trials": 3, "flip": 0.1}]
     run = run_engine(cfg, [], workloads, build_root=tmp_path)
