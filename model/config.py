@@ -213,8 +213,8 @@ class HardwareConfig(_Section):
         "block RAM: every lane reads its own copy each clock, so at wide P block RAM, not logic, runs out first")
     fold: bool = Field(
         False, description="stream each symmetric pair once: its product goes into the row's sum and, through a "
-        "rotator and per-unit column accumulators, into the column unit's (about half the relaxation cycles; "
-        "more logic and a second multiplier per lane; P a power of two)")
+        "per-unit column accumulators, into the column unit's (N = 100 dense at P = 32: 205 stream words a step "
+        "instead of 310; a second multiplier per lane and N accumulators)")
 
     @model_validator(mode="after")
     def _check_learn_lanes(self) -> "HardwareConfig":
@@ -222,9 +222,6 @@ class HardwareConfig(_Section):
             raise ValueError(f"learn_lanes={self.learn_lanes} exceeds lanes={self.lanes} (a stream word's entries)")
         if self.lutram_act_lanes > self.lanes:
             raise ValueError(f"lutram_act_lanes={self.lutram_act_lanes} exceeds lanes={self.lanes}")
-        if self.fold and self.lanes & (self.lanes - 1):
-            raise ValueError(f"fold needs the lanes P to be a power of two (a column's bank is j mod P), "
-                             f"not {self.lanes}")
         return self
 
 

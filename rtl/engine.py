@@ -33,7 +33,7 @@ NeuronUpdate (NEURON_LATENCY) -> write-back (1).
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -249,12 +249,15 @@ class Engine(wiring.Component):
         entries = stream.port.entries
         row0 = entries[0].row
         m.d.comb += state.row_unit.eq(row0)
-        shift = (P - 1).bit_length()
         s2_twin, s2_tail = Signal(P), Signal(P)
         s2_blk = [Signal(mac.blk_bits, name=f"s2_blk{lane}") for lane in range(P)]
+        # a column's block j // P: a shift for a power-of-two P, else a small table of constants
+        pow2 = P & (P - 1) == 0
+        blocks = Array(Const(j // P, mac.blk_bits) for j in range(1 << len(entries[0].col)))
         for lane in range(P):
             e = entries[lane]
-            m.d.sync += [s2_twin[lane].eq(e.above), s2_tail[lane].eq(e.row != row0), s2_blk[lane].eq(e.col >> shift)]
+            blk = (e.col >> (P - 1).bit_length()) if pow2 else blocks[e.col]
+            m.d.sync += [s2_twin[lane].eq(e.above), s2_tail[lane].eq(e.row != row0), s2_blk[lane].eq(blk)]
             m.d.comb += [mac.a_row[lane].eq(Mux(s2_tail[lane], state.act_rows[1], state.act_rows[0])),
                          mac.blk[lane].eq(s2_blk[lane])]
         m.d.comb += mac.twin.eq(s2_twin)

@@ -63,8 +63,6 @@ class MacArray(wiring.Component):
         self.units = units                                    # fold: the column accumulators' units N
         fold = {}
         if units:
-            if lanes & (lanes - 1):
-                raise ValueError(f"fold needs a power-of-two lane count, not {lanes}")
             self.blocks = -(-units // lanes)
             self.blk_bits = max((self.blocks - 1).bit_length(), 1)
             unit_bits = max((units - 1).bit_length(), 1)

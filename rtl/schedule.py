@@ -170,6 +170,12 @@ class Schedule:
         return st["valid"] & (st["col"] > st["row"]) & ~self.clamped[st["col"]] if self.fold \
             else np.zeros(self.length, bool)
 
+    @cached_property
+    def position(self) -> dict[tuple[int, int], int]:
+        """Stream position of every (i, j) entry (the parallel learner's plan uses it)."""
+        st = self.stream
+        return {(int(i), int(j)): k for k, (i, j, v) in enumerate(zip(st["row"], st["col"], st["valid"])) if v}
+
     # -- memory images -----------------------------------------------------------------------
     def code_image(self, codes_w: np.ndarray, class_w: np.ndarray) -> dict[str, np.ndarray]:
         """Per stream position: codes and classes of each device ((devices, length) arrays)."""

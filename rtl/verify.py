@@ -101,8 +101,8 @@ def _random_config(r: np.random.Generator, max_n: int, max_lanes: int) -> Config
             cfg = dual
         except ConfigError:
             pass
-    # a folded stream where the lanes allow it (drawn last, as the Threefry above)
-    if lanes & (lanes - 1) == 0 and r.random() < 0.5:
+    # a folded stream (drawn last, as the Threefry above)
+    if r.random() < 0.5:
         cfg = cfg.replace(hw={"fold": True})
     return cfg
 

@@ -71,7 +71,7 @@ def test_stream_generator_equals_the_schedule(network, lanes):
     check_stream_generator(Schedule(cfg_of(network, lanes)))
 
 
-@pytest.mark.parametrize("lanes", [1, 4, 8])
+@pytest.mark.parametrize("lanes", [1, 3, 4, 8])
 @pytest.mark.parametrize("network", NETWORKS)
 def test_folded_stream_generator_equals_the_schedule(network, lanes):
     """A folded stream (hw.fold: columns j >= i and the clamped ones) from both back ends."""
