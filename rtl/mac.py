@@ -26,9 +26,10 @@ column j's sum. Those column products run beside the row pipeline:
        k = j // P (`blk`) picks one. One entry per lane per word: one adder per accumulator,
        and no rotation (the stream's alignment did it)
 
-`col_sum` is acc[col_unit] a cycle later. Unit i's column part comes from rows before i
-only, at least one word before row i ends (one row end per word), so it is complete
-when row i's sum leaves; the engine adds it then.
+`col_sum` is acc[col_blk P + col_lane] two cycles later (the lane's block, then the lane).
+Unit i's column part comes from rows before i only, at least one word before row i ends
+(one row end per word), so it is complete two cycles before row i's sum leaves: the engine
+asks for it then and adds it a cycle after the sum leaves.
 """
 
 from __future__ import annotations
@@ -65,13 +66,12 @@ class MacArray(wiring.Component):
         if units:
             self.blocks = -(-units // lanes)
             self.blk_bits = max((self.blocks - 1).bit_length(), 1)
-            unit_bits = max((units - 1).bit_length(), 1)
             fold = {
                 "a_row": In(data.ArrayLayout(signed(a_bits), lanes)),   # the lane's row unit's activation
                 "twin": In(lanes),                                      # the entry feeds its column too
                 "blk": In(data.ArrayLayout(self.blk_bits, lanes)),      # its column's block j // P
-                "col_unit": In(unit_bits),
-                "col_sum": Out(signed(acc_bits)),                       # acc[col_unit], a cycle later
+                "col_lane": In(range(lanes)), "col_blk": In(self.blk_bits),   # unit col_blk P + col_lane ...
+                "col_sum": Out(signed(acc_bits)),                       # ... its column sum, two cycles later
             }
         super().__init__({**fold,
             "start": In(1),                                   # clear the running sum (step start)
@@ -171,11 +171,24 @@ class MacArray(wiring.Component):
                     m.d.sync += reg.eq(0)
                 with m.Elif(blk2[b] == k):
                     m.d.sync += reg.eq(reg + cprod[b])
+        # the read, in two registered steps: each lane picks the block (next to its accumulators),
+        # then one lane is picked (a 100-way select of 24-bit sums in one place congested the ULX3S)
+        picked = []
+        for b in range(P):
+            reg = Signal(signed(self.acc_bits), name=f"col_pick{b}")
+            with m.Switch(self.col_blk):
+                for k in range(self.blocks):
+                    if k * P + b in acc:
+                        with m.Case(k):
+                            m.d.sync += reg.eq(acc[k * P + b])
+            picked.append(reg)
+        lane_r = Signal.like(self.col_lane)
+        m.d.sync += lane_r.eq(self.col_lane)
         sel = Signal(signed(self.acc_bits))
-        with m.Switch(self.col_unit):
-            for j, reg in acc.items():
-                with m.Case(j):
-                    m.d.comb += sel.eq(reg)
+        with m.Switch(lane_r):
+            for b in range(P):
+                with m.Case(b):
+                    m.d.comb += sel.eq(picked[b])
         m.d.sync += self.col_sum.eq(sel)
 
     @staticmethod
