@@ -147,7 +147,8 @@ class Engine(wiring.Component):
         self._write_bank = Signal()
         m.submodules.lookup = lookup = WeightLookup(lay, P)
         m.submodules.state = state = StateMemory(f, nb, P, lutram_lanes=self.cfg.hw.lutram_act_lanes, fold=sch.fold)
-        m.submodules.mac = mac = MacArray(P, lookup.w_bits, state.a_bits, f.acc_bits, units=N if sch.fold else 0)
+        m.submodules.mac = mac = MacArray(P, lookup.w_bits, state.a_bits, f.acc_bits, units=N if sch.fold else 0,
+                                                 first_unit=int(sch.rows[0]))
         m.submodules.neuron = neuron = NeuronUpdate(f, nb)
         m.submodules.learner = learner = Learner(cfg, lay, banked=self.atomic_load)
         m.submodules.bias_lookup = bias_lookup = WeightLookup(lay, 1)
@@ -295,8 +296,6 @@ class Engine(wiring.Component):
         m.d.sync += [f1_valid.eq(mac.row_valid), f1_row.eq(row_i), f1_acc.eq(mac.row_sum)]
         f2_valid, f2_row, f2_acc = Signal(), Signal(nb), Signal(signed(f.acc_bits))
         f2_v, f2_x, f2_t = Signal(signed(vb)), Signal(signed(2)), Signal(signed(vb))
-        if sch.fold:
-            self._column_read(m, ctrl, mac, first_row)
         m.d.sync += [f2_valid.eq(f1_valid), f2_row.eq(f1_row), f2_acc.eq(f1_acc + mac.col_sum if sch.fold else f1_acc),
                      f2_v.eq(state.rd_data), f2_x.eq(in_rd.data), f2_t.eq(tgt_rd.data)]
         m.d.comb += bias_lookup.entries[0].eq(bias_rd.data)
@@ -316,22 +315,6 @@ class Engine(wiring.Component):
         wb_valid, wb_delta = Signal(), Signal(vb)
         m.d.sync += [wb_valid.eq(neuron.o_valid), wb_delta.eq(neuron.delta)]
         m.d.comb += [ctrl.row_written.eq(wb_valid), ctrl.row_delta.eq(wb_delta)]
-
-    def _column_read(self, m, ctrl, mac, first_row: int):
-        """Fold: ask the MAC array for the column part of the row whose sum leaves next (two cycles
-        ahead: it arrives with the row sum's f1 register). The unit's lane and block are counted in
-        registers beside row_count, with their successors, so no division lies on the path."""
-        P = self.cfg.hw.lanes
-        lane, blk = Signal(range(P), init=first_row % P), Signal(mac.blk_bits, init=first_row // P)
-        lane1 = Signal(range(P), init=(first_row + 1) % P)
-        blk1 = Signal(mac.blk_bits, init=(first_row + 1) // P)
-        wrap1 = lane1 == P - 1
-        with m.If(ctrl.step_start):
-            m.d.sync += [lane.eq(first_row % P), blk.eq(first_row // P),
-                         lane1.eq((first_row + 1) % P), blk1.eq((first_row + 1) // P)]
-        with m.Elif(mac.row_valid):
-            m.d.sync += [lane.eq(lane1), blk.eq(blk1), lane1.eq(Mux(wrap1, 0, lane1 + 1)), blk1.eq(blk1 + wrap1)]
-        m.d.comb += [mac.col_lane.eq(Mux(mac.row_valid, lane1, lane)), mac.col_blk.eq(Mux(mac.row_valid, blk1, blk))]
 
     # -- the host bus: registers, memory writes and reads -------------------------------------------
     def _host(self, m, ctrl, codes, state, mems):

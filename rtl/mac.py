@@ -26,10 +26,10 @@ column j's sum. Those column products run beside the row pipeline:
        k = j // P (`blk`) picks one. One entry per lane per word: one adder per accumulator,
        and no rotation (the stream's alignment did it)
 
-`col_sum` is acc[col_blk P + col_lane] two cycles later (the lane's block, then the lane).
-Unit i's column part comes from rows before i only, at least one word before row i ends
-(one row end per word), so it is complete two cycles before row i's sum leaves: the engine
-asks for it then and adds it a cycle after the sum leaves.
+`col_sum` is unit i's accumulator the cycle after row i's sum leaves (the engine adds the
+two then). Unit i's column part comes from rows before i only, at least one word before row
+i ends (one row end per word), so it is complete when the array reads it, counting the rows
+from its own pipeline's row-end flags.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from . import formal
 
 #: Adder levels between two registers of the reduction tree.
 ADDS_PER_STAGE = 2
+#: Fold: lanes per group of the column sums' read (mac.py, `_columns`).
+READ_GROUP = 8
 
 
 def tree_stages(lanes: int) -> int:
@@ -56,12 +58,13 @@ def mac_latency(lanes: int) -> int:
 
 
 class MacArray(wiring.Component):
-    def __init__(self, lanes: int, w_bits: int, a_bits: int, acc_bits: int, units: int = 0):
+    def __init__(self, lanes: int, w_bits: int, a_bits: int, acc_bits: int, units: int = 0, first_unit: int = 0):
         self.lanes = lanes
         self.acc_bits = acc_bits
         self.p_bits = w_bits + a_bits
         self.latency = mac_latency(lanes)
         self.units = units                                    # fold: the column accumulators' units N
+        self.first_unit = first_unit                          # fold: the first row's unit
         fold = {}
         if units:
             self.blocks = -(-units // lanes)
@@ -70,8 +73,7 @@ class MacArray(wiring.Component):
                 "a_row": In(data.ArrayLayout(signed(a_bits), lanes)),   # the lane's row unit's activation
                 "twin": In(lanes),                                      # the entry feeds its column too
                 "blk": In(data.ArrayLayout(self.blk_bits, lanes)),      # its column's block j // P
-                "col_lane": In(range(lanes)), "col_blk": In(self.blk_bits),   # unit col_blk P + col_lane ...
-                "col_sum": Out(signed(acc_bits)),                       # ... its column sum, two cycles later
+                "col_sum": Out(signed(acc_bits)),        # the column part of the row sum that left the cycle before
             }
         super().__init__({**fold,
             "start": In(1),                                   # clear the running sum (step start)
@@ -171,25 +173,46 @@ class MacArray(wiring.Component):
                     m.d.sync += reg.eq(0)
                 with m.Elif(blk2[b] == k):
                     m.d.sync += reg.eq(reg + cprod[b])
-        # the read, in two registered steps: each lane picks the block (next to its accumulators),
-        # then one lane is picked (a 100-way select of 24-bit sums in one place congested the ULX3S)
+        # the read, in three registered steps: each lane picks its block (beside its accumulators),
+        # then each group of READ_GROUP lanes its lane, then one group. A 100-way select of 24-bit
+        # sums in one place, and a 32-way one, left the ULX3S router with wires it could not share.
+        # The rows' ends are counted from the word's own flag, READ_AHEAD(P) cycles after the word
+        # came in: the sum then leaves the cycle after the row's, and every term of unit i (from
+        # rows before i, at least a word earlier) is in by then
+        ahead = self.latency - 2
+        ends = self.valid & self.last.any()
+        for d in range(ahead):
+            ends = self._sig(m, ends, 1, f"col_ends{d + 1}")
+        lane, blk = Signal(range(P), name="col_lane"), Signal(self.blk_bits, name="col_blk")
+        first = self.first_unit
+        with m.If(self.start):
+            m.d.sync += [lane.eq(first % P), blk.eq(first // P)]
+        with m.Elif(ends):
+            last_lane = lane == P - 1
+            m.d.sync += [lane.eq(Mux(last_lane, 0, lane + 1)), blk.eq(blk + last_lane)]
         picked = []
         for b in range(P):
             reg = Signal(signed(self.acc_bits), name=f"col_pick{b}")
-            with m.Switch(self.col_blk):
+            with m.Switch(blk):
                 for k in range(self.blocks):
                     if k * P + b in acc:
                         with m.Case(k):
                             m.d.sync += reg.eq(acc[k * P + b])
             picked.append(reg)
-        lane_r = Signal.like(self.col_lane)
-        m.d.sync += lane_r.eq(self.col_lane)
-        sel = Signal(signed(self.acc_bits))
-        with m.Switch(lane_r):
+        lane1 = self._sig(m, lane, range(P), "col_lane1")
+        groups = []
+        for g in range(0, P, READ_GROUP):
+            reg = Signal(signed(self.acc_bits), name=f"col_group{g // READ_GROUP}")
+            with m.Switch(lane1):
+                for b in range(g, min(g + READ_GROUP, P)):
+                    with m.Case(b):
+                        m.d.sync += reg.eq(picked[b])
+            groups.append(reg)
+        lane2 = self._sig(m, lane1, range(P), "col_lane2")
+        with m.Switch(lane2):
             for b in range(P):
                 with m.Case(b):
-                    m.d.comb += sel.eq(picked[b])
-        m.d.sync += self.col_sum.eq(sel)
+                    m.d.sync += self.col_sum.eq(groups[b // READ_GROUP])
 
     @staticmethod
     def _sig(m: Module, value, shape, name: str) -> Signal:
