@@ -89,13 +89,7 @@ class Schedule:
                 row.append(i)
                 col.append(int(cols[k]) if real else 0)
                 last.append(k == length - 1)
-        pad = (-len(valid)) % P
-        valid += [False] * pad
-        row += [row[-1] if row else 0] * pad
-        col += [0] * pad
-        last += [False] * pad
-        return {"valid": np.array(valid, bool), "row": np.array(row, np.int64),
-                "col": np.array(col, np.int64), "last": np.array(last, bool)}
+        return _padded(P, valid, row, col, last)
 
     def _aligned_stream(self) -> dict[str, np.ndarray]:
         """The folded layout: every twin (i, j) at a position of lane j mod P, so that its column
@@ -136,13 +130,7 @@ class Schedule:
                 col.append(int(cols[k]) if real else 0)
             last += [False] * (len(valid) - len(last) - 1) + [True]
             end_word = at[-1] // P
-        pad = (-len(valid)) % P
-        valid += [False] * pad
-        row += [row[-1] if row else 0] * pad
-        col += [0] * pad
-        last += [False] * pad
-        return {"valid": np.array(valid, bool), "row": np.array(row, np.int64),
-                "col": np.array(col, np.int64), "last": np.array(last, bool)}
+        return _padded(P, valid, row, col, last)
 
     @property
     def length(self) -> int:
@@ -204,6 +192,13 @@ class Schedule:
         once = self.clamped[cols] | self.twins[v]
         out[:, cols[once], rows[once]] = codes[:, v][:, once]
         return out
+
+
+def _padded(P: int, valid: list, row: list, col: list, last: list) -> dict[str, np.ndarray]:
+    """The stream's arrays, padded with null entries to whole words (on the last row)."""
+    pad = (-len(valid)) % P
+    return {"valid": np.array(valid + [False] * pad, bool), "row": np.array(row + [row[-1] if row else 0] * pad, np.int64),
+            "col": np.array(col + [0] * pad, np.int64), "last": np.array(last + [False] * pad, bool)}
 
 
 def formats(cfg: Config) -> Formats:

@@ -190,6 +190,26 @@ def compare_codes(case: Case, got: fixed.FixedParams, want: fixed.FixedParams) -
         raise Mismatch(f"update counter: rtl {got.updates}, model {want.updates}")
 
 
+def simulate_case(case: Case, exp: Expected | None = None, mode: str = "step") -> dict:
+    """`check_case` on the engine of case.cfg in Amaranth's simulator: its report."""
+    from amaranth.sim import Simulator
+
+    from .engine import Engine
+    from .simbus import AmaranthBus
+
+    dut = Engine(case.cfg)
+    out = {}
+
+    async def bench(ctx):
+        out["report"] = await check_case(EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus)), case, exp, mode)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return out["report"]
+
+
 async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = None, mode: str = "step") -> dict:
     """Run the case on the engine and compare it with the model; returns cycle and step counts.
 

@@ -14,22 +14,12 @@ from memprop.rtl.engine import WIDE_CODE_LANES, Engine
 from memprop.rtl.learn import paired_reads
 from memprop.rtl.learnplan import LearnPlan
 from memprop.rtl.simbus import AmaranthBus
-from memprop.rtl.verify import Mismatch, check_case, check_steps_and_learn, expected, make_case, random_config
+from memprop.rtl.verify import (Mismatch, check_steps_and_learn, expected, make_case, random_config,
+                                simulate_case)
 
 
 def simulate(case, exp=None, mode="step"):
-    dut = Engine(case.cfg)
-    out = {}
-
-    async def bench(ctx):
-        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
-        out["report"] = await check_case(driver, case, exp, mode)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return out["report"]
+    return simulate_case(case, exp, mode)
 
 
 def steps_and_learn(cfg, case, steps: int) -> dict:

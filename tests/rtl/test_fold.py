@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from memprop.model.config import Config
 from memprop.model.fixed import FixedParams
 from memprop.rtl.cycles import step_cycles
-from memprop.rtl.engine import Engine
-from memprop.rtl.driver import EngineDriver
 from memprop.rtl.learnplan import LearnPlan
 from memprop.rtl.schedule import Schedule
-from memprop.rtl.simbus import AmaranthBus
-from memprop.rtl.verify import check_case, make_case
+from memprop.rtl.verify import make_case, simulate_case
 
 
 def cfg_of(network, lanes, fold=True, **sections):
@@ -63,21 +59,6 @@ def test_a_folded_learner_has_no_mirrors():
     assert not plan.mirror_base.any()
 
 
-def simulate(cfg, seed, mode):
-    dut = Engine(cfg)
-    out = {}
-
-    async def bench(ctx):
-        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
-        out["report"] = await check_case(driver, make_case(cfg, seed), None, mode)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return out["report"]
-
-
 @pytest.mark.parametrize("network, lanes, mode", [
     ({"n": 9}, 8, "step"),                          # short rows: words holding two rows' twins
     ({"n": 11, "topology": "band", "band": 3, "self_connections": True}, 4, "relax"),
@@ -89,5 +70,5 @@ def test_folded_engine_is_bit_exact(network, lanes, mode):
     """Every step (or fixed point), code after LEARN and cycle count equals the model's."""
     cfg = cfg_of(network, lanes, train={"batch_size": 2},
                  fixed={"state_frac": 6} if network.get("activation") == "tanh" else {})
-    report = simulate(cfg, 4, mode)
+    report = simulate_case(make_case(cfg, 4), mode=mode)
     assert report["mode"] == mode and report["pulses"] > 0

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from memprop.model import fixed
 from memprop.model.config import Config
 from memprop.model.network import Params
 from memprop.model.numerics import Formats
-from memprop.rtl.driver import EngineDriver
-from memprop.rtl.engine import Engine
-from memprop.rtl.simbus import AmaranthBus
-from memprop.rtl.verify import Case, check_case
+from memprop.rtl.verify import Case, simulate_case
 
 
 def hidden_case(cfg: Config, seed: int, decay_steps: int = 0) -> Case:
@@ -33,18 +29,7 @@ def hidden_case(cfg: Config, seed: int, decay_steps: int = 0) -> Case:
 
 
 def simulate(case: Case) -> dict:
-    dut = Engine(case.cfg)
-    out = {}
-
-    async def bench(ctx):
-        driver = EngineDriver(dut.layout, AmaranthBus(ctx, dut.bus))
-        out["report"] = await check_case(driver, case)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return out["report"]
+    return simulate_case(case)
 
 
 @pytest.mark.parametrize("nudge, preset, seed, decay", [
