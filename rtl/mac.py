@@ -176,9 +176,10 @@ class MacArray(wiring.Component):
         # the read, in three registered steps: each lane picks its block (beside its accumulators),
         # then each group of READ_GROUP lanes its lane, then one group. A 100-way select of 24-bit
         # sums in one place, and a 32-way one, left the ULX3S router with wires it could not share.
-        # The rows' ends are counted from the word's own flag, READ_AHEAD(P) cycles after the word
-        # came in: the sum then leaves the cycle after the row's, and every term of unit i (from
-        # rows before i, at least a word earlier) is in by then
+        # The rows' ends are counted from the word's own flag, mac_latency(P) - 2 cycles after the
+        # word came in: the sum then leaves the cycle after the row's, and every term of unit i
+        # (from rows before i, at least a word earlier, in its accumulator 3 cycles after its word)
+        # is in by then, since mac_latency(P) >= 4
         ahead = self.latency - 2
         ends = self.valid & self.last.any()
         for d in range(ahead):

@@ -10,7 +10,8 @@ ends produce the same entries, registered one cycle after the request like a blo
   layer's size once t passes the layer below. Each lane's own (row, index) counter decodes
   its entry with a few comparators. No memory at all: for N = 100 dense at P = 4 the index
   table would take 22 iCE40 block RAMs, for the 64-100-10 digits classifier 17.
-- **rom** (any mask, and the folded layout of `hw.fold`): the per-entry (valid, last, column) table.
+- **rom** (any mask, and the folded layout of `hw.fold`): the per-entry table of valid, last, column
+  and the precomputed row-select and twin flags.
 
 `addr` is the word index a memory must read in the same cycle so that its data lines up with
 the entries (the ROM back end reads its table with it). The engine's code memory does not use
