@@ -114,21 +114,16 @@ class Schedule:
                     p += 1
                 return out or [start]              # a row without synapses: one null entry ends it
 
-            at = place(len(valid))
+            start = len(valid)
+            at = place(start)
             if at[-1] // P <= end_word:
                 at = place((end_word + 1) * P)
-            gap = at[0] - len(valid)
-            valid += [False] * gap
-            row += [i] * gap
-            col += [0] * gap
-            for k, p in enumerate(at):
-                while len(valid) < p:                # alignment gaps inside the row
-                    valid.append(False), row.append(i), col.append(0), last.append(False)
-                real = k < len(cols)
-                valid.append(real)
+            placed = dict(zip(at, cols))             # position -> column; the gaps are null entries
+            for p in range(start, at[-1] + 1):
+                valid.append(p in placed)
                 row.append(i)
-                col.append(int(cols[k]) if real else 0)
-            last += [False] * (len(valid) - len(last) - 1) + [True]
+                col.append(int(placed.get(p, 0)))
+                last.append(p == at[-1])
             end_word = at[-1] // P
         return _padded(P, valid, row, col, last)
 
