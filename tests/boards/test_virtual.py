@@ -299,14 +299,16 @@ def test_a_host_that_dies_mid_load_leaves_the_old_weights(work, served, tmp_path
 
 
 @pytest.mark.slow
-def test_round_trip_n100(tmp_path):
-    """The ULX3S design (N = 100 dense, P = 16) on the virtual board: load <= 1 s at 1 Mbaud from the
-    bytes on the wire, recall and one epoch of training bit-exact, codes read back bit-exact."""
+@pytest.mark.parametrize("fold", [False, True], ids=["default", "fold"])
+def test_round_trip_n100(fold, tmp_path):
+    """The ULX3S design (N = 100 dense, P = 32; also folded, hw.fold) on the virtual board: load
+    <= 1 s at 1 Mbaud from the bytes on the wire, recall and one epoch of training bit-exact, codes
+    read back bit-exact."""
     from memprop.boards.build import get_board
     from memprop.model import recall, training
 
     os.environ.setdefault("MEMPROP_CACHE", str(tmp_path / "cache"))
-    cfg = get_board("ulx3s").default_config().replace(train={"epochs": 3})
+    cfg = get_board("ulx3s").default_config().replace(train={"epochs": 3}, hw={"fold": fold})
     pats = pattern_sets.load()
     params, _ = training.train(cfg, pats, progress=False)
     with virtual.VirtualBoard(cfg, clock_hz=25_000_000, progress=False) as vb:

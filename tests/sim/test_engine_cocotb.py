@@ -51,28 +51,31 @@ def test_spram_code_memory_with_the_yosys_cell_model(tmp_path):
     assert_clean(run_engine(cfg, [2], build_root=tmp_path))
 
 
-def board_gate_level(board: str, workloads: list, root, **network):
-    """The board's default configuration (with `network` overrides), synthesized for its FPGA
-    family (iCE40: SB_SPRAM256KA, SB_MAC16, SB_RAM40_4K; ECP5: DP16KD, LUT multipliers), under
-    Verilator with yosys' cell models."""
+def board_gate_level(board: str, workloads: list, root, hw: dict | None = None, **network):
+    """The board's default configuration (with `network` and `hw` overrides), synthesized for its
+    FPGA family (iCE40: SB_SPRAM256KA, SB_MAC16, SB_RAM40_4K; ECP5: DP16KD, LUT multipliers),
+    under Verilator with yosys' cell models."""
     from memprop.boards.build import get_board
 
     spec = get_board(board)
     cfg = spec.default_config()
     if network:     # a small network: few lanes, the smallest learning unit (one lane, iterative Threefry)
         cfg = cfg.replace(network=network, hw={"lanes": min(cfg.hw.lanes, 4), "learn_lanes": 1, "threefry": "iterative"})
+    if hw:
+        cfg = cfg.replace(hw=hw)
     return run_engine(cfg, [], workloads, netlist=spec.family, build_root=root)
 
 
 @pytest.mark.slow
 @needs("verilator")
-@pytest.mark.parametrize("board", ["icebreaker", "ulx3s"])
-def test_gate_level_board_design(board, tmp_path):
+@pytest.mark.parametrize("board, hw", [("icebreaker", None), ("ulx3s", None), ("ulx3s", {"fold": True})],
+                         ids=["icebreaker", "ulx3s", "ulx3s-fold"])
+def test_gate_level_board_design(board, hw, tmp_path):
     """Each board's design family at gate level, on a small network (N = 8, P <= 4): the iCE40
     netlist with its codes in SPRAM, the ECP5 netlist; a few relaxation steps and one LEARN,
     bit-exact, with every cycle counter. --runslow: each netlist's Verilator build takes
     minutes on 2 cores (the default suite keeps the Threefry unit's iCE40 and ECP5 gate-level tests)."""
-    run = board_gate_level(board, [{"kind": "steps_and_learn", "seed": 1, "steps": 3}], tmp_path,
+    run = board_gate_level(board, [{"kind": "steps_and_learn", "seed": 1, "steps": 3}], tmp_path, hw=hw,
                            n=8, max_steps=10)
     assert_clean(run)
     assert run.results[0]["steps"] >= 1
