@@ -222,6 +222,4 @@ class MacArray(wiring.Component):
         return reg
 
     def _reg(self, m: Module, value, name: str) -> Signal:
-        reg = Signal(signed(self.acc_bits), name=name)
-        m.d.sync += reg.eq(value)
-        return reg
+        return self._sig(m, value, signed(self.acc_bits), name)

@@ -64,7 +64,7 @@ class Schedule:
     @property
     def fold(self) -> bool:
         """Each symmetric pair streamed once (hw.fold)."""
-        return bool(getattr(self.cfg.hw, "fold", False))
+        return self.cfg.hw.fold
 
     def row_columns(self, i: int) -> np.ndarray:
         """The columns streamed in row i: all of its synapses, or (fold) j >= i and the clamped ones."""
