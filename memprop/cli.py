@@ -592,7 +592,7 @@ def export(weight_file, out, config_file, board, from_float):
 
 # -- formal proofs (memprop.formal) -----------------------------------------------------------------
 
-FORMAL_MUTANTS = ("link-skips-crc", "mac-narrow-accumulator")     # memprop.formal.MUTANTS
+FORMAL_MUTANTS = ("link-skips-crc", "mac-narrow-accumulator", "mac-fold-early-read")   # memprop.formal.MUTANTS
 
 
 @main.command(name="formal")

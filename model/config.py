@@ -208,6 +208,10 @@ class HardwareConfig(_Section):
     code_memory: Literal["auto", "block", "spram"] = Field(
         "auto", description="device-code memory: block RAM, iCE40 UltraPlus SPRAM, or auto (SPRAM when the "
         "build platform has it)")
+    dsp: Literal["auto", "inferred", "mult18x18d"] = Field(
+        "auto", description="the multipliers: `*` between registers for yosys to map (inferred), the ECP5 "
+        "MULT18X18D with its own operand and product registers (mult18x18d), or auto (MULT18X18D when the build "
+        "platform is an ECP5)")
     lutram_act_lanes: int = Field(
         0, ge=0, le=64, description="MAC lanes whose activation copy sits in distributed (LUT) RAM instead of "
         "block RAM: every lane reads its own copy each clock, so at wide P block RAM, not logic, runs out first")

@@ -103,9 +103,15 @@ class Controller(wiring.Component):
         # rows written back and max|dv| of the step in flight
         rows_done = Signal(range(n_rows + 1))
         delta_max = Signal.like(self.last_delta)
+        # cleared in STEP_START, from a register of its own that is set on the way in: the state
+        # decode fanned out to both counters' resets was a long path of the folded ULX3S design
+        at_step_start = Signal()
+        m.d.sync += at_step_start.eq(0)
         with m.If(self.row_written):
             m.d.sync += [rows_done.eq(rows_done + 1),
                          delta_max.eq(Mux(self.row_delta > delta_max, self.row_delta, delta_max))]
+        with m.If(at_step_start):
+            m.d.sync += [rows_done.eq(0), delta_max.eq(0)]
 
         # the issue's stream controls and word are registers: they fan out to every lane's entry
         # registers and to the code memory's block RAMs (from the FSM's decode, that route across
@@ -126,7 +132,7 @@ class Controller(wiring.Component):
                             m.d.sync += [busy.eq(0), error.eq(1)]
                             m.next = "IDLE"
                         with m.Else():
-                            m.d.sync += [self.steps.eq(0), converged.eq(0)]
+                            m.d.sync += [self.steps.eq(0), converged.eq(0), at_step_start.eq(1)]
                             m.next = "STEP_START"
                     with m.Case(hm.OP_STORE, hm.OP_RESTORE):
                         with m.If(fields_ok):
@@ -154,7 +160,7 @@ class Controller(wiring.Component):
                         m.next = "IDLE"
             with m.State("STEP_START"):
                 m.d.comb += self.step_start.eq(1)
-                m.d.sync += [block.eq(0), rows_done.eq(0), delta_max.eq(0), self.issuing.eq(1), first.eq(1)]
+                m.d.sync += [block.eq(0), self.issuing.eq(1), first.eq(1)]
                 m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.sync += [block.eq(block + 1), first.eq(0), advance.eq(block != D - 1)]
@@ -175,6 +181,7 @@ class Controller(wiring.Component):
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
                 with m.Else():
+                    m.d.sync += at_step_start.eq(1)
                     m.next = "STEP_START"
             with m.State("COPY"):
                 # STORE: state[cur][i] -> fp[set][slot][i]; RESTORE: fp -> state, both halves
@@ -210,7 +217,8 @@ class Controller(wiring.Component):
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
         formal.hook(self, m, fsm=fsm, op=op, item=item, w_item=w_item, block=block, rows_done=rows_done,
-                    delta_max=delta_max, first=first, fields_ok=fields_ok)
+                    delta_max=delta_max, first=first, fields_ok=fields_ok,
+                    at_step_start=at_step_start)
         return m
 
     def _next_item(self, m: Module, item) -> None:

@@ -222,7 +222,7 @@ class ControllerProof(Elaboratable):
                   & (~(st["DRAIN"] & (since > last_row_at)) | (written == n_rows))
                   & (~((st["DRAIN"] & (since <= last_row_at)) | st["ISSUE"]) | (written < n_rows))
                   & (~(st["STEP_END"]) | (written == n_rows))
-                  & (ctrl.issuing == st["ISSUE"]) & (ctrl.steps <= max_steps)
+                  & (ctrl.issuing == st["ISSUE"]) & (i.at_step_start == st["STEP_START"]) & (ctrl.steps <= max_steps)
                   & (~(stepping & ctrl.store) | (i.fields_ok & self.relax_store & (ctrl.set <= hm.SET_FREE)
                                                  & (ctrl.slot < lay.batch)))
                   & (~(st["STEP_START"] | st["ISSUE"] | st["DRAIN"] | st["STEP_END"]) | ~ctrl.converged),

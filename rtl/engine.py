@@ -39,6 +39,7 @@ from amaranth.lib.wiring import In, Out
 
 from memprop.model.config import Config
 
+from . import dsp
 from . import hostmap as hm
 from .checksum import WeightChecksum
 from .codemem import CodeMemory, resolve_backend
@@ -110,6 +111,9 @@ class Engine(wiring.Component):
     def code_memory_backend(self, platform=None) -> str:
         return resolve_backend(self.cfg.hw.code_memory, platform)
 
+    def dsp_backend(self, platform=None) -> str:
+        return dsp.resolve_backend(self.cfg.hw.dsp, platform)
+
     def elaborate(self, platform):
         m = Module()
         f, lay, sch, cfg = self.fmt, self.layout, self.schedule, self.cfg
@@ -147,10 +151,11 @@ class Engine(wiring.Component):
         self._write_bank = Signal()
         m.submodules.lookup = lookup = WeightLookup(lay, P)
         m.submodules.state = state = StateMemory(f, nb, P, lutram_lanes=self.cfg.hw.lutram_act_lanes, fold=sch.fold)
+        multipliers = self.dsp_backend(platform)
         m.submodules.mac = mac = MacArray(P, lookup.w_bits, state.a_bits, f.acc_bits, units=N if sch.fold else 0,
-                                                 first_unit=int(sch.rows[0]))
+                                          first_unit=int(sch.rows[0]), dsp=multipliers)
         m.submodules.neuron = neuron = NeuronUpdate(f, nb)
-        m.submodules.learner = learner = Learner(cfg, lay, banked=self.atomic_load)
+        m.submodules.learner = learner = Learner(cfg, lay, banked=self.atomic_load, dsp=multipliers)
         m.submodules.bias_lookup = bias_lookup = WeightLookup(lay, 1)
         mems = self._memories(m, learner_reads=not learner.paired)
         # by default everything reads, learns and writes in the active bank (host writes and the

@@ -139,7 +139,7 @@ class _Group:
 class Learner(wiring.Component):
     """The learning unit of one Config, behind its `LearnerPort` (ports.py)."""
 
-    def __init__(self, cfg: Config, layout: hm.Layout, *, banked: bool = False):
+    def __init__(self, cfg: Config, layout: hm.Layout, *, banked: bool = False, dsp: str = "inferred"):
         if cfg.device.read_noise:
             self._MustUse__silence = True      # refused, never to be elaborated: no "unused" warning
             raise ValueError(f"device.read_noise={cfg.device.read_noise} is a model option the hardware leaves out "
@@ -147,6 +147,7 @@ class Learner(wiring.Component):
         self.cfg = cfg
         self.layout = layout
         self.banked = banked            # the engine's code and bias memories hold two weight banks
+        self.dsp = dsp                  # the correlators' multipliers (rtl/dsp.py back end)
         self.plan = plan = LearnPlan(cfg)
         self.word_bits = max(ceil_log2(layout.schedule.depth + 1), 1)    # walk position, up to D
         self.n_bits = layout.n_bits
@@ -660,7 +661,7 @@ class Learner(wiring.Component):
             ops.append((op_a, op_b))
         for lane in range(W):
             m.d.comb += lane_addr[lane].eq(Cat(gb.col[lane][:n_bits], b_slot, *([] if paired else [b_hi])))
-            cl = CorrelatorLane(f, paired=paired)
+            cl = CorrelatorLane(f, paired=paired, dsp=self.dsp)
             m.submodules[f"corr{lane}"] = cl
             operands = []
             for k, (op_a, op_b) in enumerate(ops):
@@ -836,18 +837,23 @@ class Learner(wiring.Component):
         # the lanes with a mirror left (m_rem) and the lowest of them, one-hot (m_hot): both are
         # registers, the next lowest found while this one is looked up, so the selects below are
         # AND-ORs from a register (a priority encoder ahead of them was the ULX3S's longest path)
+        # `m_any` (m_hot.any()) and `past_0` (cyc >= 1) are registers of their own, kept with
+        # m_hot and cyc: as an OR over the lanes and a compare they sat ahead of these registers'
+        # enables (the unfolded ULX3S design's longest path with the MULT18X18D multipliers)
         m_rem, m_hot, m_new = Signal(W), Signal(W), Signal(W)
+        m_any, past_0 = Signal(), Signal()
+        m.d.sync += past_0.eq(cyc_nx != 0)
+        start_clear.append(past_0)                 # with cyc, cleared in INIT
         m.d.comb += m_new.eq(gc.mir & Cat(*[quant[lane].n_mag != 0 for lane in range(W)]))
         with m.If(slot_end):
-            m.d.sync += [m_rem.eq(m_new), m_hot.eq(_lowest_bit(m_new, W))]
-        m_any = m_hot.any()
+            m.d.sync += [m_rem.eq(m_new), m_hot.eq(_lowest_bit(m_new, W)), m_any.eq(m_new.any())]
         m_col, m_rsel = Signal(n_bits + 1), Signal()
         m.d.comb += [m_col.eq(_select(m_hot, gd.col)), m_rsel.eq(_select(m_hot, gd.rsel))]
-        lookup = gd.valid & ~gd.bias & (cyc >= 1) & m_any
+        lookup = gd.valid & ~gd.bias & past_0 & m_any
         m.d.comb += mrd.addr.eq(m_col[:n_bits])
         with m.If(lookup):
             m_rest = m_rem & ~m_hot
-            m.d.sync += [m_rem.eq(m_rest), m_hot.eq(_lowest_bit(m_rest, W))]
+            m.d.sync += [m_rem.eq(m_rest), m_hot.eq(_lowest_bit(m_rest, W)), m_any.eq(m_rest.any())]
         mw_valid, mw_row, mw_entry = Signal(), Signal(n_bits + 1), Signal(E)
         gd_r1 = Signal.like(gd.r0)                 # gd.r0 + 1, kept: no adder behind the lane select
         with m.If(slot_end):
@@ -916,7 +922,7 @@ class Learner(wiring.Component):
         with m.Elif(gd.bias):
             m.d.comb += done_d.eq(cyc >= W + bias_count - 1)
         with m.Else():
-            m.d.comb += done_d.eq((cyc >= 1) & ~m_any & ~pending)
+            m.d.comb += done_d.eq(past_0 & ~m_any & ~pending)
 
         # -- start and finish --------------------------------------------------------------------
         # `active` (not IDLE) is a register of its own, set and cleared with the state's moves: it

@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 from memprop.model.numerics import CARRY_FRAC, LR_SHIFT_MAX, Formats, bitlen_signed
 
 from . import formal
+from .dsp import Multiplier
 from .hostmap import DECAY_BITS, DECAY_STEPS_MAX
 from .learnplan import c2c_thresholds, max_learn_shift, rate_table
 from .schedule import ceil_log2
@@ -138,9 +139,10 @@ class CorrelatorLane(wiring.Component):
     order of its terms does not change it; the latency is the same.
     """
 
-    def __init__(self, fmt: Formats, *, paired: bool = False):
+    def __init__(self, fmt: Formats, *, paired: bool = False, dsp: str = "inferred"):
         self.fmt = fmt
         self.paired = bool(paired)
+        self.dsp = dsp                  # the multipliers' back end (rtl/dsp.py)
         w = learn_widths(fmt)
         self.a_bits, self.corr_bits = w["a_bits"], w["corr_bits"]
         a = In(signed(self.a_bits))
@@ -153,12 +155,11 @@ class CorrelatorLane(wiring.Component):
         """What the lanes multiply by: a_row, or 2^fa for a bias."""
         return Mux(bias, 1 << fmt.fa, a_row)
 
-    def _product(self, m: Module, a_row, a_col, name: str) -> Signal:
+    def _product(self, m: Module, a_row, a_col, name: str):
         """a_row * a_col with registered operands and a registered product (one DSP block)."""
-        r, c = Signal(signed(self.a_bits), name=f"{name}_row"), Signal(signed(self.a_bits), name=f"{name}_col")
-        prod = Signal(signed(2 * self.a_bits), name=name)
-        m.d.sync += [r.eq(a_row), c.eq(a_col), prod.eq(r * c)]
-        return prod
+        m.submodules[name] = mul = Multiplier(self.a_bits, self.a_bits, backend=self.dsp, name=name)
+        m.d.comb += [mul.a.eq(a_row), mul.b.eq(a_col)]
+        return mul.p
 
     def elaborate(self, platform):
         m = Module()

@@ -15,7 +15,8 @@ Pipeline (`mac_latency(P)` cycles from a word at the inputs to its row sum):
 
 Registering both sides of every multiplier (without a reset: DSP operand and output registers
 have none) puts it wholly inside a DSP block with its clock, so the timing analysis sees (and
-times) every multiplier path.
+times) every multiplier path. On the ECP5 the registers are the MULT18X18D's own (dsp.py,
+`hw.dsp`): yosys would leave them in the fabric, around a combinational multiplier.
 
 **Fold** (`units` > 0, schedule.py): each symmetric pair is streamed once, in row i, at a
 lane b = j mod P, and its weight also multiplies the row unit's activation (`a_row`) for
@@ -39,6 +40,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import formal
+from .dsp import Multiplier
 
 #: Adder levels between two registers of the reduction tree.
 ADDS_PER_STAGE = 2
@@ -58,8 +60,10 @@ def mac_latency(lanes: int) -> int:
 
 
 class MacArray(wiring.Component):
-    def __init__(self, lanes: int, w_bits: int, a_bits: int, acc_bits: int, units: int = 0, first_unit: int = 0):
+    def __init__(self, lanes: int, w_bits: int, a_bits: int, acc_bits: int, units: int = 0, first_unit: int = 0,
+                 dsp: str = "inferred"):
         self.lanes = lanes
+        self.dsp = dsp                                        # the multipliers' back end (dsp.py)
         self.acc_bits = acc_bits
         self.p_bits = w_bits + a_bits
         self.latency = mac_latency(lanes)
@@ -96,11 +100,14 @@ class MacArray(wiring.Component):
             m.d.sync += reg.eq(value)
             return reg
 
-        # 1: input registers (reset-less, as DSP operand registers are: yosys packs them)
-        w_r = [delay(f"w{i}", self.w[i], reset_less=True) for i in range(P)]
-        a_r = [Signal(signed(len(self.a[i])), name=f"a{i}", reset_less=True) for i in range(P)]
+        # 1-2: the multipliers (dsp.py): registered operands (a padding entry's activation is zeroed
+        # ahead of its register), registered products
+        prod = []
         for i in range(P):
-            m.d.sync += a_r[i].eq(Mux(self.entry[i], self.a[i], 0))
+            m.submodules[f"prod{i}"] = mul = Multiplier(len(self.w[i]), len(self.a[i]), backend=self.dsp,
+                                                        name=f"prod{i}")
+            m.d.comb += [mul.a.eq(self.w[i]), mul.b.eq(Mux(self.entry[i], self.a[i], 0))]
+            prod.append(mul.p)
         # the head mask's prefix OR, in two halves: within groups of four lanes and over the groups
         # (one 32-lane prefix chain after last1 was a nine-LUT path on the ULX3S)
         group = 4
@@ -108,10 +115,6 @@ class MacArray(wiring.Component):
         pre = delay("pre1", Cat(*first_in_group))
         groups = delay("groups1", Cat(*[last[g:g + group].any() for g in range(0, P, group)]))
         valid, last = delay("valid1", valid), delay("last1", last)
-        # 2: products
-        prod = [Signal(signed(self.p_bits), name=f"prod{i}", reset_less=True) for i in range(P)]
-        for i in range(P):
-            m.d.sync += prod[i].eq(w_r[i] * a_r[i])
         # which lanes are the head (up to and including the row end), registered beside the products:
         # the prefix OR of the row ends over P lanes is a chain of its own, kept off the adders'
         # path (at P = 32 the two together were the ULX3S design's longest path, 48 MHz); its
@@ -143,23 +146,23 @@ class MacArray(wiring.Component):
             with m.Else():
                 m.d.sync += running.eq(running + head_sum)
         m.d.sync += [self.row_valid.eq(valid & ends), self.row_sum.eq(running + head_sum)]
-        formal.hook(self, m, running=running)
-        if self.units:
-            self._columns(m, w_r)
+        columns = self._columns(m) if self.units else {}
+        formal.hook(self, m, running=running, **columns)
         return m
 
-    def _columns(self, m: Module, w_r):
-        """The fold's column path (module docstring): products, then the column accumulators."""
+    def _columns(self, m: Module) -> dict:
+        """The fold's column path (module docstring): products, then the column accumulators.
+        Returns its state for the formal hook: the accumulators by unit, the read's lane and block."""
         P = self.lanes
-        # 1: the row unit's activation, 0 where the entry is no twin or no word is present
-        a_c = [Signal(signed(len(self.a_row[i])), name=f"ac{i}", reset_less=True) for i in range(P)]
+        # 1-2: the weight times the row unit's activation (0 where the entry is no twin or no word is
+        # present), a multiplier as the row's
+        cprod = []
         for i in range(P):
-            m.d.sync += a_c[i].eq(Mux(self.valid & self.twin[i], self.a_row[i], 0))
+            m.submodules[f"cprod{i}"] = mul = Multiplier(len(self.w[i]), len(self.a_row[i]), backend=self.dsp,
+                                                         name=f"cprod{i}")
+            m.d.comb += [mul.a.eq(self.w[i]), mul.b.eq(Mux(self.valid & self.twin[i], self.a_row[i], 0))]
+            cprod.append(mul.p)
         blk1 = [self._sig(m, self.blk[i], self.blk_bits, f"cblk1_{i}") for i in range(P)]
-        # 2: products (DSP operand and output registers, as the row's)
-        cprod = [Signal(signed(self.p_bits), name=f"cprod{i}", reset_less=True) for i in range(P)]
-        for i in range(P):
-            m.d.sync += cprod[i].eq(w_r[i] * a_c[i])
         blk2 = [self._sig(m, blk1[i], self.blk_bits, f"cblk2_{i}") for i in range(P)]
         # 3: the column accumulators: lane b holds the columns j = k P + b (the stream's alignment)
         acc = {}
@@ -214,6 +217,7 @@ class MacArray(wiring.Component):
             for b in range(P):
                 with m.Case(b):
                     m.d.sync += self.col_sum.eq(groups[b // READ_GROUP])
+        return {"col_acc": acc, "col_lane": lane, "col_blk": blk}      # for formal.hook
 
     @staticmethod
     def _sig(m: Module, value, shape, name: str) -> Signal:

@@ -22,8 +22,10 @@ Simulator notes (what the cell models need):
 * ECP5: the models `include ``*.vh`` files from their directory (passed as an include
   directory); ``-DNO_INCLUDES`` stops cells_sim.v and common_sim.vh both including the
   techmap wrappers (duplicate modules). Icarus also needs a patched copy of common_sim.vh
-  (see `Arch.patches`). MULT18X18D has only a black box, so ECP5 netlists are synthesized
-  with ``-nodsp`` (multipliers in LUTs); iCE40's SB_MAC16 has a full model: ``-dsp`` is kept.
+  (see `Arch.patches`). MULT18X18D has only a black box there, so ECP5 netlists are synthesized
+  with ``-nodsp`` (inferred multipliers in LUTs); a design that instantiates MULT18X18D itself
+  (rtl/dsp.py, ``hw.dsp = "mult18x18d"``) keeps its cells, simulated with memprop's model
+  ``sim/cell_models/MULT18X18D.v``. iCE40's SB_MAC16 has a full model: ``-dsp`` is kept.
 * ECP5 block RAM: yosys ships DP16KD only as a black box too, which simulates as a RAM that
   reads 0 (Verilator) or z (Icarus). The gate-level flow swaps it for memprop's behavioural
   model, ``sim/cell_models/DP16KD.v`` (`Arch.own_models`; the contract yosys' block-RAM
@@ -83,7 +85,7 @@ ARCHES: dict[str, Arch] = {
         # (TRELLIS_COMB's unsupported-mode check, never taken by a netlist).
         {"icarus": (("common_sim.vh", r"^(\s*)\$error\(", r"\1initial $display("),)},
         ("LUT4", "CCU2C", "PFUMX", "L6MUX21"),
-        ("DP16KD",)),
+        ("DP16KD", "MULT18X18D")),
 }
 
 #: memprop's behavioural models of cells that yosys ships as black boxes (`Arch.own_models`).
@@ -114,7 +116,7 @@ def cell_models_dir(arch: str) -> Path:
 
 
 #: Vendor cells that the engine's RTL may instantiate, by architecture (memprop.rtl.spram).
-RTL_PRIMITIVES = {"ice40": ("SB_SPRAM256KA",)}
+RTL_PRIMITIVES = {"ice40": ("SB_SPRAM256KA",), "ecp5": ("MULT18X18D",)}
 
 
 def primitives_in(verilog: str) -> list[tuple[str, str]]:
@@ -126,14 +128,19 @@ def primitives_in(verilog: str) -> list[tuple[str, str]]:
 def cell_model(arch: str, cell: str, out_dir: Path) -> Path:
     """One cell's behavioural model cut out of yosys' `cells_sim.v` (the model the gate-level
     flow compiles), as `out_dir/<cell>.v`, so RTL that instantiates the cell simulates with the
-    very same model. Rewritten only when it changes."""
-    text = (cell_models_dir(arch) / ARCHES[arch].models[0]).read_text()
+    very same model (memprop's own, for a cell yosys ships as a black box). Rewritten only when
+    it changes."""
+    if cell in _arch(arch).own_models:
+        text, origin = (OWN_MODELS_DIR / f"{cell}.v").read_text(), f"memprop sim/cell_models/{cell}.v"
+    else:
+        text = (cell_models_dir(arch) / ARCHES[arch].models[0]).read_text()
+        origin = f"yosys share/{ARCHES[arch].share}/{ARCHES[arch].models[0]}"
     found = re.search(rf"^module {cell}\b.*?^endmodule\b", text, re.MULTILINE | re.DOTALL)
     if found is None:
-        raise SynthesisError(f"yosys' {arch} cell models have no module {cell}")
+        raise SynthesisError(f"the {arch} cell models ({origin}) have no module {cell}")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{cell}.v"
-    body = f"// {cell} from yosys share/{ARCHES[arch].share}/{ARCHES[arch].models[0]}\n" + found.group(0) + "\n"
+    body = f"// {cell} from {origin}\n" + found.group(0) + "\n"
     if not path.is_file() or path.read_text() != body:
         path.write_text(body)
     return path

