@@ -23,14 +23,15 @@ from amaranth.lib.wiring import In, Out
 from memprop.model.numerics import CARRY_FRAC, LR_SHIFT_MAX, Formats, bitlen_signed
 
 from . import formal
+from .dsp import LATENCY as MULTIPLIER_LATENCY
 from .dsp import Multiplier
 from .hostmap import DECAY_BITS, DECAY_STEPS_MAX
 from .learnplan import c2c_thresholds, max_learn_shift, rate_table
 from .schedule import ceil_log2
 
-#: CorrelatorLane: cycles from operands at the inputs to their product in the sum (input
-#: registers, product register, sum: the multiplier sits wholly inside a DSP block).
-CORRELATOR_LATENCY = 3
+#: CorrelatorLane: cycles from operands at the inputs to their product in the sum (the
+#: multiplier's operand and product registers, dsp.py, then the sum).
+CORRELATOR_LATENCY = MULTIPLIER_LATENCY + 1
 #: Noise bits kept per draw: bit 15 (direction) and bits 31..16 (the threshold comparison).
 NOISE_BITS = 17
 

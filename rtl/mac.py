@@ -15,8 +15,8 @@ Pipeline (`mac_latency(P)` cycles from a word at the inputs to its row sum):
 
 Registering both sides of every multiplier (without a reset: DSP operand and output registers
 have none) puts it wholly inside a DSP block with its clock, so the timing analysis sees (and
-times) every multiplier path. On the ECP5 the registers are the MULT18X18D's own (dsp.py,
-`hw.dsp`): yosys would leave them in the fabric, around a combinational multiplier.
+times) every multiplier path. On the ECP5 the product register is the MULT18X18D's own
+(dsp.py, `hw.dsp`): yosys would leave it in the fabric, behind a combinational multiplier.
 
 **Fold** (`units` > 0, schedule.py): each symmetric pair is streamed once, in row i, at a
 lane b = j mod P, and its weight also multiplies the row unit's activation (`a_row`) for
@@ -40,6 +40,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import formal
+from .dsp import LATENCY as MULTIPLIER_LATENCY
 from .dsp import Multiplier
 
 #: Adder levels between two registers of the reduction tree.
@@ -55,8 +56,9 @@ def tree_stages(lanes: int) -> int:
 
 
 def mac_latency(lanes: int) -> int:
-    """Cycles from a word at the MacArray's inputs to its row sum at the outputs."""
-    return 2 + tree_stages(lanes) + 1
+    """Cycles from a word at the MacArray's inputs to its row sum at the outputs: the
+    multipliers (dsp.py), the adder tree, the running sum."""
+    return MULTIPLIER_LATENCY + tree_stages(lanes) + 1
 
 
 class MacArray(wiring.Component):
@@ -65,7 +67,6 @@ class MacArray(wiring.Component):
         self.lanes = lanes
         self.dsp = dsp                                        # the multipliers' back end (dsp.py)
         self.acc_bits = acc_bits
-        self.p_bits = w_bits + a_bits
         self.latency = mac_latency(lanes)
         self.units = units                                    # fold: the column accumulators' units N
         self.first_unit = first_unit                          # fold: the first row's unit
@@ -95,8 +96,8 @@ class MacArray(wiring.Component):
         P = self.lanes
         valid, last = self.valid, self.last
 
-        def delay(name, value, reset_less=False):
-            reg = Signal.like(value, name=name, reset_less=reset_less)
+        def delay(name, value):
+            reg = Signal.like(value, name=name)
             m.d.sync += reg.eq(value)
             return reg
 
