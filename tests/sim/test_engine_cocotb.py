@@ -54,7 +54,7 @@ def test_spram_code_memory_with_the_yosys_cell_model(tmp_path):
 @needs("verilator")
 @pytest.mark.parametrize("hw", [{"lanes": 3}, {"lanes": 4, "fold": True}], ids=["p3", "p4-fold"])
 def test_mult18x18d_multipliers_with_their_registers(hw, tmp_path):
-    """Every multiplier an ECP5 MULT18X18D with its own operand and product registers (rtl/dsp.py),
+    """Every multiplier an ECP5 MULT18X18D with its product register in the cell (rtl/dsp.py),
     simulated with memprop's model of the cell: bit-exact like the inferred ones (every step or
     fixed point, every code after LEARN, every cycle count)."""
     cfg = Config.for_algorithm("eqprop", network={"n": 7, "max_steps": 10}, numerics="fixed",
@@ -69,7 +69,7 @@ def test_mult18x18d_multipliers_with_their_registers(hw, tmp_path):
 def board_gate_level(board: str, workloads: list, root, hw: dict | None = None, **network):
     """The board's default configuration (with `network` and `hw` overrides), synthesized for its
     FPGA family (iCE40: SB_SPRAM256KA, SB_MAC16, SB_RAM40_4K; ECP5: DP16KD and MULT18X18D with their
-    registers, as `memprop build` makes them), under Verilator with yosys' and memprop's cell models."""
+    product registers, as `memprop build` makes them), under Verilator with yosys' and memprop's cell models."""
     from memprop.boards.build import get_board
 
     spec = get_board(board)
