@@ -46,6 +46,18 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 STAGES = 5
 
 
+def multipliers_line(board: str, cfg: Config, utilisation: dict) -> str:
+    """How the build made the engine's multipliers: `hw.dsp` on the board's platform (rtl/dsp.py)."""
+    from memprop.boards.build import get_board
+    from memprop.rtl.dsp import resolve_backend
+
+    backend = resolve_backend(cfg.hw.dsp, get_board(board).make_platform())
+    used = utilisation.get("dsp", {}).get("used", "?")
+    how = ("MULT18X18D, each with its product register inside the block" if backend == "mult18x18d"
+           else "mapped by yosys")
+    return f"multipliers: {used} DSP blocks, {how} (hw.dsp = {cfg.hw.dsp!r})"
+
+
 def _stage(k: int, text: str) -> float:
     click.secho(f"[{k}/{STAGES}] {text}", bold=True)
     return time.perf_counter()
@@ -188,6 +200,8 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         report["bitstream"]["logic_depth"] = {k: depth[k] for k in ("max_levels", "deep", "endpoints_deep")}
         click.echo(f"{build_report['bitstream']}: {util}; fmax {build_report['fmax_mhz']} MHz "
                    f"(clock {build_report['clock_mhz']} MHz); image {paths['image']}")
+        report["bitstream"]["multipliers"] = line = multipliers_line(board, cfg_fixed, build_report["utilisation"])
+        click.echo(line)
         click.echo(f"logic depth: {depth['max_levels']} LUT levels at most, {depth['endpoints_deep']} endpoints at "
                    f"{depth['deep']} or more (build.json: the deepest register pairs)")
         slow = build_report.get("slow_registers")

@@ -191,3 +191,17 @@ def test_weights_for_a_boards_classifier_come_from_its_config(tmp_path):
     _, trained, _ = weights.load(out)
     assert trained.fingerprint == cfg.fingerprint and trained.numerics == "fixed"
     assert trained.network.layers == (64, 50, 10) and trained.hw == cfg.hw
+
+
+def test_demo_names_how_the_multipliers_are_built():
+    """The demo's bitstream stage says which multipliers the board's build has (hw.dsp "auto"):
+    MULT18X18D with their product registers on the ECP5, yosys's mapping on the iCE40."""
+    from memprop.boards.build import get_board
+    from memprop.demo import multipliers_line
+
+    ecp5 = multipliers_line("ulx3s", get_board("ulx3s").default_config(), {"dsp": {"used": 96, "available": 156}})
+    assert ecp5.startswith("multipliers: 96 DSP blocks, MULT18X18D") and "'auto'" in ecp5
+    ice40 = multipliers_line("icebreaker", get_board("icebreaker").default_config(), {"dsp": {"used": 7}})
+    assert "mapped by yosys" in ice40 and "MULT18X18D" not in ice40
+    forced = get_board("icebreaker").default_config().replace(hw={"dsp": "inferred"})
+    assert "mapped by yosys" in multipliers_line("ulx3s", forced, {})
