@@ -53,20 +53,19 @@ class Multiplier(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # the operands in fabric registers: on the ECP5 too (placed freely between their sources,
+        # often block RAM reads and an adder, and the DSP column)
+        a = Signal(signed(self.a_bits), name=f"{self.name}_a", reset_less=True)
+        b = Signal(signed(self.b_bits), name=f"{self.name}_b", reset_less=True)
+        m.d.sync += [a.eq(self.a), b.eq(self.b)]
         if self.backend == "inferred":
-            a = Signal(signed(self.a_bits), name=f"{self.name}_a", reset_less=True)
-            b = Signal(signed(self.b_bits), name=f"{self.name}_b", reset_less=True)
             p = Signal(signed(self.a_bits + self.b_bits), name=self.name, reset_less=True)
-            m.d.sync += [a.eq(self.a), b.eq(self.b), p.eq(a * b)]
+            m.d.sync += p.eq(a * b)
             m.d.comb += self.p.eq(p)
             return m
-        # the operands in fabric registers (placed freely between their sources, often block RAM
-        # reads and an adder, and the DSP column), the product in the cell's output register
-        a18 = Signal(signed(MULT18_BITS), name=f"{self.name}_a", reset_less=True)
-        b18 = Signal(signed(MULT18_BITS), name=f"{self.name}_b", reset_less=True)
-        p36 = Signal(2 * MULT18_BITS)
-        m.d.sync += [a18.eq(self.a), b18.eq(self.b)]
-        m.d.comb += self.p.eq(p36[:self.a_bits + self.b_bits])
+        # the product in the cell's output register; the operands sign-extended to its ports
+        a18, b18, p36 = Signal(signed(MULT18_BITS)), Signal(signed(MULT18_BITS)), Signal(2 * MULT18_BITS)
+        m.d.comb += [a18.eq(a), b18.eq(b), self.p.eq(p36[:self.a_bits + self.b_bits])]
         ports = {f"i_A{k}": a18[k] for k in range(MULT18_BITS)}
         ports |= {f"i_B{k}": b18[k] for k in range(MULT18_BITS)}
         ports |= {f"i_C{k}": Const(0, 1) for k in range(MULT18_BITS)}
