@@ -363,6 +363,8 @@ def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates:
         "steps_per_sample": {"untrained": first.steps / first.samples, "trained": last.steps / last.samples},
         "recall_cycles": {k: v["cycles_mean"] for k, v in recall.items()},
         "recall_accuracy": {k: v["accuracy"] for k, v in recall.items()},
+        "activity": {"untrained": activity(cfg, run["initial"], run["first_minibatch"]),
+                     "trained": activity(cfg, run["final"], _last_minibatch(cfg, pats, run))},
         "training": {"epochs": epochs, "samples": samples, "cycles": total, "samples_batch1": samples1,
                      "cycles_batch1": total1, "per_epoch": [e.to_dict() for e in run["epochs"]]},
         "train_samples_per_s": train_sps, "train_samples_per_s_batch1": train_sps1,
@@ -388,6 +390,28 @@ def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates:
         if progress:
             progress(f"{board}: engine simulated (Verilator)")
     return entry
+
+
+def activity(cfg: Config, params: fixed.FixedParams, minibatch: dict) -> dict:
+    """Activations that change in a relaxation step, on average, per phase, over one protocol
+    minibatch (the fixed-point model, exactly the engine's steps): how sparse the network's
+    activity is. An event-driven engine would add W·Δa instead of recomputing W·a; in a dense
+    network one changed activation still changes every unit's field (README, session 15)."""
+    fmt = Formats(cfg)
+    x, y = np.asarray(minibatch["x"]), np.asarray(minibatch["y"])
+    drive, target = fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y)
+    changed = {"free": [], "nudged": []}
+
+    def traced(fmt_, W, b, drive_, target_=None, sign=0, v_start=None, max_steps=None):
+        out = fixed.fixed_relax(fmt_, W, b, drive_, target_, sign, v_start, max_steps, trace=True)
+        a = fixed.activation(fmt_, np.asarray(out.trace))             # (steps + 1, batch, N)
+        per_step = (a[1:] != a[:-1]).sum(axis=2)                      # (steps, batch)
+        taken = np.arange(per_step.shape[0])[:, None] < out.steps[None, :]
+        changed["free" if sign == 0 else "nudged"].extend(per_step[taken].tolist())
+        return out
+
+    fixed.eqprop_fixed_update(fmt, params.copy(), drive, target, relax=traced)
+    return {phase: float(np.mean(counts)) if counts else 0.0 for phase, counts in changed.items()}
 
 
 def _last_minibatch(cfg: Config, pats, run: dict) -> dict:
@@ -465,6 +489,12 @@ def markdown(section: dict) -> str:
                         notes.append(f"  with this design's LEARN and STORE ({ceiling['learn_cycles_per_sample']:,.0f} "
                                      f"cycles a sample): {ceiling['samples_per_s_with_learn']:,.0f} samples/s = "
                                      f"{ceiling['ratio_with_learn']:.2f}x: {learn_verdict}")
+        act = e.get("activity")
+        if act:
+            notes.append(f"  activations changed a relaxation step (of N = {e['n']}; one protocol minibatch, "
+                         f"untrained / trained): free phase {act['untrained']['free']:.1f} / "
+                         f"{act['trained']['free']:.1f}, nudged {act['untrained']['nudged']:.1f} / "
+                         f"{act['trained']['nudged']:.1f}")
         sim = e.get("simulation")
         if sim:
             verdict = "equal to the cycle model" if all(s["ok"] for s in sim["states"].values()) else "DIFFERENT"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import statistics
 
+import numpy as np
+
 import pytest
 
 from click.testing import CliRunner
@@ -213,3 +215,36 @@ def test_minibatch_cost_counts_every_command():
     layered = wide.replace(network={"topology": "layered", "layers": [4, 4, 2]})     # clamped inputs: STOREs
     assert hwbench.minibatch_cost(layered, step, {"steps": 7.5}, 2).store == 4 * 2 * cycles.store_cycles(10)
     assert cost.learn == cycles.learn_cycles(sch, step.pulses_w, step.pulses_b)
+
+
+def test_activity_counts_the_activations_each_step_changes():
+    """hwbench.activity against an independent count: the free phase relaxed 1, 2, ... steps
+    (max_steps), activations compared between consecutive step counts, over the steps each sample
+    takes. The learning step runs on a copy: the parameters are left as they were."""
+    from memprop import hwbench
+    from memprop.model import fixed
+    from memprop.model.numerics import Formats
+    from memprop.model.config import Config
+    from memprop.rtl.verify import trained_start
+
+    cfg = Config.for_algorithm("eqprop", numerics="fixed", network={"n": 12}, train={"batch_size": 3})
+    fmt = Formats(cfg)
+    _, params = trained_start(cfg)
+    before = params.copy()
+    rng = np.random.default_rng(5)
+    x = rng.choice([-1, 1], (3, 12))
+    minibatch = {"x": x.tolist(), "y": x.tolist()}
+    got = hwbench.activity(cfg, params, minibatch)
+
+    W, b = params.weights(fmt.device)
+    drive = fixed.fixed_drive_for(fmt, x)
+    full = fixed.fixed_relax(fmt, W, b, drive)
+    counts = []
+    prev = fixed.activation(fmt, fixed.fixed_relax(fmt, W, b, drive, max_steps=0).v)
+    for k in range(1, int(full.steps.max()) + 1):
+        now = fixed.activation(fmt, fixed.fixed_relax(fmt, W, b, drive, max_steps=k).v)
+        counts += [int((now[i] != prev[i]).sum()) for i in range(3) if k <= full.steps[i]]
+        prev = now
+    assert got["free"] == pytest.approx(np.mean(counts))
+    assert 0 <= got["nudged"] <= 12 and got["free"] > 0
+    assert np.array_equal(params.codes_w, before.codes_w) and params.updates == before.updates
