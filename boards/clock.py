@@ -20,7 +20,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from amaranth import ClockDomain, Const, Instance, Module
+from amaranth import ClockSignal, Const, Instance, Module
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 
@@ -91,8 +91,9 @@ def _compute(family: str, f_in: float, f_out: float) -> dict:
 
 
 class PLLClock(wiring.Component):
-    """The `sync` domain from the board PLL: `clk_pin` is the oscillator's pin (requested with
-    dir="-"), `params` from `pll_params`. `locked` is exported for status."""
+    """Drives the `sync` domain from the board PLL: `clk_pin` is the oscillator's pin (requested
+    with dir="-"), `params` from `pll_params`. `locked` is exported for status. The parent
+    defines the domain (Amaranth 0.6 refuses a domain used above the module that defines it)."""
 
     def __init__(self, family: str, f_in: float, params: dict, clk_pin):
         self.family, self.f_in, self.params, self.clk_pin = family, f_in, params, clk_pin
@@ -101,8 +102,7 @@ class PLLClock(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = sync = ClockDomain("sync")
-        clk = sync.clk
+        clk = ClockSignal("sync")
         p = self.params
         if self.family == "ice40":
             m.submodules.pll = Instance(

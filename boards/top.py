@@ -13,7 +13,7 @@ follow the achieved frequency); without it, on the board oscillator (`platform.d
 
 from __future__ import annotations
 
-from amaranth import Elaboratable, Module, Signal
+from amaranth import ClockDomain, Elaboratable, Module, Signal
 from amaranth.lib import io, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -132,6 +132,7 @@ class BoardTop(Elaboratable):
         self.frequency = clk
         m = Module()
         if self.clock_hz is not None:
+            m.domains.sync = ClockDomain("sync")
             m.submodules.pll = PLLClock(family, osc, params, platform.request(platform.default_clk, dir="-"))
         serial = SerialEngine(self.cfg, clk_freq=clk, baud=self.baud, timeout=round(LINK_TIMEOUT_S * clk),
                               max_burst=self.max_burst, fifo_depth=self.fifo_depth, init=self.init)

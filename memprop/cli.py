@@ -505,7 +505,11 @@ BOARD_NAMES = ("icebreaker", "ulx3s", "ulx3s-25f")
               help="JSON config with numerics 'fixed'; default: the board's own (memprop.boards.build.BOARDS)")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="build directory")
 @click.option("--baud", type=click.IntRange(min=1), default=None, help="UART baud rate (default 1000000)")
-@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True, help="nextpnr placement seed")
+@click.option("--seed", type=click.IntRange(min=0), multiple=True,
+              help="nextpnr placement seed; repeat it to place with each (in parallel, one synthesis) and keep "
+                   "the fastest placement (default: the board's seeds, 1 to 3 on the ULX3S)")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="placements run at once with several seeds (default: one per CPU)")
 @click.option("--clock", "clock_mhz", type=click.FloatRange(min=1, max=400), default=None,
               help="core clock from the board PLL in MHz (default: the board's, where its design closes)")
 @click.option("--weights", "weight_file", type=click.Path(dir_okay=False), default=None,
@@ -517,9 +521,9 @@ BOARD_NAMES = ("icebreaker", "ulx3s", "ulx3s-25f")
               help="ECP5: list the registers slower than this frequency in MHz (default: the board's "
                    "goal, else the clock)")
 @user_errors
-def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file, task_name, goal_mhz):
+def build_board(board, config_file, out, baud, seed, jobs, clock_mhz, weight_file, task_name, goal_mhz):
     """Build a bitstream for a board: engine + host link + UART (YoWASP toolchain)."""
-    from memprop.boards.build import DEFAULT_BAUD, BuildError, build, get_board
+    from memprop.boards.build import DEFAULT_BAUD, BuildError, build, get_board, placement_line
     from memprop.boards.configs import board_clock_hz, remember
     from memprop.boards.timing import format_slow
 
@@ -534,8 +538,8 @@ def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file, tas
     if weight_file is not None:
         init = _baked_weights(board, cfg or target.default_config(), weight_file)
     try:
-        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed, clock_mhz=clock_mhz,
-                       init=init, goal_mhz=goal_mhz)
+        report = build(board, cfg, Path(out), baud=baud or DEFAULT_BAUD, seed=seed or None, clock_mhz=clock_mhz,
+                       init=init, goal_mhz=goal_mhz, jobs=jobs)
     except BuildError as exc:
         raise click.ClickException(str(exc)) from None
     remember(Config.from_json(json.dumps(report["config"])), f"memprop build {out}", board=board,
@@ -548,6 +552,8 @@ def build_board(board, config_file, out, baud, seed, clock_mhz, weight_file, tas
                f"fingerprint {report['fingerprint']}")
     click.echo(f"  {util}; fmax {report['fmax_mhz']} MHz at a {report['clock_mhz']} MHz PLL clock; "
                f"{report['wall_s']} s; report {out}/build.json")
+    if placement_line(report):
+        click.echo(f"  {placement_line(report)}")
     depth = report["logic_depth"]
     click.echo(f"  logic depth: {depth['max_levels']} LUT levels at most, {depth['endpoints_deep']} endpoints at "
                f"{depth['deep']} or more" + "".join(f"\n    {d['levels']} levels, {d['endpoints']} endpoints: "

@@ -184,7 +184,7 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         click.echo(f"[5/{STAGES}] bitstream: skipped (--no-bitstream)")
     else:
         t = _stage(5, f"bitstream for {board} (YoWASP), and the trained weights as a host-link image")
-        from memprop.boards.build import build
+        from memprop.boards.build import build, placement_line
         from memprop.boards.image import from_weights, write_image
         from memprop.boards.timing import format_slow
 
@@ -200,6 +200,9 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         report["bitstream"]["logic_depth"] = {k: depth[k] for k in ("max_levels", "deep", "endpoints_deep")}
         click.echo(f"{build_report['bitstream']}: {util}; fmax {build_report['fmax_mhz']} MHz "
                    f"(clock {build_report['clock_mhz']} MHz); image {paths['image']}")
+        report["bitstream"]["seeds"] = build_report["seeds"]
+        if placement_line(build_report):           # the ULX3S places with three seeds and keeps the fastest
+            click.echo(placement_line(build_report))
         report["bitstream"]["multipliers"] = line = multipliers_line(board, cfg_fixed, build_report["utilisation"])
         click.echo(line)
         click.echo(f"logic depth: {depth['max_levels']} LUT levels at most, {depth['endpoints_deep']} endpoints at "
