@@ -552,8 +552,8 @@ def build_board(board, config_file, out, baud, seed, jobs, clock_mhz, weight_fil
                f"fingerprint {report['fingerprint']}")
     click.echo(f"  {util}; fmax {report['fmax_mhz']} MHz at a {report['clock_mhz']} MHz PLL clock; "
                f"{report['wall_s']} s; report {out}/build.json")
-    if placement_line(report):
-        click.echo(f"  {placement_line(report)}")
+    if placements := placement_line(report):
+        click.echo(f"  {placements}")
     depth = report["logic_depth"]
     click.echo(f"  logic depth: {depth['max_levels']} LUT levels at most, {depth['endpoints_deep']} endpoints at "
                f"{depth['deep']} or more" + "".join(f"\n    {d['levels']} levels, {d['endpoints']} endpoints: "

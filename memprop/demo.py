@@ -201,8 +201,8 @@ def run_demo(out: Path, quick: bool = False, board: str | None = None, simulator
         click.echo(f"{build_report['bitstream']}: {util}; fmax {build_report['fmax_mhz']} MHz "
                    f"(clock {build_report['clock_mhz']} MHz); image {paths['image']}")
         report["bitstream"]["seeds"] = build_report["seeds"]
-        if placement_line(build_report):           # the ULX3S places with three seeds and keeps the fastest
-            click.echo(placement_line(build_report))
+        if placements := placement_line(build_report):   # the ULX3S places with three seeds, keeps the fastest
+            click.echo(placements)
         report["bitstream"]["multipliers"] = line = multipliers_line(board, cfg_fixed, build_report["utilisation"])
         click.echo(line)
         click.echo(f"logic depth: {depth['max_levels']} LUT levels at most, {depth['endpoints_deep']} endpoints at "
