@@ -294,16 +294,30 @@ def demo_workload(cfg: Config, weights_file: Path, pats) -> dict:
 def demo_cycles(cfg: Config, measured: dict) -> dict:
     """Per-sample figures from the engine's counter: LEARN, a training sample, a recall."""
     from memprop.rtl import cycles
+    from memprop.rtl.learnplan import LearnPlan
     from memprop.rtl.schedule import Schedule
 
     B = cfg.train.batch_size
     sample = (sum(measured["relax"]) + measured["learn"]) / B + cycles.sample_copy_cycles(cfg)
+    plan = LearnPlan(cfg)
     return {"learn": measured["learn"], "sample": sample, "recall": float(np.mean(measured["recall"])),
-            "batch_size": B, "step": cycles.step_cycles(Schedule(cfg))}
+            "batch_size": B, "step": cycles.step_cycles(Schedule(cfg)), "learn_lanes": plan.width,
+            "draws": draw_rate(plan)}
+
+
+def draw_rate(plan) -> str:
+    """How fast the learner's Threefry units draw (docs/rtl.md), or that it draws nothing."""
+    if not plan.calls:
+        return "no random draws"
+    if plan.rng_interval > 1:
+        return f"one Threefry draw per {plan.rng_interval} cycles"
+    units = plan.rng_units
+    return f"{units} Threefry pipeline{'s' if units > 1 else ''}, {units} draw{'s' if units > 1 else ''} a cycle"
 
 
 def demo_line(c: dict) -> str:
-    return (f"engine cycles (measured): LEARN {c['learn']:,} per minibatch of {c['batch_size']}, "
+    return (f"engine cycles (measured): LEARN {c['learn']:,} per minibatch of {c['batch_size']} "
+            f"({c['learn_lanes']} learning lanes, {c['draws']}), "
             f"{c['sample']:,.0f} per training sample, {c['recall']:,.0f} per recall ({c['step']} per step)")
 
 

@@ -202,9 +202,10 @@ class HardwareConfig(_Section):
     lanes: int = Field(4, ge=1, le=64, description="multiply-accumulate lanes P")
     learn_lanes: int | None = Field(None, ge=1, le=64,
                                     description="learning lanes W <= P of the LEARN unit; None: P")
-    threefry: Literal["pipelined", "dual", "iterative"] = Field(
-        "pipelined", description="the learner's random numbers: one per cycle (pipelined), two per cycle from two "
-        "pipelines (dual; stochastic rounding without c2c noise) or one per 18 (iterative, small)")
+    threefry: Literal["pipelined", "dual", "quad", "iterative"] = Field(
+        "pipelined", description="the learner's random numbers: one per cycle (pipelined), two or four per cycle "
+        "from two or four pipelines (dual, quad; stochastic rounding without c2c noise) or one per 18 (iterative, "
+        "small)")
     code_memory: Literal["auto", "block", "spram"] = Field(
         "auto", description="device-code memory: block RAM, iCE40 UltraPlus SPRAM, or auto (SPRAM when the "
         "build platform has it)")

@@ -70,7 +70,8 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
 
     Four stages work in lock step on consecutive groups; a slot lasts 1 + SLOT_END_LATENCY +
     the latest stage's done cycle. A: skipped groups (one cycle each), the latch, one Threefry request per
-    cycle (or per initiation interval); B: B reads (HI and LO together; 2B, HI then LO, for
+    cycle (or per initiation interval; with several pipelines the largest share of one pipeline's
+    lanes, and an idle stage before B: LearnPlan.draw_lead); B: B reads (HI and LO together; 2B, HI then LO, for
     learners narrower than PAIRED_READ_LANES) and the correlator pipeline; C: waits
     for its draws (requested two slots earlier), rounds, two cycles per pulse round; D: the
     own write and one write per mirror.
@@ -78,23 +79,24 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     from .learn import LEARN_FINISH, LEARN_INIT, SLOT_END_LATENCY, round_earliest, stage_b_cycles
 
     walk = plan.walk(pulses_w, pulses_b)
-    skipped, requests, rounds, mirrors, bias_lanes = (walk[key].tolist() for key in
-                                                     ("skipped", "requests", "rounds", "mirrors", "bias_lanes"))
+    skipped, requests, issue_cycles, rounds, mirrors, bias_lanes = (
+        walk[key].tolist() for key in ("skipped", "requests", "issues", "rounds", "mirrors", "bias_lanes"))
     G = len(skipped)
     hard = plan.cfg.network.activation != "tanh"
     d_b = stage_b_cycles(plan.batch, plan.width, hard)
-    latency, interval, units = plan.rng_latency, plan.rng_interval, plan.rng_units
+    latency, interval = plan.rng_latency, plan.rng_interval
     width = plan.width
     carry = plan.cfg.fixed.rounding == "carry"
     last_accept = -(10**9)
     ready = [0] * G                          # absolute cycle from which a group's draws are all in
     t = 0                                    # absolute start of the slot (slot 0 at 0)
-    for k in range(G + 3):
+    lead = plan.draw_lead                    # stage C works on group k - lead, B on k - lead + 1
+    for k in range(G + lead + 1):
         longest = 0
         if k < G:
             if requests[k]:
                 load = t + skipped[k] + 1
-                issues = -(-requests[k] // units)              # "dual": two lanes' requests a cycle
+                issues = issue_cycles[k]                       # "dual", "quad": the largest share
                 if interval == 1 and last_accept <= load:      # pipelined: one issue per cycle
                     last_loaded = load + issues - 1
                     last_accept = last_loaded + 1
@@ -109,14 +111,14 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
             else:
                 ready[k] = -(10**9)
                 longest = skipped[k] + 1
-        if 0 <= k - 1 < G:
+        if 0 <= k - lead + 1 < G:
             longest = max(longest, d_b)
-        if 0 <= k - 2 < G:
-            j = k - 2
+        if 0 <= k - lead < G:
+            j = k - lead
             q = max(round_earliest(carry, bool(bias_lanes[j]), width), ready[j] - t)
             longest = max(longest, q + 1 + 2 * rounds[j])
-        if 0 <= k - 3 < G:
-            j = k - 3
+        if 0 <= k - lead - 1 < G:
+            j = k - lead - 1
             if bias_lanes[j]:
                 longest = max(longest, width + bias_lanes[j] - 1)
             else:

@@ -19,7 +19,9 @@ ends in the cycle after all four are done, and every group moves one stage on:
   D  write           writes the programmed primary copies (one word write) and then each
                      copy's mirror, one per cycle (mirror base table + row)
 
-Draws are requested two slots before they are used, so the Threefry latency is hidden. The
+Draws are requested two slots before they are used, so the Threefry latency is hidden; with
+two or four Threefry pipelines ("dual", "quad") the slots are short, and an idle stage A2 between
+A and B makes the lead three slots (LearnPlan.draw_lead). The
 code and bias memories are single-ported (`LearnerPort`): a code word is read only in a slot's
 first cycle and written only after it; bias entries are read in cycles 0 .. W-1 and written
 from cycle W on. The cycle count is exactly `cycles.learn_cycles`.
@@ -233,10 +235,10 @@ class Learner(wiring.Component):
         sh_min, sh_top = shift_range(f)
         aligned_draws = plan.stochastic and not Quantiser.constant_for(f)
         tag_drop_bits = ceil_log2(sh_top - sh_min + 1) if aligned_draws else 0
-        rngs = []                                  # hw.threefry "dual": two pipelines, two requests a cycle
+        rngs = []                                  # "dual" / "quad": 2 / 4 pipelines, as many requests a cycle
         if K:
             tag_bits = 2 + tag_lane_bits + tag_call_bits + tag_drop_bits
-            for unit in range(plan.rng_units):
+            for unit in range(min(plan.rng_units, W)):       # pipelines past the W-th would have no lane
                 if plan.rng == "iterative":
                     rng = Threefry2x32(tag_bits=tag_bits)
                 else:
@@ -251,19 +253,24 @@ class Learner(wiring.Component):
         # longest path). It leaves out what only stage A does to a buffer: `issued` may lag by two
         # cycles and the reset is not seen, but a buffer's requests are all issued (and its counts
         # reset) in its stage A slot, so from stage B on, when C reads it, neither moves.
-        issued = [Signal(range(W * max(K, 1) + 1), name=f"issued{b}") for b in range(3)]
-        recv = [Signal(range(W * max(K, 1) + 1), name=f"recv{b}") for b in range(3)]
-        recv_inc = [Signal.like(recv[b], name=f"recv_inc{b}") for b in range(3)]   # + this cycle's arrivals
-        recv_nx = [Signal.like(recv[b], name=f"recv_nx{b}") for b in range(3)]     # and stage A's reset
-        for b in range(3):
+        # Draws are requested `lead` slots before stage C uses them (learnplan.draw_lead): one buffer
+        # per stage from A to C, with several pipelines an idle stage A2 between A and B.
+        NB = plan.draw_lead + 1
+        issued = [Signal(range(W * max(K, 1) + 1), name=f"issued{b}") for b in range(NB)]
+        recv = [Signal(range(W * max(K, 1) + 1), name=f"recv{b}") for b in range(NB)]
+        recv_inc = [Signal.like(recv[b], name=f"recv_inc{b}") for b in range(NB)]   # + this cycle's arrivals
+        recv_nx = [Signal.like(recv[b], name=f"recv_nx{b}") for b in range(NB)]     # and stage A's reset
+        for b in range(NB):
             m.d.comb += [recv_inc[b].eq(recv[b]), recv_nx[b].eq(recv_inc[b])]
             m.d.sync += recv[b].eq(recv_nx[b])
-        # rounding draws by stage, not by buffer: rho[0] for stage A's group, rho[1] for B's, rho[2]
-        # for C's, moved on at the slot end. The quantisers read rho[2] straight from a register (a
-        # buffer select in front of their rounding adders was the ULX3S's longest route).
-        rho = [[Signal(wd["rho_bits"], name=f"rho_{'abc'[k]}{lane}") for lane in range(W)] for k in range(3)]
+        # rounding draws by stage, not by buffer: rho[0] for stage A's group, rho[1] for the next
+        # stage's, ..., rho[-1] for C's, moved on at the slot end. The quantisers read rho[-1]
+        # straight from a register (a buffer select in front of their rounding adders was the
+        # ULX3S's longest route).
+        stage_names = ["a", "a2", "b", "c"] if NB == 4 else ["a", "b", "c"]
+        rho = [[Signal(wd["rho_bits"], name=f"rho_{stage_names[k]}{lane}") for lane in range(W)] for k in range(NB)]
         if noisy:
-            noise_mem = memory.Memory(shape=unsigned(W * 2 * NOISE_BITS), depth=3 * P_max, init=[])
+            noise_mem = memory.Memory(shape=unsigned(W * 2 * NOISE_BITS), depth=NB * P_max, init=[])
             m.submodules.noise_mem = noise_mem
             noise_wr = noise_mem.write_port(granularity=2 * NOISE_BITS)
             noise_rd = noise_mem.read_port()
@@ -281,6 +288,8 @@ class Learner(wiring.Component):
         m.d.comb += cyc_nx.eq(Mux(slot_end, 0, Mux(running, cyc + 1, cyc)))
         m.d.sync += cyc.eq(cyc_nx)
         ga = _Group(plan, "ga", word_bits)         # stage A's group (latched this slot)
+        ga2 = _Group(plan, "ga2", word_bits) if NB == 4 else None    # idle: its draws arrive
+        pre_b = ga2 or ga                          # the stage that hands its group to B
         gb = _Group(plan, "gb", word_bits)
         gc = _Group(plan, "gc", word_bits)
         gd = _Group(plan, "gd", word_bits)
@@ -288,13 +297,15 @@ class Learner(wiring.Component):
         # the groups the slot end moves on: they enable 16 correlators' clears and 16 quantisers'
         # products, and the counter's compare ahead of that fan-out was the ULX3S's longest path
         b_first, c_first = Signal(), Signal()
-        m.d.sync += [b_first.eq(Mux(slot_end, ga.valid, gb.valid) & (cyc_nx == 0)),
+        m.d.sync += [b_first.eq(Mux(slot_end, pre_b.valid, gb.valid) & (cyc_nx == 0)),
                      c_first.eq(Mux(slot_end, gb.valid, gc.valid) & (cyc_nx == 0))]
         start_clear = [b_first, c_first]           # such registers, cleared with the groups in INIT
         buf_a = Signal(2)                          # buffer of the group A latches in this slot
         with m.If(slot_end):
-            m.d.sync += [*gb.eq(ga), *gc.eq(gb), *gd.eq(gc), ga.valid.eq(0),
-                         buf_a.eq(Mux(buf_a == 2, 0, buf_a + 1))]
+            m.d.sync += [*gb.eq(pre_b), *gc.eq(gb), *gd.eq(gc), ga.valid.eq(0),
+                         buf_a.eq(Mux(buf_a == NB - 1, 0, buf_a + 1))]
+            if ga2 is not None:
+                m.d.sync += ga2.eq(ga)
 
         # -- stage A: walk the stream, latch a group, request its draws ------------------------------
         cand_word = Signal(word_bits)
@@ -405,71 +416,69 @@ class Learner(wiring.Component):
                           _unit_runs(m, d_col[lane], table, f"drate_col{lane}")) for lane in range(W)]
             b_rate = [_unit_runs(m, bias_next + lane, plan.unit_rates["bias"], f"brate{lane}") for lane in range(W)]
 
-        # the request register and the issue loop
-        req_valid = Signal()
-        req_s = Signal(s_bits)
+        # The request registers and the issue loop. With U pipelines ("dual", "quad": one call per
+        # lane) pipeline u serves the lanes l = u mod U, the lowest of them with a call left each
+        # cycle: a group's issue takes the largest share of one pipeline's lanes (learnplan.walk).
+        # Each lane's draw thus comes from one pipeline: its rounding register has one writer.
+        U = max(len(rngs), 1)
+        lanes_of = [list(range(u, W, U)) for u in range(U)]    # pipeline u's lanes; its masks are compact
+        req_valid = [Signal(name=f"req_valid{u}") for u in range(U)]
+        req_s = [Signal(s_bits, name=f"req_s{u}") for u in range(U)]
         req_k = Signal(5)
-        req_tag = Signal(2 + tag_lane_bits + tag_call_bits + tag_drop_bits)
-        accept = Signal()
-        if K:
-            m.d.comb += [rng.i.valid.eq(req_valid), accept.eq(req_valid & rng.i.ready),
-                         rng.i.payload.as_value()[:128].eq(call_request(self.seed, self.updates, req_s, req_k))]
-            m.d.comb += rng.i.payload.tag.eq(req_tag)
-            with m.If(accept):
-                m.d.sync += req_valid.eq(0)
-        remaining = Signal(W)
+        req_tag = [Signal(2 + tag_lane_bits + tag_call_bits + tag_drop_bits, name=f"req_tag{u}") for u in range(U)]
+        accept = [Signal(name=f"accept{u}") for u in range(U)]
+        for u, unit in enumerate(rngs):
+            k_u = req_k if u == 0 else Const(plan.first_call, 5)     # only a lone pipeline makes noise calls
+            m.d.comb += [unit.i.valid.eq(req_valid[u]), accept[u].eq(req_valid[u] & unit.i.ready),
+                         unit.i.payload.as_value()[:128].eq(call_request(self.seed, self.updates, req_s[u], k_u)),
+                         unit.i.payload.tag.eq(req_tag[u])]
+            with m.If(accept[u]):
+                m.d.sync += req_valid[u].eq(0)
+        # each pipeline's lanes with calls left, and the lowest of them one-hot, a register beside
+        # it (as the mirror walk's m_hot): the selects are AND-ORs, not a priority encoder and a
+        # decode (found from `remaining` in front of its select, it was the ULX3S's longest path)
+        remaining = [Signal(len(lanes_of[u]), name=f"remaining{u}") for u in range(U)]
+        a_hot = [Signal(len(lanes_of[u]), name=f"a_hot{u}") for u in range(U)]
         kk = Signal(range(max(K, 2)))
         # each latched lane's synapse index s (numerics.md, section 5), computed when the group is
         # latched: the issue loop only selects one (its adders behind the lane select were the
         # ULX3S's longest path)
         a_s = [Signal(s_bits, name=f"a_s{lane}") for lane in range(W)] if K else []
-        # the lowest lane with calls left, one-hot, is a register beside `remaining` (as the mirror
-        # walk's m_hot): the selects are AND-ORs, not a priority encoder and a decode
-        a_hot = Signal(W)
-        sel = Signal(range(max(W, 2)))
-        m.d.comb += sel.eq(_select(a_hot, [Const(lane, len(sel)) for lane in range(W)]))
-        s_val = Signal(s_bits)
-        m.d.comb += s_val.eq(_select(a_hot, a_s))
+        sel = [Signal(range(max(W, 2)), name=f"sel{u}") for u in range(U)]
+        s_val = [Signal(s_bits, name=f"s_val{u}") for u in range(U)]
+        for u in range(U):
+            m.d.comb += [sel[u].eq(_select(a_hot[u], [Const(lane, len(sel[u])) for lane in lanes_of[u]])),
+                         s_val[u].eq(_select(a_hot[u], [a_s[lane] for lane in lanes_of[u]] if a_s else []))]
         if aligned_draws:                          # the selected lane's shift, as its quantiser will have it
-            sel_rate, sel_diag = Signal(range(len(plan.rates))), Signal()
-            m.d.comb += sel_diag.eq(_select(a_hot, ga.diag))
+            sel_rate, sel_diag = Signal(range(len(plan.rates))), Signal()     # (one pipeline: all lanes)
+            m.d.comb += sel_diag.eq(_select(a_hot[0], ga.diag))
             if rated:
-                m.d.comb += sel_rate.eq(_select(a_hot, ga.rate))
+                m.d.comb += sel_rate.eq(_select(a_hot[0], ga.rate))
             sel_sh = learn_shift(m, f, sel_rate, sel_diag, self.decay if f.decay_shift else None, "a_sh")
             sel_drop = Signal(tag_drop_bits)
             m.d.comb += sel_drop.eq(sh_top - sel_sh)
-        can_load = ~req_valid | accept
-        # the second pipeline's request: the next lowest lane with a call left (one call per lane),
-        # one-hot, a register beside a_hot (found from `remaining` in front of its select, it was
-        # the ULX3S's longest path)
-        dual = len(rngs) == 2
-        a_hot2 = Signal(W) if dual else Const(0, W)
+        can_load = Const(1, 1)
+        for u in range(U):
+            can_load = can_load & (~req_valid[u] | accept[u])
 
-        def second_lowest(mask):
-            return _lowest_bit(mask & ~_lowest_bit(mask, W), W)
+        def start_issue(lanes, prefix: bool):
+            """Stage A latches a group whose lanes `lanes` make calls: each pipeline's share, and
+            its lowest lane, from call 0 (of a prefix of the lanes, the share's first)."""
+            out = [kk.eq(0)]
+            for u in range(U):
+                mine = Cat(*[lanes[lane] for lane in lanes_of[u]])
+                first = Cat(mine[0], Const(0, len(mine) - 1)) if len(mine) > 1 else mine
+                out += [remaining[u].eq(mine), a_hot[u].eq(first if prefix else _lowest_bit(mine, len(mine)))]
+            return out
 
-        if dual:
-            req2_valid, req2_s, req2_tag = Signal(), Signal(s_bits), Signal(len(req_tag))
-            accept2 = Signal()
-            sel2 = Signal(range(max(W, 2)))
-            s_val2 = Signal(s_bits)
-            m.d.comb += [sel2.eq(_select(a_hot2, [Const(lane, len(sel2)) for lane in range(W)])),
-                         s_val2.eq(_select(a_hot2, a_s)),
-                         rngs[1].i.valid.eq(req2_valid), accept2.eq(req2_valid & rngs[1].i.ready),
-                         rngs[1].i.payload.as_value()[:128].eq(call_request(self.seed, self.updates, req2_s,
-                                                                             Const(plan.first_call, 5))),
-                         rngs[1].i.payload.tag.eq(req2_tag)]
-            with m.If(accept2):
-                m.d.sync += req2_valid.eq(0)
-            can_load = can_load & (~req2_valid | accept2)
-
-        # the issue counts follow a cycle after the requests (issue_q): the two-lane test and the
-        # adder behind it were the ULX3S's longest path; stage C reads the counts two slots later
-        issue_q, issue_buf, issue_two = Signal(), Signal(2), Signal()
+        # the issue counts follow a cycle after the requests (issue_q): the count of pipelines
+        # issuing and the adder behind it were the ULX3S's longest path; stage C reads the counts
+        # two slots later
+        issue_q, issue_buf, issue_n = Signal(), Signal(2), Signal(range(U + 1))
         m.d.sync += issue_q.eq(0)
-        for b in range(3):
+        for b in range(NB):
             with m.If(issue_q & (issue_buf == b)):
-                m.d.sync += issued[b].eq(issued[b] + 1 + issue_two)
+                m.d.sync += issued[b].eq(issued[b] + issue_n)
         d_s = []                                   # s of the candidate's lanes: i N + j, for j >= i
         for lane in range(W if K else 0):
             s_lane = Signal(s_bits, name=f"d_s{lane}")
@@ -497,16 +506,13 @@ class Learner(wiring.Component):
                         m.d.sync += [bias_next.eq(bias_next + W), bias_left.eq(bias_left - W)]
                         with m.If(bias_left <= W):
                             m.d.sync += exhausted.eq(1)
-                        for b in range(3):
+                        for b in range(NB):
                             with m.If(buf_a == b):
                                 m.d.sync += issued[b].eq(0)
                                 m.d.comb += recv_nx[b].eq(0)
-                        # lanes 0 ... bias_left - 1: a prefix, so its lowest lane is lane 0
+                        # lanes 0 ... bias_left - 1: a prefix, so pipeline u's lowest lane is lane u
                         b_rem = Cat(*[bias_left > lane for lane in range(W)])
-                        if dual:
-                            m.d.sync += a_hot2.eq(second_lowest(b_rem))
-                        m.d.sync += [remaining.eq(b_rem), a_hot.eq(Cat(b_rem[0], Const(0, W - 1)) if W > 1 else b_rem),
-                                     kk.eq(0)]
+                        m.d.sync += start_issue(b_rem, prefix=True)
                         m.next = "ISSUE" if K else "DONE"
                     with m.Elif(r_full):
                         # take the candidate (skipped or latched; the loader moves on)
@@ -519,10 +525,8 @@ class Learner(wiring.Component):
                         # enables of every field (that decode is the walk's longest path)
                         m.d.sync += [ga.valid.eq(d_prim.any()), ga.bias.eq(0), ga.buf.eq(buf_a),
                                      ga.word.eq(r_word), ga.part.eq(r_part), ga.r0.eq(r_ra), ga.prim.eq(d_prim),
-                                     ga.mir.eq(d_mir), ga.diag.eq(d_diag), ga.rsel.eq(d_rsel),
-                                     remaining.eq(d_prim), a_hot.eq(_lowest_bit(d_prim, W)), kk.eq(0)]
-                        if dual:
-                            m.d.sync += a_hot2.eq(second_lowest(d_prim))
+                                     ga.mir.eq(d_mir), ga.diag.eq(d_diag), ga.rsel.eq(d_rsel)]
+                        m.d.sync += start_issue(d_prim, prefix=False)
                         m.d.sync += [ga.col[lane].eq(d_col[lane]) for lane in range(W)]
                         m.d.sync += [a.eq(d) for a, d in zip(a_s, d_s)]
                         if rated:
@@ -530,7 +534,7 @@ class Learner(wiring.Component):
                         # the buffer's counts are reset with every candidate taken, latched or
                         # not (nothing is in flight for buf_a in its stage A slot): not behind the
                         # lanes' decode, whose path to the counts across the die was the ULX3S's longest
-                        for b in range(3):
+                        for b in range(NB):
                             with m.If(buf_a == b):
                                 m.d.sync += issued[b].eq(0)
                                 m.d.comb += recv_nx[b].eq(0)
@@ -539,24 +543,22 @@ class Learner(wiring.Component):
             if K:
                 with m.State("ISSUE"):
                     with m.If(can_load):
-                        m.d.sync += [req_valid.eq(1), req_s.eq(s_val), req_k.eq(first_call + kk),
-                                     req_tag.eq(Cat(ga.buf, sel[:tag_lane_bits] if W > 1 else Const(0, 1),
-                                                    kk[:tag_call_bits] if K > 1 else Const(0, 1),
-                                                    *([sel_drop] if aligned_draws else [])))]
-                        second = a_hot2.any() if dual else Const(0, 1)
-                        if dual:
-                            m.d.sync += [req2_valid.eq(second), req2_s.eq(s_val2),
-                                         req2_tag.eq(Cat(ga.buf, sel2[:tag_lane_bits] if W > 1 else Const(0, 1),
-                                                         Const(0, tag_call_bits)))]
-                        m.d.sync += [issue_q.eq(1), issue_buf.eq(ga.buf), issue_two.eq(second)]
+                        m.d.sync += req_k.eq(first_call + kk)
+                        for u in range(U):
+                            m.d.sync += [req_valid[u].eq(a_hot[u].any()), req_s[u].eq(s_val[u]),
+                                         req_tag[u].eq(Cat(ga.buf, sel[u][:tag_lane_bits] if W > 1 else Const(0, 1),
+                                                           kk[:tag_call_bits] if K > 1 else Const(0, 1),
+                                                           *([sel_drop] if aligned_draws else [])))]
+                        m.d.sync += [issue_q.eq(1), issue_buf.eq(ga.buf),
+                                     issue_n.eq(sum(a_hot[u].any() for u in range(U)))]
                         last_call = kk == K - 1
                         with m.If(last_call):
-                            rest = Signal(W)
-                            m.d.comb += rest.eq(remaining & ~a_hot & ~a_hot2)
-                            m.d.sync += [kk.eq(0), remaining.eq(rest), a_hot.eq(_lowest_bit(rest, W))]
-                            if dual:
-                                m.d.sync += a_hot2.eq(second_lowest(rest))
-                            with m.If(rest == 0):
+                            rest = [Signal(len(lanes_of[u]), name=f"rest{u}") for u in range(U)]
+                            m.d.sync += kk.eq(0)
+                            for u in range(U):
+                                m.d.comb += rest[u].eq(remaining[u] & ~a_hot[u])
+                                m.d.sync += [remaining[u].eq(rest[u]), a_hot[u].eq(_lowest_bit(rest[u], len(rest[u])))]
+                            with m.If(Cat(*rest) == 0):
                                 m.next = "DONE"
                         with m.Else():
                             m.d.sync += kk.eq(kk + 1)
@@ -581,33 +583,34 @@ class Learner(wiring.Component):
                     rho_in = out.x0 >> (32 - wd["rho_bits"])
             # draws arriving for buffer b this cycle (a buffer's count is reset when stage A latches
             # into it, never while its draws arrive: the If keeps that reset)
-            arrived = [[r.o.valid & (r.o.payload.tag[:2] == b) for r in rngs] for b in range(3)]
-            for b in range(3):
+            arrived = [[r.o.valid & (r.o.payload.tag[:2] == b) for r in rngs] for b in range(NB)]
+            for b in range(NB):
                 with m.If(Cat(*arrived[b]).any()):
                     m.d.comb += recv_inc[b].eq(recv[b] + sum(arrived[b]))
-            # rounding draws into their (buffer, lane); the second pipeline carries rounding calls only
-            writes = [(rng.o.valid & (t_call == 0), t_buf, t_lane, rho_in)] if plan.stochastic else []
-            if dual:
-                out2 = rngs[1].o.payload
-                writes.append((rngs[1].o.valid, out2.tag[:2], out2.tag[2:2 + tag_lane_bits],
-                               out2.x0 >> (32 - wd["rho_bits"])))
-            # a draw for buffer b belongs to the stage holding it: A holds buf_a, B the one before
-            # (mod 3), C the one before that
+            # rounding draws into their (buffer, lane): pipeline u's for the lanes l = u mod U (the
+            # pipelines past the first carry rounding calls only)
+            writes = [[(rng.o.valid & (t_call == 0), t_buf, t_lane, rho_in)] if plan.stochastic else []]
+            for unit in rngs[1:]:
+                out_u = unit.o.payload
+                writes.append([(unit.o.valid, out_u.tag[:2], out_u.tag[2:2 + tag_lane_bits],
+                                out_u.x0 >> (32 - wd["rho_bits"]))])
+            # a draw for buffer b belongs to the stage holding it: A holds buf_a, the next stage the
+            # one before (mod NB), and so on
             def stage_of(buf, k):
-                return buf == Mux(buf_a >= k, buf_a - k, buf_a + 3 - k)
+                return buf == Mux(buf_a >= k, buf_a - k, buf_a + NB - k)
             for lane in range(W):
                 updated = []
-                for k in range(3):
+                for k in range(NB):
                     value_k = rho[k][lane]
-                    for valid, buf, lane_tag, value in writes:
+                    for valid, buf, lane_tag, value in writes[lane % U]:
                         value_k = Mux(valid & (lane_tag == lane) & stage_of(buf, k), value, value_k)
-                    upd = Signal.like(rho[k][lane], name=f"rho_{'abc'[k]}{lane}_nx")
+                    upd = Signal.like(rho[k][lane], name=f"rho_{stage_names[k]}{lane}_nx")
                     m.d.comb += upd.eq(value_k)
                     updated.append(upd)
                 with m.If(slot_end):
-                    m.d.sync += [rho[1][lane].eq(updated[0]), rho[2][lane].eq(updated[1])]
+                    m.d.sync += [rho[k + 1][lane].eq(updated[k]) for k in range(NB - 1)]
                 with m.Else():
-                    m.d.sync += [rho[k][lane].eq(updated[k]) for k in range(3)]
+                    m.d.sync += [rho[k][lane].eq(updated[k]) for k in range(NB)]
             if noisy:
                 pulse_index = t_call - int(plan.stochastic)
                 m.d.comb += [noise_wr.addr.eq(t_buf * P_max + pulse_index),
@@ -703,7 +706,7 @@ class Learner(wiring.Component):
         # stage C's own "all draws in": the flag of the buffer it will hold next cycle, registered
         c_ready = Signal(init=1)
         next_c_buf = Mux(slot_end, gb.buf, gc.buf)
-        for b in range(3):
+        for b in range(NB):
             with m.If(next_c_buf == b):
                 m.d.sync += c_ready.eq(recv_inc[b] == issued[b])
         c_entry = [Signal(E, name=f"c_entry{lane}") for lane in range(W)]
@@ -744,7 +747,7 @@ class Learner(wiring.Component):
             # a lane without a primary copy quantises 0: no pulses, no extra rounds
             m.d.comb += [qz.load.eq(slot_end & gb.valid), qz.corr.eq(Mux(gb.prim[lane], corr[lane], 0)),
                          qz.diag.eq(gb.diag[lane]),
-                         qz.scale.eq(c_first), qz.round.eq(c_round), qz.rho.eq(rho[2][lane]),
+                         qz.scale.eq(c_first), qz.round.eq(c_round), qz.rho.eq(rho[-1][lane]),
                          pl.n_mag.eq(qz.n_mag), pl.neg.eq(qz.neg), pl.p.eq(p_copy[copy_of(lane)]),
                          pl.phase_a.eq(c_phase_a), pl.phase_b.eq(c_phase_b)]
             if rated:
@@ -942,7 +945,7 @@ class Learner(wiring.Component):
                 m.d.sync += [cand_word.eq(0), cand_part.eq(0), ra.eq(first_row), rowN.eq(first_row * N),
                              rowN1.eq((first_row + 1) * N),
                              r_full.eq(0), loaded_all.eq(0),
-                             in_bias.eq(0), exhausted.eq(0), ga.valid.eq(0),
+                             in_bias.eq(0), exhausted.eq(0), ga.valid.eq(0), *([ga2.valid.eq(0)] if ga2 else []),
                              gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0),
                              *[r.eq(0) for r in start_clear]]
                 m.next = "FILL"
@@ -952,7 +955,7 @@ class Learner(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += a_fill.eq(1)
-                with m.If(slot_end & ~ga.valid & ~gb.valid & ~gc.valid):
+                with m.If(slot_end & ~ga.valid & ~pre_b.valid & ~gb.valid & ~gc.valid):
                     m.d.sync += running.eq(0)
                     m.next = "FINISH"
             with m.State("FINISH"):

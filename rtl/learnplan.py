@@ -27,7 +27,7 @@ from .threefry import LATENCY as ITERATIVE_LATENCY
 from .threefry import PIPELINE_LATENCY
 
 #: Threefry units the learner can use: (latency, initiation interval).
-RNG_TIMING = {"pipelined": (PIPELINE_LATENCY, 1), "dual": (PIPELINE_LATENCY, 1),
+RNG_TIMING = {"pipelined": (PIPELINE_LATENCY, 1), "dual": (PIPELINE_LATENCY, 1), "quad": (PIPELINE_LATENCY, 1),
               "iterative": (ITERATIVE_LATENCY, ITERATIVE_LATENCY)}
 
 
@@ -93,18 +93,26 @@ class LearnPlan:
 
     @property
     def rng_units(self) -> int:
-        """Threefry pipelines: "dual" takes two requests a cycle (two lanes' rounding draws).
+        """Threefry pipelines: "dual" / "quad" take two / four requests a cycle (as many lanes'
+        rounding draws; pipeline u serves the lanes l = u mod units).
 
-        It serves one call per lane, the rounding draw aligned in one way: stochastic rounding,
+        They serve one call per lane, the rounding draw aligned in one way: stochastic rounding,
         no c2c noise, one learning rate without decay. Anything else is refused here."""
-        if self.rng != "dual":
+        if self.rng not in ("dual", "quad"):
             return 1
         from .learnlane import Quantiser
 
         if not self.stochastic or self.noisy or not Quantiser.constant_for(self.fmt):
-            raise ConfigError("hw.threefry = 'dual' needs stochastic rounding without c2c noise, per-layer rates "
-                              "or rate decay (one rounding draw per synapse); use 'pipelined'")
-        return 2
+            raise ConfigError(f"hw.threefry = '{self.rng}' needs stochastic rounding without c2c noise, per-layer "
+                              "rates or rate decay (one rounding draw per synapse); use 'pipelined'")
+        return 2 if self.rng == "dual" else 4
+
+    @property
+    def draw_lead(self) -> int:
+        """Slots from a group's draw requests (stage A) to their use (stage C): 2, or 3 with several
+        pipelines (an idle stage between A and B), whose short slots would otherwise wait for the
+        pipeline's latency."""
+        return 3 if self.rng_units > 1 else 2
 
     @property
     def stochastic(self) -> bool:
@@ -262,7 +270,8 @@ class LearnPlan:
         """The groups the learner processes, in order, with what their cost depends on.
 
         Arrays over the groups: skipped (mirror-only stream groups passed over before it),
-        requests (Threefry calls), rounds (max |n|: pulse rounds), mirrors (mirror writes:
+        requests (Threefry calls), issues (cycles of requests: with several pipelines, the most
+        calls of one pipeline's lanes, l = u mod units), rounds (max |n|: pulse rounds), mirrors (mirror writes:
         primary lanes with a twin and n != 0), bias_lanes (reads and writes of a bias group, 0
         for stream groups). pulses_w[i, j] (i <= j, as the model's LearnStep) and pulses_b[i]
         are the pulse counts.
@@ -272,6 +281,10 @@ class LearnPlan:
         units = self.bias_groups
         nb = np.where(units >= 0, np.abs(np.asarray(pulses_b))[np.maximum(units, 0)], 0)
         bias_lanes = (units >= 0).sum(axis=1)
+        U = self.rng_units
+        share = np.arange(self.width) % U == np.arange(U)[:, None]            # (U, W): pipeline u's lanes
+        issues = np.concatenate([(sw["prim"][:, None, :] & share).sum(axis=2).max(axis=1, initial=0),
+                                 ((units >= 0)[:, None, :] & share).sum(axis=2).max(axis=1, initial=0)])
         zeros = np.zeros(len(units), dtype=np.int64)
         skipped_b = zeros.copy()
         if len(units):
@@ -279,6 +292,7 @@ class LearnPlan:
         return {
             "skipped": np.concatenate([sw["skipped"], skipped_b]),
             "requests": np.concatenate([sw["prim"].sum(axis=1), bias_lanes]) * self.calls,
+            "issues": issues * self.calls,
             "rounds": np.concatenate([n.max(axis=1, initial=0), nb.max(axis=1, initial=0)]),
             "mirrors": np.concatenate([(sw["mir"] & (n != 0)).sum(axis=1), zeros]),
             "bias_lanes": np.concatenate([np.zeros(len(n), dtype=np.int64), bias_lanes]),

@@ -92,13 +92,13 @@ def _random_config(r: np.random.Generator, max_n: int, max_lanes: int) -> Config
         train["lr_decay"] = float(r.choice([1.0, 0.5, 0.25]))
     cfg = Config.for_algorithm("eqprop", network=network, train=train, numerics="fixed", fixed=fixed_,
                                device=device, hw={"lanes": lanes})
-    # two Threefry pipelines where they can serve (drawn after everything else: the configs of
-    # earlier campaigns stay as they were, only their Threefry changes)
-    if r.random() < 0.5:
-        dual = cfg.replace(hw={"threefry": "dual"})
+    # two or four Threefry pipelines where they can serve (drawn after everything else: the configs
+    # of earlier campaigns stay as they were, only their Threefry changes)
+    if (draw := r.random()) < 0.5:
+        several = cfg.replace(hw={"threefry": "dual" if draw < 0.25 else "quad"})
         try:
-            LearnPlan(dual).rng_units
-            cfg = dual
+            LearnPlan(several).rng_units
+            cfg = several
         except ConfigError:
             pass
     # a folded stream (drawn last, as the Threefry above)

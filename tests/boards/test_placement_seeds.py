@@ -17,10 +17,9 @@ from click.testing import CliRunner
 from memprop.boards import build as bb
 from memprop.boards.top import BoardTop
 from memprop.cli import main
-from memprop.model.config import Config, ConfigError
+from memprop.model.config import ConfigError
 
-TINY = Config.for_algorithm("eqprop", network={"n": 6}, numerics="fixed", train={"batch_size": 1},
-                            device={"preset": "linear-64"}, hw={"lanes": 1})
+from .tiny import TINY
 
 FAKE_YOSYS = """
 import json, pathlib, sys

@@ -248,3 +248,17 @@ def test_activity_counts_the_activations_each_step_changes():
     assert got["free"] == pytest.approx(np.mean(counts))
     assert 0 <= got["nudged"] <= 12 and got["free"] > 0
     assert np.array_equal(params.codes_w, before.codes_w) and params.updates == before.updates
+
+
+def test_the_demo_names_how_fast_the_learner_draws():
+    """The demo's cycle line says which Threefry units its LEARN figure came from."""
+    from memprop.boards.build import get_board
+    from memprop.hwbench import draw_rate
+    from memprop.rtl.learnplan import LearnPlan
+
+    ulx3s = get_board("ulx3s").default_config()
+    assert draw_rate(LearnPlan(ulx3s)) == "2 Threefry pipelines, 2 draws a cycle"
+    assert draw_rate(LearnPlan(ulx3s.replace(hw={"threefry": "quad"}))) == "4 Threefry pipelines, 4 draws a cycle"
+    assert draw_rate(LearnPlan(ulx3s.replace(hw={"threefry": "pipelined"}))) == "1 Threefry pipeline, 1 draw a cycle"
+    assert draw_rate(LearnPlan(ulx3s.replace(hw={"threefry": "iterative"}))) == "one Threefry draw per 18 cycles"
+    assert draw_rate(LearnPlan(get_board("icebreaker").default_config())) == "no random draws"   # nearest rounding

@@ -369,22 +369,28 @@ def test_learn_unit_carries_as_the_model(sections):
     {"hw": {"lanes": 4, "threefry": "dual"}},
     {"hw": {"lanes": 5, "learn_lanes": 3, "threefry": "dual"}, "network": {"n": 10}},
     {"network": {"n": 10, "topology": "layered", "layers": (3, 4, 3)}, "hw": {"lanes": 4, "threefry": "dual"}},
+    {"hw": {"lanes": 8, "threefry": "quad"}},
+    {"hw": {"lanes": 7, "learn_lanes": 6, "threefry": "quad", "fold": True}, "network": {"n": 10}},
 ])
-def test_dual_threefry_is_bit_exact_and_faster(sections):
-    """Two Threefry pipelines take two lanes' rounding draws a cycle: the same codes (a draw is a
-    function of its synapse, not of the unit that makes it), and fewer LEARN cycles than one."""
+def test_several_threefry_pipelines_are_bit_exact_and_faster(sections):
+    """Two or four Threefry pipelines take as many lanes' rounding draws a cycle: the same codes (a
+    draw is a function of its synapse, not of the unit that makes it), and fewer LEARN cycles than
+    one (check_learn compares the cycles with the cycle model, which counts each pipeline's share)."""
     cfg = small(**sections)
-    dual = check_learn(cfg, 3)
+    several = check_learn(cfg, 3)
     one = check_learn(cfg.replace(hw={"threefry": "pipelined"}), 3)
-    assert dual["cycles"] < one["cycles"]
+    assert several["cycles"] < one["cycles"]
+    if cfg.hw.threefry == "quad":
+        assert several["cycles"] < check_learn(cfg.replace(hw={"threefry": "dual"}), 3)["cycles"]
 
 
 @pytest.mark.parametrize("sections", [{"fixed": {"rounding": "nearest"}},
                                       {"device": {"preset": "ideal", "levels": 64, "c2c": 0.2}}],
                          ids=["nearest rounding", "c2c noise"])
-def test_dual_threefry_refuses_what_it_cannot_serve(sections):
+@pytest.mark.parametrize("threefry", ["dual", "quad"])
+def test_several_threefry_pipelines_refuse_what_they_cannot_serve(sections, threefry):
     from memprop.model.config import ConfigError
 
-    cfg = small(hw={"lanes": 4, "threefry": "dual"}, **sections)
-    with pytest.raises(ConfigError, match="threefry = 'dual' needs stochastic rounding without c2c noise"):
+    cfg = small(hw={"lanes": 4, "threefry": threefry}, **sections)
+    with pytest.raises(ConfigError, match=f"threefry = '{threefry}' needs stochastic rounding without c2c noise"):
         LearnPlan(cfg).rng_units

@@ -29,7 +29,7 @@ def assert_clean(run):
 
 
 @needs("verilator")
-@pytest.mark.parametrize("config_seed", [3, 8])
+@pytest.mark.parametrize("config_seed", [1, 8])     # 1: four Threefry pipelines, a folded band; 8: truncation
 def test_verilator_random_configs(config_seed, tmp_path):
     cfg = random_config(config_seed, max_n=12, max_lanes=6)
     assert_clean(run_engine(cfg, [config_seed * 10 + k for k in range(3)], build_root=tmp_path))
