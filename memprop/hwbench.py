@@ -317,7 +317,7 @@ def draw_rate(plan) -> str:
 
 def demo_line(c: dict) -> str:
     return (f"engine cycles (measured): LEARN {c['learn']:,} per minibatch of {c['batch_size']} "
-            f"({c['learn_lanes']} learning lanes, {c['draws']}), "
+            f"({c['learn_lanes']} learning lane{'s' if c['learn_lanes'] != 1 else ''}, {c['draws']}), "
             f"{c['sample']:,.0f} per training sample, {c['recall']:,.0f} per recall ({c['step']} per step)")
 
 

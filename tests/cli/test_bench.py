@@ -253,7 +253,7 @@ def test_activity_counts_the_activations_each_step_changes():
 def test_the_demo_names_how_fast_the_learner_draws():
     """The demo's cycle line says which Threefry units its LEARN figure came from."""
     from memprop.boards.build import get_board
-    from memprop.hwbench import draw_rate
+    from memprop.hwbench import demo_cycles, demo_line, draw_rate
     from memprop.rtl.learnplan import LearnPlan
 
     ulx3s = get_board("ulx3s").default_config()
@@ -262,3 +262,5 @@ def test_the_demo_names_how_fast_the_learner_draws():
     assert draw_rate(LearnPlan(ulx3s.replace(hw={"threefry": "pipelined"}))) == "1 Threefry pipeline, 1 draw a cycle"
     assert draw_rate(LearnPlan(ulx3s.replace(hw={"threefry": "iterative"}))) == "one Threefry draw per 18 cycles"
     assert draw_rate(LearnPlan(get_board("icebreaker").default_config())) == "no random draws"   # nearest rounding
+    line = demo_line(demo_cycles(ulx3s, {"relax": [1000] * 8, "learn": 5000, "recall": [1900]}))
+    assert "LEARN 5,000 per minibatch of 8 (16 learning lanes, 2 Threefry pipelines, 2 draws a cycle)" in line
