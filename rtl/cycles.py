@@ -73,7 +73,7 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     cycle (or per initiation interval; with several pipelines the largest share of one pipeline's
     lanes, and an idle stage before B: LearnPlan.draw_lead); B: B reads (HI and LO together; 2B, HI then LO, for
     learners narrower than PAIRED_READ_LANES) and the correlator pipeline; C: waits
-    for its draws (requested two slots earlier), rounds, two cycles per pulse round; D: the
+    for its draws (requested `draw_lead` slots earlier), rounds, two cycles per pulse round; D: the
     own write and one write per mirror.
     """
     from .learn import LEARN_FINISH, LEARN_INIT, SLOT_END_LATENCY, round_earliest, stage_b_cycles

@@ -391,12 +391,8 @@ class Engine(wiring.Component):
                          h_mask.eq(code_mask), h_data.eq(code_data), h_bank.eq(code_bank), h_lane.eq(lane_sel)]
             code_write, code_word, code_mask, code_data, code_bank = h_we, h_word, h_mask, h_data, h_bank
             self._host_code_read = (h_re, h_word, h_lane)
-        # the host's word is the write data whenever the learner is not writing (the lanes'
-        # enables decide what is written): one select less in front of the code block RAMs' data
-        # pins (host_code_we still reaches yosys's read-during-write registers through the enables)
-        m.d.comb += codes.port.w_data.eq(Cat(*[code_data] * P))
         with m.If(code_write):
-            m.d.comb += self._code_bank.eq(code_bank)
+            m.d.comb += [codes.port.w_data.eq(Cat(*[code_data] * P)), self._code_bank.eq(code_bank)]
         self._code_claims.append((code_write, code_word))
         self._code_w_en.append(Mux(code_write, code_mask, 0))
         with m.If(host_write & (region == hm.BIAS)):
