@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memprop.model.config import Config, ConfigError
+from memprop.sim.netlist import PREAMBLE
 
 from .depth import logic_depth
 from .timing import slow_registers
@@ -67,12 +68,9 @@ YOWASP_TOOLS = {
 }
 
 
-#: Yosys commands run after reading the design, before synthesis. Yosys 0.70's ABC9 flow
-#: (`synth_ecp5`, `synth_ice40`) asserts in ABC_OPS_REINTEGRATE on some Amaranth netlists
-#: (`GetSize(conn.first) == GetSize(conn.second)` on the ULX3S designs, `count_id(wire->name) == 0`
-#: on the stream generator alone; YosysHQ/yosys#4349): splitting the multi-bit nets after `proc`
-#: avoids it, as proposed there. tests/boards/test_synth_preamble.py holds a design that crashes without.
-YOSYS_PREAMBLE = "proc\nsplitnets"
+#: Yosys commands run after reading the design, before synthesis (sim/netlist.py PREAMBLE: the
+#: gate-level flow runs the same ones).
+YOSYS_PREAMBLE = "\n".join(PREAMBLE)
 
 
 class BuildError(RuntimeError):

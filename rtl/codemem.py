@@ -18,6 +18,7 @@ from amaranth import Cat, Const, Module
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
+from . import collision
 from . import spram as sp
 from .ports import CodePort
 
@@ -79,11 +80,14 @@ class CodeMemory(wiring.Component):
 
     def _block(self, m: Module) -> None:
         port, E = self.port, self.entry_bits
-        m.submodules.mem = mem = memory.Memory(shape=self.lanes * E, depth=self.depth, init=self.init)
+        # a write cycle's read (of the word written) is never used: no old-word logic (collision.py)
+        m.submodules.mem = mem = memory.Memory(shape=self.lanes * E, depth=self.depth, init=self.init,
+                                               attrs=collision.attrs())
         rd = mem.read_port()
         wr = mem.write_port(granularity=E)
+        collision.check_ports(mem)
         m.d.comb += [rd.addr.eq(port.addr), wr.addr.eq(port.addr), wr.data.eq(port.w_data),
-                     wr.en.eq(port.w_en), port.r_data.eq(rd.data)]
+                     wr.en.eq(port.w_en), port.r_data.eq(collision.read_data(m, rd, wr))]
 
     def _spram(self, m: Module, primitive: bool) -> None:
         port, P, E = self.port, self.lanes, self.entry_bits

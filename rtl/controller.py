@@ -112,6 +112,9 @@ class Controller(wiring.Component):
                          delta_max.eq(Mux(self.row_delta > delta_max, self.row_delta, delta_max))]
         with m.If(at_step_start):
             m.d.sync += [rows_done.eq(0), delta_max.eq(0)]
+        # the MAC's clears (every column accumulator of a folded design) from that register too, not
+        # from the state's decode
+        m.d.comb += self.step_start.eq(at_step_start)
 
         # the issue's stream controls and word are registers: they fan out to every lane's entry
         # registers and to the code memory's block RAMs (from the FSM's decode, that route across
@@ -159,7 +162,6 @@ class Controller(wiring.Component):
                         m.d.sync += [busy.eq(0), error.eq(1)]
                         m.next = "IDLE"
             with m.State("STEP_START"):
-                m.d.comb += self.step_start.eq(1)
                 m.d.sync += [block.eq(0), self.issuing.eq(1), first.eq(1)]
                 m.next = "ISSUE"
             with m.State("ISSUE"):

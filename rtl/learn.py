@@ -344,7 +344,8 @@ class Learner(wiring.Component):
         d_ends, r_full, r_final, loaded_all = Signal(), Signal(), Signal(), Signal()
         r_word, r_part = Signal(word_bits), Signal.like(cand_part)
         r_ra, r_rowN, r_rowN1 = Signal.like(ra), Signal.like(rowN), Signal.like(rowN1)
-        a_fill = Signal()                          # the walk's loader may run (FILL and RUN)
+        a_fill = Signal()                          # the walk's loader may run (FILL and RUN): a register,
+                                                   # not the state's decode ahead of the loader's enables
         consume = Signal()                         # the walk takes the candidate this cycle
         load = Signal()
         # the candidate register's fields and what the loader puts in them
@@ -947,16 +948,15 @@ class Learner(wiring.Component):
                              r_full.eq(0), loaded_all.eq(0),
                              in_bias.eq(0), exhausted.eq(0), ga.valid.eq(0), *([ga2.valid.eq(0)] if ga2 else []),
                              gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0),
-                             *[r.eq(0) for r in start_clear]]
+                             *[r.eq(0) for r in start_clear], a_fill.eq(1)]
                 m.next = "FILL"
             with m.State("FILL"):                 # the loader takes the first candidate
-                m.d.comb += a_fill.eq(1)
                 m.d.sync += running.eq(1)
                 m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += a_fill.eq(1)
-                with m.If(slot_end & ~ga.valid & ~pre_b.valid & ~gb.valid & ~gc.valid):
-                    m.d.sync += running.eq(0)
+                in_flight = [g.valid for g in (ga, ga2, gb, gc) if g is not None]   # ga2 is pre_b if there
+                with m.If(slot_end & ~Cat(*in_flight).any()):
+                    m.d.sync += [running.eq(0), a_fill.eq(0)]
                     m.next = "FINISH"
             with m.State("FINISH"):
                 m.d.comb += self.done.eq(1)

@@ -11,6 +11,10 @@ half being written in that cycle, so the delay is invisible to the controller.
 
 A folded stream (`fold`, mac.py) also needs the activations of the word's rows: two more
 copies in distributed RAM read units `row_unit` and `row_unit + 1` (`act_rows`).
+
+No read of a copy that collides with its write is ever used (the MAC takes the copies' words
+only in a relaxation step, which reads the half it does not write), so the copies are marked
+for synthesis without the logic that would keep such a read's old word (collision.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from memprop.model.numerics import bitlen_signed
 
+from . import collision
 from .fanout import copy_of, lane_copies
 
 
@@ -72,11 +77,13 @@ class StateMemory(wiring.Component):
         if self.fold:
             reads += [(self.row_unit, self.act_rows[0], True), (self.row_unit + 1, self.act_rows[1], True)]
         for k, (unit, out, lutram) in enumerate(reads):
+            # relaxation reads the current half and writes the other; the copies feed only the MAC
             mem = memory.Memory(shape=signed(self.a_bits), depth=depth, init=[],
-                                attrs={"ram_style": "distributed"} if lutram else None)
+                                attrs=collision.attrs(**({"ram_style": "distributed"} if lutram else {})))
             m.submodules[f"act{k}" if k < self.lanes else f"act_row{k - self.lanes}"] = mem
             a_rd, a_wr = mem.read_port(), mem.write_port()
             g = copy_of(min(k, self.lanes - 1)) if f.hard else 0
-            m.d.comb += [a_rd.addr.eq(Cat(unit[:nb], self.cur)), out.eq(a_rd.data),
+            m.d.comb += [a_rd.addr.eq(Cat(unit[:nb], self.cur)), out.eq(collision.read_data(m, a_rd, a_wr)),
                          a_wr.en.eq(a_en), a_wr.addr.eq(a_addr[g]), a_wr.data.eq(a_value[g])]
+            collision.check_ports(mem)
         return m

@@ -21,7 +21,7 @@ import json
 import random
 from pathlib import Path
 
-from amaranth import Module, signed, unsigned
+from amaranth import Module, Signal, signed, unsigned
 from amaranth.back import rtlil, verilog
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
@@ -118,7 +118,12 @@ class LanePairProbe(LanePairMemory):
 class StateMemoryProbe(wiring.Component):
     """The engine's StateMemory (rtl/statemem.py; N = 100: 256 words, two MAC lanes) with flat
     ports: lane 0's activation copy in block RAM, lane 1's in distributed RAM (`lutram_lanes`),
-    so both mappings of a copy are checked against the RTL, and the state memory beside them."""
+    so both mappings of a copy are checked against the RTL, and the state memory beside them.
+
+    The copies' reads that meet a write are undefined in the netlist (rtl/collision.py), so the
+    probe keeps the engine's contract: a state write goes to the half the copies do not read
+    (`w_half` is ~cur), and `cur` flips (`flip`) only in a cycle without a state write (whose copy
+    write lands in the next cycle). The state memory's own reads and writes stay free."""
 
     def __init__(self):
         from memprop.model.config import Config
@@ -127,7 +132,7 @@ class StateMemoryProbe(wiring.Component):
         cfg = Config.for_algorithm("eqprop", numerics="fixed", network={"n": 100})
         self.state = StateMemory(formats(cfg), 7, 2, lutram_lanes=1)
         v, a = self.state.v_bits, self.state.a_bits
-        super().__init__({"cur": In(1), "w_en": In(1), "w_unit": In(7), "w_half": In(1), "w_value": In(signed(v)),
+        super().__init__({"flip": In(1), "w_en": In(1), "w_unit": In(7), "w_value": In(signed(v)),
                           "rd_unit": In(7), "rd_half": In(1), "rd_data": Out(signed(v)),
                           "col0": In(7), "col1": In(7), "act0": Out(signed(a)), "act1": Out(signed(a))})
 
@@ -135,7 +140,11 @@ class StateMemoryProbe(wiring.Component):
         m = Module()
         m.submodules.state = st = self.state
         m.d.comb += [getattr(st, name).eq(getattr(self, name))
-                     for name in ("cur", "w_en", "w_unit", "w_half", "w_value", "rd_unit", "rd_half")]
+                     for name in ("w_en", "w_unit", "w_value", "rd_unit", "rd_half")]
+        cur = Signal()
+        with m.If(self.flip & ~self.w_en):
+            m.d.sync += cur.eq(~cur)
+        m.d.comb += [st.cur.eq(cur), st.w_half.eq(~cur)]
         m.d.comb += [self.rd_data.eq(st.rd_data), st.act_col[0].eq(self.col0), st.act_col[1].eq(self.col1),
                      self.act0.eq(st.act[0]), self.act1.eq(st.act[1])]
         return m

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from memprop.rtl import collision
+
 from .runner import SimResult, default_build_root, run_cocotb
 
 __all__ = ["ARCHES", "Netlist", "SynthesisError", "cell_model", "cell_models_dir", "own_models", "primitives_in",
@@ -87,6 +89,16 @@ ARCHES: dict[str, Arch] = {
         ("LUT4", "CCU2C", "PFUMX", "L6MUX21"),
         ("DP16KD", "MULT18X18D")),
 }
+
+#: Yosys commands after reading a design, before synthesis, here and in `memprop build`:
+#: - the memories whose colliding reads are never used lose the logic that would keep such a
+#:   read's old word (rtl/collision.py);
+#: - Yosys 0.70's ABC9 flow (`synth_ecp5`, `synth_ice40`) asserts in ABC_OPS_REINTEGRATE on some
+#:   Amaranth netlists (`GetSize(conn.first) == GetSize(conn.second)` on the ULX3S designs,
+#:   `count_id(wire->name) == 0` on the stream generator alone; YosysHQ/yosys#4349). Splitting
+#:   the multi-bit nets after `proc` avoids it, as proposed there.
+#:   tests/boards/test_synth_preamble.py holds a design that crashes without.
+PREAMBLE = (*collision.YOSYS_COMMANDS, "splitnets")
 
 #: memprop's behavioural models of cells that yosys ships as black boxes (`Arch.own_models`).
 OWN_MODELS_DIR = Path(__file__).resolve().parent / "cell_models"
@@ -244,9 +256,10 @@ def _cells_from_stat(stat_json: Path, top: str) -> dict[str, int]:
 
 def synthesize(verilog_sources: Sequence[str | os.PathLike], top: str, arch: str = "ice40", *,
                out_root: str | os.PathLike | None = None,
-               extra_script: Sequence[str] = ()) -> Netlist:
+               extra_script: Sequence[str] = (), preamble: Sequence[str] = PREAMBLE) -> Netlist:
     """Synthesize `verilog_sources` (top module `top`; `.il` files are read as RTLIL) for `arch`;
-    cached by content hash.
+    cached by content hash. `preamble` runs before synthesis: by default `PREAMBLE`, as in
+    `memprop build`, so the netlist simulated is the one a board gets.
 
     Output in ``<out_root>/<top>-<hash>-<arch>-gl/``: ``netlist.v``, ``stat.json``,
     ``stat.txt``, ``synth.ys`` (the script) and ``yosys.log``. `out_root` defaults to
@@ -254,7 +267,7 @@ def synthesize(verilog_sources: Sequence[str | os.PathLike], top: str, arch: str
     """
     a = _arch(arch)
     sources = [Path(s).absolute() for s in verilog_sources]
-    h = hashlib.sha256(json.dumps([top, a.synth, list(extra_script)]).encode())
+    h = hashlib.sha256(json.dumps([top, list(preamble), a.synth, list(extra_script)]).encode())
     for s in sources:
         h.update(b"\0" + s.read_bytes())
     root = Path(out_root).absolute() if out_root is not None else default_build_root()
@@ -265,7 +278,7 @@ def synthesize(verilog_sources: Sequence[str | os.PathLike], top: str, arch: str
         for stale in (netlist, stat_json):
             stale.unlink(missing_ok=True)
         reads = [f"read_{'rtlil' if s.suffix == '.il' else 'verilog'} {os.path.relpath(s, out)}" for s in sources]
-        script = [*reads, f"{a.synth} -top {top}", *extra_script,
+        script = [*reads, *preamble, f"{a.synth} -top {top}", *extra_script,
                   "tee -q -o stat.txt stat", "tee -q -o stat.json stat -json",
                   "write_verilog -noattr netlist.v.tmp"]
         (out / "synth.ys").write_text("\n".join(script) + "\n")
