@@ -310,7 +310,6 @@ class Learner(wiring.Component):
         # -- stage A: walk the stream, latch a group, request its draws ------------------------------
         cand_word = Signal(word_bits)
         cand_part = Signal(range(max(parts, 2)))
-        ra = Signal(n_bits + 1)                    # row at the loader's candidate's first lane
         s_bits = (N * N + N).bit_length()        # synapse indices s < N N + N
         in_bias, exhausted = Signal(), Signal()
         bias_next = Signal(range(end_row + W + 1))
@@ -318,9 +317,16 @@ class Learner(wiring.Component):
         last_part = cand_part == parts - 1
         next_word = Signal(word_bits)
         m.d.comb += next_word.eq(cand_word + last_part)
-        rowN = Signal(s_bits)                      # ra * N
-        rowN1 = Signal(s_bits)                     # (ra + 1) * N, a register beside rowN: a lane past a
-                                                   # row end selects it, one adder behind the select
+        # The row at the candidate the loader takes (ra), ra * N and (ra + 1) * N (a lane past a row
+        # end selects the second, one adder behind the select) follow from the previous candidate's
+        # (`prev_*`, with (ra + 2) * N) and whether it ended a row (`prev_ends`): the stream's row
+        # ends only reach a flip-flop's data input, not the enables of the walk's row registers
+        # (through the part select and a 16-lane OR, that was the ULX3S's longest path)
+        ra, rowN, rowN1 = Signal(n_bits + 1), Signal(s_bits), Signal(s_bits)
+        prev_ra, prev_rowN, prev_rowN1 = Signal.like(ra), Signal.like(rowN), Signal.like(rowN1)
+        prev_rowN2, prev_ends = Signal(s_bits + 1), Signal()
+        m.d.comb += [ra.eq(prev_ra + prev_ends), rowN.eq(Mux(prev_ends, prev_rowN1, prev_rowN)),
+                     rowN1.eq(Mux(prev_ends, prev_rowN2, prev_rowN1))]
 
         # The walk takes its candidate from a register (`cand`), loaded from the stream one cycle
         # ahead: the stream's lanes, the part select and the row-end prefix OR are one path, the
@@ -360,8 +366,8 @@ class Learner(wiring.Component):
         spare = W >= 8
         with m.If(load):
             m.d.sync += [cand_part.eq(Mux(last_part, 0, cand_part + 1)), cand_word.eq(next_word),
-                         ra.eq(ra + l_ends), rowN.eq(Mux(l_ends, rowN1, rowN)),
-                         rowN1.eq(Mux(l_ends, rowN1 + N, rowN1))]
+                         prev_ra.eq(ra), prev_rowN.eq(rowN), prev_rowN1.eq(rowN1),
+                         prev_rowN2.eq(Mux(prev_ends, prev_rowN2 + N, prev_rowN2)), prev_ends.eq(l_ends)]
             with m.If(last_part & (next_word == D)):
                 m.d.sync += loaded_all.eq(1)
         if spare:
@@ -943,8 +949,9 @@ class Learner(wiring.Component):
                 # the walk's registers start over here, not on `start` (a decode of the controller's
                 # state: its fan-out to them was the ULX3S's longest path)
                 m.d.comb += self.stream.restart.eq(1)
-                m.d.sync += [cand_word.eq(0), cand_part.eq(0), ra.eq(first_row), rowN.eq(first_row * N),
-                             rowN1.eq((first_row + 1) * N),
+                m.d.sync += [cand_word.eq(0), cand_part.eq(0), prev_ra.eq(first_row), prev_ends.eq(0),
+                             prev_rowN.eq(first_row * N), prev_rowN1.eq((first_row + 1) * N),
+                             prev_rowN2.eq((first_row + 2) * N),
                              r_full.eq(0), loaded_all.eq(0),
                              in_bias.eq(0), exhausted.eq(0), ga.valid.eq(0), *([ga2.valid.eq(0)] if ga2 else []),
                              gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0),
