@@ -128,7 +128,8 @@ BOARDS = {
     "ulx3s": Board(
         "ulx3s", "ulx3s:ULX3S_85F_Platform", "ecp5",
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 8},
-         "hw": {"lanes": 32, "learn_lanes": 16, "threefry": "dual", "fold": True}}, clock_mhz=70, goal_mhz=75,
+         "hw": {"lanes": 32, "learn_lanes": 16, "threefry": "dual", "fold": True, "learn_skip": True}},
+        clock_mhz=70, goal_mhz=75,
         seeds=(1, 2, 3),
         classifier={"hidden": (100,), "hw": {"lanes": 16}, "clock_mhz": 40}),
     "ulx3s-25f": Board(

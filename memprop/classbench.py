@@ -92,7 +92,7 @@ def run_classification_bench(epochs: int = classify.DEFAULT_EPOCHS, boards: tupl
         free = classify.fixed_relax_layered(fmt, W, b, drive)
         nudged = classify.fixed_relax_layered(fmt, W, b, drive, target, 1, v_start=free.v)
         step, _ = classify.fixed_layered_update(fmt, sample, drive, target)
-        learn = cycles.learn_cycles(sch, step.pulses_w, step.pulses_b)
+        learn = cycles.learn_cycles(sch, step.pulses_w, step.pulses_b, step.changed)
         train_cycles = (cycles.relax_cycles(sch, int(free.steps[0])) + cycles.relax_cycles(sch, int(nudged.steps[0]))
                         + cycles.sample_copy_cycles(hw) + learn)
         images_per_s = clock_mhz * 1e6 / per_image

@@ -111,7 +111,7 @@ def minibatch_cost(cfg: Config, step: fixed.LearnStep, info: dict, batch: int) -
     return EpochCost(samples=batch, updates=1, steps=steps,
                      relax=phases * batch * cycles.COMMAND_OVERHEAD + steps * cycles.step_cycles(sch),
                      store=batch * cycles.sample_copy_cycles(cfg) + unused * 2 * cycles.store_cycles(n),
-                     learn=cycles.learn_cycles(sch, step.pulses_w, step.pulses_b))
+                     learn=cycles.learn_cycles(sch, step.pulses_w, step.pulses_b, step.changed))
 
 
 def in_situ_training(cfg: Config, pats, epochs: int, desc: str | None = None) -> dict:
@@ -259,7 +259,7 @@ def simulate_board(cfg: Config, states: dict, pats, build_root: Path | None = No
             drive = fixed.fixed_drive_for(fmt, x)
             step, _ = fixed.eqprop_fixed_update(fmt, params, drive, fixed.fixed_target_for(fmt, y))
             rec = fixed.fixed_relax(fmt, W, b, fixed.fixed_drive_for(fmt, np.array(state["recall_inputs"])))
-            expect.append({"learn": cycles.learn_cycles(sch, step.pulses_w, step.pulses_b),
+            expect.append({"learn": cycles.learn_cycles(sch, step.pulses_w, step.pulses_b, step.changed),
                            "store": cycles.store_cycles(cfg.network.n),
                            "recall": [cycles.relax_cycles(sch, int(s)) for s in rec.steps]})
         start = time.perf_counter()
@@ -302,7 +302,7 @@ def demo_cycles(cfg: Config, measured: dict) -> dict:
     plan = LearnPlan(cfg)
     return {"learn": measured["learn"], "sample": sample, "recall": float(np.mean(measured["recall"])),
             "batch_size": B, "step": cycles.step_cycles(Schedule(cfg)), "learn_lanes": plan.width,
-            "draws": draw_rate(plan)}
+            "draws": draw_rate(plan), "learn_skip": plan.skips}
 
 
 def draw_rate(plan) -> str:
@@ -317,7 +317,8 @@ def draw_rate(plan) -> str:
 
 def demo_line(c: dict) -> str:
     return (f"engine cycles (measured): LEARN {c['learn']:,} per minibatch of {c['batch_size']} "
-            f"({c['learn_lanes']} learning lane{'s' if c['learn_lanes'] != 1 else ''}, {c['draws']}), "
+            f"({c['learn_lanes']} learning lane{'s' if c['learn_lanes'] != 1 else ''}, {c['draws']}"
+            f"{', passing over unchanged units' if c.get('learn_skip') else ''}), "
             f"{c['sample']:,.0f} per training sample, {c['recall']:,.0f} per recall ({c['step']} per step)")
 
 

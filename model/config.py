@@ -220,6 +220,11 @@ class HardwareConfig(_Section):
         False, description="stream each symmetric pair once: its product goes into the row's sum and, through a "
         "per-unit column accumulators, into the column unit's (N = 100 dense at P = 32: 205 stream words a step "
         "instead of 310; a second multiplier per lane and N accumulators)")
+    learn_skip: bool = Field(
+        False, description="LEARN passes over the synapses and biases whose units' fixed points are equal in HI "
+        "and LO in every slot (their update is exactly zero), and ends at once when no unit differs: the learner "
+        "keeps one flag per unit and slot, updated at every STORE (once training has converged most minibatches "
+        "change nothing; same results, fewer cycles)")
 
     @model_validator(mode="after")
     def _check_learn_lanes(self) -> "HardwareConfig":

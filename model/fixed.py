@@ -337,6 +337,9 @@ class LearnStep:
 
     pulses_w: np.ndarray    # (N, N) signed pulse counts (upper triangle, mask)
     pulses_b: np.ndarray    # (N,)
+    # (N,) units whose HI and LO activations differ in some slot: every synapse and bias of the
+    # others has C = 0, so a learner with hw.learn_skip passes over them (its cycles depend on it)
+    changed: np.ndarray | None = None
 
 
 def correlations(fmt: Formats, a_hi: np.ndarray, a_lo: np.ndarray, mask: np.ndarray,
@@ -661,7 +664,13 @@ def learn(fmt: Formats, params: FixedParams, a_hi: np.ndarray, a_lo: np.ndarray,
     params.updates += 1
     pulses_w = np.zeros(n * n, dtype=np.int64)
     pulses_w[plan.flat] = pw
-    return LearnStep(pulses_w=pulses_w.reshape(n, n), pulses_b=pb)
+    return LearnStep(pulses_w=pulses_w.reshape(n, n), pulses_b=pb, changed=changed_units(a_hi, a_lo))
+
+
+def changed_units(a_hi: np.ndarray, a_lo: np.ndarray) -> np.ndarray:
+    """(N,) bool: units whose HI and LO activations differ in at least one slot (docs/numerics.md
+    section 5: a synapse or bias none of whose units changed has C = 0 and no update)."""
+    return np.asarray(np.any(np.asarray(a_hi) != np.asarray(a_lo), axis=0)).reshape(-1)
 
 
 def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, target: FixedTarget,

@@ -85,7 +85,6 @@ class CodeMemory(wiring.Component):
                                                attrs=collision.attrs())
         rd = mem.read_port()
         wr = mem.write_port(granularity=E)
-        collision.check_ports(mem)
         m.d.comb += [rd.addr.eq(port.addr), wr.addr.eq(port.addr), wr.data.eq(port.w_data),
                      wr.en.eq(port.w_en), port.r_data.eq(collision.read_data(m, rd, wr))]
 

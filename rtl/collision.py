@@ -66,7 +66,9 @@ def poisoned():
 
 def read_data(m, rd: memory.ReadPort, wr: memory.WritePort):
     """The marked memory's read data: `rd.data`, or under `poisoned()` every bit of it inverted
-    in the cycle after the read met a write to its address."""
+    in the cycle after the read met a write to its address. Checks the memory's ports
+    (`check_ports`): call it once both ports exist."""
+    check_ports(rd.memory)
     if not _poison.get():
         return rd.data
     met = Signal(name="collision_met")

@@ -50,12 +50,14 @@ def sample_copy_cycles(cfg) -> int:
     return stores * store_cycles(n) + restores * restore_cycles(n)
 
 
-def learn_cycles(schedule: Schedule, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
+def learn_cycles(schedule: Schedule, pulses_w: np.ndarray, pulses_b: np.ndarray,
+                 changed: np.ndarray | None = None) -> int:
     """LEARN: the command dispatch and the learning unit (learner_cycles).
 
-    pulses_w[i, j] (upper triangle, as the model's LearnStep) and pulses_b[i] give |n|.
+    pulses_w[i, j] (upper triangle, as the model's LearnStep) and pulses_b[i] give |n|; `changed`
+    (LearnStep.changed) the units whose HI and LO differ, needed with hw.learn_skip.
     """
-    return COMMAND_OVERHEAD + learner_cycles(_plan(schedule.cfg), pulses_w, pulses_b)
+    return COMMAND_OVERHEAD + learner_cycles(_plan(schedule.cfg), pulses_w, pulses_b, changed)
 
 
 @functools.lru_cache(maxsize=16)
@@ -65,7 +67,7 @@ def _plan(cfg):
     return LearnPlan(cfg)
 
 
-def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
+def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray, changed: np.ndarray | None = None) -> int:
     """The parallel learning unit (learn.py), start to done: exact, slot by slot.
 
     Four stages work in lock step on consecutive groups; a slot lasts 1 + SLOT_END_LATENCY +
@@ -74,11 +76,14 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     lanes, and an idle stage before B: LearnPlan.draw_lead); B: B reads (HI and LO together; 2B, HI then LO, for
     learners narrower than PAIRED_READ_LANES) and the correlator pipeline; C: waits
     for its draws (requested `draw_lead` slots earlier), rounds, two cycles per pulse round; D: the
-    own write and one write per mirror.
+    own write and one write per mirror. With hw.learn_skip only lanes with a changed unit count,
+    and a LEARN in which no unit changed ends at once (LEARN_UNCHANGED).
     """
-    from .learn import LEARN_FINISH, LEARN_INIT, SLOT_END_LATENCY, round_earliest, stage_b_cycles
+    from .learn import LEARN_FINISH, LEARN_UNCHANGED, SLOT_END_LATENCY, learn_init, round_earliest, stage_b_cycles
 
-    walk = plan.walk(pulses_w, pulses_b)
+    walk = plan.walk(pulses_w, pulses_b, changed)
+    if plan.skips and not np.any(changed):
+        return LEARN_UNCHANGED
     skipped, requests, issue_cycles, rounds, mirrors, bias_lanes = (
         walk[key].tolist() for key in ("skipped", "requests", "issues", "rounds", "mirrors", "bias_lanes"))
     G = len(skipped)
@@ -91,8 +96,11 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
     ready = [0] * G                          # absolute cycle from which a group's draws are all in
     t = 0                                    # absolute start of the slot (slot 0 at 0)
     lead = plan.draw_lead                    # stage C works on group k - lead, B on k - lead + 1
-    for k in range(G + lead + 1):
-        longest = 0
+    # the slot after the last group's: stage A passes over the trailing candidates (with
+    # hw.learn_skip, bias groups without a changed unit) before it is done; LEARN ends with the slot
+    # in which stage D has the last group, or with that one if there is no group
+    for k in range(G + lead + 1 if G else 1):
+        longest = walk["trailing"] if k == G else 0
         if k < G:
             if requests[k]:
                 load = t + skipped[k] + 1
@@ -124,4 +132,4 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray) -> int:
             else:
                 longest = max(longest, 1 + mirrors[j] + (1 if mirrors[j] else 0))
         t += 1 + SLOT_END_LATENCY + longest
-    return LEARN_INIT + t + LEARN_FINISH
+    return learn_init(plan.skips) + t + LEARN_FINISH

@@ -4,7 +4,9 @@ LEARN walks the synapse stream group by group (learnplan.py): W lanes of a strea
 the biases W at a time. Four stages work on four consecutive groups in lock step; a *slot*
 ends in the cycle after all four are done, and every group moves one stage on:
 
-  A  walk and draw   walks the synapse stream, skips groups that hold only mirror copies,
+  A  walk and draw   walks the synapse stream, skips groups that hold only mirror copies (with
+                     hw.learn_skip also the lanes, groups and whole LEARNs whose units' HI and
+                     LO fixed points are equal: changed.py),
                      latches the next group (with each lane's learning rate: its weight layer's
                      entry of the rate table) and requests its Threefry calls (the rounding draw
                      and every pulse's noise), one per cycle, tagged with (buffer, lane, call)
@@ -40,6 +42,7 @@ from . import hostmap as hm
 from .ports import LearnerPort
 from .learnlane import (CORRELATOR_LATENCY, NOISE_BITS, CorrelatorLane, PulseLane, Quantiser, align_draw,
                         learn_shift, learn_widths, mul_const, shift_range)
+from .changed import ChangedUnits
 from .fanout import copy_of, lane_copies
 from .lanepair import LanePairMemory
 from .learnplan import LearnPlan
@@ -47,9 +50,11 @@ from .schedule import ceil_log2
 from .threefry import Threefry2x32, Threefry2x32Pipeline, call_request
 
 #: Cycles of LEARN outside the slots: the start cycle (the stream restarts), the loader filling the
-#: walk's candidate register, and the finish cycle.
+#: walk's candidate register (with hw.learn_skip two cycles: `learn_init`), and the finish cycle.
 LEARN_INIT = 2
 LEARN_FINISH = 1
+#: Cycles of a LEARN in which no unit changed (hw.learn_skip): the start cycle and the finish.
+LEARN_UNCHANGED = 2
 #: Cycles from the last stage's done flag to the slot's end (slot_end is a register).
 SLOT_END_LATENCY = 1
 #: Rounding happens no earlier than this cycle of a slot (|C| is taken at the slot's start,
@@ -60,6 +65,12 @@ ROUND_EARLIEST = 1
 #: the central fixed-point memory: the iCE40 defaults have no block RAM to spare for the rows'
 #: copies that the paired read needs.
 PAIRED_READ_LANES = 8
+
+
+def learn_init(skips: bool) -> int:
+    """LEARN's cycles before the first slot: LEARN_INIT, one more with hw.learn_skip (the loader's
+    register stage `pre`)."""
+    return LEARN_INIT + int(skips)
 
 
 def paired_reads(width: int) -> bool:
@@ -204,6 +215,18 @@ class Learner(wiring.Component):
             m.d.comb += [store_act.addr.eq(ev_value - f.lo), st_a.eq(store_act.data)]
             m.d.sync += [st_en.eq(ev_en), st_addr.eq(ev_addr)]
         fp_bits = n_bits + slot_bits + (0 if paired else 1)      # a copy's address: unit, slot (, HI)
+        # hw.learn_skip: which units' HI and LO differ (changed.py), from the same events as the copies
+        skips = plan.skips
+        if skips:
+            tracker = ChangedUnits(N, n_bits, slot_bits, a_bits)
+            m.submodules.changed = tracker
+            m.d.comb += [tracker.en.eq(st_en.any()), tracker.hi.eq(st_addr[-1]), tracker.unit.eq(st_addr[:n_bits]),
+                         tracker.slot.eq(st_addr[n_bits:n_bits + slot_bits]), tracker.value.eq(st_a)]
+            # events not yet at `any_changed`: LEARN's INIT waits for them (only after a host's own
+            # fixed-point writes right before LEARN, docs/rtl.md)
+            settling = learned | ev_en.any() | tracker.busy
+            # changed[u] for any index the walk forms (ra + 1 may pass N): zeros above
+            chg = Cat(tracker.changed, Const(0, (1 << (n_bits + 2)) - N))
 
         def copy_memory(name: str, k: int, lanes: int) -> LanePairMemory:
             """A copy of the k-th of `sets`, written from the STORE event."""
@@ -313,6 +336,8 @@ class Learner(wiring.Component):
         s_bits = (N * N + N).bit_length()        # synapse indices s < N N + N
         in_bias, exhausted = Signal(), Signal()
         bias_next = Signal(range(end_row + W + 1))
+        if skips:                                  # changed[bias_next + lane] at lane, shifted by W a bias group
+            b_chg = Signal(N + W)
         bias_left = Signal(signed(ceil_log2(end_row + W + 1) + 2))   # end_row - bias_next
         last_part = cand_part == parts - 1
         next_word = Signal(word_bits)
@@ -353,18 +378,46 @@ class Learner(wiring.Component):
         a_fill = Signal()                          # the walk's loader may run (FILL and RUN): a register,
                                                    # not the state's decode ahead of the loader's enables
         consume = Signal()                         # the walk takes the candidate this cycle
-        load = Signal()
+        load = Signal()                            # a candidate register takes the next candidate
+        fetch = Signal()                           # the next candidate is taken from the stream
         # the candidate register's fields and what the loader puts in them
         fields = [(d_valid, l_valid), (d_above, l_above), (d_on_diag, l_on_diag), (d_ends, l_ends),
                   (d_rsel, Cat(*[l_last[:lane].any() if lane else Const(0, 1) for lane in range(W)])),
                   *zip(d_col, l_col), (r_word, cand_word), (r_part, cand_part),
                   (r_final, last_part & (next_word == D)), (r_ra, ra), (r_rowN, rowN), (r_rowN1, rowN1)]
+        if skips:
+            # hw.learn_skip: the candidate also says whether each lane's column and its two rows (ra,
+            # ra + 1) changed. Those lookups (a 100-way select a lane) come from a register stage
+            # between the stream and the candidate registers (`pre`), not from the stream's lanes
+            # through the part select (that path was the ULX3S's slowest, 60.9 MHz): one cycle
+            # more to fill at the start of a LEARN, candidates still one a cycle.
+            p_full = Signal()
+            pre = [Signal.like(reg, name=f"pre_{reg.name}") for reg, _ in fields]
+            p_ra1 = Signal.like(ra)
+            with m.If(fetch):
+                m.d.sync += [p.eq(value) for p, (_, value) in zip(pre, fields)]
+                m.d.sync += [p_ra1.eq(ra + 1), p_full.eq(1)]
+            with m.Elif(load):
+                m.d.sync += p_full.eq(0)
+            start_clear.append(p_full)
+            at = {id(reg): k for k, (reg, _) in enumerate(fields)}
+            p_col = [pre[at[id(col)]] for col in d_col]
+            p_ra = pre[at[id(r_ra)]]
+            d_chg, d_chg_r0, d_chg_r1 = Signal(W), Signal(), Signal()
+            fields = [(reg, p) for (reg, _), p in zip(fields, pre)] + [
+                (d_chg, Cat(*[chg.bit_select(col, 1) for col in p_col])),
+                (d_chg_r0, chg.bit_select(p_ra, 1)), (d_chg_r1, chg.bit_select(p_ra1, 1))]
+            # pre fills when empty or while it hands its candidate on; it hands it on when a
+            # candidate register is free (both decisions from registers, as the loader's before)
+            m.d.comb += fetch.eq(a_fill & ~loaded_all & (~p_full | load))
+        else:
+            m.d.comb += fetch.eq(load)
         # A wide learner has a second candidate register (`spare`): the loader then runs whenever
         # one of the two is free, from registers alone, so its stream advance (to 32 lanes' entry
         # registers) does not wait for the walk's decision (through the walk's state, that was the
         # ULX3S's longest path). Candidates still come one a cycle, and the cycles are the same.
         spare = W >= 8
-        with m.If(load):
+        with m.If(fetch):
             m.d.sync += [cand_part.eq(Mux(last_part, 0, cand_part + 1)), cand_word.eq(next_word),
                          prev_ra.eq(ra), prev_rowN.eq(rowN), prev_rowN1.eq(rowN1),
                          prev_rowN2.eq(Mux(prev_ends, prev_rowN2 + N, prev_rowN2)), prev_ends.eq(l_ends)]
@@ -373,7 +426,8 @@ class Learner(wiring.Component):
         if spare:
             s_full = Signal()
             held = [Signal.like(reg, name=f"spare_{reg.name}") for reg, _ in fields]
-            m.d.comb += [load.eq(a_fill & ~loaded_all & ~s_full), self.stream.advance.eq(load & last_part)]
+            ready = p_full if skips else a_fill & ~loaded_all
+            m.d.comb += [load.eq(ready & ~s_full), self.stream.advance.eq(fetch & last_part)]
             with m.If(consume):
                 with m.If(s_full):
                     m.d.sync += [reg.eq(h) for (reg, _), h in zip(fields, held)]
@@ -391,16 +445,18 @@ class Learner(wiring.Component):
                     m.d.sync += s_full.eq(1)
             start_clear.append(s_full)
         else:
-            m.d.comb += [load.eq(a_fill & ~loaded_all & (~r_full | consume)),
-                         self.stream.advance.eq(load & last_part)]
+            ready = p_full if skips else a_fill & ~loaded_all
+            m.d.comb += [load.eq(ready & (~r_full | consume)), self.stream.advance.eq(fetch & last_part)]
             with m.If(load):
                 m.d.sync += [reg.eq(value) for reg, value in fields]
                 m.d.sync += r_full.eq(1)
             with m.Elif(consume):
                 m.d.sync += r_full.eq(0)
 
-        # decode of the candidate's lanes
+        # decode of the candidate's lanes; with hw.learn_skip a primary lane is programmed only when
+        # its column or its row changed (d_prog), else its update is zero
         d_prim, d_mir, d_diag = Signal(W), Signal(W), Signal(W)
+        d_prog, d_prog_mir = Signal(W), Signal(W)
         d_row = []
         for lane in range(W):
             row = Signal(n_bits + 1, name=f"drow{lane}")
@@ -414,6 +470,11 @@ class Learner(wiring.Component):
                 d_mir[lane].eq(0 if sch.fold else d_above[lane]),      # fold: no twin is streamed
                 d_diag[lane].eq(d_on_diag[lane]),
             ]
+            if skips:
+                nz = d_chg[lane] | Mux(d_rsel[lane], d_chg_r1, d_chg_r0)
+                m.d.comb += [d_prog[lane].eq(d_prim[lane] & nz), d_prog_mir[lane].eq(d_mir[lane] & nz)]
+            else:
+                m.d.comb += [d_prog[lane].eq(d_prim[lane]), d_prog_mir[lane].eq(d_mir[lane])]
         # per-layer rates: a synapse learns at its lower unit's weight layer (the row for a primary
         # copy with col >= row, the clamped column otherwise), a bias at the layer below its unit
         rated = len(plan.rates) > 1
@@ -500,7 +561,11 @@ class Learner(wiring.Component):
                     with m.If(exhausted):
                         m.d.comb += done_a.eq(1)
                     with m.Elif(in_bias):
-                        m.d.sync += [ga.valid.eq(1), ga.bias.eq(1), ga.buf.eq(buf_a), ga.prim.eq(0), ga.mir.eq(0),
+                        # with hw.learn_skip a bias group without a changed unit is passed over
+                        b_go = (b_chg[:W] & Cat(*[bias_left > lane for lane in range(W)])).any() if skips else 1
+                        if skips:
+                            m.d.sync += b_chg.eq(b_chg >> W)
+                        m.d.sync += [ga.valid.eq(b_go), ga.bias.eq(1), ga.buf.eq(buf_a), ga.prim.eq(0), ga.mir.eq(0),
                                      ga.diag.eq(0), ga.rsel.eq(0), ga.r0.eq(0), ga.word.eq(0), ga.part.eq(0)]
                         for lane in range(W):
                             unit = bias_next + lane
@@ -520,7 +585,8 @@ class Learner(wiring.Component):
                         # lanes 0 ... bias_left - 1: a prefix, so pipeline u's lowest lane is lane u
                         b_rem = Cat(*[bias_left > lane for lane in range(W)])
                         m.d.sync += start_issue(b_rem, prefix=True)
-                        m.next = "ISSUE" if K else "DONE"
+                        with m.If(b_go):
+                            m.next = "ISSUE" if K else "DONE"
                     with m.Elif(r_full):
                         # take the candidate (skipped or latched; the loader moves on)
                         m.d.comb += consume.eq(1)
@@ -530,10 +596,10 @@ class Learner(wiring.Component):
                         # candidate has no primary, mirror or diagonal lane, and ga is free while
                         # scanning): only the valid flag waits for the lanes' decode, not the
                         # enables of every field (that decode is the walk's longest path)
-                        m.d.sync += [ga.valid.eq(d_prim.any()), ga.bias.eq(0), ga.buf.eq(buf_a),
-                                     ga.word.eq(r_word), ga.part.eq(r_part), ga.r0.eq(r_ra), ga.prim.eq(d_prim),
-                                     ga.mir.eq(d_mir), ga.diag.eq(d_diag), ga.rsel.eq(d_rsel)]
-                        m.d.sync += start_issue(d_prim, prefix=False)
+                        m.d.sync += [ga.valid.eq(d_prog.any()), ga.bias.eq(0), ga.buf.eq(buf_a),
+                                     ga.word.eq(r_word), ga.part.eq(r_part), ga.r0.eq(r_ra), ga.prim.eq(d_prog),
+                                     ga.mir.eq(d_prog_mir), ga.diag.eq(d_diag), ga.rsel.eq(d_rsel)]
+                        m.d.sync += start_issue(d_prog, prefix=False)
                         m.d.sync += [ga.col[lane].eq(d_col[lane]) for lane in range(W)]
                         m.d.sync += [a.eq(d) for a, d in zip(a_s, d_s)]
                         if rated:
@@ -545,7 +611,7 @@ class Learner(wiring.Component):
                             with m.If(buf_a == b):
                                 m.d.sync += issued[b].eq(0)
                                 m.d.comb += recv_nx[b].eq(0)
-                        with m.If(d_prim.any()):
+                        with m.If(d_prog.any()):
                             m.next = "ISSUE" if K else "DONE"
             if K:
                 with m.State("ISSUE"):
@@ -955,8 +1021,22 @@ class Learner(wiring.Component):
                              r_full.eq(0), loaded_all.eq(0),
                              in_bias.eq(0), exhausted.eq(0), ga.valid.eq(0), *([ga2.valid.eq(0)] if ga2 else []),
                              gb.valid.eq(0), gc.valid.eq(0), gd.valid.eq(0), buf_a.eq(0), cyc.eq(0),
-                             *[r.eq(0) for r in start_clear], a_fill.eq(1)]
-                m.next = "FILL"
+                             *[r.eq(0) for r in start_clear]]
+                if skips:
+                    m.d.sync += b_chg.eq(tracker.changed[first_row:])
+                    with m.If(settling):           # a STORE event still on its way to `any_changed`
+                        m.next = "INIT"
+                    with m.Elif(tracker.any_changed):
+                        m.d.sync += a_fill.eq(1)
+                        m.next = "PREFILL"
+                    with m.Else():                 # no unit changed: every update is zero
+                        m.next = "FINISH"
+                else:
+                    m.d.sync += a_fill.eq(1)
+                    m.next = "FILL"
+            if skips:
+                with m.State("PREFILL"):          # the first candidate into `pre`
+                    m.next = "FILL"
             with m.State("FILL"):                 # the loader takes the first candidate
                 m.d.sync += running.eq(1)
                 m.next = "RUN"

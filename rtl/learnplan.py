@@ -250,59 +250,83 @@ class LearnPlan:
 
     @cached_property
     def _static_walk(self) -> dict[str, np.ndarray]:
-        """Per stream group (walk order): its lanes' rows, columns, primary and mirror flags."""
+        """Per stream group (walk order): its lanes' primary and mirror flags and lower and higher units."""
         lanes = self.stream_groups
         inside = lanes >= 0
         k = np.where(inside, lanes, 0)
         e, st = self.entries, self.schedule.stream
-        prim = e["primary"][k] & inside
-        active = prim.any(axis=1)
-        # mirror-only groups passed over before each active group (and before the biases)
-        seen = np.cumsum(~active)
-        before = seen[active] - np.concatenate([[0], seen[active][:-1]]) if active.any() else np.zeros(0, int)
-        idle_at_end = int(seen[-1] - (seen[active][-1] if active.any() else 0)) if len(seen) else 0
         row, col = st["row"][k], st["col"][k]
-        return {"prim": prim[active], "mir": (e["mirror"][k] & inside)[active],
-                "lo": np.minimum(row, col)[active], "hi": np.maximum(row, col)[active],
-                "skipped": before.astype(np.int64), "trailing": idle_at_end}
+        return {"prim": e["primary"][k] & inside, "mir": e["mirror"][k] & inside,
+                "lo": np.minimum(row, col), "hi": np.maximum(row, col)}
 
-    def walk(self, pulses_w: np.ndarray, pulses_b: np.ndarray) -> dict[str, np.ndarray]:
+    @property
+    def skips(self) -> bool:
+        """hw.learn_skip: the walk passes over lanes, groups and whole LEARNs whose units did not change."""
+        return self.cfg.hw.learn_skip
+
+    def walk(self, pulses_w: np.ndarray, pulses_b: np.ndarray, changed: np.ndarray | None = None
+             ) -> dict[str, np.ndarray]:
         """The groups the learner processes, in order, with what their cost depends on.
 
-        Arrays over the groups: skipped (mirror-only stream groups passed over before it),
+        Arrays over the groups: skipped (candidates passed over before it: stream groups without a
+        primary lane to program, and with hw.learn_skip bias groups without a changed unit),
         requests (Threefry calls), issues (cycles of requests: with several pipelines, the most
         calls of one pipeline's lanes, l = u mod units), rounds (max |n|: pulse rounds), mirrors (mirror writes:
         primary lanes with a twin and n != 0), bias_lanes (reads and writes of a bias group, 0
-        for stream groups). pulses_w[i, j] (i <= j, as the model's LearnStep) and pulses_b[i]
-        are the pulse counts.
+        for stream groups); and `trailing`, the candidates passed over after the last group.
+        pulses_w[i, j] (i <= j, as the model's LearnStep) and pulses_b[i] are the pulse counts;
+        `changed` (LearnStep.changed) the units whose HI and LO differ, needed with hw.learn_skip:
+        a primary lane is programmed only when one of its units changed.
         """
         sw = self._static_walk
-        n = np.where(sw["prim"], np.abs(np.asarray(pulses_w)[sw["lo"], sw["hi"]]), 0)
+        prim, mir = sw["prim"], sw["mir"]
         units = self.bias_groups
-        nb = np.where(units >= 0, np.abs(np.asarray(pulses_b))[np.maximum(units, 0)], 0)
-        bias_lanes = (units >= 0).sum(axis=1)
+        b_inside = units >= 0
+        b_active = b_inside.any(axis=1)
+        if self.skips:
+            if changed is None:
+                raise ValueError("hw.learn_skip: the LEARN cycles depend on which units changed; pass "
+                                 "`changed` (LearnStep.changed)")
+            changed = np.asarray(changed, dtype=bool)
+            if changed.shape != (self.cfg.network.n,):
+                raise ValueError(f"changed has shape {changed.shape}, expected ({self.cfg.network.n},)")
+            prim = prim & (changed[sw["lo"]] | changed[sw["hi"]])
+            mir = mir & prim
+            b_active = (b_inside & changed[np.maximum(units, 0)]).any(axis=1)
+        active = np.concatenate([prim.any(axis=1), b_active])
+        lo, hi = sw["lo"], sw["hi"]
+        n = np.where(prim, np.abs(np.asarray(pulses_w)[lo, hi]), 0)[active[:len(prim)]]
+        prim, mir = prim[active[:len(prim)]], mir[active[:len(mir)]]
+        units = units[b_active]
+        b_inside = units >= 0
+        nb = np.where(b_inside, np.abs(np.asarray(pulses_b))[np.maximum(units, 0)], 0)
+        bias_lanes = b_inside.sum(axis=1)
         U = self.rng_units
         share = np.arange(self.width) % U == np.arange(U)[:, None]            # (U, W): pipeline u's lanes
-        issues = np.concatenate([(sw["prim"][:, None, :] & share).sum(axis=2).max(axis=1, initial=0),
-                                 ((units >= 0)[:, None, :] & share).sum(axis=2).max(axis=1, initial=0)])
+        issues = np.concatenate([(prim[:, None, :] & share).sum(axis=2).max(axis=1, initial=0),
+                                 (b_inside[:, None, :] & share).sum(axis=2).max(axis=1, initial=0)])
+        at = np.flatnonzero(active)                         # candidates passed over between groups
+        skipped = np.diff(np.concatenate([[-1], at])) - 1
         zeros = np.zeros(len(units), dtype=np.int64)
-        skipped_b = zeros.copy()
-        if len(units):
-            skipped_b[0] = sw["trailing"]
         return {
-            "skipped": np.concatenate([sw["skipped"], skipped_b]),
-            "requests": np.concatenate([sw["prim"].sum(axis=1), bias_lanes]) * self.calls,
+            "skipped": skipped.astype(np.int64),
+            "trailing": int(len(active) - 1 - at[-1]) if len(at) else len(active),
+            "requests": np.concatenate([prim.sum(axis=1), bias_lanes]) * self.calls,
             "issues": issues * self.calls,
             "rounds": np.concatenate([n.max(axis=1, initial=0), nb.max(axis=1, initial=0)]),
-            "mirrors": np.concatenate([(sw["mir"] & (n != 0)).sum(axis=1), zeros]),
+            "mirrors": np.concatenate([(mir & (n != 0)).sum(axis=1), zeros]),
             "bias_lanes": np.concatenate([np.zeros(len(n), dtype=np.int64), bias_lanes]),
         }
 
     @property
     def slot_bound(self) -> int:
         """A bound on any slot's length (sizes the learner's cycle counter)."""
-        sw = self._static_walk
-        skips = max(int(sw["skipped"].max(initial=0)), int(sw["trailing"]))
+        if self.skips:                       # any run of candidates may be passed over
+            skips = len(self.stream_groups) + len(self.bias_groups)
+        else:
+            n = self.cfg.network.n
+            w = self.walk(np.zeros((n, n), dtype=np.int64), np.zeros(n, dtype=np.int64))
+            skips = max(int(w["skipped"].max(initial=0)), int(w["trailing"]))
         issue = self.width * self.calls * self.rng_interval + self.rng_interval
         return (skips + 2 + issue + self.rng_latency + 2 * self.batch + 8 + 2 * self.fmt.max_pulses
                 + 2 * self.width + 8)

@@ -85,5 +85,4 @@ class StateMemory(wiring.Component):
             g = copy_of(min(k, self.lanes - 1)) if f.hard else 0
             m.d.comb += [a_rd.addr.eq(Cat(unit[:nb], self.cur)), out.eq(collision.read_data(m, a_rd, a_wr)),
                          a_wr.en.eq(a_en), a_wr.addr.eq(a_addr[g]), a_wr.data.eq(a_value[g])]
-            collision.check_ports(mem)
         return m

@@ -89,7 +89,7 @@ async def check_classification(driver: EngineDriver, cfg: Config, workload: dict
         step, _ = fixed.eqprop_fixed_update(fmt, params, drive, target, decay_steps)
         rtl = await driver.read_params(before)
         compare_codes(Case(cfg, 0, before, drive, target), rtl, params)
-        want = cycles.learn_cycles(driver.layout.schedule, step.pulses_w, step.pulses_b)
+        want = cycles.learn_cycles(driver.layout.schedule, step.pulses_w, step.pulses_b, step.changed)
         if phases["learn_cycles"] != want:
             raise Mismatch(f"LEARN took {phases['learn_cycles']} cycles, the cycle model says {want}")
         relaxations = sum(r.cycles for ph in ("free", "hi", "lo") for r in phases[ph])

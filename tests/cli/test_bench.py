@@ -214,7 +214,7 @@ def test_minibatch_cost_counts_every_command():
     assert hwbench.minibatch_cost(wide, step, {"steps": 7.5}, 2).store == 2 * 2 * cycles.store_cycles(10)
     layered = wide.replace(network={"topology": "layered", "layers": [4, 4, 2]})     # clamped inputs: STOREs
     assert hwbench.minibatch_cost(layered, step, {"steps": 7.5}, 2).store == 4 * 2 * cycles.store_cycles(10)
-    assert cost.learn == cycles.learn_cycles(sch, step.pulses_w, step.pulses_b)
+    assert cost.learn == cycles.learn_cycles(sch, step.pulses_w, step.pulses_b, step.changed)
 
 
 def test_activity_counts_the_activations_each_step_changes():
@@ -263,4 +263,8 @@ def test_the_demo_names_how_fast_the_learner_draws():
     assert draw_rate(LearnPlan(ulx3s.replace(hw={"threefry": "iterative"}))) == "one Threefry draw per 18 cycles"
     assert draw_rate(LearnPlan(get_board("icebreaker").default_config())) == "no random draws"   # nearest rounding
     line = demo_line(demo_cycles(ulx3s, {"relax": [1000] * 8, "learn": 5000, "recall": [1900]}))
-    assert "LEARN 5,000 per minibatch of 8 (16 learning lanes, 2 Threefry pipelines, 2 draws a cycle)" in line
+    assert ("LEARN 5,000 per minibatch of 8 (16 learning lanes, 2 Threefry pipelines, 2 draws a cycle, "
+            "passing over unchanged units)") in line
+    plain = demo_line(demo_cycles(ulx3s.replace(hw={"learn_skip": False}),
+                                  {"relax": [1000] * 8, "learn": 5000, "recall": [1900]}))
+    assert "2 draws a cycle)" in plain and "unchanged" not in plain

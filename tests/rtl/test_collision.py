@@ -9,6 +9,7 @@ import contextlib
 import subprocess
 
 import pytest
+from amaranth import Module
 from amaranth.back import rtlil, verilog
 from amaranth.lib import memory
 from amaranth.sim import Simulator
@@ -61,11 +62,13 @@ def test_activation_copies_need_no_collision_logic(tmp_path, yosys, front, synth
 
 def test_a_marked_memory_has_one_read_and_one_write_port():
     mem = memory.Memory(shape=8, depth=16, init=[], attrs=collision.attrs())
+    rd = mem.read_port()
     mem.read_port()
-    mem.read_port()
-    mem.write_port()
+    wr = mem.write_port()
     with pytest.raises(ValueError, match="one read and one write port, not 2 and 1"):
         collision.check_ports(mem)
+    with pytest.raises(ValueError, match="one read and one write port, not 2 and 1"):   # read_data checks too
+        collision.read_data(Module(), rd, wr)
 
 
 def test_a_poisoned_memory_answers_a_colliding_read_with_a_wrong_word():

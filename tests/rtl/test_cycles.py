@@ -42,7 +42,7 @@ def test_measured_cycles_equal_the_model(seed):
         assert measured == cycles.relax_cycles(sch, steps)
     assert out["step"] == cycles.relax_cycles(sch, 1)
     pulses = expected(case).pulses
-    assert out["learn"] == cycles.learn_cycles(sch, pulses.pulses_w, pulses.pulses_b)
+    assert out["learn"] == cycles.learn_cycles(sch, pulses.pulses_w, pulses.pulses_b, pulses.changed)
 
 
 @pytest.mark.parametrize("lanes", [1, 2, 3, 4, 5, 8, 13, 28])

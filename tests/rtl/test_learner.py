@@ -81,10 +81,15 @@ def carry_positions(cfg: Config) -> list[tuple[int, int, int]]:
             for k in np.nonzero(plan.entries["primary"])[0]]
 
 
+#: Idle cycles between the last STORE event and LEARN's start: at least what a host needs on the bus
+#: to see the STORE finish and write LEARN (changed.LATENCY and more, see tests/rtl/test_learn_skip.py).
+STORE_TO_LEARN = 6
+
+
 def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np.ndarray,
-              decay_steps: int = 0) -> dict:
-    """STORE the fixed points into the learner, load the codes (and any carries), LEARN, read the
-    memories back."""
+              decay_steps: int = 0, gap: int = STORE_TO_LEARN) -> dict:
+    """STORE the fixed points into the learner, load the codes (and any carries), LEARN `gap`
+    cycles after the last event, read the memories back."""
     dut = Harness(cfg, params, v_hi, v_lo)
     u, lay = dut.unit, dut.layout
     out = {}
@@ -113,7 +118,8 @@ def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np
                     ctx.set(u.stored.value, int(v[b, i]))
                     await ctx.tick()
         ctx.set(u.stored.valid, 0)
-        await ctx.tick()
+        if gap:
+            await ctx.tick().repeat(gap)
         ctx.set(u.start, 1)
         await ctx.tick()
         ctx.set(u.start, 0)
@@ -139,20 +145,26 @@ def run_learn(cfg: Config, params: fixed.FixedParams, v_hi: np.ndarray, v_lo: np
     return {**out, "layout": lay}
 
 
-def check_learn(cfg: Config, seed: int, case=None, decay_steps: int = 0) -> dict:
-    """One LEARN on a random case: codes of every streamed copy and every bias, and the cycles."""
+def check_learn(cfg: Config, seed: int, case=None, decay_steps: int = 0, states=None,
+                gap: int = STORE_TO_LEARN) -> dict:
+    """One LEARN on a random case (or the fixed points `states` = (v_hi, v_lo)): codes of every
+    streamed copy and every bias, and the cycles (`gap` cycles from the last STORE event to LEARN:
+    the cycle model holds from STORE_TO_LEARN on)."""
     case = make_case(cfg, seed) if case is None else case
     fmt = case.fmt
     r = np.random.default_rng(seed + 1000)
     B, n = cfg.train.batch_size, cfg.network.n
-    v_hi = r.integers(fmt.lo, fmt.hi + 1, (B, n))
-    v_lo = r.integers(fmt.lo, fmt.hi + 1, (B, n))
-    v_hi[:, 0] = fmt.hi                                     # some saturated units, as at fixed points
-    v_lo[:, -1] = fmt.lo
+    if states is None:
+        v_hi = r.integers(fmt.lo, fmt.hi + 1, (B, n))
+        v_lo = r.integers(fmt.lo, fmt.hi + 1, (B, n))
+        v_hi[:, 0] = fmt.hi                                     # some saturated units, as at fixed points
+        v_lo[:, -1] = fmt.lo
+    else:
+        v_hi, v_lo = states
     want = case.params.copy()
     step = fixed.learn(fmt, want, fixed.activation(fmt, v_hi), fixed.activation(fmt, v_lo), case.drive.clamped,
                        decay_steps)
-    got = run_learn(cfg, case.params, v_hi, v_lo, decay_steps)
+    got = run_learn(cfg, case.params, v_hi, v_lo, decay_steps, gap)
     lay = got["layout"]
     sch = lay.schedule
     st = sch.stream
@@ -172,9 +184,10 @@ def check_learn(cfg: Config, seed: int, case=None, decay_steps: int = 0) -> dict
         np.testing.assert_array_equal(got["carry_w"], want.carry_w, err_msg="synapse carries differ")
         rows = list(sch.rows)
         np.testing.assert_array_equal(got["carry_b"][rows], want.carry_b[rows], err_msg="bias carries differ")
-    model_cycles = cycles.learner_cycles(LearnPlan(cfg), step.pulses_w, step.pulses_b)
-    assert got["cycles"] == model_cycles, f"LEARN took {got['cycles']} cycles, the cycle model says {model_cycles}"
-    return {"cycles": got["cycles"], "pulses": int(np.abs(step.pulses_w).sum() + np.abs(step.pulses_b).sum()),
+    model_cycles = cycles.learner_cycles(LearnPlan(cfg), step.pulses_w, step.pulses_b, step.changed)
+    if gap >= STORE_TO_LEARN:
+        assert got["cycles"] == model_cycles, f"LEARN took {got['cycles']} cycles, the cycle model says {model_cycles}"
+    return {"cycles": got["cycles"], "model_cycles": model_cycles, "pulses": int(np.abs(step.pulses_w).sum() + np.abs(step.pulses_b).sum()),
             "step": step, "after": want}
 
 
