@@ -81,9 +81,9 @@ def learner_cycles(plan, pulses_w: np.ndarray, pulses_b: np.ndarray, changed: np
     """
     from .learn import LEARN_FINISH, LEARN_UNCHANGED, SLOT_END_LATENCY, learn_init, round_earliest, stage_b_cycles
 
-    walk = plan.walk(pulses_w, pulses_b, changed)
-    if plan.skips and not np.any(changed):
+    if plan.skips and not plan.changed_units(changed).any():     # most LEARNs of a trained network
         return LEARN_UNCHANGED
+    walk = plan.walk(pulses_w, pulses_b, changed)
     skipped, requests, issue_cycles, rounds, mirrors, bias_lanes = (
         walk[key].tolist() for key in ("skipped", "requests", "issues", "rounds", "mirrors", "bias_lanes"))
     G = len(skipped)

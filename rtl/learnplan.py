@@ -264,6 +264,16 @@ class LearnPlan:
         """hw.learn_skip: the walk passes over lanes, groups and whole LEARNs whose units did not change."""
         return self.cfg.hw.learn_skip
 
+    def changed_units(self, changed: np.ndarray | None) -> np.ndarray:
+        """LearnStep.changed as a bool array of N, which hw.learn_skip's cycles need; or why not."""
+        if changed is None:
+            raise ValueError("hw.learn_skip: the LEARN cycles depend on which units changed; pass "
+                             "`changed` (LearnStep.changed)")
+        changed = np.asarray(changed, dtype=bool)
+        if changed.shape != (self.cfg.network.n,):
+            raise ValueError(f"changed has shape {changed.shape}, expected ({self.cfg.network.n},)")
+        return changed
+
     def walk(self, pulses_w: np.ndarray, pulses_b: np.ndarray, changed: np.ndarray | None = None
              ) -> dict[str, np.ndarray]:
         """The groups the learner processes, in order, with what their cost depends on.
@@ -284,12 +294,7 @@ class LearnPlan:
         b_inside = units >= 0
         b_active = b_inside.any(axis=1)
         if self.skips:
-            if changed is None:
-                raise ValueError("hw.learn_skip: the LEARN cycles depend on which units changed; pass "
-                                 "`changed` (LearnStep.changed)")
-            changed = np.asarray(changed, dtype=bool)
-            if changed.shape != (self.cfg.network.n,):
-                raise ValueError(f"changed has shape {changed.shape}, expected ({self.cfg.network.n},)")
+            changed = self.changed_units(changed)
             prim = prim & (changed[sw["lo"]] | changed[sw["hi"]])
             mir = mir & prim
             b_active = (b_inside & changed[np.maximum(units, 0)]).any(axis=1)
