@@ -336,15 +336,21 @@ def check_tools() -> None:
 # -- VCD -------------------------------------------------------------------------------------------
 
 def parse_vcd(path: Path, prefixes: Sequence[str] = ("assert__", "cover__")) -> tuple[int, dict[str, int]]:
-    """(last smt step, final values of the wires whose leaf name starts with one of `prefixes`).
+    """(the trace's event step, the values then of the wires whose leaf name starts with one of
+    `prefixes`).
 
-    smtbmc writes one timestamp pair per step: the final values are the failing (or covering)
-    step's. Hierarchical names are reduced to their leaf: property wires are unique per proof.
+    The event is the first smt step in which an assertion wire is 0 (a failure: BMC stops at the
+    first failing step) or a cover wire is 1; a trace without one gives its last step. smtbmc
+    writes one timestamp pair per step and, after a failure, the state one step further (yosys
+    0.70's smtbmc); that step's values say nothing, so the failing step is not simply the last.
+    Hierarchical names are reduced to their leaf: property wires are unique per proof.
     """
+    events = ("assert__", "cover__")
     ids: dict[str, list[str]] = {}
     step_id = None
     values: dict[str, int] = {}
-    step = 0
+    step = None
+    snapshots: list[tuple[int, dict[str, int]]] = []
     in_header = True
     with open(path) as f:
         for raw in f:
@@ -357,7 +363,7 @@ def parse_vcd(path: Path, prefixes: Sequence[str] = ("assert__", "cover__")) -> 
                     ident, name = parts[3], parts[4]
                     if name == "smt_step":
                         step_id = ident
-                    elif name.startswith(tuple(prefixes)):
+                    elif name.startswith(tuple(prefixes) + events):
                         ids.setdefault(ident, []).append(name)
                 elif line.startswith("$enddefinitions"):
                     in_header = False
@@ -372,11 +378,20 @@ def parse_vcd(path: Path, prefixes: Sequence[str] = ("assert__", "cover__")) -> 
             else:
                 continue
             if ident == step_id:
+                if step is not None:
+                    snapshots.append((step, dict(values)))
                 step = value
             elif ident in ids:
                 for name in ids[ident]:
                     values[name] = value
-    return step, values
+    snapshots.append((step or 0, values))
+
+    def event(seen: dict[str, int]) -> bool:
+        return any((name.startswith("assert__") and v == 0) or (name.startswith("cover__") and v == 1)
+                   for name, v in seen.items())
+
+    step, seen = next((snap for snap in snapshots if event(snap[1])), snapshots[-1])
+    return step, {name: v for name, v in seen.items() if name.startswith(tuple(prefixes))}
 
 
 # -- running one proof -----------------------------------------------------------------------------

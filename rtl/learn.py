@@ -57,9 +57,11 @@ LEARN_FINISH = 1
 LEARN_UNCHANGED = 2
 #: Cycles from the last stage's done flag to the slot's end (slot_end is a register).
 SLOT_END_LATENCY = 1
-#: Rounding happens no earlier than this cycle of a slot (|C| is taken at the slot's start,
-#: multiplied by LR_MUL in cycle 0).
-ROUND_EARLIEST = 1
+#: A stream group rounds no earlier than this cycle of a slot: its code word, read in cycle 0,
+#: is registered in cycle 1 and in the lanes from cycle 2 on, so its first pulse round (the cycle
+#: after rounding) reads the loaded codes. With rounding "carry" the carries, which arrive with the
+#: word in cycle 1 and are registered by the quantisers, are ready then too.
+ROUND_EARLIEST = 2
 #: Learners at least this wide read a sample's HI and LO fixed points in one cycle (stage B: B
 #: reads, two multipliers a lane). Narrower ones read them in turn (2B reads, one multiplier), from
 #: the central fixed-point memory: the iCE40 defaults have no block RAM to spare for the rows'
@@ -90,10 +92,10 @@ def round_earliest(carry: bool, bias: bool, width: int) -> int:
     """The first cycle of a slot in which stage C may round: a bias group waits for its W entries
     (read in cycles 0 .. W-1, registered once, in the lanes from cycle l + 2) and, with rounding
     "carry", for the carries (bias lane l's in cycle l + 1, registered by the quantiser); a stream
-    group's carries arrive with its entries in cycle 1 and are registered first."""
+    group for its code word (ROUND_EARLIEST), with or without carries."""
     if bias:
         return width + 1
-    return ROUND_EARLIEST + 1 if carry else ROUND_EARLIEST
+    return ROUND_EARLIEST
 
 
 def _lowest_bit(mask, width: int):
@@ -782,13 +784,16 @@ class Learner(wiring.Component):
         for b in range(NB):
             with m.If(next_c_buf == b):
                 m.d.sync += c_ready.eq(recv_inc[b] == issued[b])
+        # a stream group's entries, registered per lane from the word read in cycle 0 (block RAM
+        # output, a route across the die and the lanes' entry select in one cycle were the ULX3S's
+        # longest path), in the lanes in cycle 2
         c_entry = [Signal(E, name=f"c_entry{lane}") for lane in range(W)]
         for part in range(parts):
             with m.If(gc.part == part):
                 for lane in range(W):
                     q = part * W + lane
                     if q < P:
-                        m.d.comb += c_entry[lane].eq(self.codes.r_data.word_select(q, E))
+                        m.d.sync += c_entry[lane].eq(self.codes.r_data.word_select(q, E))
         bias_read_addr = Signal(n_bits)
         # the bias entry registered once beside its block RAM before it fans out to the lanes
         # (block RAM output, route across the die and the lanes' entry select in one cycle were
@@ -810,11 +815,11 @@ class Learner(wiring.Component):
         c_load = Signal(W)
         if W > 1:
             next_c_valid, next_c_bias = Mux(slot_end, gb.valid, gc.valid), Mux(slot_end, gb.bias, gc.bias)
-            m.d.sync += c_load.eq(Cat(*[next_c_valid & Mux(next_c_bias, cyc_nx == lane + 2, cyc_nx == 1)
+            m.d.sync += c_load.eq(Cat(*[next_c_valid & Mux(next_c_bias, cyc_nx == lane + 2, cyc_nx == 2)
                                         for lane in range(W)]))
             start_clear.append(c_load)
         else:
-            m.d.comb += c_load.eq(gc.valid & Mux(gc.bias, cyc == 2, cyc == 1))
+            m.d.comb += c_load.eq(gc.valid & (cyc == 2))
         for lane in range(W):
             qz, pl = quant[lane], pulse[lane]
             # a lane without a primary copy quantises 0: no pulses, no extra rounds
@@ -829,7 +834,7 @@ class Learner(wiring.Component):
                 m.d.comb += qz.decay.eq(self.decay)
             if noisy:
                 m.d.comb += pl.noise.eq(noise_rd.data.word_select(lane, 2 * NOISE_BITS))
-            # entries: stream codes arrive in cycle 1; bias lane l's code in cycle l + 2
+            # entries: stream codes in cycle 2; bias lane l's code in cycle l + 2
             m.d.comb += [pl.load.eq(c_load[lane]), pl.entry.eq(Mux(gc.bias, bias_entry, c_entry[lane]))]
         # bias lane l's read in cycle l: a parallel multiplexer (a chain of W priority muxes here was
         # the ULX3S's longest path), selected by a one-hot register of "cycle l of a bias group"

@@ -10,7 +10,8 @@ Pipeline (`mac_latency(P)` cycles from a word at the inputs to its row sum):
 
   1  input registers (a padding entry's activation is zeroed here)  -- the DSP's A/B registers
   2  products                                                       -- the DSP's output register
-  3… two adder trees (head, tail), ADDS_PER_STAGE levels per register stage
+  3… two adder trees (head, tail), ADDS_PER_STAGE levels per register stage; the first stage,
+     behind the head/tail select, takes the levels left over (`first_stage_adds`)
   last  the running sum of the open row; a row sum leaves when its row ends
 
 Registering both sides of every multiplier (without a reset: DSP operand and output registers
@@ -53,6 +54,15 @@ def tree_stages(lanes: int) -> int:
     """Register stages of a pairwise adder tree over `lanes` values (at least one)."""
     levels = max((lanes - 1).bit_length(), 0)
     return max(-(-levels // ADDS_PER_STAGE), 1)
+
+
+def first_stage_adds(lanes: int) -> int:
+    """Adder levels of the tree's first stage: what the later stages (ADDS_PER_STAGE each) leave.
+    The first stage also holds the head/tail select behind the products, so at P = 32 (five
+    levels, three stages) it adds once instead of twice: its path was among the ULX3S's
+    longest, and the last stage had no adder at all."""
+    levels = max((lanes - 1).bit_length(), 0)
+    return levels - ADDS_PER_STAGE * (tree_stages(lanes) - 1)
 
 
 def mac_latency(lanes: int) -> int:
@@ -130,7 +140,7 @@ class MacArray(wiring.Component):
             tail.append(Mux(in_head[i], 0, prod[i]))
         ends = last.any()
         for k in range(tree_stages(P)):
-            for _ in range(ADDS_PER_STAGE):
+            for _ in range(first_stage_adds(P) if k == 0 else ADDS_PER_STAGE):
                 head = [sum(head[j:j + 2]) for j in range(0, len(head), 2)]
                 tail = [sum(tail[j:j + 2]) for j in range(0, len(tail), 2)]
             head = [self._reg(m, x, f"head{k}_{j}") for j, x in enumerate(head)]

@@ -4,10 +4,15 @@ Relaxation is Jacobi: a step reads the current half (`cur`) and writes the other
 states (for the neuron update, the host and STORE) sit in one memory with one read port;
 each lane has its own copy of the activations ρ(v) (it reads a different column every
 clock), two halves deep; `lutram_lanes` of the copies sit in distributed RAM (yosys
-`ram_style`), which frees block RAM for more lanes. A state write updates the state at once and every activation copy
-one cycle later, after a synchronous read of the activation table (tanh; for the hard
-activations ρ(v) = v inside the box and the value is only registered). Nothing reads the
-half being written in that cycle, so the delay is invisible to the controller.
+`ram_style`), which frees block RAM for more lanes. A state write updates the state at once and
+every activation copy one cycle later, after a synchronous read of the activation table (tanh)
+or a register (the hard activations, ρ(v) = v inside the box). An engine with more than one group
+of lanes (fanout.py) takes two cycles for the hard activations: the value and address pass a
+register per group of lanes and then one per copy, so that no route from one register reaches
+block RAMs spread over the die (on the ULX3S such a route, 15 ns with no logic, was the longest
+path of two of the three placements). Nothing reads the half being written for at least three
+cycles after its last write (the controller's STEP_END and STEP_START, then the stream's read),
+so the delay is invisible to the controller.
 
 A folded stream (`fold`, mac.py) also needs the activations of the word's rows: two more
 copies in distributed RAM read units `row_unit` and `row_unit + 1` (`act_rows`).
@@ -26,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from memprop.model.numerics import bitlen_signed
 
 from . import collision
-from .fanout import copy_of, lane_copies
+from .fanout import LANES_PER_COPY, copy_of, lane_copies
 
 
 class StateMemory(wiring.Component):
@@ -38,6 +43,11 @@ class StateMemory(wiring.Component):
         self.lanes = lanes
         self.v_bits = fmt.state_bits
         self.a_bits = bitlen_signed(fmt.a_max)
+        #: the hard activations' write registers in two levels (a group's, then each copy's): only
+        #: where there is more than one group (a narrow engine's copies sit near one register)
+        self.two_level = fmt.hard and lanes > LANES_PER_COPY
+        #: cycles from a state write to its activation copies' write
+        self.copy_latency = 2 if self.two_level else 1
         super().__init__({
             "cur": In(1),                                          # the half relaxation reads
             "w_en": In(1), "w_unit": In(n_bits), "w_half": In(1), "w_value": In(signed(self.v_bits)),
@@ -82,7 +92,16 @@ class StateMemory(wiring.Component):
                                 attrs=collision.attrs(**({"ram_style": "distributed"} if lutram else {})))
             m.submodules[f"act{k}" if k < self.lanes else f"act_row{k - self.lanes}"] = mem
             a_rd, a_wr = mem.read_port(), mem.write_port()
-            g = copy_of(min(k, self.lanes - 1)) if f.hard else 0
-            m.d.comb += [a_rd.addr.eq(Cat(unit[:nb], self.cur)), out.eq(collision.read_data(m, a_rd, a_wr)),
-                         a_wr.en.eq(a_en), a_wr.addr.eq(a_addr[g]), a_wr.data.eq(a_value[g])]
+            m.d.comb += [a_rd.addr.eq(Cat(unit[:nb], self.cur)), out.eq(collision.read_data(m, a_rd, a_wr))]
+            if self.two_level:
+                # the copy's own write registers, fed by its group's: enable and address in one
+                # register whose init (enable 0, address k) differs from every other copy's
+                g = copy_of(min(k, self.lanes - 1))
+                wr = Signal(nb + 2, name=f"a_wr{k}", init=(k << 1) & ((2 << (nb + 1)) - 1))
+                value = Signal(signed(self.a_bits), name=f"a_data{k}", init=k % (1 << (self.a_bits - 1)))
+                m.d.sync += [wr.eq(Cat(a_en, a_addr[g])), value.eq(a_value[g])]
+                m.d.comb += [a_wr.en.eq(wr[0]), a_wr.addr.eq(wr[1:]), a_wr.data.eq(value)]
+            else:
+                g = copy_of(min(k, self.lanes - 1)) if f.hard else 0
+                m.d.comb += [a_wr.en.eq(a_en), a_wr.addr.eq(a_addr[g]), a_wr.data.eq(a_value[g])]
         return m

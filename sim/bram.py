@@ -122,8 +122,9 @@ class StateMemoryProbe(wiring.Component):
 
     The copies' reads that meet a write are undefined in the netlist (rtl/collision.py), so the
     probe keeps the engine's contract: a state write goes to the half the copies do not read
-    (`w_half` is ~cur), and `cur` flips (`flip`) only in a cycle without a state write (whose copy
-    write lands in the next cycle). The state memory's own reads and writes stay free."""
+    (`w_half` is ~cur), and `cur` flips (`flip`) only when no state write's copy write is still
+    on its way (`StateMemory.copy_latency` cycles). The state memory's own reads and writes stay
+    free."""
 
     def __init__(self):
         from memprop.model.config import Config
@@ -142,7 +143,10 @@ class StateMemoryProbe(wiring.Component):
         m.d.comb += [getattr(st, name).eq(getattr(self, name))
                      for name in ("w_en", "w_unit", "w_value", "rd_unit", "rd_half")]
         cur = Signal()
-        with m.If(self.flip & ~self.w_en):
+        recent = Signal(st.copy_latency)             # state writes of this cycle and the ones before
+        m.d.comb += recent[0].eq(self.w_en)
+        m.d.sync += recent[1:].eq(recent[:-1])
+        with m.If(self.flip & ~recent.any()):
             m.d.sync += cur.eq(~cur)
         m.d.comb += [st.cur.eq(cur), st.w_half.eq(~cur)]
         m.d.comb += [self.rd_data.eq(st.rd_data), st.act_col[0].eq(self.col0), st.act_col[1].eq(self.col1),

@@ -49,13 +49,26 @@ def _module():
     return m
 
 
-def test_parse_vcd_reads_the_last_step(tmp_path):
+def test_parse_vcd_reads_the_step_of_the_failure_or_cover(tmp_path):
     path = tmp_path / "trace.vcd"
     path.write_text(VCD)
     step, values = parse_vcd(path)
     assert step == 1
     assert values == {"assert__link__a": 1, "assert__link__b": 0, "cover__link__c": 1}
     assert parse_vcd(path, ("cover__",))[1] == {"cover__link__c": 1}
+    assert parse_vcd(path, ("data",)) == (1, {"data": 1})
+
+
+def test_parse_vcd_leaves_out_the_step_smtbmc_writes_after_a_failure(tmp_path):
+    """yosys 0.70's smtbmc writes the state one step past the failing one (the engine miter's
+    inverted netlist failed at step 0 and its trace ended at step 1, where the wire is 1 again)."""
+    path = tmp_path / "trace.vcd"
+    path.write_text(VCD.replace("b1 n1\nb1 n2\nb00000001 n3", "b1 n1\nb0 n2\nb00000001 n3")
+                    .replace("b1 n1\nb0 n2\nb1 n4", "b1 n1\nb1 n2\nb1 n4"))
+    assert parse_vcd(path, ("assert__", "data")) == (0, {"assert__link__a": 1, "assert__link__b": 0, "data": 1})
+    no_event = tmp_path / "quiet.vcd"
+    no_event.write_text(VCD.replace("b0 n2", "b1 n2").replace("b1 n4", "b0 n4"))
+    assert parse_vcd(no_event)[0] == 1                      # no failure, no cover: the last step
 
 
 def test_properties_drive_named_wires_and_reject_duplicates():

@@ -10,7 +10,7 @@ from memprop.model.config import Config
 from memprop.model import fixed
 from memprop.model.fixed import FixedTarget, fixed_step
 from memprop.model.numerics import Formats, bitlen_signed
-from memprop.rtl.mac import MacArray, mac_latency
+from memprop.rtl.mac import ADDS_PER_STAGE, MacArray, first_stage_adds, mac_latency, tree_stages
 from memprop.rtl.neuron import NEURON_LATENCY, NeuronUpdate
 
 CONFIGS = [
@@ -117,11 +117,22 @@ def test_mac_array_row_sums_over_a_segmented_stream(lanes):
     assert got == want
 
 
+def test_adder_tree_stages_cover_every_level_with_the_first_lightest():
+    """The first stage (behind the head/tail select) takes the levels the later stages leave, so
+    the latency is that of full stages and no stage adds more than ADDS_PER_STAGE levels."""
+    for lanes in range(1, 130):
+        levels, first = (lanes - 1).bit_length(), first_stage_adds(lanes)
+        assert first + ADDS_PER_STAGE * (tree_stages(lanes) - 1) == levels, lanes
+        assert min(levels, 1) <= first <= ADDS_PER_STAGE, lanes
+    assert (tree_stages(32), first_stage_adds(32)) == (3, 1)        # the ULX3S's P = 32
+
+
 @pytest.mark.parametrize("sections", CONFIGS)
 @pytest.mark.parametrize("lanes, lutram", [(1, 0), (9, 3)])
 def test_state_memory_copies_every_write_to_every_lane(sections, lanes, lutram):
-    """Each lane reads ρ(v) of any unit and half one cycle after its state was written, whichever
-    copy of the write registers (fanout.LANES_PER_COPY lanes each) serves it; the state port reads v."""
+    """Each lane reads ρ(v) of any unit and half `copy_latency` cycles after its state was written
+    (two for the hard activations: the write registers of the lanes' group, fanout.LANES_PER_COPY
+    lanes each, then the copy's own), whichever copy serves it; the state port reads v."""
     from memprop.rtl.statemem import StateMemory
 
     cfg = Config.create(numerics="fixed", **sections)
@@ -141,7 +152,7 @@ def test_state_memory_copies_every_write_to_every_lane(sections, lanes, lutram):
             await ctx.tick()
         ctx.set(dut.w_en, 0)
         ctx.set(dut.w_value, fmt.hi)                    # not enabled: nothing may change
-        await ctx.tick().repeat(2)
+        await ctx.tick().repeat(dut.copy_latency)
         for h in (0, 1):
             ctx.set(dut.cur, h)
             for start in range(0, n, lanes):

@@ -278,3 +278,18 @@ def test_relax_store_is_refused_where_it_cannot_be_honoured():
     assert not hm.Layout(Formats(layered)).relax_store
     assert _run_commands(layered, [(hm.OP_RELAX, hm.SET_HI, 0, True), (hm.OP_RELAX, hm.SET_HI, 0, False)]) \
         == [True, False]
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_two_level_activation_copies_are_ready_for_the_next_step(fold):
+    """With more than one group of lanes the activation copies are written two cycles after the
+    state (statemem.py): N <= P, so the next step's first word reads every unit, the last one
+    written included, as early as the controller allows. RELAX, many steps, bit-exact. (Checked
+    by delaying the copies' writes: it passes up to 5 cycles and fails from 6.)"""
+    from memprop.rtl.fanout import LANES_PER_COPY
+
+    cfg = Config.for_algorithm("eqprop", network={"n": 6}, numerics="fixed", train={"batch_size": 1},
+                               hw={"lanes": 8, "fold": fold})
+    assert Formats(cfg).hard and cfg.hw.lanes > LANES_PER_COPY     # StateMemory.two_level
+    report = simulate(make_case(cfg, 3), mode="relax")
+    assert report["mode"] == "relax"
