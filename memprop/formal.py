@@ -336,16 +336,15 @@ def check_tools() -> None:
 # -- VCD -------------------------------------------------------------------------------------------
 
 def parse_vcd(path: Path, prefixes: Sequence[str] = ("assert__", "cover__")) -> tuple[int, dict[str, int]]:
-    """(the trace's event step, the values then of the wires whose leaf name starts with one of
-    `prefixes`).
+    """(the trace's step, the values then of the wires whose leaf name starts with one of `prefixes`).
 
-    The event is the first smt step in which an assertion wire is 0 (a failure: BMC stops at the
-    first failing step) or a cover wire is 1; a trace without one gives its last step. smtbmc
-    writes one timestamp pair per step and, after a failure, the state one step further (yosys
-    0.70's smtbmc); that step's values say nothing, so the failing step is not simply the last.
-    Hierarchical names are reduced to their leaf: property wires are unique per proof.
+    A trace with an assertion wire at 0 gives the first step where one is (a failure: BMC stops at
+    the first failing step); smtbmc (yosys 0.70) writes the state one step past the failure, whose
+    values say nothing. Any other trace (a cover's, where every assertion holds) gives its last
+    step, the one the cover was reached in. Hierarchical names are reduced to their leaf:
+    property wires are unique per proof.
     """
-    events = ("assert__", "cover__")
+    events = ("assert__",)
     ids: dict[str, list[str]] = {}
     step_id = None
     values: dict[str, int] = {}
@@ -387,8 +386,7 @@ def parse_vcd(path: Path, prefixes: Sequence[str] = ("assert__", "cover__")) -> 
     snapshots.append((step or 0, values))
 
     def event(seen: dict[str, int]) -> bool:
-        return any((name.startswith("assert__") and v == 0) or (name.startswith("cover__") and v == 1)
-                   for name, v in seen.items())
+        return any(name.startswith("assert__") and v == 0 for name, v in seen.items())
 
     step, seen = next((snap for snap in snapshots if event(snap[1])), snapshots[-1])
     return step, {name: v for name, v in seen.items() if name.startswith(tuple(prefixes))}

@@ -49,7 +49,7 @@ def _module():
     return m
 
 
-def test_parse_vcd_reads_the_step_of_the_failure_or_cover(tmp_path):
+def test_parse_vcd_reads_the_step_of_the_failure(tmp_path):
     path = tmp_path / "trace.vcd"
     path.write_text(VCD)
     step, values = parse_vcd(path)
@@ -68,7 +68,18 @@ def test_parse_vcd_leaves_out_the_step_smtbmc_writes_after_a_failure(tmp_path):
     assert parse_vcd(path, ("assert__", "data")) == (0, {"assert__link__a": 1, "assert__link__b": 0, "data": 1})
     no_event = tmp_path / "quiet.vcd"
     no_event.write_text(VCD.replace("b0 n2", "b1 n2").replace("b1 n4", "b0 n4"))
-    assert parse_vcd(no_event)[0] == 1                      # no failure, no cover: the last step
+    assert parse_vcd(no_event)[0] == 1                      # no failure: the last step
+
+
+def test_parse_vcd_reads_a_cover_trace_at_its_last_step(tmp_path):
+    """A cover trace may reach other covers before its own (the last step): every cover wire
+    is read there, not at the first cover reached."""
+    path = tmp_path / "trace.vcd"
+    path.write_text(VCD.replace("b0 n2", "b1 n2").replace("b0 n4", "b1 n4").replace("b1 n4\n#15", "b0 n4\n#15")
+                    .replace("b1 n1\nb1 n2\nb1 n4", "b1 n1\nb1 n2\nb0 n4"))
+    text = path.read_text()
+    assert "b1 n4" in text.split("#5")[0] and "b0 n4" in text.split("#10")[1]    # cover 1 at step 0, 0 at step 1
+    assert parse_vcd(path, ("cover__",)) == (1, {"cover__link__c": 0})
 
 
 def test_properties_drive_named_wires_and_reject_duplicates():
