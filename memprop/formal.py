@@ -386,7 +386,7 @@ def parse_vcd(path: Path, prefixes: Sequence[str] = ("assert__", "cover__")) -> 
     snapshots.append((step or 0, values))
 
     def event(seen: dict[str, int]) -> bool:
-        return any(name.startswith("assert__") and v == 0 for name, v in seen.items())
+        return any(name.startswith(events) and v == 0 for name, v in seen.items())
 
     step, seen = next((snap for snap in snapshots if event(snap[1])), snapshots[-1])
     return step, {name: v for name, v in seen.items() if name.startswith(tuple(prefixes))}

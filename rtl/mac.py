@@ -50,10 +50,14 @@ ADDS_PER_STAGE = 2
 READ_GROUP = 8
 
 
+def tree_levels(lanes: int) -> int:
+    """Adder levels of a pairwise tree over `lanes` values."""
+    return max((lanes - 1).bit_length(), 0)
+
+
 def tree_stages(lanes: int) -> int:
     """Register stages of a pairwise adder tree over `lanes` values (at least one)."""
-    levels = max((lanes - 1).bit_length(), 0)
-    return max(-(-levels // ADDS_PER_STAGE), 1)
+    return max(-(-tree_levels(lanes) // ADDS_PER_STAGE), 1)
 
 
 def first_stage_adds(lanes: int) -> int:
@@ -61,8 +65,7 @@ def first_stage_adds(lanes: int) -> int:
     The first stage also holds the head/tail select behind the products, so at P = 32 (five
     levels, three stages) it adds once instead of twice: its path was among the ULX3S's
     longest, and the last stage had no adder at all."""
-    levels = max((lanes - 1).bit_length(), 0)
-    return levels - ADDS_PER_STAGE * (tree_stages(lanes) - 1)
+    return tree_levels(lanes) - ADDS_PER_STAGE * (tree_stages(lanes) - 1)
 
 
 def mac_latency(lanes: int) -> int:

@@ -34,6 +34,12 @@ from . import collision
 from .fanout import LANES_PER_COPY, copy_of, lane_copies
 
 
+def two_level_copies(fmt, lanes: int) -> bool:
+    """The hard activations' copy writes pass two register levels (a group's, then each copy's)
+    where there is more than one group of lanes; a narrow engine's copies sit near one register."""
+    return fmt.hard and lanes > LANES_PER_COPY
+
+
 class StateMemory(wiring.Component):
     def __init__(self, fmt, n_bits: int, lanes: int, lutram_lanes: int = 0, fold: bool = False):
         self.fmt = fmt
@@ -43,9 +49,7 @@ class StateMemory(wiring.Component):
         self.lanes = lanes
         self.v_bits = fmt.state_bits
         self.a_bits = bitlen_signed(fmt.a_max)
-        #: the hard activations' write registers in two levels (a group's, then each copy's): only
-        #: where there is more than one group (a narrow engine's copies sit near one register)
-        self.two_level = fmt.hard and lanes > LANES_PER_COPY
+        self.two_level = two_level_copies(fmt, lanes)
         #: cycles from a state write to its activation copies' write
         self.copy_latency = 2 if self.two_level else 1
         super().__init__({
@@ -93,15 +97,14 @@ class StateMemory(wiring.Component):
             m.submodules[f"act{k}" if k < self.lanes else f"act_row{k - self.lanes}"] = mem
             a_rd, a_wr = mem.read_port(), mem.write_port()
             m.d.comb += [a_rd.addr.eq(Cat(unit[:nb], self.cur)), out.eq(collision.read_data(m, a_rd, a_wr))]
+            g = copy_of(min(k, self.lanes - 1)) if f.hard else 0
             if self.two_level:
                 # the copy's own write registers, fed by its group's: enable and address in one
                 # register whose init (enable 0, address k) differs from every other copy's
-                g = copy_of(min(k, self.lanes - 1))
                 wr = Signal(nb + 2, name=f"a_wr{k}", init=(k << 1) & ((2 << (nb + 1)) - 1))
                 value = Signal(signed(self.a_bits), name=f"a_data{k}", init=k % (1 << (self.a_bits - 1)))
                 m.d.sync += [wr.eq(Cat(a_en, a_addr[g])), value.eq(a_value[g])]
                 m.d.comb += [a_wr.en.eq(wr[0]), a_wr.addr.eq(wr[1:]), a_wr.data.eq(value)]
             else:
-                g = copy_of(min(k, self.lanes - 1)) if f.hard else 0
                 m.d.comb += [a_wr.en.eq(a_en), a_wr.addr.eq(a_addr[g]), a_wr.data.eq(a_value[g])]
         return m

@@ -131,8 +131,9 @@ def test_adder_tree_stages_cover_every_level_with_the_first_lightest():
 @pytest.mark.parametrize("lanes, lutram", [(1, 0), (9, 3)])
 def test_state_memory_copies_every_write_to_every_lane(sections, lanes, lutram):
     """Each lane reads ρ(v) of any unit and half `copy_latency` cycles after its state was written
-    (two for the hard activations: the write registers of the lanes' group, fanout.LANES_PER_COPY
-    lanes each, then the copy's own), whichever copy serves it; the state port reads v."""
+    (two where the hard activations pass two register levels, `two_level_copies`: the write
+    registers of the lanes' group, fanout.LANES_PER_COPY lanes each, then the copy's own),
+    whichever copy serves it; the state port reads v."""
     from memprop.rtl.statemem import StateMemory
 
     cfg = Config.create(numerics="fixed", **sections)

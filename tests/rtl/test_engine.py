@@ -286,10 +286,10 @@ def test_two_level_activation_copies_are_ready_for_the_next_step(fold):
     state (statemem.py): N <= P, so the next step's first word reads every unit, the last one
     written included, as early as the controller allows. RELAX, many steps, bit-exact. (Checked
     by delaying the copies' writes: it passes up to 5 cycles and fails from 6.)"""
-    from memprop.rtl.fanout import LANES_PER_COPY
+    from memprop.rtl.statemem import two_level_copies
 
     cfg = Config.for_algorithm("eqprop", network={"n": 6}, numerics="fixed", train={"batch_size": 1},
                                hw={"lanes": 8, "fold": fold})
-    assert Formats(cfg).hard and cfg.hw.lanes > LANES_PER_COPY     # StateMemory.two_level
+    assert two_level_copies(Formats(cfg), cfg.hw.lanes)
     report = simulate(make_case(cfg, 3), mode="relax")
     assert report["mode"] == "relax"
