@@ -20,7 +20,7 @@ board PLL makes it from the oscillator; see `BOARDS` and docs/hostlink.md):
   stochastic rounding 5921). Trained in situ in the fixed-point model it recalls hex16 at
   0.9958 at p = 0.1 (seeds 0-2: 0.9959, 0.9949, 0.9966; stochastic rounding 0.9964).
 - `ulx3s` (ECP5 LFE5U-85F: 84k LUTs, 208 DP16KD, 156 multipliers, 25 MHz): N = 100 dense on
-  linear-256 pairs, P = 32 lanes folded (`hw.fold`: each symmetric pair read once, 225 cycles a
+  linear-256 pairs, P = 32 lanes folded (`hw.fold`: each symmetric pair read once, 223 cycles a
   step), 16 learning lanes, two Threefry pipelines (LEARN at minibatch 1 waits for the draws:
   6680 -> 4367 cycles), minibatch 8, MULT18X18D with their output registers, on a 70 MHz core
   clock. Its fmax depends on the placement by several MHz, so it places with three seeds and keeps

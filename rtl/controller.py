@@ -3,9 +3,10 @@
 It owns the status the host reads (busy, converged, error, steps, cycles, max|dv|) and the
 Jacobi half `cur`, and sequences the datapath:
 
-- a relaxation step: `step_start` (clears the MAC's running sum and the step's row count
-  and max|dv|), D cycles of issue (`restart` then `advance` on the stream), drain until
-  every free row is written back, then STEP_END (flip `cur`, convergence and step limit);
+- a relaxation step: D cycles of issue (`restart` then `advance` on the stream; `step_start`,
+  which clears the MAC's running sum and the step's row count and max|dv|, in the first), drain
+  until the cycle in which the last free row is written back, then STEP_END (flip `cur`,
+  convergence and step limit) and straight into the next step's issue;
 - RELAX / STEP with the store bit (when every unit is relaxed, `relax_store`): `store` is held
   through the command and every write-back also goes to fixed point (set, slot), so the last
   step's write-backs are what STORE would copy; the fields are checked as STORE's;
@@ -36,9 +37,10 @@ from . import hostmap as hm
 #: The command register's fields: opcode | sign << 4 | set << 6 | slot << 8 | store << 16.
 COMMAND = data.StructLayout({"op": 4, "sign": 2, "set": 2, "slot": 8, "store": 1})
 
-#: Controller cycles per relaxation step besides the stream and the pipeline: STEP_START,
-#: the cycle in which DRAIN sees the last row, STEP_END.
-STEP_OVERHEAD = 3
+#: Controller cycles per relaxation step besides the stream and the pipeline: STEP_END. The
+#: step's first issue cycle clears the step's counters (no STEP_START cycle), and DRAIN leaves in
+#: the cycle the last row is written back (not the cycle after, when its count shows it).
+STEP_OVERHEAD = 1
 
 
 class Controller(wiring.Component):
@@ -103,8 +105,9 @@ class Controller(wiring.Component):
         # rows written back and max|dv| of the step in flight
         rows_done = Signal(range(n_rows + 1))
         delta_max = Signal.like(self.last_delta)
-        # cleared in STEP_START, from a register of its own that is set on the way in: the state
-        # decode fanned out to both counters' resets was a long path of the folded ULX3S design
+        # cleared in the step's first issue cycle, from a register of its own that is set on the way
+        # in: the state decode fanned out to both counters' resets was a long path of the folded
+        # ULX3S design
         at_step_start = Signal()
         m.d.sync += at_step_start.eq(0)
         with m.If(self.row_written):
@@ -135,8 +138,8 @@ class Controller(wiring.Component):
                             m.d.sync += [busy.eq(0), error.eq(1)]
                             m.next = "IDLE"
                         with m.Else():
-                            m.d.sync += [self.steps.eq(0), converged.eq(0), at_step_start.eq(1)]
-                            m.next = "STEP_START"
+                            m.d.sync += [self.steps.eq(0), converged.eq(0)]
+                            self._start_step(m, block, first, at_step_start)
                     with m.Case(hm.OP_STORE, hm.OP_RESTORE):
                         with m.If(fields_ok):
                             m.d.sync += item.eq(0)
@@ -161,16 +164,14 @@ class Controller(wiring.Component):
                     with m.Default():
                         m.d.sync += [busy.eq(0), error.eq(1)]
                         m.next = "IDLE"
-            with m.State("STEP_START"):
-                m.d.sync += [block.eq(0), self.issuing.eq(1), first.eq(1)]
-                m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.sync += [block.eq(block + 1), first.eq(0), advance.eq(block != D - 1)]
                 with m.If(block == D - 1):
                     m.d.sync += self.issuing.eq(0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                with m.If(rows_done == n_rows):
+                # the last row's write-back (its count and max|dv| are in by STEP_END)
+                with m.If(self.row_written & (rows_done == n_rows - 1)):
                     m.next = "STEP_END"
             with m.State("STEP_END"):
                 m.d.sync += [self.steps.eq(self.steps + 1), self.cur.eq(~self.cur), self.last_delta.eq(delta_max)]
@@ -183,8 +184,7 @@ class Controller(wiring.Component):
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += at_step_start.eq(1)
-                    m.next = "STEP_START"
+                    self._start_step(m, block, first, at_step_start)
             with m.State("COPY"):
                 # STORE: state[cur][i] -> fp[set][slot][i]; RESTORE: fp -> state, both halves
                 with m.If(op == hm.OP_STORE):
@@ -222,6 +222,11 @@ class Controller(wiring.Component):
                     delta_max=delta_max, first=first, fields_ok=fields_ok,
                     at_step_start=at_step_start)
         return m
+
+    def _start_step(self, m: Module, block, first, at_step_start) -> None:
+        """Into a step's first issue cycle: word 0 with `restart`, the step's counters cleared."""
+        m.d.sync += [block.eq(0), self.issuing.eq(1), first.eq(1), at_step_start.eq(1)]
+        m.next = "ISSUE"
 
     def _next_item(self, m: Module, item) -> None:
         with m.If(item == self.n - 1):

@@ -37,7 +37,7 @@ __all__ = ["ControllerProof", "engine_controller"]
 #: the commands whose behaviour these properties specify
 MODELLED = (hm.OP_RELAX, hm.OP_STEP, hm.OP_STORE, hm.OP_RESTORE, hm.OP_LEARN)
 #: the controller states those commands use (a state for another command is never entered)
-KNOWN_STATES = ("IDLE", "DISPATCH", "STEP_START", "ISSUE", "DRAIN", "STEP_END", "COPY", "STORE_WRITE",
+KNOWN_STATES = ("IDLE", "DISPATCH", "ISSUE", "DRAIN", "STEP_END", "COPY", "STORE_WRITE",
                 "RESTORE_HALF0", "RESTORE_HALF1", "LEARN")
 
 
@@ -72,8 +72,8 @@ class ControllerProof(Elaboratable):
         N, n_rows, D = cfg.network.n, len(sch.rows), sch.depth
         max_steps, tol = cfg.network.max_steps, cfg.fixed.tol_lsb
         pipe = READ_LATENCY + mac_latency(cfg.hw.lanes) + FINAL_LATENCY
-        last_row_at = D + pipe                 # the step's cycle (STEP_START = 0) of the last write-back
-        step_len = step_cycles(sch)            # = D + pipe + 3, the cycle model
+        last_row_at = D - 1 + pipe             # the step's cycle (its first issue = 0) of the last write-back
+        step_len = step_cycles(sch)            # = D + pipe + 1, the cycle model
 
         # every input free, then the contracts of the engine around the controller
         for path, member, value in ctrl.signature.flatten(ctrl):
@@ -87,7 +87,7 @@ class ControllerProof(Elaboratable):
         props.assume(m, ~ctrl.command_valid | Cat(*(cmd.op == op for op in MODELLED)).any() | invalid)
 
         # the datapath: rows written back during a step
-        since = Signal(range(step_len + 2), name="env_step_cycle")   # cycle of the step, STEP_START = 0
+        since = Signal(range(step_len + 2), name="env_step_cycle")   # cycle of the step from 1 (0: step_start)
         started = Signal(name="env_started")
         written = Signal(range(n_rows + 1), name="env_rows_written")
         with m.If(ctrl.step_start):
@@ -166,7 +166,7 @@ class ControllerProof(Elaboratable):
                            & (ctrl.converged | (op == hm.OP_STEP) | (ctrl.steps == max_steps))
                            & (ctrl.steps <= max_steps)),
                         "a relaxation stops when max|dv| <= tol_lsb (converged) or after max_steps steps (STEP: one)")
-            stepping = st["STEP_START"] | st["ISSUE"] | st["DRAIN"] | st["STEP_END"]
+            stepping = st["ISSUE"] | st["DRAIN"] | st["STEP_END"]
             selected = ctrl.store_read | ctrl.store_write | ctrl.restore_read | ctrl.restore_write
             reads = ctrl.store_read | ctrl.restore_read | ctrl.restore_write
             props.check(m, "controller.addresses_in_range",
@@ -195,6 +195,7 @@ class ControllerProof(Elaboratable):
                 props.check(m, f"controller.{name}", test, f"lemma: {text}", lemma=True)
 
             base = 1 + ctrl.steps * step_len
+            now = Mux(ctrl.step_start, 0, since)          # the step's cycle, its first issue = 0
             known = Cat(*(st[name] for name in KNOWN_STATES if name in st)).any()
             lemma("state", known & (busy == ~st["IDLE"])
                   & (~st["DISPATCH"] | (ctrl.cycles == 0))
@@ -211,26 +212,25 @@ class ControllerProof(Elaboratable):
                   "state, item and cycle counter of STORE / RESTORE / LEARN")
             steps_ok = (op == hm.OP_RELAX) & (ctrl.steps < max_steps) | (op == hm.OP_STEP) & (ctrl.steps == 0)
             lemma("step",
-                  (~st["STEP_START"] | (steps_ok & (ctrl.cycles == base)))
-                  & (~st["ISSUE"] | (steps_ok & (ctrl.cycles == base + since) & (i.block == since - 1)
-                                     & (i.first == (since == 1)) & (since >= 1) & (since <= D) & ctrl.issuing))
-                  & (~st["DRAIN"] | (steps_ok & (ctrl.cycles == base + since) & (since >= D + 1)
-                                     & (since <= last_row_at + 1) & ~ctrl.issuing))
-                  & (~st["STEP_END"] | (steps_ok & (ctrl.cycles == base + since) & (since == last_row_at + 2)))
-                  & (~(st["ISSUE"] | st["DRAIN"] | st["STEP_END"]) | ((i.rows_done == written) & started
-                                                                      & (written <= n_rows)))
-                  & (~(st["DRAIN"] & (since > last_row_at)) | (written == n_rows))
-                  & (~((st["DRAIN"] & (since <= last_row_at)) | st["ISSUE"]) | (written < n_rows))
+                  (~st["ISSUE"] | (steps_ok & (ctrl.cycles == base + now) & (i.block == now)
+                                   & (i.first == (now == 0)) & (i.at_step_start == (now == 0)) & (now <= D - 1)
+                                   & ctrl.issuing))
+                  & (~st["DRAIN"] | (steps_ok & (ctrl.cycles == base + since) & (since >= D)
+                                     & (since <= last_row_at) & ~ctrl.issuing & ~i.at_step_start))
+                  & (~st["STEP_END"] | (steps_ok & (ctrl.cycles == base + since) & (since == last_row_at + 1)))
+                  & (i.rows_done == written)
+                  & (~((st["ISSUE"] & (now != 0)) | st["DRAIN"] | st["STEP_END"]) | (started & (written <= n_rows)))
+                  & (~((st["ISSUE"] & (now != 0)) | st["DRAIN"]) | (written < n_rows))
                   & (~(st["STEP_END"]) | (written == n_rows))
-                  & (ctrl.issuing == st["ISSUE"]) & (i.at_step_start == st["STEP_START"]) & (ctrl.steps <= max_steps)
+                  & (ctrl.issuing == st["ISSUE"]) & (~i.at_step_start | st["ISSUE"]) & (ctrl.steps <= max_steps)
                   & (~(stepping & ctrl.store) | (i.fields_ok & self.relax_store & (ctrl.set <= hm.SET_FREE)
                                                  & (ctrl.slot < lay.batch)))
-                  & (~(st["STEP_START"] | st["ISSUE"] | st["DRAIN"] | st["STEP_END"]) | ~ctrl.converged),
+                  & (~stepping | ~ctrl.converged),
                   "a step's cycle, block and row counters follow the step's clock")
 
             props.cover(m, "controller.relax_converged", ended & (op == hm.OP_RELAX) & ctrl.converged,
                         "a RELAX that converges")
-            props.cover(m, "controller.relax_second_step", st["STEP_START"] & (op == hm.OP_RELAX) & (ctrl.steps == 1),
+            props.cover(m, "controller.relax_second_step", st["ISSUE"] & i.first & (op == hm.OP_RELAX) & (ctrl.steps == 1),
                         "a RELAX goes on to a second step")
             props.cover(m, "controller.store_done", ended & (op == hm.OP_STORE), "a STORE completes")
             if self.relax_store:

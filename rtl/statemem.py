@@ -11,7 +11,7 @@ of lanes (fanout.py) takes two cycles for the hard activations: the value and ad
 register per group of lanes and then one per copy, so that no route from one register reaches
 block RAMs spread over the die (on the ULX3S such a route, 15 ns with no logic, was the longest
 path of two of the three placements). Nothing reads the half being written for at least three
-cycles after its last write (the controller's STEP_END and STEP_START, then the stream's read),
+cycles after its last write (the controller's STEP_END, then the stream's read),
 so the delay is invisible to the controller.
 
 A folded stream (`fold`, mac.py) also needs the activations of the word's rows: two more
