@@ -21,7 +21,7 @@ board PLL makes it from the oscillator; see `BOARDS` and docs/hostlink.md):
   0.9958 at p = 0.1 (seeds 0-2: 0.9959, 0.9949, 0.9966; stochastic rounding 0.9964).
 - `ulx3s` (ECP5 LFE5U-85F: 84k LUTs, 208 DP16KD, 156 multipliers, 25 MHz): N = 100 dense on
   linear-256 pairs, P = 32 lanes folded (`hw.fold`: each symmetric pair read once, 223 cycles a
-  step), 16 learning lanes, two Threefry pipelines (LEARN at minibatch 1 waits for the draws:
+  step; 118 for a step that reads the sums kept from the step before, `hw.keep_sums`), 16 learning lanes, two Threefry pipelines (LEARN at minibatch 1 waits for the draws:
   6680 -> 4367 cycles), minibatch 8, MULT18X18D with their output registers, on a 70 MHz core
   clock. Its fmax depends on the placement by several MHz, so it places with three seeds and keeps
   the fastest (2026-11-29: 69.35, 65.20 and 72.21 MHz on seeds 1-3; README, "Hardware"). With
@@ -128,7 +128,8 @@ BOARDS = {
     "ulx3s": Board(
         "ulx3s", "ulx3s:ULX3S_85F_Platform", "ecp5",
         {"network": {"n": 100}, "device": {"preset": "linear-256"}, "train": {"batch_size": 8},
-         "hw": {"lanes": 32, "learn_lanes": 16, "threefry": "dual", "fold": True, "learn_skip": True}},
+         "hw": {"lanes": 32, "learn_lanes": 16, "threefry": "dual", "fold": True, "learn_skip": True,
+                "keep_sums": True}},
         clock_mhz=70, goal_mhz=75,
         seeds=(1, 2, 3),
         classifier={"hidden": (100,), "hw": {"lanes": 16}, "clock_mhz": 40}),

@@ -70,6 +70,15 @@ class Proof:
         return self.cover_depth(cfg) if callable(self.cover_depth) else self.cover_depth
 
 
+def controller_cover_depth(cfg: Config) -> int:
+    """A step and its command's ends; with hw.keep_sums a step that reads the kept sums after it."""
+    from memprop.rtl.cycles import reuse_step_cycles, step_cycles
+    from memprop.rtl.schedule import Schedule
+
+    sch = Schedule(cfg)
+    return step_cycles(sch) + 4 + (reuse_step_cycles(sch) + 3 if cfg.hw.keep_sums else 0)
+
+
 def default_proofs() -> list[Proof]:
     """Every proof `memprop formal` runs, with its default-suite depths."""
     from memprop.rtl import controller_formal as cf
@@ -101,7 +110,7 @@ def default_proofs() -> list[Proof]:
         Proof("learner", lambda props, cfg: lf2.LearnLaneProof(props, cfg), "prove", CORRELATOR_LATENCY + 2, 12,
               per_config=True),
         Proof("controller", lambda props, cfg: cf.ControllerProof(props, cfg), "prove", 3,
-              lambda cfg: step_cycles(Schedule(cfg)) + 4, per_config=True),
+              controller_cover_depth, per_config=True),
     ]
 
 
@@ -121,7 +130,7 @@ def default_configs() -> list[tuple[str, Config]]:
     return [
         ("dense-hard_tanh", Config.for_algorithm(
             "eqprop", **fixed, network={"n": 6, "max_steps": 2}, train={"batch_size": 2}, fixed=small,
-            device={"preset": "linear-64"}, hw={"lanes": 3})),
+            device={"preset": "linear-64"}, hw={"lanes": 3, "keep_sums": True})),
         ("band-hard_sigmoid", Config.for_algorithm(
             "eqprop", **fixed, network={"n": 6, "topology": "band", "band": 2, "activation": "hard_sigmoid"},
             train={"beta": 0.5, "batch_size": 3}, fixed={**small, "weight_frac": 4, "rounding": "nearest"},

@@ -84,6 +84,7 @@ class EpochCost:
     samples: int = 0
     updates: int = 0
     steps: int = 0           # relaxation steps, all phases
+    reused: int = 0          # of them, steps that read the kept sums (hw.keep_sums)
     relax: int = 0           # cycles of RELAX commands
     store: int = 0           # STORE and RESTORE
     learn: int = 0           # LEARN
@@ -93,7 +94,8 @@ class EpochCost:
         return self.relax + self.store + self.learn
 
     def to_dict(self) -> dict:
-        return {"samples": self.samples, "updates": self.updates, "steps": self.steps, "relax": self.relax,
+        return {"samples": self.samples, "updates": self.updates, "steps": self.steps, "reused": self.reused,
+                "relax": self.relax,
                 "store": self.store, "learn": self.learn, "cycles": self.cycles}
 
 
@@ -108,8 +110,18 @@ def minibatch_cost(cfg: Config, step: fixed.LearnStep, info: dict, batch: int) -
     phases = 3 if centered else 2
     steps = int(round(info["steps"] * batch))
     unused = cfg.train.batch_size - batch            # slots the driver fills with HI == LO
-    return EpochCost(samples=batch, updates=1, steps=steps,
-                     relax=phases * batch * cycles.COMMAND_OVERHEAD + steps * cycles.step_cycles(sch),
+    # hw.keep_sums: the nudged phase (centered: the plus phase) after an exact free fixed point
+    # starts with a step that reads the kept sums (cycles.sums_kept); with tol_lsb = 0 every
+    # converged free phase ended exactly
+    reused = 0
+    if cfg.hw.keep_sums:
+        if cfg.fixed.tol_lsb:
+            raise ValueError("the cycle projection of hw.keep_sums needs fixed.tol_lsb = 0 (a free phase that "
+                             "converged within a tolerance may not have ended at an exact fixed point)")
+        reused = info["free_converged"]
+    saved = reused * (cycles.step_cycles(sch) - cycles.reuse_step_cycles(sch))
+    return EpochCost(samples=batch, updates=1, steps=steps, reused=reused,
+                     relax=phases * batch * cycles.COMMAND_OVERHEAD + steps * cycles.step_cycles(sch) - saved,
                      store=batch * cycles.sample_copy_cycles(cfg) + unused * 2 * cycles.store_cycles(n),
                      learn=cycles.learn_cycles(sch, step.pulses_w, step.pulses_b, step.changed))
 
@@ -136,7 +148,7 @@ def in_situ_training(cfg: Config, pats, epochs: int, desc: str | None = None) ->
                 minibatches.append({"x": x.tolist(), "y": y.tolist(), "params": params.copy()})
             step, info = fixed.eqprop_fixed_update(fmt, params, drive, target)
             cost = minibatch_cost(cfg, step, info, len(x))
-            for key in ("samples", "updates", "steps", "relax", "store", "learn"):
+            for key in ("samples", "updates", "steps", "reused", "relax", "store", "learn"):
                 setattr(total, key, getattr(total, key) + getattr(cost, key))
         per_epoch.append(total)
     return {"initial": initial, "final": params, "epochs": per_epoch, "first_minibatch": minibatches[0]}
@@ -234,6 +246,20 @@ async def measure_commands(driver, cfg: Config, workload: dict) -> dict:
             "learn": phases["learn_cycles"], "store": store, "recall": [r.cycles for r in recalls]}
 
 
+def reused_phases(cfg: Config, free_converged: np.ndarray, sign: int) -> list[bool]:
+    """Per relaxation of a minibatch, in the driver's order (free, hi, lo; train_minibatch): whether
+    its first step reads the kept sums (cycles.sums_kept; fixed.tol_lsb = 0, so a converged free
+    phase ended exactly). The nudged phase after a free phase does, unless the centered nudge's
+    minus phase, which follows a RESTORE."""
+    from memprop.rtl import cycles
+
+    kept = [cycles.sums_kept(cfg, bool(c) and cfg.fixed.tol_lsb == 0) for c in free_converged]
+    centered = cfg.train.nudge == "centered"
+    hi = kept if centered or sign > 0 else [False] * len(kept)
+    lo = [False] * len(kept) if centered or sign > 0 else kept
+    return [False] * len(kept) + hi + lo
+
+
 def simulate_board(cfg: Config, states: dict, pats, build_root: Path | None = None) -> dict:
     """Run `measure_commands` under Verilator for each network state; compare with the cycle model."""
     import tempfile
@@ -254,12 +280,15 @@ def simulate_board(cfg: Config, states: dict, pats, build_root: Path | None = No
                               "recall": state["recall_inputs"]})
             # the model's prediction of the same commands
             params = state["params"].copy()
+            sign = fixed.nudge_sign(cfg, params.updates)
             x, y = np.array(mb["x"]), np.array(mb["y"])
             W, b = params.weights(fmt.device)
             drive = fixed.fixed_drive_for(fmt, x)
             step, _ = fixed.eqprop_fixed_update(fmt, params, drive, fixed.fixed_target_for(fmt, y))
             rec = fixed.fixed_relax(fmt, W, b, fixed.fixed_drive_for(fmt, np.array(state["recall_inputs"])))
-            expect.append({"learn": cycles.learn_cycles(sch, step.pulses_w, step.pulses_b, step.changed),
+            free = fixed.fixed_relax(fmt, W, b, drive)
+            expect.append({"reused": reused_phases(cfg, free.converged, sign),
+                           "learn": cycles.learn_cycles(sch, step.pulses_w, step.pulses_b, step.changed),
                            "store": cycles.store_cycles(cfg.network.n),
                            "recall": [cycles.relax_cycles(sch, int(s)) for s in rec.steps]})
         start = time.perf_counter()
@@ -270,7 +299,7 @@ def simulate_board(cfg: Config, states: dict, pats, build_root: Path | None = No
         if not got.get("ok"):
             out["states"][name] = {"ok": False, "error": got.get("mismatch")}
             continue
-        relax_model = [cycles.relax_cycles(sch, s) for s in got["steps"]]
+        relax_model = [cycles.relax_cycles(sch, s, r) for s, r in zip(got["steps"], want["reused"])]
         agree = (got["learn"] == want["learn"] and got["store"] == want["store"]
                  and got["recall"] == want["recall"] and got["relax"] == relax_model)
         out["states"][name] = {"ok": agree, "learn": got["learn"], "learn_model": want["learn"],
@@ -300,9 +329,11 @@ def demo_cycles(cfg: Config, measured: dict) -> dict:
     B = cfg.train.batch_size
     sample = (sum(measured["relax"]) + measured["learn"]) / B + cycles.sample_copy_cycles(cfg)
     plan = LearnPlan(cfg)
+    sch = Schedule(cfg)
     return {"learn": measured["learn"], "sample": sample, "recall": float(np.mean(measured["recall"])),
-            "batch_size": B, "step": cycles.step_cycles(Schedule(cfg)), "learn_lanes": plan.width,
-            "draws": draw_rate(plan), "learn_skip": plan.skips}
+            "batch_size": B, "step": cycles.step_cycles(sch), "learn_lanes": plan.width,
+            "draws": draw_rate(plan), "learn_skip": plan.skips,
+            "kept_step": cycles.reuse_step_cycles(sch) if cfg.hw.keep_sums else None}
 
 
 def draw_rate(plan) -> str:
@@ -316,10 +347,11 @@ def draw_rate(plan) -> str:
 
 
 def demo_line(c: dict) -> str:
+    kept = "" if c.get("kept_step") is None else f", {c['kept_step']} reading the kept sums"
     return (f"engine cycles (measured): LEARN {c['learn']:,} per minibatch of {c['batch_size']} "
             f"({c['learn_lanes']} learning lane{'s' if c['learn_lanes'] != 1 else ''}, {c['draws']}"
             f"{', passing over unchanged units' if c.get('learn_skip') else ''}), "
-            f"{c['sample']:,.0f} per training sample, {c['recall']:,.0f} per recall ({c['step']} per step)")
+            f"{c['sample']:,.0f} per training sample, {c['recall']:,.0f} per recall ({c['step']} per step{kept})")
 
 
 def demo_projection(c: dict, fmax_mhz: float) -> dict:
@@ -369,6 +401,9 @@ def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates:
         "lanes": cfg.hw.lanes, "learn_lanes": LearnPlan(cfg).width, "threefry": cfg.hw.threefry, "fold": cfg.hw.fold,
         "fingerprint": cfg.fingerprint, "fmax_mhz": fmax, "fmax_source": build,
         "step_cycles": cycles.step_cycles(sch),
+        # hw.keep_sums: a step that reads the kept sums, and the share of training steps that did
+        "reuse_step_cycles": cycles.reuse_step_cycles(sch) if cfg.hw.keep_sums else None,
+        "reused_steps_batch1": sum(e.reused for e in online["epochs"]) / max(sum(e.steps for e in online["epochs"]), 1),
         "learn_cycles": {"untrained": first.learn / first.updates, "trained": last.learn / last.updates},
         "learn_cycles_batch1": {"untrained": online["epochs"][0].learn / online["epochs"][0].updates,
                                 "trained": online["epochs"][-1].learn / online["epochs"][-1].updates},
@@ -474,7 +509,9 @@ def markdown(section: dict) -> str:
     for e in section["hardware"]:
         cycles_rows.append([e["board"], f"N = {e['n']} {e['topology']}, B = {e['batch_size']}",
                             f"{e['lanes']} / {e['learn_lanes']} ({e['threefry']}{', fold' if e.get('fold') else ''})",
-                            e["step_cycles"],
+                            e["step_cycles"] if e.get("reuse_step_cycles") is None
+                            else f"{e['step_cycles']} ({e['reuse_step_cycles']} kept sums, "
+                                 f"{100 * e['reused_steps_batch1']:.0f} % of steps at batch 1)",
                             pair(e["learn_cycles"]), pair(e["learn_cycles_batch1"]), pair(e["sample_cycles"]),
                             pair(e["recall_cycles"]), pair(e["recall_accuracy"], 3)])
         speed_rows.append([e["board"], num(e["fmax_mhz"], 1), num(e["train_samples_per_s"]),

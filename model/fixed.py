@@ -673,6 +673,15 @@ def changed_units(a_hi: np.ndarray, a_lo: np.ndarray) -> np.ndarray:
     return np.asarray(np.any(np.asarray(a_hi) != np.asarray(a_lo), axis=0)).reshape(-1)
 
 
+def nudge_sign(cfg, updates: int) -> int:
+    """The nudged phase's sign of update `updates` (docs/numerics.md): +1, or with the random_sign
+    nudge the top bit of a Threefry draw (the centered nudge runs both)."""
+    if cfg.train.nudge != "random_sign":
+        return 1
+    n = cfg.network.n
+    return 1 if int(rng.rand(cfg.train.seed, updates, n * n + n, 0)) >> 31 else -1
+
+
 def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, target: FixedTarget,
                         decay_steps: int = 0, relax=None) -> tuple[LearnStep, dict]:
     """Free phase, nudged phase(s), learning: exactly what the hardware learning loop does.
@@ -687,17 +696,15 @@ def eqprop_fixed_update(fmt: Formats, params: FixedParams, drive: FixedDrive, ta
         lo = relax(fmt, W, b, drive, target, -1, v_start=free.v)
         phases = (free, hi, lo)
     else:
-        sign = 1
-        if nudge == "random_sign":
-            n = params.mask.shape[0]
-            sign = 1 if int(rng.rand(fmt.cfg.train.seed, params.updates, n * n + n, 0)) >> 31 else -1
+        sign = nudge_sign(fmt.cfg, params.updates)
         nudged = relax(fmt, W, b, drive, target, sign, v_start=free.v)
         hi, lo = (nudged, free) if sign > 0 else (free, nudged)
         phases = (free, nudged)
     step = learn(fmt, params, activation(fmt, hi.v), activation(fmt, lo.v), drive.clamped, decay_steps)
     err = ((target.values - free.v) * target.units) / float(1 << fmt.fv)
     info = {"loss": float(0.5 * np.sum(err**2, axis=1).mean()),
-            "steps": float(sum(ph.steps.mean() for ph in phases))}
+            "steps": float(sum(ph.steps.mean() for ph in phases)),
+            "free_converged": int(free.converged.sum())}
     return step, info
 
 

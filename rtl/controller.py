@@ -45,8 +45,10 @@ STEP_OVERHEAD = 1
 
 class Controller(wiring.Component):
     def __init__(self, *, n: int, n_rows: int, words: int, v_bits: int, n_bits: int, slot_bits: int,
-                 tol: int, max_steps: int, slots: int | None = None, relax_store: bool = False):
+                 tol: int, max_steps: int, slots: int | None = None, relax_store: bool = False,
+                 keep_sums: bool = False):
         self.n, self.n_rows, self.words = n, n_rows, words
+        self.keep_sums = keep_sums                # hw.keep_sums: a step may read the last step's sums
         self.relax_store = relax_store            # RELAX / STEP may store as they go (all units relaxed)
         self.n_bits, self.slot_bits = n_bits, slot_bits
         self.slots = (1 << slot_bits) if slots is None else slots    # fixed-point slots per set (the batch)
@@ -62,6 +64,9 @@ class Controller(wiring.Component):
             "cur": Out(1), "sign": Out(signed(2)),
             "step_start": Out(1), "restart": Out(1), "advance": Out(1), "issuing": Out(1),
             "word": Out(max((words - 1).bit_length(), 1)),      # the word issued (code memory address)
+            # hw.keep_sums: the step in flight reads the kept sums (n_rows row ends, no weights);
+            # `invalidate`: a host write that changes what they were computed from
+            "reuse": Out(1), "invalidate": In(1),
             "row_written": In(1), "row_delta": In(v_bits),    # write-back of one free row
             # STORE / RESTORE
             "store_read": Out(1), "store_write": Out(1),
@@ -125,6 +130,17 @@ class Controller(wiring.Component):
         block = Signal(range(max(D, 2)))
         first, advance = Signal(), Signal()
         m.d.comb += [self.restart.eq(first), self.advance.eq(advance), self.word.eq(block)]
+        # hw.keep_sums: the sums of the last step hold for the current state when that step left
+        # it unchanged (max|dv| = 0) and nothing since changed the state, the inputs or the codes
+        # (a host write the engine flags, RESTORE, LEARN, a weight load); then the next step
+        # issues n_rows row ends instead of D words (`reuse`), and the engine reads the sums
+        sums_valid = Signal()
+        last_issue = Signal()                       # the issue cycle is the step's last
+        m.d.comb += last_issue.eq(Mux(self.reuse, block == n_rows - 1, block == D - 1) if self.keep_sums
+                                  else block == D - 1)
+        if self.keep_sums:
+            with m.If(self.invalidate):
+                m.d.sync += sums_valid.eq(0)
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.command_valid):
@@ -139,34 +155,39 @@ class Controller(wiring.Component):
                             m.next = "IDLE"
                         with m.Else():
                             m.d.sync += [self.steps.eq(0), converged.eq(0)]
-                            self._start_step(m, block, first, at_step_start)
+                            self._start_step(m, block, first, at_step_start, sums_valid)
                     with m.Case(hm.OP_STORE, hm.OP_RESTORE):
                         with m.If(fields_ok):
                             m.d.sync += item.eq(0)
+                            with m.If(op == hm.OP_RESTORE):
+                                m.d.sync += sums_valid.eq(0)
                             m.next = "COPY"
                         with m.Else():
                             m.d.sync += [busy.eq(0), error.eq(1)]
                             m.next = "IDLE"
                     with m.Case(hm.OP_LEARN):
                         m.d.comb += self.learn_start.eq(1)
+                        m.d.sync += sums_valid.eq(0)
                         m.next = "LEARN"
                     with m.Case(hm.OP_CHECKSUM):
                         m.d.comb += self.checksum_start.eq(1)
                         m.next = "CHECKSUM"
                     with m.Case(hm.OP_BEGIN_LOAD):
                         m.d.comb += self.begin_load.eq(1)
+                        m.d.sync += sums_valid.eq(0)
                         m.d.sync += busy.eq(0)
                         m.next = "IDLE"
                     with m.Case(hm.OP_COMMIT):
                         m.d.comb += self.commit.eq(self.loading)
+                        m.d.sync += sums_valid.eq(0)
                         m.d.sync += [busy.eq(0), error.eq(~self.loading)]
                         m.next = "IDLE"
                     with m.Default():
                         m.d.sync += [busy.eq(0), error.eq(1)]
                         m.next = "IDLE"
             with m.State("ISSUE"):
-                m.d.sync += [block.eq(block + 1), first.eq(0), advance.eq(block != D - 1)]
-                with m.If(block == D - 1):
+                m.d.sync += [block.eq(block + 1), first.eq(0), advance.eq(~last_issue)]
+                with m.If(last_issue):
                     m.d.sync += self.issuing.eq(0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
@@ -175,6 +196,8 @@ class Controller(wiring.Component):
                     m.next = "STEP_END"
             with m.State("STEP_END"):
                 m.d.sync += [self.steps.eq(self.steps + 1), self.cur.eq(~self.cur), self.last_delta.eq(delta_max)]
+                if self.keep_sums:
+                    m.d.sync += sums_valid.eq(delta_max == 0)
                 with m.If(delta_max <= self.tol):
                     m.d.sync += [converged.eq(1), busy.eq(0)]
                     m.next = "IDLE"
@@ -184,7 +207,8 @@ class Controller(wiring.Component):
                     m.d.sync += busy.eq(0)
                     m.next = "IDLE"
                 with m.Else():
-                    self._start_step(m, block, first, at_step_start)
+                    # this step changed the state (max|dv| > tol >= 0): the next one streams
+                    self._start_step(m, block, first, at_step_start, 0)
             with m.State("COPY"):
                 # STORE: state[cur][i] -> fp[set][slot][i]; RESTORE: fp -> state, both halves
                 with m.If(op == hm.OP_STORE):
@@ -220,12 +244,15 @@ class Controller(wiring.Component):
                     m.next = "IDLE"
         formal.hook(self, m, fsm=fsm, op=op, item=item, w_item=w_item, block=block, rows_done=rows_done,
                     delta_max=delta_max, first=first, fields_ok=fields_ok,
-                    at_step_start=at_step_start)
+                    at_step_start=at_step_start, sums_valid=sums_valid)
         return m
 
-    def _start_step(self, m: Module, block, first, at_step_start) -> None:
-        """Into a step's first issue cycle: word 0 with `restart`, the step's counters cleared."""
+    def _start_step(self, m: Module, block, first, at_step_start, reuse) -> None:
+        """Into a step's first issue cycle: word 0 with `restart`, the step's counters cleared;
+        with hw.keep_sums the step reads the kept sums when `reuse` (they hold)."""
         m.d.sync += [block.eq(0), self.issuing.eq(1), first.eq(1), at_step_start.eq(1)]
+        if self.keep_sums:
+            m.d.sync += self.reuse.eq(reuse)
         m.next = "ISSUE"
 
     def _next_item(self, m: Module, item) -> None:

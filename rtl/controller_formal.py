@@ -8,7 +8,8 @@ environment that keeps their documented contracts:
 - a relaxation step's datapath writes back each of the `n_rows` free rows once, in any order
   of cycles, the last one exactly when the cycle model puts it (the pipeline latency after the
   last issued word: READ_LATENCY + mac_latency(P) + FINAL_LATENCY), with any max|dv|;
-- the learning unit answers `learn_done` once per `learn_start`, whenever.
+- the learning unit answers `learn_done` once per `learn_start`, whenever;
+- `invalidate` (hw.keep_sums: a host write of the state, inputs or codes) comes only while idle.
 
 Every other input (host faults, the opcodes and fields of commands) is free. The commands are
 those of the engine's version 1 (RELAX, STEP, STORE, RESTORE, LEARN) and every opcode that
@@ -18,7 +19,7 @@ their own.
 
 from __future__ import annotations
 
-from amaranth import Cat, Elaboratable, Module, Mux, ResetSignal, Signal, Value
+from amaranth import Cat, Const, Elaboratable, Module, Mux, ResetSignal, Signal, Value
 from amaranth.asserts import AnySeq
 from amaranth.lib import wiring
 
@@ -50,7 +51,8 @@ def engine_controller(cfg: Config, relax_store: bool | None = None) -> Controlle
     return Controller(n=cfg.network.n, n_rows=len(sch.rows), words=sch.depth, v_bits=lay.fmt.state_bits,
                       n_bits=lay.n_bits, slot_bits=lay.slot_bits, tol=cfg.fixed.tol_lsb,
                       max_steps=cfg.network.max_steps, slots=lay.batch,
-                      relax_store=lay.relax_store if relax_store is None else relax_store)
+                      relax_store=lay.relax_store if relax_store is None else relax_store,
+                      keep_sums=cfg.hw.keep_sums)
 
 
 def _defined_opcodes() -> set[int]:
@@ -72,8 +74,11 @@ class ControllerProof(Elaboratable):
         N, n_rows, D = cfg.network.n, len(sch.rows), sch.depth
         max_steps, tol = cfg.network.max_steps, cfg.fixed.tol_lsb
         pipe = READ_LATENCY + mac_latency(cfg.hw.lanes) + FINAL_LATENCY
-        last_row_at = D - 1 + pipe             # the step's cycle (its first issue = 0) of the last write-back
         step_len = step_cycles(sch)            # = D + pipe + 1, the cycle model
+        # the words a step issues: D, or n_rows row ends when it reads the kept sums (hw.keep_sums)
+        issued = Mux(ctrl.reuse, n_rows, D) if cfg.hw.keep_sums else Const(D)
+        last_row_at = Signal(range(D + pipe), name="env_last_row_at")   # the step's cycle (its first issue = 0)
+        m.d.comb += last_row_at.eq(issued - 1 + pipe)                  # of the last write-back
 
         # every input free, then the contracts of the engine around the controller
         for path, member, value in ctrl.signature.flatten(ctrl):
@@ -83,6 +88,7 @@ class ControllerProof(Elaboratable):
         cmd = ctrl.command
         props.assume(m, ~ctrl.command_valid | ~ctrl.busy)
         props.assume(m, ~(ctrl.command_valid & ctrl.fault))          # one bus write per cycle
+        props.assume(m, ~(ctrl.invalidate & ctrl.busy))               # host writes land only while idle
         invalid = ~Cat(*(cmd.op == op for op in _defined_opcodes())).any()
         props.assume(m, ~ctrl.command_valid | Cat(*(cmd.op == op for op in MODELLED)).any() | invalid)
 
@@ -109,11 +115,12 @@ class ControllerProof(Elaboratable):
             m.d.sync += learning.eq(0)
         props.assume(m, ~ctrl.learn_done | (learning & ~ctrl.learn_start))
 
-        attach(ctrl, self._properties(since, started, written, learning, step_len, last_row_at, N, n_rows, D,
-                                      max_steps, tol))
+        attach(ctrl, self._properties(since, started, written, learning, step_len, last_row_at, issued, N, n_rows,
+                                      D, max_steps, tol))
         return m
 
-    def _properties(self, since, started, written, learning, step_len, last_row_at, N, n_rows, D, max_steps, tol):
+    def _properties(self, since, started, written, learning, step_len, last_row_at, issued, N, n_rows, D,
+                    max_steps, tol):
         props, lay = self.props, self.lay
         sch = lay.schedule
 
@@ -123,6 +130,14 @@ class ControllerProof(Elaboratable):
             busy = ctrl.busy
             was_busy = past(m, busy, "mon_was_busy")
             ended = was_busy & ~busy
+            # hw.keep_sums: the command's first step read the kept sums (it then took D - n_rows
+            # cycles fewer: cycles.reuse_step_cycles)
+            first_reused = Signal(name="mon_first_reused")
+            with m.If(ctrl.command_valid & ~busy):
+                m.d.sync += first_reused.eq(0)
+            with m.Elif(ctrl.step_start & ctrl.reuse):
+                m.d.sync += first_reused.eq(1)
+            saved = Mux(first_reused, D - n_rows, 0)
             # the cycle model (rtl/cycles.py) of the command that just ended
             expected = Signal(32, name="mon_expected_cycles")
             refused = Signal(name="mon_refused")       # an unknown opcode, or STORE / RESTORE fields out of range
@@ -138,15 +153,41 @@ class ControllerProof(Elaboratable):
                 with m.Case(hm.OP_RESTORE):
                     m.d.comb += expected.eq(Mux(i.fields_ok, restore_cycles(N), 1))
                 with m.Case(hm.OP_STEP):
-                    m.d.comb += expected.eq(Mux(store_refused, 1, relax_cycles(sch, 1)))
+                    m.d.comb += expected.eq(Mux(store_refused, 1, relax_cycles(sch, 1) - saved))
                 with m.Case(hm.OP_RELAX):
-                    m.d.comb += expected.eq(Mux(store_refused, 1, 1 + ctrl.steps * step_len))
+                    m.d.comb += expected.eq(Mux(store_refused, 1, 1 + ctrl.steps * step_len - saved))
                 with m.Default():
                     m.d.comb += expected.eq(1)
             modelled_end = ended & (op != hm.OP_LEARN)
             props.check(m, "controller.command_cycles", ~modelled_end | (ctrl.cycles == expected),
                         "RELAX, STEP, STORE, RESTORE and a refused command end (busy falls) after exactly the "
-                        "cycles of the cycle model (rtl/cycles.py: 1 + k (D + L), 2 + N, 1 + 3N, 1)")
+                        "cycles of the cycle model (rtl/cycles.py: 1 + k (D + L), less D - n_rows when the first "
+                        "step read the kept sums; 2 + N, 1 + 3N, 1)")
+            if self.cfg.hw.keep_sums:
+                # the specification of when the kept sums hold, apart from the controller's own flag:
+                # the last step to end left every row unchanged (max|dv| = 0), and since then no
+                # invalidating host write, LEARN or accepted RESTORE came
+                held, last_zero = Signal(name="mon_sums_held"), Signal(name="mon_last_step_zero")
+                with m.If(st["STEP_END"]):
+                    m.d.sync += [held.eq(1), last_zero.eq(i.delta_max == 0)]
+                with m.If(ctrl.invalidate | ctrl.learn_start
+                          | (st["DISPATCH"] & (op == hm.OP_RESTORE) & i.fields_ok)):
+                    m.d.sync += held.eq(0)
+                props.check(m, "controller.reuse_only_where_sums_hold",
+                            ~(ctrl.step_start & ctrl.reuse) | (held & last_zero & (ctrl.steps == 0)),
+                            "hw.keep_sums: a step reads the kept sums only as its command's first step, when "
+                            "the last step left the state unchanged and no host write of the state, inputs or "
+                            "codes, no LEARN and no RESTORE came since")
+                lemma_text = ("the kept sums' flag implies the specification's, a step that reads them is its "
+                              "command's first, and the monitor knows it from the second step on")
+                stepping_ = st["ISSUE"] | st["DRAIN"] | st["STEP_END"]
+                props.check(m, "controller.keep", (~i.sums_valid | (held & last_zero))
+                            & (~(stepping_ & ctrl.reuse) | (held & last_zero & (ctrl.steps == 0)))
+                            & (~(stepping_ & (ctrl.steps == 0) & ~i.at_step_start) | (first_reused == ctrl.reuse))
+                            & (~(stepping_ & (ctrl.steps != 0)) | ~ctrl.reuse),
+                            f"lemma: {lemma_text}", lemma=True)
+                props.cover(m, "controller.relax_reused", ended & (op == hm.OP_RELAX) & first_reused,
+                            "a RELAX whose first step read the kept sums ends")
             bound = Signal(32, name="mon_bound")
             with m.Switch(op):
                 with m.Case(hm.OP_RELAX):
@@ -194,7 +235,7 @@ class ControllerProof(Elaboratable):
             def lemma(name, test, text):
                 props.check(m, f"controller.{name}", test, f"lemma: {text}", lemma=True)
 
-            base = 1 + ctrl.steps * step_len
+            base = 1 + ctrl.steps * step_len - Mux(ctrl.steps == 0, 0, saved)
             now = Mux(ctrl.step_start, 0, since)          # the step's cycle, its first issue = 0
             known = Cat(*(st[name] for name in KNOWN_STATES if name in st)).any()
             lemma("state", known & (busy == ~st["IDLE"])
@@ -213,9 +254,9 @@ class ControllerProof(Elaboratable):
             steps_ok = (op == hm.OP_RELAX) & (ctrl.steps < max_steps) | (op == hm.OP_STEP) & (ctrl.steps == 0)
             lemma("step",
                   (~st["ISSUE"] | (steps_ok & (ctrl.cycles == base + now) & (i.block == now)
-                                   & (i.first == (now == 0)) & (i.at_step_start == (now == 0)) & (now <= D - 1)
+                                   & (i.first == (now == 0)) & (i.at_step_start == (now == 0)) & (now <= issued - 1)
                                    & ctrl.issuing))
-                  & (~st["DRAIN"] | (steps_ok & (ctrl.cycles == base + since) & (since >= D)
+                  & (~st["DRAIN"] | (steps_ok & (ctrl.cycles == base + since) & (since >= issued)
                                      & (since <= last_row_at) & ~ctrl.issuing & ~i.at_step_start))
                   & (~st["STEP_END"] | (steps_ok & (ctrl.cycles == base + since) & (since == last_row_at + 1)))
                   & (i.rows_done == written)

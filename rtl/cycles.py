@@ -25,8 +25,25 @@ def step_cycles(schedule: Schedule) -> int:
     return schedule.depth + step_latency(schedule.lanes)
 
 
-def relax_cycles(schedule: Schedule, steps: int) -> int:
-    return COMMAND_OVERHEAD + steps * step_cycles(schedule)
+def reuse_step_cycles(schedule: Schedule) -> int:
+    """A step that reads the kept sums (hw.keep_sums): one row end a cycle, then the same pipeline."""
+    return len(schedule.rows) + step_latency(schedule.lanes)
+
+
+def relax_cycles(schedule: Schedule, steps: int, reused: bool = False) -> int:
+    """RELAX (or STEP) of `steps` steps; `reused`: its first step read the kept sums (`sums_kept`)."""
+    if reused and not schedule.cfg.hw.keep_sums:
+        raise ValueError("only an engine with hw.keep_sums reuses a step's sums")
+    first = reuse_step_cycles(schedule) if reused and steps else step_cycles(schedule) if steps else 0
+    return COMMAND_OVERHEAD + first + max(steps - 1, 0) * step_cycles(schedule)
+
+
+def sums_kept(cfg, previous_converged_exactly: bool, invalidated: bool = False) -> bool:
+    """Whether a relaxation's first step reads the kept sums (docs/rtl.md, "Kept sums"): with
+    hw.keep_sums, when the engine's last step left the state unchanged (max|dv| = 0: the relaxation
+    before converged at an exact fixed point) and no RESTORE, LEARN, weight load or host write of the
+    state, the inputs or a code came between."""
+    return bool(cfg.hw.keep_sums and previous_converged_exactly and not invalidated)
 
 
 def store_cycles(n: int) -> int:

@@ -122,7 +122,8 @@ class Engine(wiring.Component):
 
         m.submodules.ctrl = ctrl = Controller(
             n=N, n_rows=len(sch.rows), words=sch.depth, v_bits=vb, n_bits=nb, slot_bits=lay.slot_bits,
-            tol=cfg.fixed.tol_lsb, max_steps=cfg.network.max_steps, slots=lay.batch, relax_store=lay.relax_store)
+            tol=cfg.fixed.tol_lsb, max_steps=cfg.network.max_steps, slots=lay.batch, relax_store=lay.relax_store,
+            keep_sums=cfg.hw.keep_sums)
         m.submodules.stream = stream = StreamGenerator(sch)
         word_bits = max(ceil_log2(sch.depth), 1)
         banked_depth = (1 << word_bits) + sch.depth if self.atomic_load else sch.depth
@@ -164,6 +165,7 @@ class Engine(wiring.Component):
                      mems["bias_bank"][0].eq(self._active), mems["bias_bank"][1].eq(self._active)]
         m.d.comb += [self.busy.eq(ctrl.busy), state.cur.eq(ctrl.cur)]
 
+        self._ctrl = ctrl
         self._relaxation(m, ctrl, stream, codes, lookup, state, mac, learner)
         self._finalizer(m, ctrl, state, neuron, bias_lookup, mems)
         self._host(m, ctrl, codes, state, mems)
@@ -237,10 +239,17 @@ class Engine(wiring.Component):
         s1_valid, s2_valid = Signal(), Signal()
         s2_entry, s2_last = Signal(P), Signal(P)
         m.d.sync += [s1_valid.eq(ctrl.issuing), s2_valid.eq(s1_valid)]
+        # hw.keep_sums: a step that reads the kept sums issues one row end a cycle and no synapse
+        # (every product 0, every column accumulator stays 0): the MAC array's row-end flags drive
+        # the finalizer and the column reads as in any step
+        reuse = ctrl.reuse
         for lane in range(P):
             e = stream.port.entries[lane]
             m.d.comb += [state.act_col[lane].eq(e.col), lookup.entries[lane].eq(codes.port.r_data[lane * E:(lane + 1) * E])]
-            m.d.sync += [s2_entry[lane].eq(e.valid), s2_last[lane].eq(e.last)]
+            if self.cfg.hw.keep_sums:
+                m.d.sync += [s2_entry[lane].eq(e.valid & ~reuse), s2_last[lane].eq(e.last | reuse if lane == 0 else e.last & ~reuse)]
+            else:
+                m.d.sync += [s2_entry[lane].eq(e.valid), s2_last[lane].eq(e.last)]
             m.d.comb += [mac.w[lane].eq(lookup.weights[lane]), mac.a[lane].eq(state.act[lane])]
         m.d.comb += [mac.start.eq(ctrl.step_start), mac.valid.eq(s2_valid), mac.entry.eq(s2_entry),
                      mac.last.eq(s2_last)]
@@ -263,7 +272,8 @@ class Engine(wiring.Component):
         for lane in range(P):
             e = entries[lane]
             blk = (e.col >> (P - 1).bit_length()) if pow2 else blocks[e.col]
-            m.d.sync += [s2_twin[lane].eq(e.above), s2_tail[lane].eq(e.row != row0), s2_blk[lane].eq(blk)]
+            m.d.sync += [s2_twin[lane].eq(e.above & ~self._ctrl.reuse), s2_tail[lane].eq(e.row != row0),
+                         s2_blk[lane].eq(blk)]
             m.d.comb += [mac.a_row[lane].eq(Mux(s2_tail[lane], state.act_rows[1], state.act_rows[0])),
                          mac.blk[lane].eq(s2_blk[lane])]
         m.d.comb += mac.twin.eq(s2_twin)
@@ -298,8 +308,22 @@ class Engine(wiring.Component):
                      tgt_rd.addr.eq(row_i)]
         self._bias_row = bias_row
         f1_valid, f1_row, f1_acc = Signal(), Signal(nb), Signal(signed(f.acc_bits))
-        m.d.sync += [f1_valid.eq(mac.row_valid), f1_row.eq(row_i), f1_acc.eq(mac.row_sum)]
+        m.d.sync += [f1_valid.eq(mac.row_valid), f1_row.eq(row_i)]
         f2_valid, f2_row, f2_acc = Signal(), Signal(nb), Signal(signed(f.acc_bits))
+        if self.cfg.hw.keep_sums:
+            # the kept sums (hw.keep_sums): every row's W·a is written as it goes to the update, and a
+            # step that reuses them reads the row's in place of the MAC array's (read a cycle ahead,
+            # with the bias, for the row whose sum leaves next)
+            # (a block RAM: its read is a register inside the block, as the bias's beside it)
+            sums = memory.Memory(shape=signed(f.acc_bits), depth=len(sch.rows), init=[],
+                                 attrs={"ram_style": "block"})
+            m.submodules.sums_mem = sums
+            sums_rd, sums_wr = sums.read_port(), sums.write_port()
+            m.d.comb += [sums_rd.addr.eq(bias_row - first_row), sums_wr.en.eq(f2_valid),
+                         sums_wr.addr.eq(f2_row - first_row), sums_wr.data.eq(f2_acc)]
+            m.d.sync += f1_acc.eq(Mux(ctrl.reuse, sums_rd.data, mac.row_sum))
+        else:
+            m.d.sync += f1_acc.eq(mac.row_sum)
         f2_v, f2_x, f2_t = Signal(signed(vb)), Signal(signed(2)), Signal(signed(vb))
         m.d.sync += [f2_valid.eq(f1_valid), f2_row.eq(f1_row), f2_acc.eq(f1_acc + mac.col_sum if sch.fold else f1_acc),
                      f2_v.eq(state.rd_data), f2_x.eq(in_rd.data), f2_t.eq(tgt_rd.data)]
@@ -357,6 +381,9 @@ class Engine(wiring.Component):
         pending, p_unit, p_value = Signal(), Signal(nb), Signal(signed(f.state_bits))
         state_write = host_write & (region == hm.STATE)
         m.d.comb += ctrl.fault.eq((bus.we & busy) | (state_write & pending))
+        # hw.keep_sums: the kept sums no longer hold after a write of the state, the inputs or a code
+        m.d.comb += ctrl.invalidate.eq(host_write & ((region == hm.STATE) | (region == hm.INPUT)
+                                                     | (region == hm.CODES)))
         w_en, w_unit, w_half, w_value = state.w_en, state.w_unit, state.w_half, state.w_value
         wb_valid, wb_row, wb_v = self._wb
         with m.If(wb_valid):

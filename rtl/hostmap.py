@@ -186,6 +186,8 @@ def design_id(cfg) -> str:
     what["train"] = {k: getattr(cfg.train, k) for k in DESIGN_TRAIN_FIELDS}
     if not what["hw"].get("fold"):          # added later: the unfolded designs keep their ids
         what["hw"].pop("fold", None)
+    if not what["hw"].get("keep_sums"):     # added later too
+        what["hw"].pop("keep_sums", None)
     what["hw"].pop("dsp", None)             # how the multipliers are built, not what the design does
     # per-layer rates and their decay make another learner; named only when set, so that the
     # designs without them keep their ids

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from memprop.model import fixed, rng
+from memprop.model import fixed
 from memprop.model import patterns as pattern_sets
 from memprop.model.training import epoch_samples
 from memprop.model.config import Config, ConfigError
@@ -107,6 +107,9 @@ def _random_config(r: np.random.Generator, max_n: int, max_lanes: int) -> Config
     # LEARN passing over unchanged units (drawn last: earlier campaigns keep their configs)
     if r.random() < 0.5:
         cfg = cfg.replace(hw={"learn_skip": True})
+    # the kept sums (drawn last, as above)
+    if r.random() < 0.5:
+        cfg = cfg.replace(hw={"keep_sums": True})
     return cfg
 
 
@@ -141,10 +144,7 @@ def expected(case: Case) -> Expected:
     fmt, cfg = case.fmt, case.cfg
     W, b = case.params.weights(fmt.device)
     exp = Expected()
-    sign = 1
-    if cfg.train.nudge == "random_sign":
-        n = cfg.network.n
-        sign = 1 if int(rng.rand(cfg.train.seed, case.params.updates, n * n + n, 0)) >> 31 else -1
+    sign = fixed.nudge_sign(cfg, case.params.updates)
     for s in range(case.drive.v0.shape[0]):
         one = fixed.FixedDrive(case.drive.v0[s:s + 1], case.drive.x[s:s + 1], case.drive.clamped)
         tgt = fixed.FixedTarget(case.target.values[s:s + 1], case.target.units)
@@ -247,8 +247,11 @@ async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = No
     sch = driver.layout.schedule
     n = case.cfg.network.n
     results = _phase_results(case, exp, phases)
+    reused = _reused_phases(case, exp)
     for (sample, phase), r in results.items():
-        want = r.steps * cycles.relax_cycles(sch, 1) if mode == "step" else cycles.relax_cycles(sch, r.steps)
+        first = (sample, phase) in reused
+        want = (cycles.relax_cycles(sch, 1, first) + (r.steps - 1) * cycles.relax_cycles(sch, 1) if mode == "step"
+                else cycles.relax_cycles(sch, r.steps, first))
         if r.cycles != want:
             raise Mismatch(f"cycle counter: sample {sample}, {phase} phase: {r.steps} steps took {r.cycles} "
                            f"cycles, the cycle model says {want}")
@@ -284,11 +287,7 @@ async def check_case(driver: EngineDriver, case: Case, exp: Expected | None = No
 
 
 def _nudge_sign(case: Case) -> int:
-    cfg = case.cfg
-    if cfg.train.nudge != "random_sign":
-        return 1
-    n = cfg.network.n
-    return 1 if int(rng.rand(cfg.train.seed, case.params.updates, n * n + n, 0)) >> 31 else -1
+    return fixed.nudge_sign(case.cfg, case.params.updates)
 
 
 def _phase_results(case: Case, exp: Expected, phases: dict) -> dict:
@@ -303,6 +302,22 @@ def _phase_results(case: Case, exp: Expected, phases: dict) -> dict:
         out.update({(s, "plus"): r for s, r in enumerate(phases["hi"])})
     else:
         out.update({(s, "minus"): r for s, r in enumerate(phases["lo"])})
+    return out
+
+
+def _reused_phases(case: Case, exp: Expected) -> set:
+    """The (sample, phase) relaxations whose first step reads the kept sums (hw.keep_sums,
+    cycles.sums_kept): the nudged phase that follows a free phase whose last step left the state
+    unchanged. The centered nudge's minus phase follows a RESTORE, which does not keep them."""
+    from . import cycles
+
+    out = set()
+    first_nudged = "plus" if case.cfg.train.nudge == "centered" or _nudge_sign(case) > 0 else "minus"
+    for s in range(case.drive.v0.shape[0]):
+        trace = exp.traces[(s, "free")]
+        before = trace[-2] if len(trace) > 1 else case.drive.v0[s]
+        if cycles.sums_kept(case.cfg, bool(np.array_equal(trace[-1], before))):
+            out.add((s, first_nudged))
     return out
 
 

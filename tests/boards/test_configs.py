@@ -74,10 +74,12 @@ def test_design_id_names_per_layer_rates_and_decay_only_when_set():
     assert len({design_id(c) for c in (layered, rated, decaying)}) == 3
     assert design_id(layered.replace(hw={"fold": True})) != design_id(layered)
     assert design_id(layered.replace(hw={"dsp": "mult18x18d"})) == design_id(layered)
+    assert design_id(layered.replace(hw={"keep_sums": True})) != design_id(layered)
     for cfg in (CFG, layered):
         what = cfg.model_dump(include={"numerics", "network", "fixed", "device", "hw"})
         what["train"] = {k: getattr(cfg.train, k) for k in DESIGN_TRAIN_FIELDS}
         assert what["hw"].pop("fold") is False      # hw.fold came later: an unfolded design keeps its id
         assert what["hw"].pop("dsp") == "auto"      # and hw.dsp, which never changes what it computes
+        assert what["hw"].pop("keep_sums") is False  # hw.keep_sums came later as well
         blob = json.dumps(what, sort_keys=True, separators=(",", ":"), default=str).encode()
         assert design_id(cfg) == hashlib.sha256(blob).hexdigest()[:16]

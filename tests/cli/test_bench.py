@@ -217,6 +217,36 @@ def test_minibatch_cost_counts_every_command():
     assert cost.learn == cycles.learn_cycles(sch, step.pulses_w, step.pulses_b, step.changed)
 
 
+def test_minibatch_cost_counts_the_steps_that_read_kept_sums():
+    """hw.keep_sums: each sample whose free phase converged starts its nudged phase with a step of
+    N rows + L instead of D + L; centered: only the plus phase (the minus one follows a RESTORE)."""
+    import numpy as np
+    import pytest
+
+    from memprop import hwbench
+    from memprop.model.config import Config
+    from memprop.model.fixed import LearnStep
+    from memprop.rtl import cycles
+    from memprop.rtl.schedule import Schedule
+
+    cfg = Config.for_algorithm("eqprop", network={"n": 10}, numerics="fixed", train={"batch_size": 4},
+                               device={"preset": "linear-64"}, hw={"keep_sums": True})
+    step = LearnStep(np.zeros((10, 10), int), np.zeros(10, int))
+    sch = Schedule(cfg)
+    plain = hwbench.minibatch_cost(cfg.replace(hw={"keep_sums": False}), step, {"steps": 7.5}, 2)
+    kept = hwbench.minibatch_cost(cfg, step, {"steps": 7.5, "free_converged": 2}, 2)
+    assert plain.relax - kept.relax == 2 * (cycles.step_cycles(sch) - cycles.reuse_step_cycles(sch)) > 0
+    assert cycles.reuse_step_cycles(sch) == 10 + (cycles.step_cycles(sch) - sch.depth)
+    with pytest.raises(ValueError, match="tol_lsb = 0"):
+        hwbench.minibatch_cost(cfg.replace(fixed={"tol_lsb": 1}), step, {"steps": 7.5, "free_converged": 2}, 2)
+    conv = np.array([True, False])
+    assert hwbench.reused_phases(cfg, conv, 1) == [False, False, True, False, False, False]
+    assert hwbench.reused_phases(cfg, conv, -1) == [False, False, False, False, True, False]
+    centered = cfg.replace(train={"nudge": "centered"})
+    assert hwbench.reused_phases(centered, conv, -1) == [False, False, True, False, False, False]
+    assert hwbench.reused_phases(cfg.replace(hw={"keep_sums": False}), conv, 1) == [False] * 6
+
+
 def test_activity_counts_the_activations_each_step_changes():
     """hwbench.activity against an independent count: the free phase relaxed 1, 2, ... steps
     (max_steps), activations compared between consecutive step counts, over the steps each sample
@@ -268,3 +298,6 @@ def test_the_demo_names_how_fast_the_learner_draws():
     plain = demo_line(demo_cycles(ulx3s.replace(hw={"learn_skip": False}),
                                   {"relax": [1000] * 8, "learn": 5000, "recall": [1900]}))
     assert "2 draws a cycle)" in plain and "unchanged" not in plain
+    assert "(223 per step, 118 reading the kept sums)" in line       # hw.keep_sums: 100 rows + 18
+    assert "reading the kept sums" not in demo_line(demo_cycles(ulx3s.replace(hw={"keep_sums": False}),
+                                                               {"relax": [1000] * 8, "learn": 5000, "recall": [1900]}))
