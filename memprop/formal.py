@@ -87,11 +87,9 @@ def default_proofs() -> list[Proof]:
     from memprop.rtl import mac_formal as mf
     from memprop.rtl import neuron_formal as nf
     from memprop.rtl import uart_formal as uf
-    from memprop.rtl.cycles import step_cycles
     from memprop.rtl.learnlane import CORRELATOR_LATENCY
     from memprop.rtl.mac import mac_latency
     from memprop.rtl.neuron import NEURON_LATENCY
-    from memprop.rtl.schedule import Schedule
 
     return [
         Proof("link", lambda props, cfg: lf.LinkProof(props), "prove", 4, 40),

@@ -403,7 +403,8 @@ def board_entry(board: str, pats, epochs: int, trials: int, builds: Path, rates:
         "step_cycles": cycles.step_cycles(sch),
         # hw.keep_sums: a step that reads the kept sums, and the share of training steps that did
         "reuse_step_cycles": cycles.reuse_step_cycles(sch) if cfg.hw.keep_sums else None,
-        "reused_steps_batch1": sum(e.reused for e in online["epochs"]) / max(sum(e.steps for e in online["epochs"]), 1),
+        "reused_steps_batch1": (sum(e.reused for e in online["epochs"])
+                                / max(sum(e.steps for e in online["epochs"]), 1)),
         "learn_cycles": {"untrained": first.learn / first.updates, "trained": last.learn / last.updates},
         "learn_cycles_batch1": {"untrained": online["epochs"][0].learn / online["epochs"][0].updates,
                                 "trained": online["epochs"][-1].learn / online["epochs"][-1].updates},

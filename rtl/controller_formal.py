@@ -178,14 +178,13 @@ class ControllerProof(Elaboratable):
                             "hw.keep_sums: a step reads the kept sums only as its command's first step, when "
                             "the last step left the state unchanged and no host write of the state, inputs or "
                             "codes, no LEARN and no RESTORE came since")
-                lemma_text = ("the kept sums' flag implies the specification's, a step that reads them is its "
-                              "command's first, and the monitor knows it from the second step on")
-                stepping_ = st["ISSUE"] | st["DRAIN"] | st["STEP_END"]
+                in_step = st["ISSUE"] | st["DRAIN"] | st["STEP_END"]
                 props.check(m, "controller.keep", (~i.sums_valid | (held & last_zero))
-                            & (~(stepping_ & ctrl.reuse) | (held & last_zero & (ctrl.steps == 0)))
-                            & (~(stepping_ & (ctrl.steps == 0) & ~i.at_step_start) | (first_reused == ctrl.reuse))
-                            & (~(stepping_ & (ctrl.steps != 0)) | ~ctrl.reuse),
-                            f"lemma: {lemma_text}", lemma=True)
+                            & (~(in_step & ctrl.reuse) | (held & last_zero & (ctrl.steps == 0)))
+                            & (~(in_step & (ctrl.steps == 0) & ~i.at_step_start) | (first_reused == ctrl.reuse))
+                            & (~(in_step & (ctrl.steps != 0)) | ~ctrl.reuse),
+                            "lemma: the kept sums' flag implies the specification's, a step that reads them is "
+                            "its command's first, and the monitor knows it from the second step on", lemma=True)
                 props.cover(m, "controller.relax_reused", ended & (op == hm.OP_RELAX) & first_reused,
                             "a RELAX whose first step read the kept sums ends")
             bound = Signal(32, name="mon_bound")

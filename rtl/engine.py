@@ -165,7 +165,6 @@ class Engine(wiring.Component):
                      mems["bias_bank"][0].eq(self._active), mems["bias_bank"][1].eq(self._active)]
         m.d.comb += [self.busy.eq(ctrl.busy), state.cur.eq(ctrl.cur)]
 
-        self._ctrl = ctrl
         self._relaxation(m, ctrl, stream, codes, lookup, state, mac, learner)
         self._finalizer(m, ctrl, state, neuron, bias_lookup, mems)
         self._host(m, ctrl, codes, state, mems)
@@ -247,7 +246,8 @@ class Engine(wiring.Component):
             e = stream.port.entries[lane]
             m.d.comb += [state.act_col[lane].eq(e.col), lookup.entries[lane].eq(codes.port.r_data[lane * E:(lane + 1) * E])]
             if self.cfg.hw.keep_sums:
-                m.d.sync += [s2_entry[lane].eq(e.valid & ~reuse), s2_last[lane].eq(e.last | reuse if lane == 0 else e.last & ~reuse)]
+                m.d.sync += [s2_entry[lane].eq(e.valid & ~reuse),
+                             s2_last[lane].eq(e.last | reuse if lane == 0 else e.last & ~reuse)]
             else:
                 m.d.sync += [s2_entry[lane].eq(e.valid), s2_last[lane].eq(e.last)]
             m.d.comb += [mac.w[lane].eq(lookup.weights[lane]), mac.a[lane].eq(state.act[lane])]
@@ -255,9 +255,9 @@ class Engine(wiring.Component):
                      mac.last.eq(s2_last)]
         self._mac = mac
         if self.schedule.fold:
-            self._fold(m, stream, state, mac)
+            self._fold(m, ctrl, stream, state, mac)
 
-    def _fold(self, m, stream, state, mac):
+    def _fold(self, m, ctrl, stream, state, mac):
         """A folded stream's column inputs (mac.py): the rows' activations, which lanes hold twins
         and in which row, their columns' blocks."""
         P = self.cfg.hw.lanes
@@ -272,8 +272,8 @@ class Engine(wiring.Component):
         for lane in range(P):
             e = entries[lane]
             blk = (e.col >> (P - 1).bit_length()) if pow2 else blocks[e.col]
-            m.d.sync += [s2_twin[lane].eq(e.above & ~self._ctrl.reuse), s2_tail[lane].eq(e.row != row0),
-                         s2_blk[lane].eq(blk)]
+            twin = e.above & ~ctrl.reuse if self.cfg.hw.keep_sums else e.above      # no twin in a kept-sums step
+            m.d.sync += [s2_twin[lane].eq(twin), s2_tail[lane].eq(e.row != row0), s2_blk[lane].eq(blk)]
             m.d.comb += [mac.a_row[lane].eq(Mux(s2_tail[lane], state.act_rows[1], state.act_rows[0])),
                          mac.blk[lane].eq(s2_blk[lane])]
         m.d.comb += mac.twin.eq(s2_twin)
@@ -313,8 +313,8 @@ class Engine(wiring.Component):
         if self.cfg.hw.keep_sums:
             # the kept sums (hw.keep_sums): every row's W·a is written as it goes to the update, and a
             # step that reuses them reads the row's in place of the MAC array's (read a cycle ahead,
-            # with the bias, for the row whose sum leaves next)
-            # (a block RAM: its read is a register inside the block, as the bias's beside it)
+            # with the bias, for the row whose sum leaves next). A block RAM: its read is a register
+            # inside the block, as the bias's beside it
             sums = memory.Memory(shape=signed(f.acc_bits), depth=len(sch.rows), init=[],
                                  attrs={"ram_style": "block"})
             m.submodules.sums_mem = sums
