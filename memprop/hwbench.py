@@ -284,9 +284,11 @@ def simulate_board(cfg: Config, states: dict, pats, build_root: Path | None = No
             x, y = np.array(mb["x"]), np.array(mb["y"])
             W, b = params.weights(fmt.device)
             drive = fixed.fixed_drive_for(fmt, x)
-            step, _ = fixed.eqprop_fixed_update(fmt, params, drive, fixed.fixed_target_for(fmt, y))
-            rec = fixed.fixed_relax(fmt, W, b, fixed.fixed_drive_for(fmt, np.array(state["recall_inputs"])))
             free = fixed.fixed_relax(fmt, W, b, drive)
+            step, _ = fixed.eqprop_fixed_update(fmt, params, drive, fixed.fixed_target_for(fmt, y))
+            # the engine recalls after the minibatch's LEARN: with the weights it programmed
+            W, b = params.weights(fmt.device)
+            rec = fixed.fixed_relax(fmt, W, b, fixed.fixed_drive_for(fmt, np.array(state["recall_inputs"])))
             expect.append({"reused": reused_phases(cfg, free.converged, sign),
                            "learn": cycles.learn_cycles(sch, step.pulses_w, step.pulses_b, step.changed),
                            "store": cycles.store_cycles(cfg.network.n),
