@@ -301,3 +301,56 @@ def test_the_demo_names_how_fast_the_learner_draws():
     assert "(223 per step, 118 reading the kept sums)" in line       # hw.keep_sums: 100 rows + 18
     assert "reading the kept sums" not in demo_line(demo_cycles(ulx3s.replace(hw={"keep_sums": False}),
                                                                {"relax": [1000] * 8, "learn": 5000, "recall": [1900]}))
+
+
+def test_simulate_board_expects_what_the_engine_does_after_learn(monkeypatch):
+    """simulate_board's model of the hwbench workload (a minibatch with its LEARN, a STORE, then
+    recalls): the recalls run on the weights the LEARN programmed, and a nudged phase after an
+    exact free fixed point reads the kept sums. A fake engine that answers exactly that passes;
+    one that recalls with the weights from before LEARN does not."""
+    import numpy as np
+
+    from memprop import hwbench
+    from memprop.model import fixed, patterns
+    from memprop.model.config import Config
+    from memprop.model.numerics import Formats
+    from memprop.rtl import cycles
+    from memprop.rtl.schedule import Schedule
+    from memprop.rtl.verify import make_case
+
+    cfg = Config.for_algorithm("eqprop", network={"n": 10, "max_steps": 40}, numerics="fixed",
+                               device={"preset": "linear-64"}, train={"batch_size": 2},
+                               hw={"lanes": 4, "keep_sums": True})
+    fmt, sch = Formats(cfg), Schedule(cfg)
+    case = make_case(cfg, 5)
+    x, y = case.drive.x, case.target.values
+    recall = np.where(np.random.default_rng(1).random((3, 10)) < 0.5, 1, -1)
+    learned = case.params.copy()
+    drive, target = fixed.fixed_drive_for(fmt, x), fixed.fixed_target_for(fmt, y)
+    step, _ = fixed.eqprop_fixed_update(fmt, learned, drive, target)
+
+    def engine(params):
+        """What the engine reports for the workload, from the model: phases in the driver's order."""
+        W, b = case.params.weights(fmt.device)
+        free = fixed.fixed_relax(fmt, W, b, drive)
+        nudged = fixed.fixed_relax(fmt, W, b, drive, target, 1, v_start=free.v)
+        reused = [False] * 2 + [bool(c) for c in free.converged]
+        steps = [int(s) for s in free.steps] + [int(s) for s in nudged.steps]
+        Wr, br = params.weights(fmt.device)
+        rec = fixed.fixed_relax(fmt, Wr, br, fixed.fixed_drive_for(fmt, recall))
+        return {"ok": True, "steps": steps, "relax": [cycles.relax_cycles(sch, s, r) for s, r in zip(steps, reused)],
+                "learn": cycles.learn_cycles(sch, step.pulses_w, step.pulses_b, step.changed),
+                "store": cycles.store_cycles(10), "recall": [cycles.relax_cycles(sch, int(s)) for s in rec.steps]}
+
+    answers = {}
+    monkeypatch.setattr("memprop.sim.engine.run_engine",
+                        lambda *a, **k: type("Run", (), {"cycles": 1, "results": [answers["now"]]})())
+    states = {"s": {"params": case.params, "minibatch": {"x": x.tolist(), "y": y.tolist()},
+                    "recall_inputs": recall.tolist()}}
+    answers["now"] = engine(learned)
+    assert any(answers["now"]["relax"][2:][i] < cycles.relax_cycles(sch, answers["now"]["steps"][2 + i])
+               for i in range(2)), "the case must reuse the kept sums in a nudged phase"
+    assert hwbench.simulate_board(cfg, states, patterns.load())["states"]["s"]["ok"]
+    answers["now"] = engine(case.params)
+    assert answers["now"]["recall"] != engine(learned)["recall"], "LEARN must change a recall here"
+    assert not hwbench.simulate_board(cfg, states, patterns.load())["states"]["s"]["ok"]
