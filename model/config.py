@@ -224,7 +224,7 @@ class HardwareConfig(_Section):
         False, description="the engine keeps every unit's field sum W·a of the last step; a step whose input "
         "state is that step's (the first step of a nudged phase after a free phase that ended at an exact fixed "
         "point) reads the sums instead of streaming the weights: N rows + the pipeline instead of a full step "
-        "(same results, fewer cycles; N x acc bits of LUT RAM)")
+        "(same results, fewer cycles; a block RAM of N x acc bits)")
     learn_skip: bool = Field(
         False, description="LEARN passes over the synapses and biases whose units' fixed points are equal in HI "
         "and LO in every slot (their update is exactly zero), and ends at once when no unit differs: the learner "

@@ -13,8 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from memprop.model import rng
-from memprop.model.fixed import FixedDrive, FixedParams, FixedTarget
+from memprop.model.fixed import FixedDrive, FixedParams, FixedTarget, nudge_sign
 
 from . import hostmap as hm
 
@@ -201,10 +200,7 @@ class EngineDriver:
         batch = drive.v0.shape[0]
         if batch > self.layout.batch:
             raise EngineError(f"minibatch of {batch} exceeds the engine's {self.layout.batch} slots")
-        sign = 1
-        if tr.nudge == "random_sign":
-            draw = rng.rand(tr.seed, params_updates, self.n * self.n + self.n, 0)
-            sign = 1 if int(draw) >> 31 else -1
+        sign = nudge_sign(self.cfg, params_updates)
         fused = await self.relax_stores()
         phases = {"free": [], "hi": [], "lo": [], "store_cycles": [], "restore_cycles": [], "relax_store": fused}
 
